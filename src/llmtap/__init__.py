@@ -1,0 +1,3 @@
+"""llmtap: an LLM observability gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,58 @@
+"""The queue port: what the proxy publishes to and the consumer reads from.
+
+Adapters (``sqlite://`` embedded, ``kafka://``) implement these protocols; ``queue.open_queue``
+picks one by URL. Semantics follow Kafka's: topics split into partitions by key, per-partition
+monotonic offsets, consumer-group committed offsets meaning "next offset to read".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+    headers: Mapping[str, bytes] = field(default_factory=dict)
+
+
+class Producer(Protocol):
+    def publish(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Hand one message to the queue without waiting on the network.
+
+        Raises ``QueueError`` when the queue cannot take it now (the caller spools it).
+        """
+
+    def publish_batch(self, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
+        """Publish many (key, value) pairs; all-or-nothing for embedded, best-effort ordered for Kafka."""
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait until handed messages are durable; returns how many are still pending."""
+
+    def close(self) -> None: ...
+
+
+class Consumer(Protocol):
+    def poll_batch(self, max_records: int, timeout_s: float) -> list[Message]:
+        """Up to ``max_records`` messages after the group's position; waits at most ``timeout_s``."""
+
+    def commit(self, messages: Sequence[Message]) -> None:
+        """Commit ``last offset + 1`` per partition of these messages for the group."""
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Move the group's position in one partition (replay)."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Body store port and adapters."""

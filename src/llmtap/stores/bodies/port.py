@@ -1,0 +1,24 @@
+"""The body store port: request/response bytes, referenced from records by key.
+
+Adapters: ``file://<dir>`` and ``s3://bucket?endpoint=...``; ``stores.bodies.open_body_store``
+picks one by URL. Keys are laid out by organization and request id (``body_key``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+def body_key(org_id: str | None, request_id: str, kind: str) -> str:
+    """``<org>/<request id[:2]>/<request id>/<kind>``; kind is ``request`` or ``response``."""
+    return f"{org_id or '_unassigned'}/{request_id[:2]}/{request_id}/{kind}"
+
+
+class BodyStore(Protocol):
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """Store ``data`` under ``key`` (overwriting: replays write the same bytes)."""
+
+    def get(self, key: str) -> bytes:
+        """The bytes under ``key``; ``KeyError`` when there are none."""
+
+    def close(self) -> None: ...

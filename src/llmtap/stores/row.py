@@ -1,0 +1,71 @@
+"""RequestRow: one processed call, as every store and the API see it.
+
+The consumer's handler chain turns a ``LogRecord`` into a ``RequestRow``; sinks write rows
+idempotently keyed on ``request_id``. Token counts are ``None`` when the provider did not report
+them (``usage_source == "unknown"``): a missing number is never stored as 0. Cost is an integer
+number of nano-dollars (1e-9 USD), ``None`` when the model has no known price (unpriced).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class RequestRow(msgspec.Struct, kw_only=True):
+    request_id: str
+    org_id: str
+    created_unix_ms: float
+    source: str
+    provider: str
+    method: str
+    target_url: str
+    path: str
+    status: int
+    error: str | None = None
+    streamed: bool = False
+
+    model: str | None = None
+    """The model the caller asked for (or ``Helicone-Model-Override``)."""
+    response_model: str | None = None
+    """The model the provider says answered."""
+    endpoint: str | None = None
+    """``chat.completions`` | ``responses`` | ``embeddings`` | ``messages`` | ``models`` | ``other``."""
+    finish_reason: str | None = None
+
+    user_id: str | None = None
+    session_id: str | None = None
+    session_path: str | None = None
+    session_name: str | None = None
+    properties: dict[str, str] = msgspec.field(default_factory=dict)
+
+    usage_source: str = "unknown"
+    """``provider`` (the provider's own numbers) | ``unknown`` (none reported)."""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    audio_input_tokens: int | None = None
+    audio_output_tokens: int | None = None
+
+    cost_nano_usd: int | None = None
+    cost_source: str = "unpriced"
+    """``genai-prices`` | ``override`` | ``unpriced``."""
+
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    upstream_headers_ms: float | None = None
+
+    request_size: int = 0
+    response_size: int = 0
+    request_body_key: str | None = None
+    response_body_key: str | None = None
+    request_omitted: bool = False
+    response_omitted: bool = False
+    request_headers: dict[str, str] = msgspec.field(default_factory=dict)
+    response_headers: dict[str, str] = msgspec.field(default_factory=dict)
+
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
