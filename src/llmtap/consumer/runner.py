@@ -1,0 +1,397 @@
+"""The batch runner: poll → decode → handler chain per record → sinks in order → commit.
+
+The guarantee is at-least-once with idempotent sinks: offsets are committed only after every sink
+took the batch and the batch's dead letters are durable, so a crash at any point redelivers the
+batch and the sinks' upserts keep one row per request id.
+
+Failures sort into three kinds:
+
+* **poison** — a record that can never be processed (undecodable bytes, an unknown llmtap key, a
+  row a store refuses, a handler bug): dead-lettered with its original bytes at once.
+* **retriable, about one record** (a body not yet visible): tried again after a backoff, up to
+  ``max_attempts`` in all, then dead-lettered. Records are retried in rounds, so many such
+  records cost one backoff, not one each.
+* **outage** (``StoreUnavailable`` from a handler; any retriable error from a sink, the DLQ or the
+  commit): not the record's fault, so never dead-lettered. The runner waits (exponential backoff,
+  capped) and retries the same batch in place until it succeeds or ``stop`` is set; on stop the
+  batch is left uncommitted and is redelivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from llmtap.consumer.context import Context, Handler
+from llmtap.consumer.dlq import (
+    DeadLetter,
+    dead_letter_for,
+    dead_letter_headers,
+    encode_dead_letter,
+)
+from llmtap.consumer.handlers.row_builder import RowBuilder
+from llmtap.consumer.sink import PoisonRows, Sink
+from llmtap.errors import LlmtapError, QueueError, StoreUnavailable
+from llmtap.queue.port import GroupConsumer, Message, Producer
+from llmtap.record import LogRecord, RecordDecodeError, decode
+from llmtap.settings import Settings
+from llmtap.stores.row import RequestRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    dlq_topic: str
+    batch_max_records: int = 1000
+    batch_max_wait_s: float = 0.2
+    max_attempts: int = 3
+    retry_backoff_s: float = 0.5
+    retry_backoff_max_s: float = 30.0
+    dlq_flush_timeout_s: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunnerConfig:
+        return cls(
+            dlq_topic=settings.dlq_topic,
+            batch_max_records=settings.batch_max_records,
+            batch_max_wait_s=settings.batch_max_wait_s,
+            max_attempts=max(1, settings.max_attempts),
+            retry_backoff_s=settings.retry_backoff_s,
+            retry_backoff_max_s=settings.retry_backoff_max_s,
+        )
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th consecutive failure (1-based)."""
+        return float(
+            min(self.retry_backoff_s * 2 ** max(0, failures - 1), self.retry_backoff_max_s)
+        )
+
+
+@dataclass(slots=True)
+class RunnerStats:
+    """Counters since start; read by the service for progress logs and metrics."""
+
+    processed: int = 0
+    """Records whose row went through every sink."""
+    dead_lettered: int = 0
+    retries: int = 0
+    """Re-tries of single records after a retriable error."""
+    stalls: int = 0
+    """Waits on an outage (store, DLQ or commit) with the batch held in place."""
+    batches: int = 0
+    """Batches committed."""
+
+
+_Key = tuple[str, str]
+"""(org id, request id): what the sinks are idempotent on."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class _Item:
+    index: int
+    message: Message
+    record: LogRecord | None = None
+    ctx: Context | None = None
+    stage: str = "decode"
+    attempts: int = 0
+    first_failure_ms: int = 0
+    last_failure_ms: int = 0
+
+    def failed(self) -> None:
+        now = _now_ms()
+        self.attempts += 1
+        self.first_failure_ms = self.first_failure_ms or now
+        self.last_failure_ms = now
+
+
+@dataclass(slots=True)
+class _Batch:
+    messages: Sequence[Message]
+    good: list[_Item] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+    def dead_letter(self, item: _Item, error: BaseException) -> None:
+        if item.attempts == 0:
+            item.failed()
+        self.dead.append(
+            dead_letter_for(
+                item.message,
+                error,
+                stage=item.stage,
+                attempts=item.attempts,
+                first_failure_unix_ms=item.first_failure_ms,
+                last_failure_unix_ms=item.last_failure_ms,
+                request_id=item.record.request_id if item.record else None,
+            )
+        )
+        log.warning(
+            "dead-lettered %s/%d/%d (request %s) at %s after %d attempt(s): %s: %s",
+            item.message.topic,
+            item.message.partition,
+            item.message.offset,
+            item.record.request_id if item.record else "?",
+            item.stage,
+            item.attempts,
+            type(error).__name__,
+            error,
+        )
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        consumer: GroupConsumer,
+        dlq_producer: Producer,
+        handlers: Sequence[Handler],
+        sinks: Sequence[Sink],
+        config: RunnerConfig,
+    ) -> None:
+        self._consumer = consumer
+        self._dlq = dlq_producer
+        self._handlers = list(handlers)
+        self._sinks = list(sinks)
+        self._config = config
+        self._build_row = RowBuilder()
+        self._never = threading.Event()
+        self.stats = RunnerStats()
+
+    def run(self, stop: threading.Event) -> None:
+        """Process batches until ``stop`` is set; the batch in hand is finished and committed."""
+        while not stop.is_set():
+            self.run_once(stop)
+
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        """Process one batch; returns how many messages were committed (0 if none or held back)."""
+        stop = stop or self._never
+        config = self._config
+        messages = self._consumer.poll_batch(config.batch_max_records, config.batch_max_wait_s)
+        if not messages:
+            return 0
+        batch = _Batch(messages)
+        items = [self._decode(_Item(i, m), batch) for i, m in enumerate(messages)]
+        decoded = [item for item in items if item.record is not None]
+        done = (
+            self._process(decoded, batch, stop)
+            and self._write(batch, stop)
+            and self._publish_dead(batch, stop)
+        )
+        if not done:
+            self._rewind(messages)
+            return 0
+        if not self._commit(messages, stop):
+            return 0
+        self.stats.batches += 1
+        return len(messages)
+
+    # -- stages ---------------------------------------------------------------------------------
+
+    def _decode(self, item: _Item, batch: _Batch) -> _Item:
+        try:
+            item.record = decode(item.message.value)
+        except RecordDecodeError as exc:
+            batch.dead_letter(item, exc)
+        return item
+
+    def _process(self, items: list[_Item], batch: _Batch, stop: threading.Event) -> bool:
+        """Run the chain over every record; False when stopped while waiting out an outage."""
+        pending = items
+        rounds = outages = 0
+        while pending:
+            retry: list[_Item] = []
+            outage: StoreUnavailable | None = None
+            where = ""
+            for item in pending:
+                if outage is not None:
+                    # the store is down for everyone: do not spend this round's attempts on it
+                    retry.append(item)
+                    continue
+                try:
+                    item.ctx = self._run_chain(item)
+                except StoreUnavailable as exc:
+                    outage, where = exc, item.stage
+                    retry.append(item)
+                except LlmtapError as exc:
+                    item.failed()
+                    if exc.retriable and item.attempts < self._config.max_attempts:
+                        self.stats.retries += 1
+                        retry.append(item)
+                    else:
+                        batch.dead_letter(item, exc)
+                except Exception as exc:
+                    # Fail-open edge for handler bugs: a parser tripping on one odd body must not
+                    # stall the pipeline. The record keeps its bytes in the DLQ for a re-drive.
+                    log.exception("handler %s failed on %s", item.stage, item.message.offset)
+                    item.failed()
+                    batch.dead_letter(item, exc)
+                else:
+                    batch.good.append(item)
+            pending = retry
+            if not pending:
+                break
+            if outage is not None:
+                outages += 1
+                if self._wait_outage(where, outage, outages, stop):
+                    return False
+            else:
+                rounds += 1
+                # bounded (max_attempts rounds), so it is not cut short by stop: stopping must not
+                # turn a record that would have succeeded into a dead letter
+                time.sleep(self._config.backoff(rounds))
+        batch.good.sort(key=lambda item: item.index)
+        return True
+
+    def _run_chain(self, item: _Item) -> Context:
+        assert item.record is not None
+        item.stage = "handler:row"
+        ctx = Context(message=item.message, record=item.record, row=self._build_row(item.record))
+        for handler in self._handlers:
+            item.stage = f"handler:{handler.name}"
+            handler(ctx)
+        return ctx
+
+    def _write(self, batch: _Batch, stop: threading.Event) -> bool:
+        # one row per (org, request id): a record replayed inside one batch must not reach an
+        # upsert twice (Postgres refuses to touch a row twice in one statement); the latest wins
+        live: dict[_Key, list[_Item]] = {}
+        for item in batch.good:
+            assert item.ctx is not None
+            live.setdefault((item.ctx.row.org_id, item.ctx.row.request_id), []).append(item)
+        for sink in self._sinks:
+            if not self._write_sink(sink, live, batch, stop):
+                return False
+        self.stats.processed += sum(len(items) for items in live.values())
+        return True
+
+    def _write_sink(
+        self, sink: Sink, live: dict[_Key, list[_Item]], batch: _Batch, stop: threading.Event
+    ) -> bool:
+        failures = 0
+        one_by_one = False
+        while live:
+            try:
+                if one_by_one:
+                    self._write_singly(sink, live, batch)
+                else:
+                    sink.write_batch([_row(items) for items in live.values()])
+                return True
+            except PoisonRows as exc:
+                refused = [key for key in live if key[1] in exc.reasons]
+                if not refused:
+                    one_by_one = True
+                    continue
+                for key in refused:
+                    error = PoisonRows({key[1]: exc.reasons[key[1]]})
+                    _dead_letter_row(live.pop(key), sink, error, batch)
+            except LlmtapError as exc:
+                if not exc.retriable:
+                    # a refusal that does not say which rows: find them one at a time
+                    one_by_one = True
+                    continue
+                failures += 1
+                if self._wait_outage(f"sink:{sink.name}", exc, failures, stop):
+                    return False
+        return True
+
+    def _write_singly(self, sink: Sink, live: dict[_Key, list[_Item]], batch: _Batch) -> None:
+        for key, items in list(live.items()):
+            try:
+                sink.write_batch([_row(items)])
+            except LlmtapError as exc:
+                if exc.retriable:
+                    raise
+                _dead_letter_row(live.pop(key), sink, exc, batch)
+
+    def _publish_dead(self, batch: _Batch, stop: threading.Event) -> bool:
+        """Hand the batch's dead letters to the DLQ and wait until they are durable."""
+        topic = self._config.dlq_topic
+        sent = failures = 0
+        while True:
+            try:
+                for letter in batch.dead[sent:]:
+                    self._dlq.publish(
+                        topic,
+                        letter.original_key,
+                        encode_dead_letter(letter),
+                        dead_letter_headers(letter),
+                    )
+                    sent += 1
+                if batch.dead:
+                    pending = self._dlq.flush(self._config.dlq_flush_timeout_s)
+                    if pending:
+                        raise QueueError(f"{pending} dead letter(s) not durable yet")
+                self.stats.dead_lettered += len(batch.dead)
+                return True
+            except QueueError as exc:
+                if not exc.retriable:
+                    raise
+                failures += 1
+                if self._wait_outage("dlq", exc, failures, stop):
+                    return False
+
+    def _commit(self, messages: Sequence[Message], stop: threading.Event) -> bool:
+        failures = 0
+        while True:
+            try:
+                self._consumer.commit(messages)
+                return True
+            except QueueError as exc:
+                if not exc.retriable:
+                    raise
+                failures += 1
+                if failures >= self._config.max_attempts:
+                    # everything is written: a lost commit only means a harmless redelivery
+                    log.warning(
+                        "commit failed %d times, batch will be redelivered: %s", failures, exc
+                    )
+                    return False
+                if self._wait_outage("commit", exc, failures, stop):
+                    return False
+
+    def _rewind(self, messages: Sequence[Message]) -> None:
+        """Put the group's position back on an uncommitted batch so nothing after it is committed
+        before it."""
+        first: dict[tuple[str, int], int] = {}
+        for m in messages:
+            first[(m.topic, m.partition)] = min(
+                first.get((m.topic, m.partition), m.offset), m.offset
+            )
+        for (topic, partition), offset in first.items():
+            self._consumer.seek(partition, offset, topic)
+
+    def _wait_outage(
+        self, where: str, error: BaseException, failures: int, stop: threading.Event
+    ) -> bool:
+        """Back off before retrying the batch in place; True when stop was set meanwhile."""
+        self.stats.stalls += 1
+        delay = self._config.backoff(failures)
+        log.log(
+            logging.WARNING if failures == 1 or failures % 10 == 0 else logging.DEBUG,
+            "%s unavailable (%s: %s); holding the batch, retry %d in %.1fs",
+            where,
+            type(error).__name__,
+            error,
+            failures,
+            delay,
+        )
+        return stop.wait(delay)
+
+
+def _row(items: list[_Item]) -> RequestRow:
+    ctx = items[-1].ctx
+    assert ctx is not None
+    return ctx.row
+
+
+def _dead_letter_row(items: list[_Item], sink: Sink, error: BaseException, batch: _Batch) -> None:
+    for item in items:
+        item.stage = f"sink:{sink.name}"
+        item.failed()
+        batch.dead_letter(item, error)
