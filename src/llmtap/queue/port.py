@@ -1,13 +1,13 @@
 """The queue port: what the proxy publishes to and the consumer reads from.
 
-Adapters (``sqlite://`` embedded, ``kafka://``) implement these protocols; ``queue.open_queue``
-picks one by URL. Semantics follow Kafka's: topics split into partitions by key, per-partition
+Adapters (``sqlite://`` embedded, ``kafka://``) implement these protocols;
+``queue.factory.open_producer`` / ``open_consumer`` pick one by URL. Semantics follow Kafka's: topics split into partitions by key, per-partition
 monotonic offsets, consumer-group committed offsets meaning "next offset to read".
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -56,3 +56,37 @@ class Consumer(Protocol):
         """Move the group's position in one partition (replay)."""
 
     def close(self) -> None: ...
+
+
+Failed = tuple[str, bytes | None, bytes]
+"""A message the queue accepted but could not deliver: (topic, key, value), for the spool."""
+
+OnRevoke = Callable[[Sequence[tuple[str, int]]], None]
+"""Called with the (topic, partition) pairs a consumer is about to lose, before it loses them."""
+
+
+class ReportingProducer(Producer, Protocol):
+    """What both adapters offer beyond ``Producer``."""
+
+    def take_failed(self) -> list[Failed]:
+        """Messages whose asynchronous delivery failed since the last call (Kafka), oldest first.
+
+        ``publish`` returning is not delivery for Kafka; the caller spools what comes back here so
+        nothing is lost silently. The embedded adapter is synchronous and always returns ``[]``.
+        """
+
+
+class GroupConsumer(Consumer, Protocol):
+    """What both adapters offer beyond ``Consumer``: replay by topic/time, lag, revocation hook."""
+
+    def seek(self, partition: int, offset: int, topic: str | None = None) -> None:
+        """``topic`` may be left out when the consumer reads a single topic."""
+
+    def seek_to_time(self, timestamp_ms: int) -> None:
+        """Move every partition to its first message at or after ``timestamp_ms`` (replay)."""
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Messages not yet committed by the group, per (topic, partition)."""
+
+    def set_on_revoke(self, callback: OnRevoke | None) -> None:
+        """Run ``callback`` before partitions are taken away, so the caller can commit first."""

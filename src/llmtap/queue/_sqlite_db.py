@@ -1,0 +1,167 @@
+"""The embedded queue's file: schema, connection settings, transactions and group leases.
+
+Why these settings (see docs/decisions/2026-11-25-embedded-queue.md):
+
+* ``journal_mode=WAL``: the consumer reads while proxies write, and readers never block writers.
+* ``synchronous=FULL``: in WAL mode ``NORMAL`` survives a process crash but may lose the last
+  commits on power loss; ``publish`` returning must mean "on disk", so every commit syncs the WAL.
+  The proxy's shipper batches records, so this is one fsync per batch, not per record.
+* ``busy_timeout``: writers from several processes queue on the file lock instead of failing.
+* Every write is ``BEGIN IMMEDIATE``: the write lock is taken up front, so two publishers never
+  both read the same ``next_offset`` (offsets stay unique and gap-free per partition).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from llmtap.errors import QueueError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (
+    topic TEXT PRIMARY KEY,
+    partitions INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS partitions (
+    topic TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, part)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    topic TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    msg_offset INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    key BLOB,
+    value BLOB NOT NULL,
+    headers BLOB,
+    PRIMARY KEY (topic, part, msg_offset)
+);
+CREATE INDEX IF NOT EXISTS messages_by_time ON messages (topic, part, timestamp_ms);
+CREATE TABLE IF NOT EXISTS group_offsets (
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, part)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_leases (
+    grp TEXT PRIMARY KEY,
+    member TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+"""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@contextmanager
+def translated(action: str) -> Iterator[None]:
+    """Turn SQLite's errors into ``QueueError`` (retriable: a locked or full disk may recover)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise QueueError(f"embedded queue: {action} failed: {exc}") from exc
+
+
+def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with translated(f"opening {path}"):
+        # isolation_level=None: transactions are spelled out below, never opened implicitly.
+        conn = sqlite3.connect(
+            path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            with write_txn(conn):
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+@contextmanager
+def write_txn(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def ensure_topic(conn: sqlite3.Connection, topic: str, partitions: int) -> int:
+    """Create ``topic`` with ``partitions`` if it is new; returns its partition count.
+
+    The first creator wins: changing the count later would move keys to other partitions and
+    break per-key order, so an existing topic keeps its count. Call inside a write transaction.
+    """
+    conn.execute(
+        "INSERT OR IGNORE INTO topics (topic, partitions) VALUES (?, ?)", (topic, partitions)
+    )
+    (count,) = conn.execute("SELECT partitions FROM topics WHERE topic = ?", (topic,)).fetchone()
+    conn.executemany(
+        "INSERT OR IGNORE INTO partitions (topic, part, next_offset) VALUES (?, ?, 0)",
+        [(topic, p) for p in range(count)],
+    )
+    return int(count)
+
+
+def _alive_here(host: str, pid: int) -> bool:
+    """False only when the holder certainly died: same host and no such process."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_lease(conn: sqlite3.Connection, group: str, member: str, lease_ms: int) -> None:
+    """Make ``member`` the group's one active consumer, or raise ``QueueError``.
+
+    A lease is free when it has expired or its holder's process is gone (a crashed consumer on
+    this machine is replaced at once, not after the lease runs out). Call inside a write txn.
+    """
+    row = conn.execute(
+        "SELECT member, host, pid, expires_ms FROM group_leases WHERE grp = ?", (group,)
+    ).fetchone()
+    now = now_ms()
+    if row is not None:
+        holder, host, pid, expires = row
+        if holder != member and expires > now and _alive_here(host, pid):
+            raise QueueError(
+                f"embedded queue: consumer group {group!r} already has an active member "
+                f"(pid {pid} on {host}); the embedded queue allows one consumer per group",
+                retriable=False,
+            )
+    conn.execute(
+        "INSERT OR REPLACE INTO group_leases (grp, member, host, pid, expires_ms) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (group, member, socket.gethostname(), os.getpid(), now + lease_ms),
+    )
+
+
+def release_lease(conn: sqlite3.Connection, group: str, member: str) -> None:
+    conn.execute("DELETE FROM group_leases WHERE grp = ? AND member = ?", (group, member))

@@ -1,0 +1,56 @@
+"""The one place a queue adapter is chosen: by the scheme of ``settings.queue_url``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from llmtap.errors import ConfigError
+from llmtap.queue.port import GroupConsumer, ReportingProducer
+from llmtap.queue.urls import QueueUrl, parse_queue_url
+from llmtap.settings import Settings
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def open_producer(settings: Settings) -> ReportingProducer:
+    """A producer for ``settings.queue_url``; topics are created on first use if missing."""
+    url = parse_queue_url(settings.queue_url)
+    if url.scheme == "kafka":
+        raise ConfigError("kafka:// queue adapter is not available yet")
+    from llmtap.queue.sqlite import SqliteProducer
+
+    return SqliteProducer(
+        Path(url.location),
+        settings.partitions,
+        busy_timeout_ms=int(url.number("busy_timeout_ms", 5000)),
+    )
+
+
+def open_consumer(
+    settings: Settings, group: str | None = None, topics: Sequence[str] | None = None
+) -> GroupConsumer:
+    """A member of ``group`` (default ``settings.consumer_group``) reading ``topics``
+    (default ``[settings.topic]``; pass ``[settings.dlq_topic]`` to read dead letters)."""
+    url = parse_queue_url(settings.queue_url)
+    group = group or settings.consumer_group
+    topics = list(topics) if topics else [settings.topic]
+    if url.scheme == "kafka":
+        raise ConfigError("kafka:// queue adapter is not available yet")
+    from llmtap.queue.sqlite import SqliteConsumer
+
+    return SqliteConsumer(
+        Path(url.location),
+        group,
+        topics,
+        settings.partitions,
+        busy_timeout_ms=int(url.number("busy_timeout_ms", 5000)),
+        lease_s=url.number("lease_s", 30.0),
+        poll_interval_s=url.number("poll_interval_ms", 20.0) / 1000,
+        retention_ms=_retention(url),
+    )
+
+
+def _retention(url: QueueUrl) -> int | None:
+    retention = int(url.number("retention_ms", WEEK_MS))
+    return None if retention < 0 else retention
