@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -14,10 +16,17 @@ from llmtap.consumer.dlq import (
     decode_dead_letter,
     encode_dead_letter,
 )
+from llmtap.consumer.handlers.authenticate import Authenticate
+from llmtap.consumer.handlers.bodies import BodyMissing, LoadBodies
 from llmtap.consumer.handlers.request_parser import RequestParser, endpoint_for
 from llmtap.consumer.handlers.row_builder import RowBuilder
+from llmtap.errors import PoisonRecord, StoreUnavailable
+from llmtap.keys import hash_key
 from llmtap.queue.port import Message
 from llmtap.record import BodyRef, LogRecord, Timing, encode
+from llmtap.stores.bodies.port import BodyStore
+from llmtap.stores.factory import open_body_store, open_records_store
+from llmtap.stores.records.store import RecordsStore
 
 
 def make_record(**overrides: object) -> LogRecord:
@@ -181,3 +190,72 @@ def test_dead_letter_round_trips_to_the_original_message() -> None:
 def test_dead_letter_decode_refuses_other_bytes() -> None:
     with pytest.raises(DeadLetterDecodeError):
         decode_dead_letter(b'{"original": 1}')
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> Iterator[RecordsStore]:
+    store = open_records_store(f"sqlite:///{tmp_path / 'records.db'}")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def bodies(tmp_path: Path) -> Iterator[BodyStore]:
+    store = open_body_store(f"file://{tmp_path / 'bodies'}")
+    yield store
+    store.close()
+
+
+def test_authenticate_trusts_the_org_the_proxy_resolved(records: RecordsStore) -> None:
+    ctx = make_ctx(make_record(org_id="org-from-proxy", auth_key_hash="whatever"))
+    Authenticate(records)(ctx)
+    assert ctx.row.org_id == "org-from-proxy"
+
+
+def test_authenticate_files_a_keyed_call_under_the_keys_org(records: RecordsStore) -> None:
+    org = records.create_org("acme")
+    _, key = records.create_key(org, "ci")
+    ctx = make_ctx(make_record(auth_key_hash=hash_key(key)))
+    Authenticate(records)(ctx)
+    assert ctx.row.org_id == org
+
+
+def test_authenticate_puts_keyless_calls_in_the_default_org(records: RecordsStore) -> None:
+    ctx = make_ctx(make_record())
+    Authenticate(records)(ctx)
+    assert ctx.row.org_id == records.default_org_id()
+
+
+def test_authenticate_refuses_a_key_nobody_issued(records: RecordsStore) -> None:
+    ctx = make_ctx(make_record(auth_key_hash=hash_key("sk-llmtap-made-up")))
+    with pytest.raises(PoisonRecord, match="unknown llmtap key") as info:
+        Authenticate(records)(ctx)
+    assert info.value.retriable is False
+
+
+def test_load_bodies_reads_both_bodies(bodies: BodyStore) -> None:
+    bodies.put("o/re/req-1/request", b'{"model": "m"}')
+    bodies.put("o/re/req-1/response", b'{"id": "x"}')
+    record = make_record(
+        request_body=BodyRef(key="o/re/req-1/request", size=14),
+        response_body=BodyRef(key="o/re/req-1/response", size=11),
+    )
+    ctx = make_ctx(record)
+    LoadBodies(bodies)(ctx)
+    assert ctx.request_body == b'{"model": "m"}'
+    assert ctx.response_body == b'{"id": "x"}'
+
+
+def test_load_bodies_skips_omitted_and_absent_bodies(bodies: BodyStore) -> None:
+    record = make_record(request_body=BodyRef(omitted=True), response_body=None)
+    ctx = make_ctx(record)
+    LoadBodies(bodies)(ctx)
+    assert ctx.request_body is None and ctx.response_body is None
+
+
+def test_a_missing_body_is_a_retriable_error_not_an_outage(bodies: BodyStore) -> None:
+    ctx = make_ctx(make_record(response_body=BodyRef(key="o/re/req-1/response", size=5)))
+    with pytest.raises(BodyMissing) as info:
+        LoadBodies(bodies)(ctx)
+    assert info.value.retriable is True
+    assert not isinstance(info.value, StoreUnavailable)
