@@ -1,0 +1,240 @@
+"""The mock upstream's HTTP/1.1 server: a plain ``asyncio.Protocol`` over ``httptools``.
+
+Replies are decided synchronously as each request completes and written in request order, so
+pipelined requests are safe. A reply with no latency and no chunk delay is written at once; any
+other reply (and everything queued behind it) goes through one writer task per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from http import HTTPStatus
+from typing import cast
+
+import httptools
+
+from llmtap.testing.mock_app import MockApp
+from llmtap.testing.mock_http import ReceivedRequest, Reply
+from llmtap.testing.sse import CHUNKED_END, chunk
+
+_STATUS_LINES = {s.value: b"HTTP/1.1 %d %b\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_BAD_REQUEST = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 11\r\n"
+    b"connection: close\r\n\r\nBad Request"
+)
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    return line if line is not None else b"HTTP/1.1 %d Mock\r\n" % status
+
+
+def _head(reply: Reply, keep_alive: bool) -> bytes:
+    framing = (
+        b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n"
+        if reply.frames is not None
+        else b"content-length: %d\r\n" % len(reply.body)
+    )
+    return b"%bcontent-type: %b\r\n%b%b%b\r\n" % (
+        _status_line(reply.status),
+        reply.content_type,
+        framing,
+        reply.headers,
+        b"" if keep_alive else b"connection: close\r\n",
+    )
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, app: MockApp, connections: set[_Connection]) -> None:
+        self._app = app
+        self._connections = connections
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._queue: deque[tuple[Reply, bool]] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._closing = False
+
+    # -- transport events --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods
+        self._transport = cast(asyncio.Transport, transport)
+        self._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._connections.discard(self)
+        self._writable.set()
+        if self._writer is not None:
+            self._writer.cancel()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._reject()
+
+    def close(self) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- parser callbacks (called by httptools, in order) ------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._body = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        previous = self._headers.get(key)
+        self._headers[key] = text if previous is None else f"{previous}, {text}"
+
+    def on_headers_complete(self) -> None:
+        if self._headers.get("expect", "").lower() == "100-continue" and self._transport:
+            self._transport.write(_CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._closing:
+            return
+        target = self._url.decode("latin-1")
+        path, _, query = target.partition("?")
+        request = ReceivedRequest(
+            method=self._parser.get_method().decode("latin-1"),
+            path=path,
+            query=query,
+            headers=self._headers,
+            body=b"".join(self._body),
+        )
+        reply = self._app.handle(request)
+        keep_alive = bool(self._parser.should_keep_alive())
+        if self._writer is None and reply.immediate:
+            self._write_now(reply, keep_alive)
+        else:
+            self._queue.append((reply, keep_alive))
+            if self._writer is None:
+                self._writer = asyncio.get_running_loop().create_task(self._drain_queue())
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _reject(self) -> None:
+        if self._transport is not None and not self._closing:
+            self._transport.write(_BAD_REQUEST)
+        self.close()
+
+    def _write_now(self, reply: Reply, keep_alive: bool) -> None:
+        transport = self._transport
+        assert transport is not None
+        head = _head(reply, keep_alive)
+        drop = reply.drop_after
+        if reply.frames is None:
+            if drop is not None:
+                transport.write(head + reply.body[:drop])
+                self.close()
+                return
+            transport.write(head + reply.body)
+        else:
+            frames = reply.frames
+            cut = len(frames) if drop is None else _cut(reply, drop)
+            transport.write(head + b"".join([chunk(f) for f in frames[:cut]]))
+            if drop is not None:
+                self.close()
+                return
+            transport.write(CHUNKED_END)
+        if not keep_alive:
+            self.close()
+
+    async def _drain_queue(self) -> None:
+        try:
+            while self._queue and not self._closing:
+                reply, keep_alive = self._queue.popleft()
+                if reply.immediate:
+                    self._write_now(reply, keep_alive)
+                else:
+                    await self._write_slowly(reply, keep_alive)
+        finally:
+            self._writer = None
+
+    async def _write_slowly(self, reply: Reply, keep_alive: bool) -> None:
+        transport = self._transport
+        assert transport is not None
+        if reply.latency_s > 0:
+            await asyncio.sleep(reply.latency_s)
+        if reply.frames is None or reply.chunk_delay_s <= 0:
+            self._write_now(reply, keep_alive)
+            return
+        frames = reply.frames
+        cut = len(frames) if reply.drop_after is None else _cut(reply, reply.drop_after)
+        transport.write(_head(reply, keep_alive))
+        for index, frame in enumerate(frames):
+            if index == cut:
+                self.close()
+                return
+            if reply.content_start <= index < reply.content_end:
+                await asyncio.sleep(reply.chunk_delay_s)
+            await self._writable.wait()
+            if self._closing:
+                return
+            transport.write(chunk(frame))
+        transport.write(CHUNKED_END)
+        if not keep_alive:
+            self.close()
+
+
+def _cut(reply: Reply, drop_after: int) -> int:
+    """Frames written before a dropped stream is closed: all up to ``drop_after`` content deltas
+    (the stream is always cut before its end, even when it has fewer deltas)."""
+    return reply.content_start + min(drop_after, reply.content_end - reply.content_start)
+
+
+class MockServer:
+    """The listening socket and its open connections, on the running event loop."""
+
+    def __init__(self, app: MockApp) -> None:
+        self._app = app
+        self._connections: set[_Connection] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+        """Listen and return the bound port (useful with ``port=0``)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self._app, self._connections),
+            host,
+            port,
+            backlog=4096,
+            reuse_port=reuse_port or None,
+        )
+        bound: int = self._server.sockets[0].getsockname()[1]
+        return bound
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._connections):
+            connection.close()
+        if self._server is not None:
+            await self._server.wait_closed()
