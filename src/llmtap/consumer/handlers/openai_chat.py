@@ -1,0 +1,117 @@
+"""OpenAI Chat Completions responses (and every OpenAI-compatible server's), JSON and streamed.
+
+Usage sits in ``usage`` — in a stream, on the extra chunk ``stream_options.include_usage`` asks
+for, whose ``choices`` is ``[]`` at OpenAI but not empty at some compatible servers — or under
+``x_groq.usage`` on Groq's last chunk. Streams where several chunks carry usage (vLLM's
+continuous usage stats) are cumulative, so the last one wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from llmtap.consumer.handlers.sse import SseEvent
+from llmtap.consumer.handlers.usage import ParsedResponse, Usage, count, dig, items, text
+
+_decoder = msgspec.json.Decoder()
+
+
+def error_name(error: Any) -> str | None:
+    """A short name for an ``error`` member: its type, else code, else message."""
+    if isinstance(error, dict):
+        for key in ("type", "code", "message"):
+            if (value := error.get(key)) is not None and str(value):
+                return str(value)
+        return "error"
+    return text(error)
+
+
+def chat_usage(usage: Any) -> Usage | None:
+    """OpenAI-shaped ``usage`` (``prompt_tokens`` include cached ones) in llmtap's convention."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = count(usage.get("prompt_tokens"))
+    completion = count(usage.get("completion_tokens"))
+    if prompt is None and completion is None:
+        return None
+    cache_read = count(dig(usage, "prompt_tokens_details", "cached_tokens"))
+    if cache_read is None:
+        # DeepSeek: prompt_tokens = prompt_cache_hit_tokens + prompt_cache_miss_tokens
+        cache_read = count(usage.get("prompt_cache_hit_tokens"))
+    if completion is None and prompt is not None and (total := count(usage.get("total_tokens"))):
+        # embeddings-style usage: no completion part, total = prompt
+        completion = total - prompt if total >= prompt else None
+    return Usage(
+        input=prompt,
+        output=completion,
+        cache_read=cache_read,
+        cache_write=count(dig(usage, "prompt_tokens_details", "cache_write_tokens")),
+        reasoning=count(dig(usage, "completion_tokens_details", "reasoning_tokens")),
+        audio_input=count(dig(usage, "prompt_tokens_details", "audio_tokens")),
+        audio_output=count(dig(usage, "completion_tokens_details", "audio_tokens")),
+        total=count(usage.get("total_tokens")),
+    ).with_total()
+
+
+def _finish_reason(choices: Any) -> str | None:
+    if not isinstance(choices, list):
+        return None
+    # n > 1: report the first choice's reason, the one SDK helpers show
+    for choice in choices:
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            return text(choice.get("finish_reason"))
+    return None
+
+
+def parse_chat_json(doc: Any) -> ParsedResponse:
+    parsed = ParsedResponse()
+    if not isinstance(doc, dict):
+        return parsed
+    if "error" in doc and "choices" not in doc:
+        parsed.error = error_name(doc["error"])
+        return parsed
+    parsed.model = text(doc.get("model"))
+    parsed.finish_reason = _finish_reason(doc.get("choices"))
+    parsed.usage = chat_usage(doc.get("usage")) or chat_usage(dig(doc, "x_groq", "usage"))
+    if tier := text(doc.get("service_tier")):
+        parsed.price_context["service_tier"] = tier
+    for choice in items(doc.get("choices")):
+        parsed.tool_calls += len(items(dig(choice, "message", "tool_calls")))
+    return parsed
+
+
+def parse_chat_stream(events: Iterable[SseEvent]) -> ParsedResponse:
+    parsed = ParsedResponse(complete=False)
+    for event in events:
+        parsed.events += 1
+        if event.data.strip() == "[DONE]":
+            parsed.complete = True
+            continue
+        try:
+            chunk = _decoder.decode(event.data)
+        except msgspec.DecodeError:
+            continue
+        if not isinstance(chunk, dict):
+            continue
+        if "error" in chunk and not chunk.get("choices"):
+            parsed.error = error_name(chunk["error"])
+            continue
+        if parsed.model is None:
+            parsed.model = text(chunk.get("model"))
+        choices = chunk.get("choices")
+        if reason := _finish_reason(choices):
+            parsed.finish_reason = reason
+        for choice in items(choices):
+            for call in items(dig(choice, "delta", "tool_calls")):
+                # a call's first delta carries its id; later deltas only add arguments
+                if isinstance(call, dict) and call.get("id"):
+                    parsed.tool_calls += 1
+        usage = chat_usage(chunk.get("usage")) or chat_usage(dig(chunk, "x_groq", "usage"))
+        if usage is not None:
+            parsed.usage = usage
+        if tier := text(chunk.get("service_tier")):
+            parsed.price_context["service_tier"] = tier
+    return parsed

@@ -1,0 +1,63 @@
+"""A tolerant parser for a captured Server-Sent Events byte stream.
+
+It follows the WHATWG event-stream rules (LF, CRLF or CR line ends; ``:`` comments; ``field:
+value`` with one optional space; several ``data`` lines joined by ``\\n``; a blank line dispatches)
+with one deliberate difference: a stream that was cut off (client gone, upstream dropped,
+capture truncated) keeps its last, unterminated event, marked ``complete=False``. Callers decode
+its data and simply fail on a half-written JSON document, which is never valid.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    event: str
+    """The ``event:`` field, or ``"message"`` when the event named none."""
+    data: str
+    complete: bool = True
+
+
+def looks_like_sse(body: bytes) -> bool:
+    """The body starts the way an event stream does (after optional BOM and blank lines)."""
+    head = body[:64].lstrip(b"\xef\xbb\xbf").lstrip()
+    return head.startswith((b"data:", b"event:", b":", b"id:", b"retry:"))
+
+
+def parse_sse(body: bytes) -> list[SseEvent]:
+    """Every event in ``body``; events without any ``data`` line are dropped, as browsers do."""
+    # A multi-byte character split by a cut-off capture must not make the whole body unreadable.
+    text = body.decode("utf-8", errors="replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = _LINE_END.split(text)
+    # The text after the last line end is an unterminated line: it belongs to a cut-off event.
+    terminated = len(lines) - 1
+    events: list[SseEvent] = []
+    name = ""
+    data: list[str] = []
+    for index, line in enumerate(lines):
+        if not line:
+            if index < terminated:
+                if data:
+                    events.append(SseEvent(name or "message", "\n".join(data)))
+                name, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        field, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            name = value
+        # id and retry do not matter for a captured stream; unknown fields are ignored by spec
+    if data:
+        events.append(SseEvent(name or "message", "\n".join(data), complete=False))
+    return events
