@@ -1,0 +1,207 @@
+"""The consumer as a running thing: opens the queue and stores, runs the batch loop in a thread,
+drains on stop. ``llmtap consume`` runs one until SIGTERM/SIGINT; ``llmtap serve`` embeds one in
+its backend process next to the api.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from types import FrameType
+
+from llmtap.consumer.chain import build_chain
+from llmtap.consumer.runner import BatchRunner, RunnerConfig, RunnerStats
+from llmtap.consumer.sink import Sink
+from llmtap.errors import LlmtapError
+from llmtap.queue.factory import open_consumer, open_producer
+from llmtap.settings import Settings
+from llmtap.stores.factory import open_body_store, open_records_store, open_sinks
+
+log = logging.getLogger(__name__)
+
+# Progress is logged at most this often: enough to see the consumer is alive and how fast.
+_PROGRESS_EVERY_S = 60.0
+DEFAULT_DRAIN_TIMEOUT_S = 60.0
+
+
+class ConsumerService:
+    """Owns the queue consumer, the DLQ producer, the stores and the runner.
+
+    ``sinks`` may be passed in when the caller shares them (the embedded backend shares chDB with
+    the api); the service then leaves closing them to the caller. Everything it opened itself it
+    closes on ``stop``, in reverse order.
+    """
+
+    def __init__(self, settings: Settings, *, sinks: Sequence[Sink] | None = None) -> None:
+        self._settings = settings
+        self._resources = ExitStack()
+        try:
+            records = open_records_store(settings.records_url)
+            self._resources.callback(records.close)
+            bodies = open_body_store(settings.bodies_url)
+            self._resources.callback(bodies.close)
+            if sinks is None:
+                sinks = open_sinks(settings)
+                for sink in sinks:
+                    self._resources.callback(sink.close)
+            producer = open_producer(settings)
+            self._resources.callback(producer.close)
+            consumer = open_consumer(settings)
+            self._resources.callback(consumer.close)
+        except BaseException:
+            self._resources.close()
+            raise
+        self._sinks = list(sinks)
+        self.runner = BatchRunner(
+            consumer,
+            producer,
+            build_chain(settings, records, bodies),
+            sinks,
+            RunnerConfig.from_settings(settings),
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.failure: BaseException | None = None
+        """Set when the loop died on an error it could not handle (the process should exit 1)."""
+
+    # -- counters, for metrics ------------------------------------------------------------------
+
+    @property
+    def stats(self) -> RunnerStats:
+        return self.runner.stats
+
+    @property
+    def processed(self) -> int:
+        return self.runner.stats.processed
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.runner.stats.dead_lettered
+
+    @property
+    def retries(self) -> int:
+        return self.runner.stats.retries
+
+    @property
+    def batches(self) -> int:
+        return self.runner.stats.batches
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, on_exit: Callable[[], None] | None = None) -> None:
+        """Run the batch loop in a thread; ``on_exit`` is called when it ends, for any reason."""
+        if self._thread is not None:
+            raise RuntimeError("consumer service already started")
+        self._thread = threading.Thread(
+            target=self._loop, args=(on_exit,), name="llmtap-consumer", daemon=True
+        )
+        self._thread.start()
+        log.info(
+            "consumer started: %s -> %d sink(s), group %r",
+            self._settings.topic,
+            len(self._sinks),
+            self._settings.consumer_group,
+        )
+
+    def stop(self, timeout: float = DEFAULT_DRAIN_TIMEOUT_S) -> bool:
+        """Finish and commit the batch in hand, then close; False if it did not drain in time
+        (nothing is closed then, and the uncommitted batch is redelivered to the next consumer)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("consumer did not drain within %.0fs", timeout)
+                return False
+        self.close()
+        return True
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._resources.close()
+        stats = self.stats
+        log.info(
+            "consumer stopped: %d processed, %d dead-lettered, %d batches",
+            stats.processed,
+            stats.dead_lettered,
+            stats.batches,
+        )
+
+    def _loop(self, on_exit: Callable[[], None] | None) -> None:
+        progress = _Progress(self.stats)
+        try:
+            while not self._stop.is_set():
+                self.runner.run_once(self._stop)
+                progress.maybe_log()
+        except Exception as exc:
+            # The loop's edge: whatever escaped the runner was not handled on purpose. Nothing of
+            # the batch in hand was committed, so it is redelivered when the consumer restarts.
+            log.exception("consumer stopped on an unexpected error")
+            self.failure = exc
+        finally:
+            if on_exit is not None:
+                on_exit()
+
+
+class _Progress:
+    def __init__(self, stats: RunnerStats) -> None:
+        self._stats = stats
+        self._since = time.monotonic()
+        self._processed = stats.processed
+
+    def maybe_log(self) -> None:
+        now = time.monotonic()
+        elapsed = now - self._since
+        if elapsed < _PROGRESS_EVERY_S:
+            return
+        stats = self._stats
+        done = stats.processed - self._processed
+        if done or stats.dead_lettered:
+            log.info(
+                "consumed %d records (%.0f/s); totals: %d processed, %d dead-lettered, %d stalls",
+                done,
+                done / elapsed,
+                stats.processed,
+                stats.dead_lettered,
+                stats.stalls,
+            )
+        self._since, self._processed = now, stats.processed
+
+
+def run_consumer_until_signalled(settings: Settings) -> int:
+    """``llmtap consume``: run until SIGTERM/SIGINT, drain, exit 0 (1 if the loop failed, 2 if it
+    could not start)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    wake = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received: draining", signal.Signals(signum).name)
+        wake.set()
+
+    try:
+        service = ConsumerService(settings)
+    except LlmtapError as exc:
+        log.error("consumer cannot start: %s", exc)
+        return 2
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service.start(on_exit=wake.set)
+        wake.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    drained = service.stop()
+    return 0 if drained and service.failure is None else 1

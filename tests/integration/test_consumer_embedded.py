@@ -1,0 +1,134 @@
+"""The consumer service end to end on the embedded adapters: SQLite queue, SQLite records, files.
+
+Records are published the way the proxy publishes them (bodies first, then the record); the
+service runs as it does inside ``llmtap serve`` (a thread) and as ``llmtap consume`` (a process
+stopped with SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from llmtap.consumer.dlq import decode_dead_letter
+from llmtap.consumer.service import ConsumerService
+from llmtap.queue.factory import open_consumer, open_producer
+from llmtap.record import BodyRef, LogRecord, Timing, encode
+from llmtap.settings import Settings
+from llmtap.stores.bodies.port import body_key
+from llmtap.stores.factory import open_body_store, open_records_store
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def publish_calls(settings: Settings, ids: list[str]) -> None:
+    """Write each call's bodies, then its record, as the proxy does."""
+    bodies = open_body_store(settings.bodies_url)
+    producer = open_producer(settings)
+    try:
+        for request_id in ids:
+            request_key = body_key(None, request_id, "request")
+            bodies.put(request_key, json.dumps({"model": "gpt-4o-mini", "messages": []}).encode())
+            record = LogRecord(
+                request_id=request_id,
+                source="proxy",
+                provider="openai",
+                method="POST",
+                target_url="https://api.openai.com/v1/chat/completions",
+                status=200,
+                timing=Timing(start_unix_ms=time.time() * 1000, total_ms=42.0),
+                request_body=BodyRef(key=request_key, size=40),
+                user_id="alice",
+            )
+            producer.publish(settings.topic, request_id.encode(), encode(record))
+        producer.flush(5.0)
+    finally:
+        producer.close()
+        bodies.close()
+
+
+def count_rows(settings: Settings) -> int:
+    records = open_records_store(settings.records_url)
+    try:
+        return records.count_requests(None)
+    finally:
+        records.close()
+
+
+def uncommitted(settings: Settings) -> int:
+    consumer = open_consumer(settings)
+    try:
+        return sum(consumer.lag().values())
+    finally:
+        consumer.close()
+
+
+def test_service_consumes_dead_letters_and_drains_on_stop(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, batch_max_wait_s=0.05, retry_backoff_s=0.01)
+    publish_calls(settings, [f"call-{i}" for i in range(20)])
+    producer = open_producer(settings)
+    producer.publish(settings.topic, b"junk", b"{not a record")
+    producer.close()
+
+    service = ConsumerService(settings)
+    service.start()
+    try:
+        wait_for(lambda: service.processed == 20 and service.dead_lettered == 1)
+        # more calls while it runs are picked up too
+        publish_calls(settings, [f"late-{i}" for i in range(5)])
+        wait_for(lambda: service.processed == 25)
+    finally:
+        assert service.stop(timeout=10)
+    assert not service.running and service.failure is None
+    assert service.batches >= 2
+    assert count_rows(settings) == 25
+    assert uncommitted(settings) == 0
+
+    records = open_records_store(settings.records_url)
+    row = records.get_request(records.default_org_id(), "late-3")
+    records.close()
+    assert row is not None and row.model == "gpt-4o-mini" and row.user_id == "alice"
+
+    dlq = open_consumer(settings, group="inspect", topics=[settings.dlq_topic])
+    letters = dlq.poll_batch(10, 2.0)
+    dlq.close()
+    assert [decode_dead_letter(m.value).original for m in letters] == [b"{not a record"]
+
+
+def test_llmtap_consume_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    publish_calls(settings, [f"proc-{i}" for i in range(10)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMTAP_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmtap.cli", "--data-dir", str(tmp_path), "consume"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: count_rows(settings) == 10 or proc.poll() is not None, timeout=60)
+        assert proc.poll() is None, proc.communicate()[0]
+        publish_calls(settings, [f"proc-late-{i}" for i in range(5)])
+        wait_for(lambda: count_rows(settings) == 15, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, output
+    assert "SIGTERM received" in output
+    assert uncommitted(settings) == 0
