@@ -41,6 +41,8 @@ def publish_calls(settings: Settings, ids: list[str]) -> None:
         for request_id in ids:
             request_key = body_key(None, request_id, "request")
             bodies.put(request_key, json.dumps({"model": "gpt-4o-mini", "messages": []}).encode())
+            response_key = body_key(None, request_id, "response")
+            bodies.put(response_key, _chat_response(request_id))
             record = LogRecord(
                 request_id=request_id,
                 source="proxy",
@@ -50,6 +52,8 @@ def publish_calls(settings: Settings, ids: list[str]) -> None:
                 status=200,
                 timing=Timing(start_unix_ms=time.time() * 1000, total_ms=42.0),
                 request_body=BodyRef(key=request_key, size=40),
+                response_body=BodyRef(key=response_key, size=200),
+                response_headers={"content-type": "application/json"},
                 user_id="alice",
             )
             producer.publish(settings.topic, request_id.encode(), encode(record))
@@ -57,6 +61,24 @@ def publish_calls(settings: Settings, ids: list[str]) -> None:
     finally:
         producer.close()
         bodies.close()
+
+
+def _chat_response(request_id: str) -> bytes:
+    return json.dumps(
+        {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion",
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hello"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500},
+        }
+    ).encode()
 
 
 def count_rows(settings: Settings) -> int:
@@ -100,6 +122,10 @@ def test_service_consumes_dead_letters_and_drains_on_stop(tmp_path: Path) -> Non
     row = records.get_request(records.default_org_id(), "late-3")
     records.close()
     assert row is not None and row.model == "gpt-4o-mini" and row.user_id == "alice"
+    # the whole chain ran: the provider's usage, and a price for it
+    assert row.response_model == "gpt-4o-mini-2024-07-18" and row.finish_reason == "stop"
+    assert (row.usage_source, row.input_tokens, row.output_tokens) == ("provider", 1000, 500)
+    assert row.cost_nano_usd is not None and row.cost_nano_usd > 0
 
     dlq = open_consumer(settings, group="inspect", topics=[settings.dlq_topic])
     letters = dlq.poll_batch(10, 2.0)

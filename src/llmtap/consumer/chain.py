@@ -5,7 +5,9 @@ from __future__ import annotations
 from llmtap.consumer.context import Handler
 from llmtap.consumer.handlers.authenticate import Authenticate, OrgDirectory
 from llmtap.consumer.handlers.bodies import LoadBodies
+from llmtap.consumer.handlers.cost import CostCalculator
 from llmtap.consumer.handlers.request_parser import RequestParser
+from llmtap.consumer.handlers.response_parser import ResponseParser
 from llmtap.settings import Settings
 from llmtap.stores.bodies.port import BodyStore
 
@@ -18,4 +20,6 @@ def build_chain(
         Authenticate(records_store),
         LoadBodies(body_store),
         RequestParser(),
+        ResponseParser(),
+        CostCalculator(settings.price_overrides),
     ]
