@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,13 @@ from llmtap.consumer.context import Context
 from llmtap.consumer.dlq import DeadLetter, decode_dead_letter
 from llmtap.consumer.runner import BatchRunner, RunnerConfig
 from llmtap.consumer.sink import PoisonRows, Sink
-from llmtap.errors import StoreUnavailable
+from llmtap.errors import QueueError, StoreUnavailable
 from llmtap.keys import hash_key
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import GroupConsumer, ReportingProducer
 from llmtap.record import BodyRef, LogRecord, Timing, encode
 from llmtap.settings import Settings
-from llmtap.stores.bodies.port import BodyStore, body_key
+from llmtap.stores.bodies.port import BodyStore, BodyStream, body_key
 from llmtap.stores.factory import open_body_store, open_records_store
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
@@ -370,3 +370,99 @@ def test_stop_mid_run_commits_what_was_processed_and_loses_nothing(env: Env) -> 
     env.consumer = open_consumer(env.settings)
     assert drain(env.runner()) == total - written
     assert env.records.count_requests(None) == total
+
+
+class FlakyBodies:
+    """The real file body store behind a switch that makes it unavailable (an outage on demand)."""
+
+    def __init__(self, inner: BodyStore) -> None:
+        self.inner = inner
+        self.down = threading.Event()
+        self.failures = 0
+
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        self.inner.put(key, data, content_type)
+
+    def get(self, key: str) -> bytes:
+        if self.down.is_set():
+            self.failures += 1
+            raise StoreUnavailable("body store: 503 Slow Down")
+        return self.inner.get(key)
+
+    def open_stream(self, key: str) -> BodyStream:
+        return self.inner.open_stream(key)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_body_store_outage_is_waited_out_not_dead_lettered(env: Env) -> None:
+    for i in range(3):
+        env.publish(make_record(f"b-{i}"), body=chat_body())
+    flaky = FlakyBodies(env.bodies)
+    flaky.down.set()
+    env.bodies = flaky
+    runner = env.runner(max_attempts=1)
+    committed: list[int] = []
+    worker = threading.Thread(target=lambda: committed.append(runner.run_once()))
+    worker.start()
+    wait_for(lambda: flaky.failures >= 3)
+    assert env.uncommitted() == 3
+    flaky.down.clear()
+    worker.join(timeout=10)
+    assert committed == [3]
+    assert env.records.count_requests(None) == 3
+    assert runner.stats.dead_lettered == 0 and runner.stats.retries == 0
+
+
+class FlakyDlq:
+    """The real embedded producer behind a switch that makes the queue refuse publishes."""
+
+    def __init__(self, inner: ReportingProducer) -> None:
+        self.inner = inner
+        self.down = threading.Event()
+        self.failures = 0
+
+    def publish(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Mapping[str, bytes] | None = None,
+    ) -> None:
+        if self.down.is_set():
+            self.failures += 1
+            raise QueueError("embedded queue: database is locked")
+        self.inner.publish(topic, key, value, headers)
+
+    def publish_batch(self, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
+        self.inner.publish_batch(topic, items)
+
+    def flush(self, timeout_s: float) -> int:
+        return self.inner.flush(timeout_s)
+
+    def close(self) -> None:
+        pass
+
+
+def test_offsets_wait_until_the_dead_letters_are_durable(env: Env) -> None:
+    env.publish_raw(b"garbage")
+    env.publish(make_record("ok"), body=chat_body())
+    dlq = FlakyDlq(env.producer)
+    dlq.down.set()
+    runner = BatchRunner(
+        env.consumer,
+        dlq,
+        build_chain(env.settings, env.records, env.bodies),
+        [env.records],
+        RunnerConfig.from_settings(env.settings),
+    )
+    worker = threading.Thread(target=runner.run_once)
+    worker.start()
+    wait_for(lambda: dlq.failures >= 2)
+    assert env.uncommitted() == 2
+    dlq.down.clear()
+    worker.join(timeout=10)
+    assert env.uncommitted() == 0
+    (letter,) = env.dead_letters(expect=1)
+    assert letter.original == b"garbage"
