@@ -64,13 +64,13 @@ def _cmd_mock_upstream(args: argparse.Namespace) -> int:
 
 
 def _cmd_requests(args: argparse.Namespace) -> int:
-    from llmtap.inspect import print_requests
+    from llmtap.show import print_requests
 
     return print_requests(_settings(args), limit=args.limit, as_json=args.json)
 
 
 def _cmd_request(args: argparse.Namespace) -> int:
-    from llmtap.inspect import print_request
+    from llmtap.show import print_request
 
     return print_request(_settings(args), args.request_id, as_json=args.json)
 

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     total_timeout_s: float = 900.0
     inject_stream_usage: bool = True
     spool_max_bytes: int = 256 * 1024 * 1024
+    shipper_max_backlog: int = 100_000
+    """Finished calls waiting in memory for the shipper; beyond it records are dropped and counted."""
 
     # queue and consumer
     topic: str = TOPIC_LOGS

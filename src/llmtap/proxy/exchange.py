@@ -1,0 +1,209 @@
+"""One proxied call: the response relay to the client and the capture of what passed.
+
+An ``Exchange`` is created when the client's request is complete. The upstream connection drives
+it through ``on_response_head`` → ``on_response_body``* → ``on_response_complete`` (or
+``fail``); every piece of the response is written to the client as it arrives, and only after
+the last byte is written is the exchange handed to the shipper (``ProxyApp.finish``).
+
+The capture is plain references to the bytes that were forwarded anyway (bounded by
+``max_capture_bytes``): no copies, no parsing on the hot path.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from llmtap.proxy.errors import error_response
+from llmtap.proxy.headers import HOP_BY_HOP, HeaderList, TapHeaders
+from llmtap.proxy.stream_usage import UsageChunkFilter
+
+if TYPE_CHECKING:
+    from llmtap.proxy.app import ProxyApp
+    from llmtap.proxy.client import ClientConnection
+    from llmtap.proxy.routing import Upstream
+    from llmtap.proxy.upstream import UpstreamConnection
+
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class Exchange:
+    __slots__ = (
+        "app",
+        "client",
+        "client_chunked",
+        "client_closes",
+        "conn",
+        "error",
+        "finished",
+        "first_chunk_ns",
+        "head_sent",
+        "last_activity_ns",
+        "method",
+        "request_body",
+        "request_bytes",
+        "request_headers",
+        "resp_captured",
+        "resp_headers",
+        "resp_parts",
+        "resp_truncated",
+        "retried",
+        "start_unix_ms",
+        "status",
+        "t0_ns",
+        "t_end_ns",
+        "tap",
+        "upstream",
+        "upstream_headers_ns",
+        "upstream_path",
+        "url",
+        "usage_filter",
+    )
+
+    def __init__(
+        self,
+        app: ProxyApp,
+        client: ClientConnection,
+        method: bytes,
+        url: bytes,
+        headers: HeaderList,
+        body: bytes,
+        t0_ns: int,
+        start_unix_ms: float,
+        client_closes: bool,
+    ) -> None:
+        self.app = app
+        self.client = client
+        self.method = method
+        self.url = url
+        self.request_headers = headers
+        self.request_body = body
+        self.t0_ns = t0_ns
+        self.start_unix_ms = start_unix_ms
+        self.client_closes = client_closes
+        self.last_activity_ns = t0_ns
+        self.tap: TapHeaders | None = None
+        self.upstream: Upstream | None = None
+        self.upstream_path = b""
+        self.request_bytes = b""
+        self.conn: UpstreamConnection | None = None
+        self.usage_filter: UsageChunkFilter | None = None
+        self.retried = False
+        self.head_sent = False
+        self.client_chunked = False
+        self.finished = False
+        self.status = 0
+        self.resp_headers: HeaderList = []
+        self.resp_parts: list[bytes] = []
+        self.resp_captured = 0
+        self.resp_truncated = False
+        self.upstream_headers_ns = 0
+        self.first_chunk_ns = 0
+        self.t_end_ns = 0
+        self.error: str | None = None
+
+    # -- driven by the upstream connection ----------------------------------------------------
+
+    def on_response_head(
+        self, status: int, reason: bytes, headers: HeaderList, upstream_chunked: bool
+    ) -> None:
+        self.upstream_headers_ns = self.last_activity_ns = time.perf_counter_ns()
+        self.status = status
+        self.resp_headers = headers
+        out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        content_length: bytes | None = None
+        for name, value in headers:
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                if lower == b"content-length":
+                    content_length = value
+                continue
+            out.append(b"%s: %s\r\n" % (name, value))
+        request_id = self.tap.request_id.encode() if self.tap is not None else b""
+        out.append(b"helicone-id: %s\r\nllmtap-id: %s\r\n" % (request_id, request_id))
+        if status in _NO_BODY_STATUSES or self.method == b"HEAD":
+            if content_length is not None:
+                out.append(b"content-length: %s\r\n" % content_length)
+        elif self.usage_filter is None and not upstream_chunked and content_length is not None:
+            out.append(b"content-length: %s\r\n" % content_length)
+        else:
+            self.client_chunked = True
+            out.append(b"transfer-encoding: chunked\r\n")
+        if self.client_closes:
+            out.append(b"connection: close\r\n")
+        out.append(b"\r\n")
+        self.head_sent = True
+        self.client.write(b"".join(out))
+
+    def on_response_body(self, data: bytes) -> None:
+        if not self.first_chunk_ns:
+            self.first_chunk_ns = time.perf_counter_ns()
+        self.last_activity_ns = time.perf_counter_ns()
+        if not self.resp_truncated:
+            self.resp_captured += len(data)
+            if self.resp_captured <= self.app.max_capture:
+                self.resp_parts.append(data)
+            else:
+                self.resp_truncated = True
+        if self.usage_filter is not None:
+            data = self.usage_filter.feed(data)
+            if not data:
+                return
+        if self.client_chunked:
+            self.client.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.client.write(data)
+
+    def on_response_complete(self) -> None:
+        if self.usage_filter is not None:
+            rest = self.usage_filter.finish()
+            if rest:
+                self.client.write(b"%x\r\n%s\r\n" % (len(rest), rest))
+        if self.client_chunked:
+            self.client.write(b"0\r\n\r\n")
+        self.conn = None
+        self._finish(keep_client=not self.client_closes)
+
+    def fail(self, status: int, code: str, message: str) -> None:
+        """The upstream part failed: answer with a provider-shaped error, or cut the response."""
+        if self.finished:
+            return
+        self.error = code
+        self.conn = None
+        if self.head_sent:
+            # Mid-response: the client sees the stream end early, as it would from the provider.
+            self._finish(keep_client=False)
+            return
+        self.respond_error(status, code, message)
+
+    def respond_error(self, status: int, code: str, message: str) -> None:
+        """Answer the client ourselves (refusals, upstream unreachable) and log the call."""
+        self.error = self.error or code
+        provider = self.upstream.provider if self.upstream is not None else "openai"
+        request_id = self.tap.request_id if self.tap is not None else ""
+        response, body = error_response(
+            provider, status, code, message, request_id, close=self.client_closes
+        )
+        self.status = status
+        self.resp_headers = [(b"content-type", b"application/json")]
+        self.resp_parts = [body]
+        self.resp_captured = len(body)
+        self.head_sent = True
+        self.client.write(response)
+        self._finish(keep_client=not self.client_closes)
+
+    def client_gone(self) -> None:
+        """The client disconnected before the response was complete: stop the upstream call."""
+        if self.finished:
+            return
+        self.error = "client_disconnected"
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.abort()
+        self._finish(keep_client=False)
+
+    def _finish(self, keep_client: bool) -> None:
+        self.finished = True
+        self.t_end_ns = time.perf_counter_ns()
+        self.app.finish(self)
+        self.client.exchange_done(keep_client)

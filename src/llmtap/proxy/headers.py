@@ -1,0 +1,128 @@
+"""Which headers travel where, and what the ``Helicone-*`` / ``Llmtap-*`` headers ask for.
+
+Header names arrive from httptools as raw bytes in the client's casing; everything here compares
+lower-cased names. ``Llmtap-X`` is an alias of ``Helicone-X``; when both are sent, Llmtap wins.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+HeaderList = list[tuple[bytes, bytes]]
+
+# RFC 9110 hop-by-hop headers, plus the framing headers the proxy recomputes itself.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"expect",
+    }
+)
+_TAP_PREFIXES = (b"helicone-", b"llmtap-")
+
+
+@dataclass(slots=True)
+class TapHeaders:
+    """What the caller asked llmtap to do or record for this call."""
+
+    request_id: str
+    auth: str | None = None
+    target_url: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    session_path: str | None = None
+    session_name: str | None = None
+    omit_request: bool = False
+    omit_response: bool = False
+    model_override: str | None = None
+    stream_usage: bool | None = None
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("true", "1", "yes", "on")
+
+
+def _valid_uuid(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        return None
+
+
+def split_headers(headers: HeaderList) -> tuple[HeaderList, TapHeaders]:
+    """Separate the headers to forward upstream from llmtap's own (which never leave llmtap).
+
+    Returns the forwardable headers (hop-by-hop, ``host`` and tap headers removed) and the parsed
+    tap headers. ``Helicone-Request-Id`` is kept when it is a valid UUID, else a new one is made.
+    """
+    forward: HeaderList = []
+    tap: dict[str, str] = {}
+    llmtap_set: set[str] = set()
+    properties: dict[str, str] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower.startswith(_TAP_PREFIXES):
+            is_llmtap = lower.startswith(b"llmtap-")
+            suffix = lower[7:] if is_llmtap else lower[9:]
+            text = value.decode("latin-1")
+            if suffix.startswith(b"property-"):
+                prop = name[(7 if is_llmtap else 9) + 9 :].decode("latin-1")
+                properties[prop] = text
+                continue
+            key = suffix.decode("latin-1")
+            if is_llmtap:
+                llmtap_set.add(key)
+                tap[key] = text
+            elif key not in llmtap_set:
+                tap[key] = text
+            continue
+        if lower in HOP_BY_HOP or lower == b"host":
+            continue
+        forward.append((name, value))
+
+    request_id = _valid_uuid(tap["request-id"]) if "request-id" in tap else None
+    stream_usage = tap.get("stream-usage")
+    return forward, TapHeaders(
+        request_id=request_id or str(uuid.uuid4()),
+        auth=tap.get("auth"),
+        target_url=tap.get("target-url"),
+        user_id=tap.get("user-id"),
+        session_id=tap.get("session-id"),
+        session_path=tap.get("session-path"),
+        session_name=tap.get("session-name"),
+        omit_request=_truthy(tap.get("omit-request", "")),
+        omit_response=_truthy(tap.get("omit-response", "")),
+        model_override=tap.get("model-override"),
+        stream_usage=None if stream_usage is None else _truthy(stream_usage),
+        properties=properties,
+    )
+
+
+def header_value(headers: HeaderList, name: bytes) -> bytes | None:
+    """The first value of ``name`` (lower-case) in ``headers``."""
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def wants_close(headers: HeaderList, http10: bool) -> bool:
+    """Whether the client asked to close the connection after this exchange."""
+    connection = header_value(headers, b"connection")
+    if connection is not None:
+        tokens = connection.lower()
+        if b"close" in tokens:
+            return True
+        if b"keep-alive" in tokens:
+            return False
+    return http10

@@ -1,0 +1,33 @@
+"""Counters of one proxy process, served as Prometheus text at ``/_llmtap/metrics``.
+
+Plain integers: the loop thread and the shipper thread each own the counters they bump.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass
+class ProxyMetrics:
+    requests: int = 0
+    refused: int = 0
+    upstream_errors: int = 0
+    client_disconnects: int = 0
+    internal_errors: int = 0
+    """llmtap's own failures on the hot path that were skipped so the call could go on."""
+    records_published: int = 0
+    records_spooled: int = 0
+    records_dropped: int = 0
+    """Records lost because the queue was down and the spool was full: never silent."""
+    spool_replayed: int = 0
+    shipper_errors: int = 0
+    shipper_backlog: int = 0
+
+    def render(self) -> bytes:
+        lines = []
+        for f in fields(self):
+            kind = "gauge" if f.name == "shipper_backlog" else "counter"
+            name = f"llmtap_proxy_{f.name}" + ("_total" if kind == "counter" else "")
+            lines.append(f"# TYPE {name} {kind}\n{name} {getattr(self, f.name)}\n")
+        return "".join(lines).encode()

@@ -1,0 +1,173 @@
+"""Starting and stopping one proxy process.
+
+``ProxyServer`` owns everything the process needs, created here at start and passed down: the
+router, the upstream pool, the shipper (queue producer, body store, spool, key directory) and the
+metrics. SIGTERM stops accepting, lets in-flight calls finish (bounded), then closes the shipper,
+which ships and flushes everything the clients were answered for. Several processes can listen
+on one port (``SO_REUSEPORT``), the kernel spreading connections between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import threading
+
+import certifi
+import uvloop
+
+from llmtap.errors import LlmtapError
+from llmtap.proxy.app import ProxyApp, Sweeper
+from llmtap.proxy.client import ClientConnection
+from llmtap.proxy.metrics import ProxyMetrics
+from llmtap.proxy.routing import Router
+from llmtap.proxy.shipper import KeyDirectory, OrgResolver, Shipper
+from llmtap.proxy.upstream import UpstreamPool
+from llmtap.queue.factory import open_producer
+from llmtap.queue.spool import Spool
+from llmtap.settings import Settings
+from llmtap.stores.factory import open_body_store, open_records_store
+
+log = logging.getLogger("llmtap.proxy")
+DRAIN_TIMEOUT_S = 30.0
+
+
+def build_shipper(settings: Settings, metrics: ProxyMetrics) -> Shipper:
+    directory: KeyDirectory | None
+    try:
+        directory = open_records_store(settings.records_url)
+    except LlmtapError as exc:
+        log.warning("records store unreachable at start; organizations resolved later: %s", exc)
+        directory = None
+    return Shipper(
+        producer=open_producer(settings),
+        bodies=open_body_store(settings.bodies_url),
+        spool=Spool.claim(settings.spool_dir, settings.spool_max_bytes),
+        resolver=OrgResolver(directory),
+        metrics=metrics,
+        topic=settings.topic,
+        max_backlog=settings.shipper_max_backlog,
+    )
+
+
+class ProxyServer:
+    def __init__(self, settings: Settings, shipper: Shipper | None = None) -> None:
+        self.settings = settings
+        self.metrics = ProxyMetrics()
+        self._shipper = shipper
+        self._server: asyncio.Server | None = None
+        self._app: ProxyApp | None = None
+        self._sweeper: Sweeper | None = None
+        self.port = settings.proxy_port
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._shipper is None:
+            self._shipper = build_shipper(self.settings, self.metrics)
+        self._shipper.start()
+        ssl_context = ssl.create_default_context(cafile=certifi.where())
+        pool = UpstreamPool(
+            loop,
+            ssl_context,
+            connect_timeout_s=self.settings.connect_timeout_s,
+            allow_private=self.settings.allow_private_targets,
+        )
+        app = ProxyApp(self.settings, Router(self.settings), pool, self._shipper, self.metrics)
+        self._app = app
+        self._server = await loop.create_server(
+            lambda: ClientConnection(app),
+            self.settings.proxy_host,
+            self.settings.proxy_port,
+            reuse_port=True,
+            backlog=4096,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._sweeper = Sweeper(loop, app)
+        log.info("proxy listening on http://%s:%d", self.settings.proxy_host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting, finish in-flight calls (bounded), ship and flush every record."""
+        if self._server is not None:
+            self._server.close()
+        app = self._app
+        if app is not None:
+            try:
+                async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                    await app.wait_idle()
+            except TimeoutError:
+                log.warning("%d call(s) still in flight at shutdown", len(app.active))
+            app.pool.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._shipper is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._shipper.close)
+
+
+def run_proxy(settings: Settings) -> None:
+    """Run one proxy process until SIGTERM/SIGINT (used by ``llmtap proxy`` and ``serve``)."""
+
+    async def main() -> None:
+        server = ProxyServer(settings)
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("proxy stopping: draining in-flight calls and shipping their records")
+        await server.stop()
+
+    uvloop.run(main())
+
+
+class ThreadedProxy:
+    """A proxy on its own loop in a background thread: for tests and embedding."""
+
+    def __init__(self, settings: Settings, shipper: Shipper | None = None) -> None:
+        self._server = ProxyServer(settings, shipper)
+        self._loop = uvloop.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmtap-proxy", daemon=True)
+        self._error: BaseException | None = None
+
+    @property
+    def metrics(self) -> ProxyMetrics:
+        return self._server.metrics
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._server.settings.proxy_host}:{self._server.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._server.start())
+        except Exception as exc:  # noqa: BLE001 -- re-raised in the starting thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+
+    def start(self, timeout_s: float = 10.0) -> ThreadedProxy:
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise TimeoutError("proxy did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        future = asyncio.run_coroutine_threadsafe(self._server.stop(), self._loop)
+        future.result(DRAIN_TIMEOUT_S + 35.0)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10.0)
+        self._loop.close()
+
+    def __enter__(self) -> ThreadedProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,232 @@
+"""The shipper: everything that happens after the client has its response, off the loop.
+
+One daemon thread per proxy process takes finished exchanges from an in-memory hand-off queue
+(``submit`` is a lock-free put; the loop never waits), and per batch: resolves the organization,
+redacts and builds the ``LogRecord``, writes the bodies, publishes the records in one call. When
+the queue refuses (down, full), the records go to the local disk spool and are replayed, oldest
+first, once it takes them again. A record that cannot be kept anywhere is counted in
+``records_dropped`` and logged — never silently lost. Body-store failures do not stop the record:
+it is published without that body and says why (``extra.body_error``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Protocol
+
+import msgspec
+
+from llmtap.errors import LlmtapError, QueueError
+from llmtap.keys import hash_key
+from llmtap.proxy.capture import build_record
+from llmtap.proxy.exchange import Exchange
+from llmtap.proxy.metrics import ProxyMetrics
+from llmtap.queue.port import Producer
+from llmtap.queue.spool import Spool
+from llmtap.record import BodyRef, LogRecord, encode
+from llmtap.stores.bodies.port import BodyStore
+
+log = logging.getLogger("llmtap.shipper")
+
+_STOP = object()
+BATCH_MAX = 512
+SPOOL_RETRY_S = 1.0
+
+
+class KeyDirectory(Protocol):
+    """Where the shipper learns which organization a key belongs to (the records store)."""
+
+    def org_for_key_hash(self, key_hash: str) -> str | None: ...
+
+    def default_org_id(self) -> str: ...
+
+
+class OrgResolver:
+    """Caches key → organization lookups so the store is asked once a minute per key."""
+
+    def __init__(self, directory: KeyDirectory | None, ttl_s: float = 60.0) -> None:
+        self._directory = directory
+        self._ttl = ttl_s
+        self._cache: dict[str | None, tuple[str | None, float]] = {}
+
+    def resolve(self, key_hash: str | None) -> str | None:
+        if self._directory is None:
+            return None
+        now = time.monotonic()
+        hit = self._cache.get(key_hash)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        try:
+            org = (
+                self._directory.default_org_id()
+                if key_hash is None
+                else self._directory.org_for_key_hash(key_hash)
+            )
+        except LlmtapError as exc:
+            # The consumer authenticates again; bodies then live under "_unassigned".
+            log.warning("organization lookup failed, left to the consumer: %s", exc)
+            return None
+        self._cache[key_hash] = (org, now + self._ttl)
+        return org
+
+
+class Shipper:
+    def __init__(
+        self,
+        producer: Producer,
+        bodies: BodyStore,
+        spool: Spool,
+        resolver: OrgResolver,
+        metrics: ProxyMetrics,
+        topic: str,
+        max_backlog: int = 100_000,
+    ) -> None:
+        self._producer = producer
+        self._max_backlog = max_backlog
+        self._next_backlog_warning = 0.0
+        self._bodies = bodies
+        self._spool = spool
+        self._resolver = resolver
+        self._metrics = metrics
+        self._topic = topic
+        self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="llmtap-shipper", daemon=True)
+        self._next_spool_try = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, exchange: Exchange) -> None:
+        """Called on the loop: never waits. Beyond ``max_backlog`` the record is counted lost."""
+        if self._inbox.qsize() >= self._max_backlog:
+            self._metrics.records_dropped += 1
+            now = time.monotonic()
+            if now >= self._next_backlog_warning:
+                self._next_backlog_warning = now + 10.0
+                log.error(
+                    "shipper backlog over %d calls: dropping records (%d so far)",
+                    self._max_backlog,
+                    self._metrics.records_dropped,
+                )
+            return
+        self._inbox.put(exchange)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Ship everything submitted so far, flush the queue, stop the thread."""
+        self._inbox.put(_STOP)
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.error("shipper did not finish within %ss; unshipped records remain", timeout_s)
+        self._spool.close()
+        self._bodies.close()
+        self._producer.close()
+
+    # -- the thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            try:
+                first = self._inbox.get(timeout=SPOOL_RETRY_S)
+            except queue.Empty:
+                self._replay_spool()
+                continue
+            batch: list[Exchange] = []
+            item: object = first
+            while True:
+                if item is _STOP:
+                    stopping = True
+                    break
+                assert isinstance(item, Exchange)
+                batch.append(item)
+                if len(batch) >= BATCH_MAX:
+                    break
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+            self._metrics.shipper_backlog = self._inbox.qsize()
+            if batch:
+                self._ship(batch)
+            self._replay_spool()
+        self._flush()
+
+    def _ship(self, batch: list[Exchange]) -> None:
+        records: list[LogRecord] = []
+        for exchange in batch:
+            try:
+                records.append(self._prepare(exchange))
+            except Exception:  # fail-open edge: one broken capture must not stop the others
+                self._metrics.shipper_errors += 1
+                self._metrics.records_dropped += 1
+                log.exception("could not build the log record of one call; it is lost")
+        items = [(r.request_id.encode(), encode(r)) for r in records]
+        if not items:
+            return
+        try:
+            self._producer.publish_batch(self._topic, items)
+            self._metrics.records_published += len(items)
+        except QueueError as exc:
+            log.warning("queue refused %d record(s), spooling them: %s", len(items), exc)
+            self._to_spool(items)
+
+    def _prepare(self, exchange: Exchange) -> LogRecord:
+        tap = exchange.tap
+        assert tap is not None
+        org = self._resolver.resolve(hash_key(tap.auth) if tap.auth else None)
+        record, bodies = build_record(exchange, org)
+        failed: dict[str, str] = {}
+        for body in bodies:
+            try:
+                self._bodies.put(body.key, body.data, body.content_type)
+            except (LlmtapError, OSError) as exc:
+                failed[body.key] = f"{type(exc).__name__}: {exc}"
+        if not failed:
+            return record
+        self._metrics.shipper_errors += len(failed)
+        log.warning("body store refused %d body(ies) of %s", len(failed), record.request_id)
+
+        def without(ref: BodyRef | None) -> BodyRef | None:
+            if ref is None or ref.key not in failed:
+                return ref
+            return BodyRef(size=ref.size, content_type=ref.content_type, truncated=ref.truncated)
+
+        return msgspec.structs.replace(
+            record,
+            request_body=without(record.request_body),
+            response_body=without(record.response_body),
+            extra={**record.extra, "body_error": "; ".join(failed.values())},
+        )
+
+    def _to_spool(self, items: list[tuple[bytes, bytes]]) -> None:
+        kept = self._spool.append_many((self._topic, k, v) for k, v in items)
+        self._metrics.records_spooled += kept
+        self._metrics.records_dropped += len(items) - kept
+
+    def _replay_spool(self) -> None:
+        now = time.monotonic()
+        if now < self._next_spool_try:
+            return
+        self._next_spool_try = now + SPOOL_RETRY_S
+        try:
+            replayed = self._spool.replay(self._producer)
+        except QueueError as exc:
+            log.info(
+                "queue unavailable, %d record(s) wait in the spool: %s", self._spool.pending, exc
+            )
+            return
+        if replayed:
+            self._metrics.spool_replayed += replayed
+            log.info("replayed %d spooled record(s) into the queue", replayed)
+
+    def _flush(self) -> None:
+        try:
+            pending = self._producer.flush(10.0)
+        except QueueError as exc:
+            log.error("final flush failed: %s", exc)
+            return
+        if pending:
+            log.error("%d record(s) not confirmed by the queue at shutdown", pending)

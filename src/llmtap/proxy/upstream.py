@@ -1,0 +1,258 @@
+"""Connections to providers: a keep-alive pool of ``asyncio.Protocol`` connections.
+
+A call takes an idle connection for its origin when there is one (no task, no await: the request
+is written in the same loop iteration) and opens a new one otherwise. A reused connection that
+the provider closed while it sat idle fails before any response byte arrives; such a call is
+retried once on a fresh connection, which is safe because the provider never saw a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from llmtap.proxy.headers import HeaderList
+from llmtap.proxy.routing import Upstream, is_public_address
+
+if TYPE_CHECKING:
+    from llmtap.proxy.exchange import Exchange
+
+OriginKey = tuple[str, str, int]
+MAX_IDLE_PER_ORIGIN = 256
+
+
+class RelayRefused(Exception):
+    """A caller-named target resolved to a private, loopback or link-local address."""
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_chunked",
+        "_got_bytes",
+        "_headers",
+        "_reason",
+        "_reused",
+        "closed",
+        "exchange",
+        "key",
+        "parser",
+        "pool",
+        "transport",
+    )
+
+    def __init__(self, pool: UpstreamPool, key: OriginKey) -> None:
+        self.pool = pool
+        self.key = key
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.exchange: Exchange | None = None
+        self.closed = False
+        self._headers: HeaderList = []
+        self._reason = b""
+        self._chunked = False
+        self._got_bytes = False
+        self._reused = False
+
+    def start(self, exchange: Exchange, reused: bool) -> None:
+        assert self.transport is not None
+        self.exchange = exchange
+        exchange.conn = self
+        self._reused = reused
+        self._got_bytes = False
+        self._headers = []
+        self.transport.write(exchange.request_bytes)
+
+    def abort(self) -> None:
+        self.exchange = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            exchange, self.exchange = self.exchange, None
+            self.abort()
+            if exchange is not None:
+                exchange.fail(
+                    502, "upstream_protocol_error", f"invalid response from provider: {exc}"
+                )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        exchange, self.exchange = self.exchange, None
+        if exchange is None or exchange.finished:
+            return
+        if not self._got_bytes and self._reused and not exchange.retried:
+            exchange.retried = True
+            exchange.conn = None
+            self.pool.send(exchange)
+            return
+        if exchange.head_sent and self._reading_until_close():
+            exchange.on_response_complete()
+            return
+        exchange.fail(502, "upstream_disconnected", "the provider closed the connection early")
+
+    def _reading_until_close(self) -> bool:
+        """A response framed by neither length nor chunking ends when the connection closes."""
+        if self._chunked:
+            return False
+        return not any(name.lower() == b"content-length" for name, _ in self._headers)
+
+    # -- httptools callbacks --------------------------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            return
+        self._chunked = any(
+            n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in self._headers
+        )
+        exchange.on_response_head(
+            self.parser.get_status_code(), self._reason, self._headers, self._chunked
+        )
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange, self.exchange = self.exchange, None
+        keep_alive = self.parser.should_keep_alive()
+        if exchange is not None:
+            exchange.on_response_complete()
+        if keep_alive and not self.closed:
+            self.pool.release(self)
+        elif self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+
+class UpstreamPool:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        ssl_context: ssl.SSLContext,
+        connect_timeout_s: float,
+        allow_private: bool,
+    ) -> None:
+        self._loop = loop
+        self._ssl = ssl_context
+        self._connect_timeout = connect_timeout_s
+        self._allow_private = allow_private
+        self._idle: dict[OriginKey, list[UpstreamConnection]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def send(self, exchange: Exchange) -> None:
+        """Write the exchange's request on a pooled connection, or connect first."""
+        upstream = exchange.upstream
+        assert upstream is not None
+        key = (upstream.scheme, upstream.host, upstream.port)
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.start(exchange, reused=True)
+                return
+        task = self._loop.create_task(self._connect_and_send(upstream, key, exchange))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def release(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.setdefault(conn.key, [])
+        if len(idle) < MAX_IDLE_PER_ORIGIN:
+            idle.append(conn)
+        else:
+            conn.abort()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.get(conn.key)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.abort()
+        self._idle.clear()
+        for task in self._tasks:
+            task.cancel()
+
+    async def _connect_and_send(
+        self, upstream: Upstream, key: OriginKey, exchange: Exchange
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                host = await self._checked_host(upstream)
+                _, conn = await self._loop.create_connection(
+                    lambda: UpstreamConnection(self, key),
+                    host,
+                    upstream.port,
+                    ssl=self._ssl if upstream.tls else None,
+                    server_hostname=upstream.host if upstream.tls else None,
+                )
+        except TimeoutError:
+            exchange.fail(
+                504,
+                "upstream_connect_timeout",
+                f"could not connect to {upstream.origin} within {self._connect_timeout:g}s",
+            )
+            return
+        except RelayRefused as exc:
+            exchange.fail(403, "target_not_allowed", str(exc))
+            return
+        except (OSError, ssl.SSLError) as exc:
+            exchange.fail(
+                502,
+                "upstream_connect_error",
+                f"could not connect to {upstream.origin} after "
+                f"{(time.perf_counter() - started) * 1000:.0f} ms: {exc}",
+            )
+            return
+        if exchange.finished:  # the client left while we were connecting
+            self.release(conn)
+            return
+        conn.start(exchange, reused=False)
+
+    async def _checked_host(self, upstream: Upstream) -> str:
+        """The address to connect to; for caller-named targets, one that passed the guard."""
+        if not upstream.check_address or self._allow_private:
+            return upstream.host
+        infos = await self._loop.getaddrinfo(upstream.host, upstream.port, type=socket.SOCK_STREAM)
+        addresses = [str(info[4][0]) for info in infos]
+        private = [a for a in addresses if not is_public_address(a)]
+        if not addresses or private:
+            raise RelayRefused(
+                f"target {upstream.host!r} resolves to a private, loopback or link-local address "
+                f"({', '.join(private) or 'none'}); set LLMTAP_ALLOW_PRIVATE_TARGETS=true to allow it"
+            )
+        return addresses[0]
