@@ -133,7 +133,7 @@ class _Batch:
             )
         )
         log.warning(
-            "dead-lettered %s/%d/%d (request %s) at %s after %d attempt(s): %s: %s",
+            "dead-lettering %s/%d/%d (request %s) at %s after %d attempt(s): %s: %s",
             item.message.topic,
             item.message.partition,
             item.message.offset,
