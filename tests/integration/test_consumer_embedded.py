@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -157,4 +158,33 @@ def test_llmtap_consume_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
             proc.communicate()
     assert proc.returncode == 0, output
     assert "SIGTERM received" in output
+    assert uncommitted(settings) == 0
+
+
+def test_a_locked_records_database_is_waited_out_then_written(tmp_path: Path) -> None:
+    """A real outage: another process holds the records database's write lock."""
+    records_path = tmp_path / "records.db"
+    settings = Settings(
+        data_dir=tmp_path,
+        records_url=f"sqlite:///{records_path}?timeout=0.1",
+        batch_max_wait_s=0.05,
+        retry_backoff_s=0.02,
+        retry_backoff_max_s=0.1,
+        max_attempts=1,
+    )
+    publish_calls(settings, [f"locked-{i}" for i in range(4)])
+    service = ConsumerService(settings)
+    blocker = sqlite3.connect(records_path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    service.start()
+    try:
+        wait_for(lambda: service.stats.stalls >= 3)
+        assert service.processed == 0 and service.dead_lettered == 0
+        blocker.execute("COMMIT")
+        wait_for(lambda: service.processed == 4)
+    finally:
+        blocker.close()
+        assert service.stop(timeout=10)
+    assert service.dead_lettered == 0
+    assert count_rows(settings) == 4
     assert uncommitted(settings) == 0
