@@ -23,7 +23,7 @@ from llmtap.proxy.app import ProxyApp, Sweeper
 from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Router
-from llmtap.proxy.shipper import KeyDirectory, OrgResolver, Shipper
+from llmtap.proxy.shipper import KeyDirectory, LazyProducer, OrgResolver, Shipper
 from llmtap.proxy.upstream import UpstreamPool
 from llmtap.queue.factory import open_producer
 from llmtap.queue.spool import Spool
@@ -42,7 +42,7 @@ def build_shipper(settings: Settings, metrics: ProxyMetrics) -> Shipper:
         log.warning("records store unreachable at start; organizations resolved later: %s", exc)
         directory = None
     return Shipper(
-        producer=open_producer(settings),
+        producer=LazyProducer(lambda: open_producer(settings)),
         bodies=open_body_store(settings.bodies_url),
         spool=Spool.claim(settings.spool_dir, settings.spool_max_bytes),
         resolver=OrgResolver(directory),

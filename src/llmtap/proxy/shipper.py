@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
@@ -24,7 +25,7 @@ from llmtap.keys import hash_key
 from llmtap.proxy.capture import build_record
 from llmtap.proxy.exchange import Exchange
 from llmtap.proxy.metrics import ProxyMetrics
-from llmtap.queue.port import Producer
+from llmtap.queue.port import PublishIncomplete, ReportingProducer
 from llmtap.queue.spool import Spool
 from llmtap.record import BodyRef, LogRecord, encode
 from llmtap.stores.bodies.port import BodyStore
@@ -73,10 +74,40 @@ class OrgResolver:
         return org
 
 
+class LazyProducer:
+    """Opens the queue producer on first use, and again after a failed open (at most once a
+    second), so a proxy starts and answers calls even while its queue cannot be reached."""
+
+    def __init__(
+        self, opener: Callable[[], ReportingProducer], retry_s: float = SPOOL_RETRY_S
+    ) -> None:
+        self._opener = opener
+        self._retry_s = retry_s
+        self._producer: ReportingProducer | None = None
+        self._next_try = 0.0
+
+    def get(self) -> ReportingProducer:
+        if self._producer is not None:
+            return self._producer
+        now = time.monotonic()
+        if now < self._next_try:
+            raise QueueError("queue not open yet (retrying)")
+        self._next_try = now + self._retry_s
+        try:
+            self._producer = self._opener()
+        except (LlmtapError, OSError) as exc:
+            raise QueueError(f"cannot open the queue: {exc}") from exc
+        return self._producer
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close()
+
+
 class Shipper:
     def __init__(
         self,
-        producer: Producer,
+        producer: LazyProducer,
         bodies: BodyStore,
         spool: Spool,
         resolver: OrgResolver,
@@ -132,6 +163,7 @@ class Shipper:
             try:
                 first = self._inbox.get(timeout=SPOOL_RETRY_S)
             except queue.Empty:
+                self._spool_failed_deliveries()
                 self._replay_spool()
                 continue
             batch: list[Exchange] = []
@@ -167,11 +199,35 @@ class Shipper:
         if not items:
             return
         try:
-            self._producer.publish_batch(self._topic, items)
+            producer = self._producer.get()
+            producer.publish_batch(self._topic, items)
             self._metrics.records_published += len(items)
+        except PublishIncomplete as exc:
+            log.warning(
+                "queue took %d of %d record(s), spooling the rest: %s",
+                exc.accepted,
+                len(items),
+                exc,
+            )
+            self._metrics.records_published += exc.accepted
+            self._to_spool(items[exc.accepted :])
         except QueueError as exc:
             log.warning("queue refused %d record(s), spooling them: %s", len(items), exc)
             self._to_spool(items)
+        self._spool_failed_deliveries()
+
+    def _spool_failed_deliveries(self) -> None:
+        """Kafka reports failed deliveries after ``publish`` returned: they go to the spool too."""
+        try:
+            failed = self._producer.get().take_failed()
+        except QueueError:
+            return
+        if failed:
+            log.warning("%d record(s) failed delivery, spooling them", len(failed))
+            self._metrics.records_published -= len(failed)
+            kept = self._spool.append_many(failed)
+            self._metrics.records_spooled += kept
+            self._metrics.records_dropped += len(failed) - kept
 
     def _prepare(self, exchange: Exchange) -> LogRecord:
         tap = exchange.tap
@@ -212,7 +268,7 @@ class Shipper:
             return
         self._next_spool_try = now + SPOOL_RETRY_S
         try:
-            replayed = self._spool.replay(self._producer)
+            replayed = self._spool.replay(self._producer.get())
         except QueueError as exc:
             log.info(
                 "queue unavailable, %d record(s) wait in the spool: %s", self._spool.pending, exc
@@ -224,7 +280,7 @@ class Shipper:
 
     def _flush(self) -> None:
         try:
-            pending = self._producer.flush(10.0)
+            pending = self._producer.get().flush(10.0)
         except QueueError as exc:
             log.error("final flush failed: %s", exc)
             return
