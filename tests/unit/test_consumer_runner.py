@@ -25,7 +25,7 @@ from llmtap.consumer.sink import PoisonRows, Sink
 from llmtap.errors import QueueError, StoreUnavailable
 from llmtap.keys import hash_key
 from llmtap.queue.factory import open_consumer, open_producer
-from llmtap.queue.port import GroupConsumer, ReportingProducer
+from llmtap.queue.port import Failed, GroupConsumer, ReportingProducer
 from llmtap.record import BodyRef, LogRecord, Timing, encode
 from llmtap.settings import Settings
 from llmtap.stores.bodies.port import BodyStore, BodyStream, body_key
@@ -440,6 +440,9 @@ class FlakyDlq:
 
     def flush(self, timeout_s: float) -> int:
         return self.inner.flush(timeout_s)
+
+    def take_failed(self) -> list[Failed]:
+        return self.inner.take_failed()
 
     def close(self) -> None:
         pass

@@ -23,20 +23,16 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from llmtap.consumer.batch import Batch, Item, RowKey
 from llmtap.consumer.context import Context, Handler
-from llmtap.consumer.dlq import (
-    DeadLetter,
-    dead_letter_for,
-    dead_letter_headers,
-    encode_dead_letter,
-)
+from llmtap.consumer.dlq import DeadLetter, dead_letter_headers, encode_dead_letter
 from llmtap.consumer.handlers.row_builder import RowBuilder
 from llmtap.consumer.sink import PoisonRows, Sink
 from llmtap.errors import LlmtapError, QueueError, StoreUnavailable
-from llmtap.queue.port import GroupConsumer, Message, Producer
-from llmtap.record import LogRecord, RecordDecodeError, decode
+from llmtap.queue.port import GroupConsumer, Message, ReportingProducer
+from llmtap.record import RecordDecodeError, decode
 from llmtap.settings import Settings
 from llmtap.stores.row import RequestRow
 
@@ -86,70 +82,11 @@ class RunnerStats:
     """Batches committed."""
 
 
-_Key = tuple[str, str]
-"""(org id, request id): what the sinks are idempotent on."""
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-@dataclass(slots=True)
-class _Item:
-    index: int
-    message: Message
-    record: LogRecord | None = None
-    ctx: Context | None = None
-    stage: str = "decode"
-    attempts: int = 0
-    first_failure_ms: int = 0
-    last_failure_ms: int = 0
-
-    def failed(self) -> None:
-        now = _now_ms()
-        self.attempts += 1
-        self.first_failure_ms = self.first_failure_ms or now
-        self.last_failure_ms = now
-
-
-@dataclass(slots=True)
-class _Batch:
-    messages: Sequence[Message]
-    good: list[_Item] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-
-    def dead_letter(self, item: _Item, error: BaseException) -> None:
-        if item.attempts == 0:
-            item.failed()
-        self.dead.append(
-            dead_letter_for(
-                item.message,
-                error,
-                stage=item.stage,
-                attempts=item.attempts,
-                first_failure_unix_ms=item.first_failure_ms,
-                last_failure_unix_ms=item.last_failure_ms,
-                request_id=item.record.request_id if item.record else None,
-            )
-        )
-        log.warning(
-            "dead-lettering %s/%d/%d (request %s) at %s after %d attempt(s): %s: %s",
-            item.message.topic,
-            item.message.partition,
-            item.message.offset,
-            item.record.request_id if item.record else "?",
-            item.stage,
-            item.attempts,
-            type(error).__name__,
-            error,
-        )
-
-
 class BatchRunner:
     def __init__(
         self,
         consumer: GroupConsumer,
-        dlq_producer: Producer,
+        dlq_producer: ReportingProducer,
         handlers: Sequence[Handler],
         sinks: Sequence[Sink],
         config: RunnerConfig,
@@ -175,8 +112,8 @@ class BatchRunner:
         messages = self._consumer.poll_batch(config.batch_max_records, config.batch_max_wait_s)
         if not messages:
             return 0
-        batch = _Batch(messages)
-        items = [self._decode(_Item(i, m), batch) for i, m in enumerate(messages)]
+        batch = Batch(messages)
+        items = [self._decode(Item(i, m), batch) for i, m in enumerate(messages)]
         decoded = [item for item in items if item.record is not None]
         done = (
             self._process(decoded, batch, stop)
@@ -193,19 +130,19 @@ class BatchRunner:
 
     # -- stages ---------------------------------------------------------------------------------
 
-    def _decode(self, item: _Item, batch: _Batch) -> _Item:
+    def _decode(self, item: Item, batch: Batch) -> Item:
         try:
             item.record = decode(item.message.value)
         except RecordDecodeError as exc:
             batch.dead_letter(item, exc)
         return item
 
-    def _process(self, items: list[_Item], batch: _Batch, stop: threading.Event) -> bool:
+    def _process(self, items: list[Item], batch: Batch, stop: threading.Event) -> bool:
         """Run the chain over every record; False when stopped while waiting out an outage."""
         pending = items
         rounds = outages = 0
         while pending:
-            retry: list[_Item] = []
+            retry: list[Item] = []
             outage: StoreUnavailable | None = None
             where = ""
             for item in pending:
@@ -248,7 +185,7 @@ class BatchRunner:
         batch.good.sort(key=lambda item: item.index)
         return True
 
-    def _run_chain(self, item: _Item) -> Context:
+    def _run_chain(self, item: Item) -> Context:
         assert item.record is not None
         item.stage = "handler:row"
         ctx = Context(message=item.message, record=item.record, row=self._build_row(item.record))
@@ -257,10 +194,10 @@ class BatchRunner:
             handler(ctx)
         return ctx
 
-    def _write(self, batch: _Batch, stop: threading.Event) -> bool:
+    def _write(self, batch: Batch, stop: threading.Event) -> bool:
         # one row per (org, request id): a record replayed inside one batch must not reach an
         # upsert twice (Postgres refuses to touch a row twice in one statement); the latest wins
-        live: dict[_Key, list[_Item]] = {}
+        live: dict[RowKey, list[Item]] = {}
         for item in batch.good:
             assert item.ctx is not None
             live.setdefault((item.ctx.row.org_id, item.ctx.row.request_id), []).append(item)
@@ -271,7 +208,7 @@ class BatchRunner:
         return True
 
     def _write_sink(
-        self, sink: Sink, live: dict[_Key, list[_Item]], batch: _Batch, stop: threading.Event
+        self, sink: Sink, live: dict[RowKey, list[Item]], batch: Batch, stop: threading.Event
     ) -> bool:
         failures = 0
         one_by_one = False
@@ -300,7 +237,7 @@ class BatchRunner:
                     return False
         return True
 
-    def _write_singly(self, sink: Sink, live: dict[_Key, list[_Item]], batch: _Batch) -> None:
+    def _write_singly(self, sink: Sink, live: dict[RowKey, list[Item]], batch: Batch) -> None:
         for key, items in list(live.items()):
             try:
                 sink.write_batch([_row(items)])
@@ -309,24 +246,31 @@ class BatchRunner:
                     raise
                 _dead_letter_row(live.pop(key), sink, exc, batch)
 
-    def _publish_dead(self, batch: _Batch, stop: threading.Event) -> bool:
+    def _publish_dead(self, batch: Batch, stop: threading.Event) -> bool:
         """Hand the batch's dead letters to the DLQ and wait until they are durable."""
+        if not batch.dead:
+            return True
         topic = self._config.dlq_topic
-        sent = failures = 0
+        unsent = [(letter, encode_dead_letter(letter)) for letter in batch.dead]
+        sent: list[tuple[DeadLetter, bytes]] = []
+        failures = 0
         while True:
             try:
-                for letter in batch.dead[sent:]:
+                while unsent:
+                    letter, value = unsent[0]
                     self._dlq.publish(
-                        topic,
-                        letter.original_key,
-                        encode_dead_letter(letter),
-                        dead_letter_headers(letter),
+                        topic, letter.original_key, value, dead_letter_headers(letter)
                     )
-                    sent += 1
-                if batch.dead:
-                    pending = self._dlq.flush(self._config.dlq_flush_timeout_s)
-                    if pending:
-                        raise QueueError(f"{pending} dead letter(s) not durable yet")
+                    sent.append(unsent.pop(0))
+                pending = self._dlq.flush(self._config.dlq_flush_timeout_s)
+                # Kafka reports a failed delivery after the fact; those go out again
+                refused = {value for _, _, value in self._dlq.take_failed()}
+                unsent = [(letter, value) for letter, value in sent if value in refused]
+                sent = [(letter, value) for letter, value in sent if value not in refused]
+                if pending or unsent:
+                    raise QueueError(
+                        f"{pending + len(unsent)} dead letter(s) not durable yet", retriable=True
+                    )
                 self.stats.dead_lettered += len(batch.dead)
                 return True
             except QueueError as exc:
@@ -384,13 +328,13 @@ class BatchRunner:
         return stop.wait(delay)
 
 
-def _row(items: list[_Item]) -> RequestRow:
+def _row(items: list[Item]) -> RequestRow:
     ctx = items[-1].ctx
     assert ctx is not None
     return ctx.row
 
 
-def _dead_letter_row(items: list[_Item], sink: Sink, error: BaseException, batch: _Batch) -> None:
+def _dead_letter_row(items: list[Item], sink: Sink, error: BaseException, batch: Batch) -> None:
     for item in items:
         item.stage = f"sink:{sink.name}"
         item.failed()
