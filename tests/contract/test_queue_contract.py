@@ -43,7 +43,7 @@ class QueueUnderTest:
             thing.close()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
 def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QueueUnderTest]:
     """Each adapter behind the factory; Kafka gets fresh topic and group names per test (and is
     skipped, or failed under CI, by tests/conftest.py when no broker answers)."""

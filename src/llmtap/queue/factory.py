@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from llmtap.errors import ConfigError
+from llmtap.errors import QueueError
 from llmtap.queue.port import GroupConsumer, ReportingProducer
 from llmtap.queue.urls import QueueUrl, parse_queue_url
 from llmtap.settings import Settings
+
+log = logging.getLogger(__name__)
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 
@@ -17,7 +20,7 @@ def open_producer(settings: Settings) -> ReportingProducer:
     """A producer for ``settings.queue_url``; topics are created on first use if missing."""
     url = parse_queue_url(settings.queue_url)
     if url.scheme == "kafka":
-        raise ConfigError("kafka:// queue adapter is not available yet")
+        return _kafka_producer(url, settings)
     from llmtap.queue.sqlite import SqliteProducer
 
     return SqliteProducer(
@@ -36,7 +39,11 @@ def open_consumer(
     group = group or settings.consumer_group
     topics = list(topics) if topics else [settings.topic]
     if url.scheme == "kafka":
-        raise ConfigError("kafka:// queue adapter is not available yet")
+        from llmtap.queue.kafka_admin import client_config, ensure_topics
+        from llmtap.queue.kafka_consumer import KafkaConsumer
+
+        ensure_topics(url, topics, settings.partitions)
+        return KafkaConsumer(client_config(url), group, topics)
     from llmtap.queue.sqlite import SqliteConsumer
 
     return SqliteConsumer(
@@ -54,3 +61,15 @@ def open_consumer(
 def _retention(url: QueueUrl) -> int | None:
     retention = int(url.number("retention_ms", WEEK_MS))
     return None if retention < 0 else retention
+
+
+def _kafka_producer(url: QueueUrl, settings: Settings) -> ReportingProducer:
+    from llmtap.queue.kafka_admin import client_config, ensure_topics
+    from llmtap.queue.kafka_producer import KafkaProducer
+
+    try:
+        ensure_topics(url, [settings.topic, settings.dlq_topic], settings.partitions)
+    except QueueError as exc:
+        # The proxy must start even when the broker is down: records spool until it is back.
+        log.warning("could not check the queue's topics (%s); producing anyway", exc)
+    return KafkaProducer(client_config(url))

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from llmtap.errors import QueueError
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -56,6 +58,18 @@ class Consumer(Protocol):
         """Move the group's position in one partition (replay)."""
 
     def close(self) -> None: ...
+
+
+class PublishIncomplete(QueueError):
+    """``publish_batch`` stopped part-way: the first ``accepted`` items were taken, the rest not.
+
+    Only Kafka raises it (the embedded queue's batches are all-or-nothing); the caller spools
+    ``items[accepted:]``.
+    """
+
+    def __init__(self, message: str, *, accepted: int) -> None:
+        super().__init__(message)
+        self.accepted = accepted
 
 
 Failed = tuple[str, bytes | None, bytes]

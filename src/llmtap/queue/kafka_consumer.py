@@ -1,0 +1,225 @@
+"""Kafka consumer-group member (confluent-kafka) with at-least-once commits.
+
+Nothing is committed behind the caller's back (``enable.auto.commit=false``,
+``enable.auto.offset.store=false``): ``commit`` synchronously stores ``last offset + 1`` per
+partition after the sinks succeeded. When a rebalance takes partitions away, the ``on_revoke``
+hook runs first (inside ``poll_batch``) so the caller can commit what it finished. A group that
+has never committed starts from the earliest message, as the embedded queue does.
+
+Seeks name partitions this member may not own yet (right after start, before the group assigned
+anything): they are kept and applied when the partition is assigned. Not thread-safe: one thread
+polls and commits, as in the consumer runner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import OFFSET_END, TIMESTAMP_NOT_AVAILABLE, KafkaError, TopicPartition
+from confluent_kafka import Consumer as _Client
+
+from llmtap.errors import QueueError
+from llmtap.queue.kafka_admin import TIMEOUT_S, translated
+from llmtap.queue.port import Message, OnRevoke
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "client.id": "llmtap-consumer",
+}
+
+Partition = tuple[str, int]
+
+
+class KafkaConsumer:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        group: str,
+        topics: Sequence[str],
+        on_revoke: OnRevoke | None = None,
+    ) -> None:
+        if not topics:
+            raise ValueError("a consumer needs at least one topic")
+        self._topics = list(dict.fromkeys(topics))
+        self._on_revoke = on_revoke
+        self._assignment: set[Partition] = set()
+        self._pending_seeks: dict[Partition, int] = {}
+        self._pending_time: int | None = None
+        self._closed = False
+        self._client = _Client(
+            {**DEFAULTS, **config, "group.id": group, "error_cb": self._on_error}
+        )
+        with translated("subscribing"):
+            self._client.subscribe(
+                self._topics,
+                on_assign=self._assigned,
+                on_revoke=self._revoked,
+                on_lost=self._lost,
+            )
+
+    # -- Consumer --------------------------------------------------------------------------
+
+    def poll_batch(self, max_records: int, timeout_s: float) -> list[Message]:
+        self._check_open()
+        with translated("polling"):
+            raw = self._client.consume(num_messages=max_records, timeout=timeout_s)
+        batch: list[Message] = []
+        for m in raw:
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    raise QueueError(f"kafka: consumer failed: {err.str()}", retriable=False)
+                log.warning("kafka consumer: %s", err.str())
+                continue
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            assert topic is not None and partition is not None and offset is not None
+            kind, timestamp = m.timestamp()
+            batch.append(
+                Message(
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    key=m.key(),
+                    value=m.value() or b"",
+                    timestamp_ms=0 if kind == TIMESTAMP_NOT_AVAILABLE else timestamp,
+                    headers=_headers(m.headers()),
+                )
+            )
+        return batch
+
+    def commit(self, messages: Sequence[Message]) -> None:
+        if not messages:
+            return
+        self._check_open()
+        offsets: dict[Partition, int] = {}
+        for m in messages:
+            offsets[(m.topic, m.partition)] = max(
+                offsets.get((m.topic, m.partition), 0), m.offset + 1
+            )
+        with translated("commit"):
+            result = self._client.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                asynchronous=False,
+            )
+        refused = [tp for tp in result or () if tp.error is not None]
+        if refused:
+            raise QueueError(
+                "kafka: commit refused for "
+                + ", ".join(f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in refused)
+            )
+
+    def seek(self, partition: int, offset: int, topic: str | None = None) -> None:
+        self._check_open()
+        if topic is None:
+            if len(self._topics) != 1:
+                raise ValueError("seek needs a topic when the consumer reads several")
+            topic = self._topics[0]
+        if (topic, partition) in self._assignment:
+            with translated("seek"):
+                self._client.seek(TopicPartition(topic, partition, max(offset, 0)))
+        else:
+            self._pending_seeks[(topic, partition)] = max(offset, 0)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with translated("leaving the group"):
+            self._client.close()
+
+    # -- GroupConsumer ---------------------------------------------------------------------
+
+    def seek_to_time(self, timestamp_ms: int) -> None:
+        """Applies to the partitions this member owns now, or to its first assignment."""
+        self._check_open()
+        if not self._assignment:
+            self._pending_time = timestamp_ms
+            return
+        for tp in self._offsets_for_time(sorted(self._assignment), timestamp_ms):
+            with translated("seek by time"):
+                self._client.seek(tp)
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        self._check_open()
+        with translated("reading lag"):
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in self._topics
+                for p in self._client.list_topics(topic, timeout=TIMEOUT_S).topics[topic].partitions
+            ]
+            committed = self._client.committed(partitions, timeout=TIMEOUT_S)
+            result = {}
+            for tp in committed:
+                low, high = self._client.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), timeout=TIMEOUT_S, cached=False
+                )
+                start = tp.offset if tp.offset >= 0 else low
+                result[(tp.topic, tp.partition)] = max(high - start, 0)
+        return result
+
+    def set_on_revoke(self, callback: OnRevoke | None) -> None:
+        self._on_revoke = callback
+
+    # -- rebalance callbacks (run inside consume) -------------------------------------------
+
+    def _assigned(self, client: _Client, partitions: list[TopicPartition]) -> None:
+        if self._pending_time is not None:
+            timed = self._offsets_for_time(
+                [(tp.topic, tp.partition) for tp in partitions], self._pending_time
+            )
+            partitions = timed
+            self._pending_time = None
+        for tp in partitions:
+            offset = self._pending_seeks.pop((tp.topic, tp.partition), None)
+            if offset is not None:
+                tp.offset = offset
+        client.assign(partitions)
+        self._assignment.update((tp.topic, tp.partition) for tp in partitions)
+
+    def _revoked(self, client: _Client, partitions: list[TopicPartition]) -> None:
+        lost = [(tp.topic, tp.partition) for tp in partitions]
+        if self._on_revoke is not None and lost:
+            self._on_revoke(lost)
+        self._assignment.difference_update(lost)
+
+    def _lost(self, client: _Client, partitions: list[TopicPartition]) -> None:
+        # Already owned by someone else: committing now would fail, so the hook is not called.
+        log.warning("kafka consumer lost %d partition(s) without a clean revoke", len(partitions))
+        self._assignment.difference_update((tp.topic, tp.partition) for tp in partitions)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _offsets_for_time(
+        self, partitions: Sequence[Partition], timestamp_ms: int
+    ) -> list[TopicPartition]:
+        with translated("finding offsets by time"):
+            found = self._client.offsets_for_times(
+                [TopicPartition(t, p, timestamp_ms) for t, p in partitions], timeout=TIMEOUT_S
+            )
+        # -1: nothing at or after that time in this partition, so start at its end
+        return [
+            TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
+            for tp in found
+        ]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise QueueError("kafka: consumer is closed", retriable=False)
+
+    def _on_error(self, err: KafkaError) -> None:
+        level = logging.ERROR if err.fatal() else logging.WARNING
+        log.log(level, "kafka consumer: %s", err.str())
+
+
+def _headers(
+    raw: Mapping[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None,
+) -> dict[str, bytes]:
+    """Kafka headers as the port's mapping (a repeated name keeps its last value)."""
+    items = raw.items() if isinstance(raw, Mapping) else raw or ()
+    return {k: v.encode() if isinstance(v, str) else v or b"" for k, v in items}
