@@ -650,3 +650,22 @@ def test_cli_entry_point_serves_and_stops_on_sigterm() -> None:
             process.wait()
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_http10_stream_is_delimited_by_close(mock: MockUpstream) -> None:
+    body = json.dumps({"model": "gpt-4o-mini", "messages": HELLO, "stream": True}).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.0\r\nauthorization: Bearer k\r\n"
+        b"connection: keep-alive\r\ncontent-length: %d\r\n\r\n%b" % (len(body), body)
+    )
+    with socket.create_connection((mock.host, mock.port), timeout=5) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):  # the server must close: recv returns b""
+            received += chunk
+    head, _, payload = received.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower()
+    assert b"connection: close" in head.lower()
+    events = sse_events(payload)
+    assert events[-1] == (None, "[DONE]")
+    assert len(events) == 1 + 8 + 1 + 1  # role, 8 words, finish, [DONE]

@@ -3,7 +3,7 @@
 Shapes follow the API reference: a ``chat.completion`` object, or ``chat.completion.chunk``
 events ending in ``data: [DONE]``. With ``stream_options.include_usage`` every chunk carries
 ``"usage": null`` and one last chunk with ``"choices": []`` carries the usage; without it no
-chunk mentions usage.
+chunk mentions usage. ``n`` is ignored: there is always one choice.
 """
 
 from __future__ import annotations

@@ -31,12 +31,13 @@ def _status_line(status: int) -> bytes:
     return line if line is not None else b"HTTP/1.1 %d Mock\r\n" % status
 
 
-def _head(reply: Reply, keep_alive: bool) -> bytes:
-    framing = (
-        b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n"
-        if reply.frames is not None
-        else b"content-length: %d\r\n" % len(reply.body)
-    )
+def _head(reply: Reply, keep_alive: bool, chunked: bool) -> bytes:
+    if reply.frames is None:
+        framing = b"content-length: %d\r\n" % len(reply.body)
+    elif chunked:
+        framing = b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n"
+    else:
+        framing = b"cache-control: no-cache\r\n"
     return b"%bcontent-type: %b\r\n%b%b%b\r\n" % (
         _status_line(reply.status),
         reply.content_type,
@@ -55,7 +56,7 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
-        self._queue: deque[tuple[Reply, bool]] = deque()
+        self._queue: deque[tuple[Reply, bool, bool]] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._writable = asyncio.Event()
         self._writable.set()
@@ -88,6 +89,10 @@ class _Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserError:
             self._reject()
+
+    @property
+    def writer(self) -> asyncio.Task[None] | None:
+        return self._writer
 
     def close(self) -> None:
         self._closing = True
@@ -130,11 +135,13 @@ class _Connection(asyncio.Protocol):
             body=b"".join(self._body),
         )
         reply = self._app.handle(request)
-        keep_alive = bool(self._parser.should_keep_alive())
+        # HTTP/1.0 has no chunked encoding: a stream is delimited by closing the connection
+        chunked = self._parser.get_http_version() != "1.0"
+        keep_alive = self._parser.should_keep_alive() and (chunked or reply.frames is None)
         if self._writer is None and reply.immediate:
-            self._write_now(reply, keep_alive)
+            self._write_now(reply, keep_alive, chunked)
         else:
-            self._queue.append((reply, keep_alive))
+            self._queue.append((reply, keep_alive, chunked))
             if self._writer is None:
                 self._writer = asyncio.get_running_loop().create_task(self._drain_queue())
 
@@ -145,10 +152,10 @@ class _Connection(asyncio.Protocol):
             self._transport.write(_BAD_REQUEST)
         self.close()
 
-    def _write_now(self, reply: Reply, keep_alive: bool) -> None:
+    def _write_now(self, reply: Reply, keep_alive: bool, chunked: bool) -> None:
         transport = self._transport
         assert transport is not None
-        head = _head(reply, keep_alive)
+        head = _head(reply, keep_alive, chunked)
         drop = reply.drop_after
         if reply.frames is None:
             if drop is not None:
@@ -159,36 +166,38 @@ class _Connection(asyncio.Protocol):
         else:
             frames = reply.frames
             cut = len(frames) if drop is None else _cut(reply, drop)
-            transport.write(head + b"".join([chunk(f) for f in frames[:cut]]))
+            sent = [chunk(f) for f in frames[:cut]] if chunked else frames[:cut]
+            transport.write(head + b"".join(sent))
             if drop is not None:
                 self.close()
                 return
-            transport.write(CHUNKED_END)
+            if chunked:
+                transport.write(CHUNKED_END)
         if not keep_alive:
             self.close()
 
     async def _drain_queue(self) -> None:
         try:
             while self._queue and not self._closing:
-                reply, keep_alive = self._queue.popleft()
+                reply, keep_alive, chunked = self._queue.popleft()
                 if reply.immediate:
-                    self._write_now(reply, keep_alive)
+                    self._write_now(reply, keep_alive, chunked)
                 else:
-                    await self._write_slowly(reply, keep_alive)
+                    await self._write_slowly(reply, keep_alive, chunked)
         finally:
             self._writer = None
 
-    async def _write_slowly(self, reply: Reply, keep_alive: bool) -> None:
+    async def _write_slowly(self, reply: Reply, keep_alive: bool, chunked: bool) -> None:
         transport = self._transport
         assert transport is not None
         if reply.latency_s > 0:
             await asyncio.sleep(reply.latency_s)
         if reply.frames is None or reply.chunk_delay_s <= 0:
-            self._write_now(reply, keep_alive)
+            self._write_now(reply, keep_alive, chunked)
             return
         frames = reply.frames
         cut = len(frames) if reply.drop_after is None else _cut(reply, reply.drop_after)
-        transport.write(_head(reply, keep_alive))
+        transport.write(_head(reply, keep_alive, chunked))
         for index, frame in enumerate(frames):
             if index == cut:
                 self.close()
@@ -198,8 +207,9 @@ class _Connection(asyncio.Protocol):
             await self._writable.wait()
             if self._closing:
                 return
-            transport.write(chunk(frame))
-        transport.write(CHUNKED_END)
+            transport.write(chunk(frame) if chunked else frame)
+        if chunked:
+            transport.write(CHUNKED_END)
         if not keep_alive:
             self.close()
 
@@ -234,7 +244,14 @@ class MockServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        writers = []
         for connection in list(self._connections):
             connection.close()
+            if connection.writer is not None:
+                writers.append(connection.writer)
+        # a writer still sleeping between chunks must finish before the loop is closed
+        for writer in writers:
+            writer.cancel()
+        await asyncio.gather(*writers, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
