@@ -76,8 +76,8 @@ def split_headers(headers: HeaderList) -> tuple[HeaderList, TapHeaders]:
             suffix = lower[7:] if is_llmtap else lower[9:]
             text = value.decode("latin-1")
             if suffix.startswith(b"property-"):
-                prop = name[(7 if is_llmtap else 9) + 9 :].decode("latin-1")
-                properties[prop] = text
+                # lower-cased: header names are case-insensitive and h11/HTTP/2 lower them anyway
+                properties[suffix[9:].decode("latin-1")] = text
                 continue
             key = suffix.decode("latin-1")
             if is_llmtap:

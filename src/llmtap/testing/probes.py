@@ -1,0 +1,35 @@
+"""Test probes: waiting on a condition with a timeout (instead of sleeping and hoping), and
+looking for bytes on disk."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(
+    probe: Callable[[], T | None],
+    *,
+    timeout_s: float = 15.0,
+    interval_s: float = 0.02,
+    what: str = "condition",
+) -> T:
+    """Call ``probe`` until it returns something truthy and return that; TimeoutError after
+    ``timeout_s`` naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def files_containing(root: Path, needle: bytes) -> list[Path]:
+    """Every file under ``root`` whose bytes contain ``needle`` (e.g. a canary secret)."""
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
