@@ -43,6 +43,7 @@ ANTHROPIC_AUTH = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
 def mock() -> Iterator[MockUpstream]:
     with MockUpstream() as upstream:
         yield upstream
+    assert upstream.internal_errors == 0
 
 
 @pytest.fixture

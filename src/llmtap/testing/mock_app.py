@@ -71,6 +71,8 @@ class MockApp:
         self._chunk_delay_ms = chunk_delay_ms
         self._requests = requests
         self._ids = Ids()
+        self.internal_errors = 0
+        """Requests answered with a 500 because the mock itself failed (a bug in the mock)."""
 
     def handle(self, request: ReceivedRequest) -> Reply:
         if self._requests is not None:
@@ -83,6 +85,7 @@ class MockApp:
         except KnobError as exc:
             reply = anthropic_error(400, str(exc)) if anthropic else openai_error(400, str(exc))
         except Exception:  # the mock's own bug: answer like a provider outage, and say so
+            self.internal_errors += 1
             log.exception("mock upstream failed on %s %s", request.method, request.path)
             reply = anthropic_status(500) if anthropic else openai_status(500)
         reply.latency_s = knobs.latency_ms / 1000.0

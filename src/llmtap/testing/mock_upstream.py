@@ -147,6 +147,11 @@ class MockUpstream:
     def clear(self) -> None:
         self._log.clear()
 
+    @property
+    def internal_errors(self) -> int:
+        """Requests the mock answered with a 500 because of its own bug (logged); should be 0."""
+        return self._app.internal_errors
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mock-upstream", daemon=True)
         self._thread.start()
