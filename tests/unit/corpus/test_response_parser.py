@@ -121,3 +121,44 @@ def test_gzip_bomb_is_inflated_only_up_to_the_limit() -> None:
     ctx = context(bomb, headers={"content-encoding": "deflate"})
     ResponseParser(max_decoded_bytes=1024)(ctx)
     assert ctx.notes[NOTE_RESPONSE]["problem"] == "not_json"
+
+
+def chunk(choices: str, extra: str = "") -> bytes:
+    return (
+        b'data: {"object":"chat.completion.chunk","model":"m","choices":['
+        + choices.encode()
+        + b"]"
+        + extra.encode()
+        + b"}\n\n"
+    )
+
+
+def test_stream_text_that_looks_like_json_keys_cannot_fool_the_parser() -> None:
+    # generated text quoting a finish reason and usage, then the real end of the stream
+    tricky = r'{"index":0,"delta":{"content":"\"finish_reason\":\"stop\", \"usage\":{}"},"finish_reason":null}'
+    body = (
+        chunk('{"index":0,"delta":{"role":"assistant"},"finish_reason":null}')
+        + chunk(tricky)
+        + chunk('{"index":0,"delta":{},"finish_reason":"length"}')
+        + chunk("", ',"usage":{"prompt_tokens":4,"completion_tokens":6,"total_tokens":10}')
+        + b"data: [DONE]\n\n"
+    )
+    ctx = context(body, headers={"content-type": "text/event-stream"})
+    ResponseParser()(ctx)
+    assert (ctx.row.finish_reason, ctx.row.output_tokens) == ("length", 6)
+
+
+def test_stream_with_two_choices_reports_the_first_choices_reason() -> None:
+    body = (
+        chunk('{"index":0,"delta":{"content":"a"},"finish_reason":null}')
+        + chunk(
+            '{"index":1,"delta":{},"finish_reason":"length"},'
+            '{"index":0,"delta":{},"finish_reason":null}'
+        )
+        + chunk('{"index":0,"delta":{},"finish_reason":"stop"}')
+    )
+    ctx = context(body, headers={"content-type": "text/event-stream"})
+    ResponseParser()(ctx)
+    assert ctx.row.finish_reason == "stop"
+    assert ctx.notes[NOTE_RESPONSE]["complete"] is False  # no [DONE]: cut off after the reason
+    assert ctx.row.usage_source == "unknown"

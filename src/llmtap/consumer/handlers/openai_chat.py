@@ -83,35 +83,65 @@ def parse_chat_json(doc: Any) -> ParsedResponse:
     return parsed
 
 
+def _plain_delta(data: str) -> bool:
+    """A chunk that only adds content to one choice: nothing in it changes what we record.
+
+    Substring tests on the raw JSON are safe here because a quote inside a JSON string is
+    escaped: generated text can never contain the unescaped ``"finish_reason":null``.
+    """
+    return (
+        data.count('"finish_reason"') == 1
+        and ('"finish_reason":null' in data or '"finish_reason": null' in data)
+        and '"tool_calls"' not in data
+        and '"error"' not in data
+        and '"x_groq"' not in data
+        and ('"usage"' not in data or '"usage":null' in data or '"usage": null' in data)
+    )
+
+
 def parse_chat_stream(events: Iterable[SseEvent]) -> ParsedResponse:
     parsed = ParsedResponse(complete=False)
+    tier: Any = None
+    # This loop runs once per token of every streamed call: it touches only what it needs.
     for event in events:
         parsed.events += 1
-        if event.data.strip() == "[DONE]":
+        data = event.data
+        if data == "[DONE]" or data.strip() == "[DONE]":
             parsed.complete = True
             continue
+        if parsed.model is not None and _plain_delta(data):
+            continue
         try:
-            chunk = _decoder.decode(event.data)
+            chunk = _decoder.decode(data)
         except msgspec.DecodeError:
             continue
-        if not isinstance(chunk, dict):
+        if type(chunk) is not dict:
             continue
-        if "error" in chunk and not chunk.get("choices"):
+        choices = chunk.get("choices")
+        if "error" in chunk and not choices:
             parsed.error = error_name(chunk["error"])
             continue
         if parsed.model is None:
             parsed.model = text(chunk.get("model"))
-        choices = chunk.get("choices")
-        if reason := _finish_reason(choices):
-            parsed.finish_reason = reason
-        for choice in items(choices):
-            for call in items(dig(choice, "delta", "tool_calls")):
-                # a call's first delta carries its id; later deltas only add arguments
-                if isinstance(call, dict) and call.get("id"):
-                    parsed.tool_calls += 1
-        usage = chat_usage(chunk.get("usage")) or chat_usage(dig(chunk, "x_groq", "usage"))
-        if usage is not None:
-            parsed.usage = usage
-        if tier := text(chunk.get("service_tier")):
-            parsed.price_context["service_tier"] = tier
+        if type(choices) is list:
+            for choice in choices:
+                if type(choice) is not dict:
+                    continue
+                reason = choice.get("finish_reason")
+                if reason and choice.get("index", 0) == 0 and isinstance(reason, str):
+                    parsed.finish_reason = reason
+                delta = choice.get("delta")
+                if type(delta) is dict and (calls := delta.get("tool_calls")):
+                    # a call's first delta carries its id; later deltas only add arguments
+                    parsed.tool_calls += sum(
+                        1 for call in items(calls) if isinstance(call, dict) and call.get("id")
+                    )
+        usage = chunk.get("usage")
+        if usage is not None or "x_groq" in chunk:
+            found = chat_usage(usage) or chat_usage(dig(chunk, "x_groq", "usage"))
+            if found is not None:
+                parsed.usage = found
+        tier = chunk.get("service_tier", tier)
+    if text(tier):
+        parsed.price_context["service_tier"] = tier
     return parsed
