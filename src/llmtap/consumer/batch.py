@@ -48,6 +48,8 @@ class Batch:
     messages: Sequence[Message]
     good: list[Item] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    written: int = 0
+    """Messages whose row every sink took."""
 
     def dead_letter(self, item: Item, error: BaseException) -> None:
         if item.attempts == 0:

@@ -72,7 +72,7 @@ class RunnerStats:
     """Counters since start; read by the service for progress logs and metrics."""
 
     processed: int = 0
-    """Records whose row went through every sink."""
+    """Records whose row went through every sink, counted when their batch is committed."""
     dead_lettered: int = 0
     retries: int = 0
     """Re-tries of single records after a retriable error."""
@@ -126,6 +126,7 @@ class BatchRunner:
         if not self._commit(messages, stop):
             return 0
         self.stats.batches += 1
+        self.stats.processed += batch.written
         return len(messages)
 
     # -- stages ---------------------------------------------------------------------------------
@@ -204,7 +205,7 @@ class BatchRunner:
         for sink in self._sinks:
             if not self._write_sink(sink, live, batch, stop):
                 return False
-        self.stats.processed += sum(len(items) for items in live.values())
+        batch.written = sum(len(items) for items in live.values())
         return True
 
     def _write_sink(
