@@ -25,7 +25,7 @@ from llmtap.consumer.sink import PoisonRows, Sink
 from llmtap.errors import QueueError, StoreUnavailable
 from llmtap.keys import hash_key
 from llmtap.queue.factory import open_consumer, open_producer
-from llmtap.queue.port import Failed, GroupConsumer, ReportingProducer
+from llmtap.queue.port import Failed, GroupConsumer, Message, OnRevoke, ReportingProducer
 from llmtap.record import BodyRef, LogRecord, Timing, encode
 from llmtap.settings import Settings
 from llmtap.stores.bodies.port import BodyStore, BodyStream, body_key
@@ -469,3 +469,56 @@ def test_offsets_wait_until_the_dead_letters_are_durable(env: Env) -> None:
     assert env.uncommitted() == 0
     (letter,) = env.dead_letters(expect=1)
     assert letter.original == b"garbage"
+
+
+class FlakyPolls:
+    """The real embedded consumer behind a switch that makes polling fail (a queue outage)."""
+
+    def __init__(self, inner: GroupConsumer) -> None:
+        self.inner = inner
+        self.down = threading.Event()
+        self.failures = 0
+
+    def poll_batch(self, max_records: int, timeout_s: float) -> list[Message]:
+        if self.down.is_set():
+            self.failures += 1
+            raise QueueError("embedded queue: poll failed: disk I/O error")
+        return self.inner.poll_batch(max_records, timeout_s)
+
+    def commit(self, messages: Sequence[Message]) -> None:
+        self.inner.commit(messages)
+
+    def seek(self, partition: int, offset: int, topic: str | None = None) -> None:
+        self.inner.seek(partition, offset, topic)
+
+    def seek_to_time(self, timestamp_ms: int) -> None:
+        self.inner.seek_to_time(timestamp_ms)
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return self.inner.lag()
+
+    def set_on_revoke(self, callback: OnRevoke | None) -> None:
+        self.inner.set_on_revoke(callback)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_queue_that_cannot_be_polled_is_waited_out(env: Env) -> None:
+    env.publish(make_record("q-1"), body=chat_body())
+    flaky = FlakyPolls(env.consumer)
+    flaky.down.set()
+    env.consumer = flaky
+    runner = env.runner()
+    stop = threading.Event()
+    worker = threading.Thread(target=runner.run, args=(stop,))
+    worker.start()
+    try:
+        wait_for(lambda: flaky.failures >= 3)
+        assert worker.is_alive()
+        flaky.down.clear()
+        wait_for(lambda: runner.stats.processed == 1)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert env.row("q-1") is not None

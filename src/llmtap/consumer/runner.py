@@ -98,6 +98,7 @@ class BatchRunner:
         self._config = config
         self._build_row = RowBuilder()
         self._never = threading.Event()
+        self._poll_failures = 0
         self.stats = RunnerStats()
 
     def run(self, stop: threading.Event) -> None:
@@ -109,7 +110,15 @@ class BatchRunner:
         """Process one batch; returns how many messages were committed (0 if none or held back)."""
         stop = stop or self._never
         config = self._config
-        messages = self._consumer.poll_batch(config.batch_max_records, config.batch_max_wait_s)
+        try:
+            messages = self._consumer.poll_batch(config.batch_max_records, config.batch_max_wait_s)
+        except QueueError as exc:
+            if not exc.retriable:
+                raise
+            self._poll_failures += 1
+            self._wait_outage("queue", exc, self._poll_failures, stop)
+            return 0
+        self._poll_failures = 0
         if not messages:
             return 0
         batch = Batch(messages)
