@@ -10,10 +10,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from llmtap.consumer.context import Context
 from llmtap.consumer.dlq import DeadLetter, dead_letter_for
 from llmtap.queue.port import Message
 from llmtap.record import LogRecord
+from llmtap.stores.row import RequestRow
 
 log = logging.getLogger("llmtap.consumer.runner")
 
@@ -30,7 +30,7 @@ class Item:
     index: int
     message: Message
     record: LogRecord | None = None
-    ctx: Context | None = None
+    row: RequestRow | None = None
     stage: str = "decode"
     attempts: int = 0
     first_failure_ms: int = 0

@@ -161,7 +161,7 @@ class BatchRunner:
                     retry.append(item)
                     continue
                 try:
-                    item.ctx = self._run_chain(item)
+                    item.row = self._run_chain(item)
                 except StoreUnavailable as exc:
                     outage, where = exc, item.stage
                     retry.append(item)
@@ -195,22 +195,24 @@ class BatchRunner:
         batch.good.sort(key=lambda item: item.index)
         return True
 
-    def _run_chain(self, item: Item) -> Context:
+    def _run_chain(self, item: Item) -> RequestRow:
+        """The record's finished row; the context (with its bodies) is dropped right after, so a
+        batch holds rows in memory, not up to ``batch_max_records`` pairs of bodies."""
         assert item.record is not None
         item.stage = "handler:row"
         ctx = Context(message=item.message, record=item.record, row=self._build_row(item.record))
         for handler in self._handlers:
             item.stage = f"handler:{handler.name}"
             handler(ctx)
-        return ctx
+        return ctx.row
 
     def _write(self, batch: Batch, stop: threading.Event) -> bool:
         # one row per (org, request id): a record replayed inside one batch must not reach an
         # upsert twice (Postgres refuses to touch a row twice in one statement); the latest wins
         live: dict[RowKey, list[Item]] = {}
         for item in batch.good:
-            assert item.ctx is not None
-            live.setdefault((item.ctx.row.org_id, item.ctx.row.request_id), []).append(item)
+            assert item.row is not None
+            live.setdefault((item.row.org_id, item.row.request_id), []).append(item)
         for sink in self._sinks:
             if not self._write_sink(sink, live, batch, stop):
                 return False
@@ -339,9 +341,9 @@ class BatchRunner:
 
 
 def _row(items: list[Item]) -> RequestRow:
-    ctx = items[-1].ctx
-    assert ctx is not None
-    return ctx.row
+    row = items[-1].row
+    assert row is not None
+    return row
 
 
 def _dead_letter_row(items: list[Item], sink: Sink, error: BaseException, batch: Batch) -> None:
