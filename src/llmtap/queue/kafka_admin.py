@@ -23,6 +23,8 @@ from llmtap.errors import QueueError
 from llmtap.queue.urls import KAFKA_TOPIC_OPTIONS, QueueUrl
 
 log = logging.getLogger(__name__)
+LIBRDKAFKA_LOG = logging.getLogger("llmtap.queue.librdkafka")
+"""librdkafka's own log lines (otherwise printed on stderr)."""
 
 TIMEOUT_S = 15.0
 
@@ -34,6 +36,10 @@ def client_config(url: QueueUrl) -> dict[str, Any]:
         if key not in KAFKA_TOPIC_OPTIONS:
             config[key.replace("_", ".")] = value
     return config
+
+
+def with_logger(config: dict[str, Any]) -> dict[str, Any]:
+    return {**config, "logger": LIBRDKAFKA_LOG}
 
 
 def queue_error(action: str, exc: KafkaException) -> QueueError:
@@ -53,7 +59,7 @@ def translated(action: str) -> Iterator[None]:
 
 def ensure_topics(url: QueueUrl, topics: Sequence[str], partitions: int) -> None:
     """Create the topics that do not exist yet; existing ones are left as they are."""
-    admin = AdminClient(client_config(url))
+    admin = AdminClient(with_logger(client_config(url)))
     with translated("listing topics"):
         existing = admin.list_topics(timeout=TIMEOUT_S).topics
     for topic in topics:

@@ -19,9 +19,11 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, TIMESTAMP_NOT_AVAILABLE, KafkaError, TopicPartition
 from confluent_kafka import Consumer as _Client
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from llmtap.errors import QueueError
-from llmtap.queue.kafka_admin import TIMEOUT_S, translated
+from llmtap.queue.kafka_admin import LIBRDKAFKA_LOG, TIMEOUT_S, translated, with_logger
 from llmtap.queue.port import Message, OnRevoke
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 Partition = tuple[str, int]
+LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
 
 class KafkaConsumer:
@@ -52,8 +56,16 @@ class KafkaConsumer:
         self._pending_seeks: dict[Partition, int] = {}
         self._pending_time: int | None = None
         self._closed = False
+        self._base_config = dict(config)
+        self._admin: AdminClient | None = None
         self._client = _Client(
-            {**DEFAULTS, **config, "group.id": group, "error_cb": self._on_error}
+            {
+                **DEFAULTS,
+                **config,
+                "group.id": group,
+                "error_cb": self._on_error,
+                "logger": LIBRDKAFKA_LOG,
+            }
         )
         with translated("subscribing"):
             self._client.subscribe(
@@ -129,9 +141,13 @@ class KafkaConsumer:
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
-        with translated("leaving the group"):
-            self._client.close()
+        self._admin = None
+        try:
+            # Leaving the group revokes this member's partitions: the hook may still commit.
+            with translated("leaving the group"):
+                self._client.close()
+        finally:
+            self._closed = True
 
     # -- GroupConsumer ---------------------------------------------------------------------
 
@@ -146,22 +162,25 @@ class KafkaConsumer:
                 self._client.seek(tp)
 
     def lag(self) -> dict[tuple[str, int], int]:
+        """Per partition this member owns (the others report theirs, so nothing is counted
+        twice across the group). Log-end offsets are asked through a separate admin client:
+        on the consumer's own connection the request would queue behind its long-polling
+        fetch, and its cached watermarks go stale while the caller is not polling."""
         self._check_open()
+        owned = [TopicPartition(t, p) for t, p in sorted(self._assignment)]
+        if not owned:
+            return {}
         with translated("reading lag"):
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in self._topics
-                for p in self._client.list_topics(topic, timeout=TIMEOUT_S).topics[topic].partitions
-            ]
-            committed = self._client.committed(partitions, timeout=TIMEOUT_S)
-            result = {}
-            for tp in committed:
-                low, high = self._client.get_watermark_offsets(
-                    TopicPartition(tp.topic, tp.partition), timeout=TIMEOUT_S, cached=False
-                )
-                start = tp.offset if tp.offset >= 0 else low
-                result[(tp.topic, tp.partition)] = max(high - start, 0)
-        return result
+            committed = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in self._client.committed(owned, timeout=TIMEOUT_S)
+            }
+            end = self._list_offsets(owned, LATEST)
+            start = dict(committed)
+            never = [TopicPartition(t, p) for (t, p), o in committed.items() if o < 0]
+            if never:  # no commit yet: the group would start at the earliest offset
+                start.update(self._list_offsets(never, EARLIEST))
+        return {key: max(end[key] - start[key], 0) for key in end}
 
     def set_on_revoke(self, callback: OnRevoke | None) -> None:
         self._on_revoke = callback
@@ -207,6 +226,16 @@ class KafkaConsumer:
             TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
             for tp in found
         ]
+
+    def _list_offsets(
+        self, partitions: Sequence[TopicPartition], spec: OffsetSpec
+    ) -> dict[Partition, int]:
+        if self._admin is None:
+            self._admin = AdminClient(with_logger(self._base_config))
+        futures = self._admin.list_offsets(
+            {tp: spec for tp in partitions}, request_timeout=TIMEOUT_S
+        )
+        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
     def _check_open(self) -> None:
         if self._closed:

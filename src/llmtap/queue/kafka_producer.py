@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as _Client
 
 from llmtap.errors import QueueError
-from llmtap.queue.kafka_admin import queue_error
+from llmtap.queue.kafka_admin import LIBRDKAFKA_LOG, queue_error
 from llmtap.queue.port import Failed, PublishIncomplete
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,9 @@ DEFAULTS: dict[str, Any] = {
 class KafkaProducer:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self._failed: deque[Failed] = deque()
-        self._client = _Client({**DEFAULTS, **config, "error_cb": self._on_error})
+        self._client = _Client(
+            {**DEFAULTS, **config, "error_cb": self._on_error, "logger": LIBRDKAFKA_LOG}
+        )
         self._stop = threading.Event()
         self._closed = False
         self._poller = threading.Thread(
@@ -79,6 +81,8 @@ class KafkaProducer:
         return failed
 
     def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is pending for up to ``timeout_s``; what is left then is given up and
+        returned by ``take_failed`` (so the caller can spool it), never dropped silently."""
         if self._closed:
             return
         self._closed = True
@@ -86,7 +90,10 @@ class KafkaProducer:
         self._stop.set()
         self._poller.join()
         if left:
-            log.error("kafka producer closed with %d message(s) not delivered", left)
+            self._client.purge()
+            self._client.poll(0)  # serve the purged messages' delivery reports
+            log.warning("kafka producer closed with %d message(s) undelivered", left)
+        self._client.close()
 
     def _produce(
         self, topic: str, key: bytes | None, value: bytes, headers: Mapping[str, bytes] | None
