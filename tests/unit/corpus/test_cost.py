@@ -141,3 +141,40 @@ def test_nano_dollars_round_half_even() -> None:
     assert to_nano_usd(Decimal("0.0000000015")) == 2
     assert to_nano_usd(Decimal("0.0000000025")) == 2
     assert to_nano_usd(Decimal("1.23456789049")) == 1_234_567_890
+
+
+def test_half_known_usage_is_not_priced() -> None:
+    from llmtap.consumer.context import Context
+    from llmtap.queue.port import Message
+    from llmtap.record import LogRecord, Timing
+    from llmtap.stores.row import RequestRow
+
+    record = LogRecord(
+        request_id="r",
+        source="otel",
+        provider="openai",
+        method="POST",
+        target_url="https://api.openai.com/v1/chat/completions",
+        status=200,
+        timing=Timing(start_unix_ms=WHEN.timestamp() * 1000, total_ms=1.0),
+    )
+    row = RequestRow(
+        request_id="r",
+        org_id="o",
+        created_unix_ms=0.0,
+        source="otel",
+        provider="openai",
+        method="POST",
+        target_url=record.target_url,
+        path="/v1/chat/completions",
+        status=200,
+        model="gpt-4o-mini",
+        usage_source="provider",
+        output_tokens=50,  # an upstream handler knew the output side only
+    )
+    ctx = Context(Message("t", 0, 0, None, b"", 0), record, row)
+    CostCalculator()(ctx)
+    assert (row.cost_source, row.cost_nano_usd) == ("unpriced", None)
+    row.input_tokens = 100
+    CostCalculator()(ctx)
+    assert (row.cost_source, row.cost_nano_usd) == ("genai-prices", 45_000)

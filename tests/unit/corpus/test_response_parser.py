@@ -162,3 +162,12 @@ def test_stream_with_two_choices_reports_the_first_choices_reason() -> None:
     assert ctx.row.finish_reason == "stop"
     assert ctx.notes[NOTE_RESPONSE]["complete"] is False  # no [DONE]: cut off after the reason
     assert ctx.row.usage_source == "unknown"
+
+
+def test_model_list_is_not_mistaken_for_embeddings() -> None:
+    body = b'{"object":"list","data":[{"id":"gpt-4o","object":"model","owned_by":"system"}]}'
+    for endpoint in ("models", "other"):
+        ctx = context(body, endpoint=endpoint)
+        ResponseParser()(ctx)
+        assert ctx.row.usage_source == "unknown"
+        assert ctx.row.response_model is None

@@ -197,7 +197,8 @@ class CostCalculator:
         usage = ctx.notes.get(NOTE_USAGE)
         if not isinstance(usage, Usage):
             usage = Usage.from_row(row)
-        if not usage.known:
+        if not usage.priceable:
+            ctx.notes[NOTE_COST] = {"problem": "usage incomplete"} if usage.known else {}
             return
         names: list[str | None] = [record.model_override, row.response_model, row.model]
         provider = detect_provider(record.target_url, record.provider)

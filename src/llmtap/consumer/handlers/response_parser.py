@@ -81,6 +81,8 @@ class ResponseParser:
             note["problem"] = problem
             return
         endpoint = ctx.row.endpoint or "other"
+        if endpoint == "models":
+            return  # a model list or lookup: no model run, no usage
         stream = _is_stream(body, ctx.record.response_headers)
         note["stream"] = stream
         if stream:
@@ -166,7 +168,8 @@ def _sniff_json(doc: Any) -> str | None:
         return "chat.completions"
     if kind == "response":
         return "responses"
-    if kind == "list" and isinstance(dig(doc, "data"), list):
+    data = dig(doc, "data")
+    if kind == "list" and isinstance(data, list) and data and dig(data[0], "object") == "embedding":
         return "embeddings"
     if text(dig(doc, "type")) == "message":
         return "messages"

@@ -71,6 +71,11 @@ class Usage:
         """The provider reported the numbers a price needs (input or output)."""
         return self.input is not None or self.output is not None
 
+    @property
+    def priceable(self) -> bool:
+        """Both sides are known: pricing a missing side as 0 would make a number up."""
+        return self.input is not None and self.output is not None
+
     def with_total(self) -> Usage:
         if self.total is not None or self.input is None or self.output is None:
             return self
