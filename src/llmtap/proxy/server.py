@@ -18,12 +18,12 @@ import threading
 import certifi
 import uvloop
 
-from llmtap.errors import LlmtapError
+from llmtap.errors import LlmtapError, QueueError, StoreError
 from llmtap.proxy.app import ProxyApp, Sweeper
 from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Router
-from llmtap.proxy.shipper import KeyDirectory, LazyProducer, OrgResolver, Shipper
+from llmtap.proxy.shipper import KeyDirectory, Lazy, OrgResolver, Shipper
 from llmtap.proxy.upstream import UpstreamPool
 from llmtap.queue.factory import open_producer
 from llmtap.queue.spool import Spool
@@ -42,8 +42,8 @@ def build_shipper(settings: Settings, metrics: ProxyMetrics) -> Shipper:
         log.warning("records store unreachable at start; organizations resolved later: %s", exc)
         directory = None
     return Shipper(
-        producer=LazyProducer(lambda: open_producer(settings)),
-        bodies=open_body_store(settings.bodies_url),
+        producer=Lazy(lambda: open_producer(settings), QueueError, "queue"),
+        bodies=Lazy(lambda: open_body_store(settings.bodies_url), StoreError, "body store"),
         spool=Spool.claim(settings.spool_dir, settings.spool_max_bytes),
         resolver=OrgResolver(directory),
         metrics=metrics,
@@ -135,6 +135,10 @@ class ThreadedProxy:
     @property
     def metrics(self) -> ProxyMetrics:
         return self._server.metrics
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def url(self) -> str:

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -32,6 +32,7 @@ from llmtap.stores.bodies.port import BodyStore
 
 log = logging.getLogger("llmtap.shipper")
 
+T = TypeVar("T")
 _STOP = object()
 BATCH_MAX = 512
 SPOOL_RETRY_S = 1.0
@@ -74,41 +75,49 @@ class OrgResolver:
         return org
 
 
-class LazyProducer:
-    """Opens the queue producer on first use, and again after a failed open (at most once a
-    second), so a proxy starts and answers calls even while its queue cannot be reached."""
+class Lazy(Generic[T]):
+    """Opens a resource (queue producer, body store) on first use, and again after a failed open
+    (at most once per ``retry_s``), so a proxy starts and answers calls even while its queue or
+    body store cannot be reached. ``get`` raises ``error`` while the resource is not open."""
 
     def __init__(
-        self, opener: Callable[[], ReportingProducer], retry_s: float = SPOOL_RETRY_S
+        self,
+        opener: Callable[[], T],
+        error: type[LlmtapError],
+        what: str,
+        retry_s: float = SPOOL_RETRY_S,
     ) -> None:
         self._opener = opener
+        self._error = error
+        self._what = what
         self._retry_s = retry_s
-        self._producer: ReportingProducer | None = None
+        self._value: T | None = None
         self._next_try = 0.0
 
-    def get(self) -> ReportingProducer:
-        if self._producer is not None:
-            return self._producer
+    def get(self) -> T:
+        if self._value is not None:
+            return self._value
         now = time.monotonic()
         if now < self._next_try:
-            raise QueueError("queue not open yet (retrying)")
+            raise self._error(f"{self._what} not open yet (retrying)")
         self._next_try = now + self._retry_s
         try:
-            self._producer = self._opener()
+            self._value = self._opener()
         except (LlmtapError, OSError) as exc:
-            raise QueueError(f"cannot open the queue: {exc}") from exc
-        return self._producer
+            log.warning("cannot open the %s (will retry): %s", self._what, exc)
+            raise self._error(f"cannot open the {self._what}: {exc}") from exc
+        return self._value
 
-    def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close()
+    def close(self, closer: Callable[[T], None]) -> None:
+        if self._value is not None:
+            closer(self._value)
 
 
 class Shipper:
     def __init__(
         self,
-        producer: LazyProducer,
-        bodies: BodyStore,
+        producer: Lazy[ReportingProducer],
+        bodies: Lazy[BodyStore],
         spool: Spool,
         resolver: OrgResolver,
         metrics: ProxyMetrics,
@@ -152,8 +161,8 @@ class Shipper:
         if self._thread.is_alive():
             log.error("shipper did not finish within %ss; unshipped records remain", timeout_s)
         self._spool.close()
-        self._bodies.close()
-        self._producer.close()
+        self._bodies.close(lambda b: b.close())
+        self._producer.close(lambda p: p.close())
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -237,7 +246,7 @@ class Shipper:
         failed: dict[str, str] = {}
         for body in bodies:
             try:
-                self._bodies.put(body.key, body.data, body.content_type)
+                self._bodies.get().put(body.key, body.data, body.content_type)
             except (LlmtapError, OSError) as exc:
                 failed[body.key] = f"{type(exc).__name__}: {exc}"
         if not failed:
