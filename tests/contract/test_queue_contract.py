@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -232,3 +233,10 @@ def test_lag_counts_what_the_group_has_not_committed(queue: QueueUnderTest) -> N
     assert set(consumer.lag()) == {(queue.topic, p) for p in range(queue.partitions)}
     consumer.commit(got)
     wait_until(lambda: sum(consumer.lag().values()) == 0)
+
+
+def test_a_key_lands_on_the_same_partition_in_every_adapter(queue: QueueUnderTest) -> None:
+    # crc32(key) % partitions, librdkafka's default: moving between adapters keeps key placement
+    publish_flushed(queue, [(f"req-{i}".encode(), b"v") for i in range(40)])
+    got = drain(queue.consumer(), 40)
+    assert all(m.partition == zlib.crc32(m.key or b"") % queue.partitions for m in got)
