@@ -42,6 +42,13 @@ _HOSTS: dict[str, Provider] = {
     "api.mistral.ai": Provider("mistral", "mistral"),
     "api.x.ai": Provider("x-ai", "x-ai"),
     "api.fireworks.ai": Provider("fireworks", "fireworks"),
+    "generativelanguage.googleapis.com": Provider("google", "google"),
+    "api.perplexity.ai": Provider("perplexity", "perplexity"),
+    "api.cerebras.ai": Provider("cerebras", "cerebras"),
+    "api.cohere.ai": Provider("cohere", "cohere"),
+    "api.cohere.com": Provider("cohere", "cohere"),
+    "api.moonshot.ai": Provider("moonshotai", "moonshotai"),
+    "api.novita.ai": Provider("novita", "novita"),
 }
 _SUFFIXES: tuple[tuple[str, Provider], ...] = (
     (".openai.azure.com", Provider("azure", "azure")),
