@@ -183,3 +183,32 @@ def test_processes_get_their_own_slots_and_a_dead_ones_slot_is_drained(
     first.close()
     got = read_all(queue_db, ["logs"], 2)
     assert sorted(m.value for m in got) == [b"from the process that died", b"mine"]
+
+
+def test_a_failing_disk_drops_and_counts_but_keeps_what_was_written(
+    tmp_path: Path, producer: SqliteProducer, queue_db: Path
+) -> None:
+    directory = tmp_path / "spool"
+    # A real write failure: the OS refuses to grow files past 1000 bytes in this process (EFBIG).
+    code = f"""
+import resource, signal
+from pathlib import Path
+from llmtap.queue.spool import Spool
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+spool = Spool(Path({str(directory)!r}), max_bytes=1 << 20)
+kept = [spool.append("logs", b"k%d" % i, b"x" * 100) for i in range(20)]
+print(kept.count(True), spool.dropped)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    kept, dropped = map(int, result.stdout.split())
+    assert 0 < kept < 20 and dropped == 20 - kept
+
+    spool = Spool(directory, max_bytes=1 << 20)
+    assert spool.pending == kept
+    assert spool.replay(producer) == kept
+    spool.close()
+    assert [m.key for m in read_all(queue_db, ["logs"], kept)] == [b"k%d" % i for i in range(kept)]

@@ -110,11 +110,19 @@ class Spool:
             self._recover(segment)
 
     @classmethod
-    def claim(cls, base: Path, max_bytes: int, slots: int = 64, **options: object) -> Spool:
+    def claim(
+        cls,
+        base: Path,
+        max_bytes: int,
+        slots: int = 64,
+        *,
+        segment_bytes: int = 8 * 1024 * 1024,
+        fsync: bool = True,
+    ) -> Spool:
         """Open the first slot under ``base`` that no live process holds."""
         for n in range(slots):
             try:
-                return cls(base / f"slot-{n}", max_bytes, **options)  # type: ignore[arg-type]
+                return cls(base / f"slot-{n}", max_bytes, segment_bytes=segment_bytes, fsync=fsync)
             except QueueError:
                 continue
         raise QueueError(f"all {slots} spool slots under {base} are in use")
@@ -182,26 +190,26 @@ class Spool:
             segment.unlink()
 
     def _write(self, data: bytes) -> bool:
-        if self._active is None or self._active_size >= self._segment_bytes:
-            self._roll()
-        assert self._active is not None
-        path = self._active_path
         try:
+            if self._active is None or self._active_size >= self._segment_bytes:
+                self._roll()
+            assert self._active is not None
             view = memoryview(data)
             while view:
                 view = view[os.write(self._active, view) :]
             if self._fsync:
                 os.fsync(self._active)
         except OSError as exc:
-            # Disk full or failing: undo the partial frame so the segment stays readable.
-            log.error("spool %s: write failed (%s); dropping %d byte(s)", path, exc, len(data))
-            try:
-                os.ftruncate(self._active, self._active_size)
-            except OSError:
-                self._seal()
+            # Disk full or failing: undo any partial frame so the segment stays readable.
+            log.error("spool %s: write failed (%s)", self.directory, exc)
+            if self._active is not None:
+                try:
+                    os.ftruncate(self._active, self._active_size)
+                except OSError:
+                    self._seal()
             return False
         self._active_size += len(data)
-        self._sizes[path] = self._active_size
+        self._sizes[self._active_path] = self._active_size
         return True
 
     def _roll(self) -> None:
@@ -211,6 +219,12 @@ class Spool:
         self._active_path = self.directory / f"{number:012d}{_SUFFIX}"
         self._active = os.open(self._active_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._active_size = 0
+        if self._fsync:  # the new file's name must survive a power loss too, not just its bytes
+            directory = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
 
     def _seal(self) -> None:
         if self._active is not None:
@@ -250,7 +264,10 @@ class Spool:
         self._seal()
         sent = 0
         for segment in self._segments():
-            records, _ = decode_records(segment.read_bytes())
+            try:
+                records, _ = decode_records(segment.read_bytes())
+            except OSError as exc:
+                raise QueueError(f"spool replay: cannot read {segment}: {exc}") from exc
             for topic, run in _runs(records, batch):
                 producer.publish_batch(topic, run)
             left = producer.flush(flush_timeout_s)
