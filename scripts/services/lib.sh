@@ -21,6 +21,13 @@ svc_dir() {
     printf '%s\n' "$SERVICES_DIR/$1"
 }
 
+# lock_service DIR — hold DIR/lock until this script exits, so two starts (or a start and a stop)
+# of the same service from this checkout take turns instead of racing for its port.
+lock_service() {
+    exec 9>"$1/lock"
+    flock -w 300 9 || die "could not lock $1/lock within 300s"
+}
+
 # port_open HOST PORT — true when something accepts TCP connections there.
 port_open() {
     (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
@@ -32,6 +39,25 @@ pid_alive() {
     [[ -s "$1" ]] || return 1
     pid="$(cat "$1")"
     [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# pid_runs PID PATTERN — true when process PID is alive and its command line matches PATTERN
+# (a pidfile left by a killed service may name a pid that now belongs to something else).
+pid_runs() {
+    [[ "$1" =~ ^[0-9]+$ && -r "/proc/$1/cmdline" ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -q -- "$2"
+}
+
+# service_pid PIDFILE PORT PATTERN — the pid of our service: the pidfile's, or else (started from
+# another checkout) the one listening on PORT; either only if its command line matches PATTERN.
+service_pid() {
+    local pid
+    for pid in "$(cat "$1" 2>/dev/null)" "$(pid_on_port "$2")"; do
+        if pid_runs "$pid" "$3"; then
+            printf '%s\n' "$pid"
+            return 0
+        fi
+    done
+    return 1
 }
 
 # pid_on_port PORT — the pid of the process listening on 127.0.0.1:PORT, if any.
@@ -83,12 +109,13 @@ stop_pid() {
 
 # launch PIDFILE LOGFILE CMD... — start CMD as a daemon in its own session, so it outlives this
 # script and a Ctrl-C on the test run. The pidfile is written by the process itself just before
-# it execs CMD, so it names CMD whether or not setsid had to fork.
+# it execs CMD, so it names CMD whether or not setsid had to fork. fd 9 (the service lock) is not
+# handed down: the daemon would hold the lock for its whole life.
 launch() {
     local pidfile="$1" logfile="$2"
     shift 2
     # shellcheck disable=SC2016  # expanded by the inner bash
-    setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >"$logfile" 2>&1 </dev/null &
+    setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >"$logfile" 2>&1 </dev/null 9>&- &
     local deadline=$((SECONDS + 10))
     until [[ -s "$pidfile" ]]; do
         ((SECONDS < deadline)) || die "$1 did not start"

@@ -135,8 +135,14 @@ status() {
 }
 
 case "${1:-}" in
-start) start ;;
-stop) stop ;;
+start)
+    lock_service "$DIR"
+    start
+    ;;
+stop)
+    lock_service "$DIR"
+    stop
+    ;;
 status) status ;;
 url) echo "$URL" ;;
 *)

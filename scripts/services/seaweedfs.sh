@@ -65,18 +65,7 @@ EOF
 }
 
 our_pid() {
-    if pid_alive "$PIDFILE"; then
-        cat "$PIDFILE"
-        return 0
-    fi
-    # started from another checkout: find it by its port, and only if it is weed
-    local pid
-    pid="$(pid_on_port "$PORT")"
-    if [[ -n "$pid" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'weed'; then
-        printf '%s\n' "$pid"
-        return 0
-    fi
-    return 1
+    service_pid "$PIDFILE" "$PORT" 'weed mini'
 }
 
 port_free() {
@@ -136,9 +125,16 @@ status() {
 }
 
 case "${1:-}" in
-start) start ;;
-stop) stop ;;
+start)
+    lock_service "$DIR"
+    start
+    ;;
+stop)
+    lock_service "$DIR"
+    stop
+    ;;
 restart)
+    lock_service "$DIR"
     stop
     start
     ;;
