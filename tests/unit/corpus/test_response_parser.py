@@ -171,3 +171,9 @@ def test_model_list_is_not_mistaken_for_embeddings() -> None:
         ResponseParser()(ctx)
         assert ctx.row.usage_source == "unknown"
         assert ctx.row.response_model is None
+
+
+def test_plain_body_labelled_brotli_is_still_read() -> None:
+    ctx = context(CHAT, headers={"content-encoding": "br"})
+    ResponseParser()(ctx)
+    assert ctx.row.total_tokens == 7

@@ -109,20 +109,19 @@ class ResponseParser:
         encoding = (encoding or "").strip().lower()
         if encoding in ("", "identity") and not body.startswith(b"\x1f\x8b"):
             return body, None
-        if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
-            return body, f"undecodable_encoding:{encoding}"
-        # wbits 47 reads gzip and zlib headers; raw deflate (some servers) needs -15
-        for wbits in (47, -15):
-            inflater = zlib.decompressobj(wbits)
-            try:
-                # a capture cut mid-stream inflates to the part that arrived, without error
-                return inflater.decompress(body, self._max_decoded), None
-            except zlib.error:
-                continue
+        if encoding in ("", "identity", "gzip", "x-gzip", "deflate"):
+            # wbits 47 reads gzip and zlib headers; raw deflate (some servers) needs -15
+            for wbits in (47, -15):
+                inflater = zlib.decompressobj(wbits)
+                try:
+                    # a capture cut mid-stream inflates to the part that arrived, without error
+                    return inflater.decompress(body, self._max_decoded), None
+                except zlib.error:
+                    continue
         if body.lstrip()[:1] in (b"{", b"[") or looks_like_sse(body):
             # labelled compressed but captured after decoding: readable as it is
             return body, None
-        return body, "undecodable_encoding"
+        return body, f"undecodable_encoding:{encoding}" if encoding else "undecodable_encoding"
 
 
 def _apply(ctx: Context, parsed: ParsedResponse, note: dict[str, Any]) -> None:
