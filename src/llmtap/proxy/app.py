@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Protocol
 
+from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.exchange import Exchange
 from llmtap.proxy.headers import HOP_BY_HOP, TapHeaders, split_headers
 from llmtap.proxy.metrics import ProxyMetrics
@@ -51,7 +52,16 @@ class ProxyApp:
         self._idle_timeout_ns = int(settings.idle_timeout_s * 1e9)
         self._total_timeout_ns = int(settings.total_timeout_s * 1e9)
         self.active: set[Exchange] = set()
+        self.connections: set[ClientConnection] = set()
+        self.draining = False
         self._idle: asyncio.Event | None = None
+
+    def drain(self) -> None:
+        """Shutdown begins: idle keep-alive connections close now, busy ones after their answer."""
+        self.draining = True
+        for connection in list(self.connections):
+            if connection.current is None:
+                connection.close()
 
     async def wait_idle(self) -> None:
         """Return once no call is in flight (used by graceful shutdown)."""

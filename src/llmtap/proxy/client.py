@@ -61,6 +61,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.transport = cast(asyncio.Transport, transport)
+        self.app.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -72,6 +73,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.app.connections.discard(self)
         self.pending.clear()
         if self.current is not None:
             self.current.client_gone()
@@ -133,7 +135,8 @@ class ClientConnection(asyncio.Protocol):
             body,
             self._t0_ns,
             self._start_unix_ms,
-            client_closes=wants_close(self._headers, parser.get_http_version() == "1.0"),
+            client_closes=self.app.draining
+            or wants_close(self._headers, parser.get_http_version() == "1.0"),
         )
         too_large, self._body = self._too_large, []
         if self.current is None:
@@ -153,13 +156,17 @@ class ClientConnection(asyncio.Protocol):
         if not self.closed and self.transport is not None:
             self.transport.write(data)
 
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
     def exchange_done(self, keep_alive: bool) -> None:
         self.current = None
         if self.closed or self.transport is None:
             return
-        if not keep_alive:
-            self.closed = True
-            self.transport.close()
+        if not keep_alive or self.app.draining:
+            self.close()
             return
         if self.pending:
             self._start(self.pending.popleft(), False)

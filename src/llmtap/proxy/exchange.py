@@ -129,7 +129,7 @@ class Exchange:
         else:
             self.client_chunked = True
             out.append(b"transfer-encoding: chunked\r\n")
-        if self.client_closes:
+        if self.client_closes or self.app.draining:
             out.append(b"connection: close\r\n")
         out.append(b"\r\n")
         self.head_sent = True

@@ -93,6 +93,7 @@ class ProxyServer:
             self._server.close()
         app = self._app
         if app is not None:
+            app.drain()
             try:
                 async with asyncio.timeout(DRAIN_TIMEOUT_S):
                     await app.wait_idle()
