@@ -74,9 +74,10 @@ class ResponseParser:
         if not body:
             note["problem"] = "omitted" if ref is not None and ref.omitted else "no_body"
             return
-        body, problem = self._decoded(
-            body, _header(ctx.record.response_headers, "content-encoding")
-        )
+        # the proxy stores what it could inflate already, and says so
+        decoded = "response_decoded_from" in ctx.record.extra
+        encoding = None if decoded else _header(ctx.record.response_headers, "content-encoding")
+        body, problem = self._decoded(body, encoding)
         if problem is not None:
             note["problem"] = problem
             return
