@@ -1,0 +1,125 @@
+"""One SQLAlchemy engine per records store, for SQLite or Postgres, and the error boundary.
+
+Users write ``sqlite:///path`` or ``postgresql://user:pw@host/db``; the driver is ours to pick
+(the standard library's sqlite3, psycopg 3). SQLAlchemy errors never leave this package: they are
+translated into ``StoreUnavailable`` (the server is away, try again later), a row-level data
+error (the caller decides which row), or a plain ``StoreError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, make_url
+
+from llmtap.errors import ConfigError, StoreError, StoreUnavailable
+
+# What one bad row can cause. Python-level errors appear when a driver refuses to bind a value
+# (an int beyond 64 bits) before the server ever sees it.
+ROW_ERRORS: tuple[type[BaseException], ...] = (
+    exc.IntegrityError,
+    exc.DataError,
+    OverflowError,
+    ValueError,
+    TypeError,
+)
+
+# The server is away or busy (down, restarting, "database is locked"): not about the data.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.DisconnectionError,
+    exc.TimeoutError,
+)
+
+
+def parse_url(url: str) -> URL:
+    """The SQLAlchemy URL for a records-store URL, with our driver; ``ConfigError`` otherwise."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as err:
+        raise ConfigError(f"records store URL {url!r} is not a database URL") from err
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        backend = "postgresql"
+    if backend == "sqlite" and parsed.get_driver_name() in ("pysqlite", ""):
+        return parsed.set(drivername="sqlite+pysqlite")
+    if backend == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2", ""):
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ConfigError(
+        f"records store URL {url!r}: expected sqlite:///<path> or postgresql://user:pw@host/db"
+    )
+
+
+def create_engine(url: str, *, immediate: bool = False) -> sa.Engine:
+    """An engine for ``url``; ``immediate`` takes SQLite's write lock at BEGIN (migrations)."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, immediate=immediate)
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = 5
+    # pre-ping: after a server restart the next batch reconnects instead of failing once more
+    return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+
+
+def _sqlite_engine(parsed: URL, *, immediate: bool) -> sa.Engine:
+    database = parsed.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(parsed)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # sqlite3's own transaction handling skips BEGIN before DDL and SAVEPOINT, which breaks
+        # transactional migrations and per-row savepoints; SQLAlchemy emits BEGIN instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL: the api process reads while the consumer writes
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+def is_unavailable(err: BaseException) -> bool:
+    if isinstance(err, exc.DBAPIError) and err.connection_invalidated:
+        return True
+    return isinstance(err, _UNAVAILABLE)
+
+
+def describe(err: BaseException) -> str:
+    """A short reason for logs and dead letters, without SQLAlchemy's statement dump."""
+    if isinstance(err, exc.StatementError) and err.orig is not None:
+        err = err.orig
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def translate(err: exc.SQLAlchemyError, what: str) -> StoreError:
+    """llmtap's error for a SQLAlchemy one raised while doing ``what``."""
+    if is_unavailable(err):
+        return StoreUnavailable(f"records store unavailable ({what}): {describe(err)}")
+    return StoreError(f"records store failed ({what}): {describe(err)}")
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Translate SQLAlchemy errors raised inside into llmtap's store errors."""
+    try:
+        yield
+    except exc.SQLAlchemyError as err:
+        raise translate(err, what) from err

@@ -1,0 +1,136 @@
+"""The records schema, one definition for SQLite and Postgres.
+
+This is what the code reads and writes; the database is shaped by the Alembic migrations in
+``stores/migrations`` (tests check the two agree). ``requests`` has one column per
+``RequestRow`` field, named like the field. Its key is ``(org_id, request_id)``: request ids can
+be chosen by callers (``Helicone-Request-Id``), so one organization must never be able to
+overwrite another's row by reusing an id.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData()
+
+# JSONB on Postgres (indexable, compact), JSON text on SQLite
+JsonDict = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both dialects (SQLite keeps no zone: we put it back)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+organizations = sa.Table(
+    "organizations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created", UtcDateTime(), nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "org_id",
+        sa.String(64),
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("prefix", sa.String(32), nullable=False),
+    sa.Column("created", UtcDateTime(), nullable=False),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+    sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
+    sa.Index("ix_api_keys_org_id", "org_id"),
+)
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("created_unix_ms", sa.Double(), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("provider", sa.String(200), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("target_url", sa.Text(), nullable=False),
+    sa.Column("path", sa.Text(), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("streamed", sa.Boolean(), nullable=False),
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("response_model", sa.String(200), nullable=True),
+    sa.Column("endpoint", sa.String(64), nullable=True),
+    sa.Column("finish_reason", sa.String(64), nullable=True),
+    sa.Column("user_id", sa.String(256), nullable=True),
+    sa.Column("session_id", sa.String(256), nullable=True),
+    sa.Column("session_path", sa.Text(), nullable=True),
+    sa.Column("session_name", sa.Text(), nullable=True),
+    sa.Column("properties", JsonDict, nullable=False),
+    sa.Column("usage_source", sa.String(32), nullable=False),
+    sa.Column("input_tokens", sa.BigInteger(), nullable=True),
+    sa.Column("output_tokens", sa.BigInteger(), nullable=True),
+    sa.Column("total_tokens", sa.BigInteger(), nullable=True),
+    sa.Column("cache_read_tokens", sa.BigInteger(), nullable=True),
+    sa.Column("cache_write_tokens", sa.BigInteger(), nullable=True),
+    sa.Column("reasoning_tokens", sa.BigInteger(), nullable=True),
+    sa.Column("audio_input_tokens", sa.BigInteger(), nullable=True),
+    sa.Column("audio_output_tokens", sa.BigInteger(), nullable=True),
+    sa.Column("cost_nano_usd", sa.BigInteger(), nullable=True),
+    sa.Column("cost_source", sa.String(32), nullable=False),
+    sa.Column("latency_ms", sa.Double(), nullable=False),
+    sa.Column("ttft_ms", sa.Double(), nullable=True),
+    sa.Column("upstream_headers_ms", sa.Double(), nullable=True),
+    sa.Column("request_size", sa.BigInteger(), nullable=False),
+    sa.Column("response_size", sa.BigInteger(), nullable=False),
+    sa.Column("request_body_key", sa.Text(), nullable=True),
+    sa.Column("response_body_key", sa.Text(), nullable=True),
+    sa.Column("request_omitted", sa.Boolean(), nullable=False),
+    sa.Column("response_omitted", sa.Boolean(), nullable=False),
+    sa.Column("request_headers", JsonDict, nullable=False),
+    sa.Column("response_headers", JsonDict, nullable=False),
+    sa.Column("trace_id", sa.String(64), nullable=True),
+    sa.Column("span_id", sa.String(64), nullable=True),
+    sa.Column("parent_span_id", sa.String(64), nullable=True),
+    sa.PrimaryKeyConstraint("org_id", "request_id", name="pk_requests"),
+    # A negative count or size is a bug upstream; refusing the row makes it visible (poison)
+    # instead of letting it skew every sum.
+    sa.CheckConstraint(
+        "input_tokens >= 0 AND output_tokens >= 0 AND total_tokens >= 0"
+        " AND cache_read_tokens >= 0 AND cache_write_tokens >= 0 AND reasoning_tokens >= 0"
+        " AND audio_input_tokens >= 0 AND audio_output_tokens >= 0",
+        name="ck_requests_tokens_not_negative",
+    ),
+    sa.CheckConstraint(
+        "request_size >= 0 AND response_size >= 0 AND latency_ms >= 0",
+        name="ck_requests_sizes_not_negative",
+    ),
+    sa.Index("ix_requests_org_created", "org_id", "created_unix_ms"),
+    sa.Index("ix_requests_org_model_created", "org_id", "model", "created_unix_ms"),
+    sa.Index("ix_requests_org_user_created", "org_id", "user_id", "created_unix_ms"),
+    sa.Index("ix_requests_org_session", "org_id", "session_id", "created_unix_ms"),
+)
