@@ -1,0 +1,82 @@
+"""FileBodyStore: bodies as files under one directory (``file:///dir``), laid out by key.
+
+Writes go to a temporary file in the target directory and are renamed into place, so a reader
+sees the whole body or none of it, never a half-written one. No fsync: bodies are written at
+proxy throughput, and a process crash loses nothing (the page cache survives it); only a crash of
+the whole machine could lose the last moments of bodies, which the records then point at in vain
+(the consumer retries and dead-letters such a record instead of inventing a body).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from pathlib import Path
+from typing import BinaryIO
+
+from llmtap.errors import StoreError, StoreUnavailable
+
+# errors that pass (full disk, I/O hiccup, too many open files): the caller may try again
+_TRANSIENT = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EAGAIN, errno.EMFILE, errno.ENFILE}
+
+
+class FileBodyStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.absolute()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _translate(err, f"create {self.root}") from err
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        # keys carry caller-chosen request ids: never let one climb out of the root
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise KeyError(key)
+        if any(p.startswith(".tmp-") for p in parts) or "\x00" in key:
+            raise KeyError(key)
+        return self.root.joinpath(*parts)
+
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        try:
+            path = self._path(key)
+        except KeyError:
+            raise StoreError(f"unsafe body key {key!r}") from None
+        tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(6)}"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise _translate(err, f"write {key!r}") from err
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise KeyError(key) from None
+        except OSError as err:
+            raise _translate(err, f"read {key!r}") from err
+
+    def open_stream(self, key: str) -> BinaryIO:
+        """The body as a file to read in chunks (the caller closes it); ``KeyError`` if none."""
+        path = self._path(key)
+        try:
+            return path.open("rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise KeyError(key) from None
+        except OSError as err:
+            raise _translate(err, f"open {key!r}") from err
+
+    def close(self) -> None:
+        pass
+
+
+def _translate(err: OSError, what: str) -> StoreError:
+    if err.errno in _TRANSIENT:
+        return StoreUnavailable(f"body store: cannot {what}: {err}")
+    return StoreError(f"body store: cannot {what}: {err}")
