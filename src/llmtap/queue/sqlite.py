@@ -165,7 +165,6 @@ class SqliteConsumer:
         self._start = 0
         self._lease_renewed = time.monotonic()
         self._last_prune = time.monotonic()
-        self._data_version = -1
 
     # -- Consumer --------------------------------------------------------------------------
 
@@ -302,7 +301,12 @@ class SqliteConsumer:
         if time.monotonic() - self._last_prune < self._prune_interval_s:
             return
         self._last_prune = time.monotonic()
-        removed = prune(self._conn, self._retention_ms)
+        try:
+            removed = prune(self._conn, self._retention_ms)
+        except QueueError as exc:
+            # Housekeeping: the commit itself succeeded, and the next prune catches up.
+            log.warning("embedded queue: pruning failed: %s", exc)
+            return
         if removed:
             log.info("embedded queue: pruned %d consumed messages", removed)
 
@@ -318,6 +322,7 @@ class SqliteConsumer:
             if remaining <= 0:
                 return False
             time.sleep(min(self._poll_interval_s, remaining))
+            self._renew_lease_if_due()
             if self._current_data_version() != seen:
                 return True
 
