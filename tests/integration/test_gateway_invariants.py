@@ -268,3 +268,43 @@ def test_internal_endpoints(gateway: GatewayProcess) -> None:
     text = response.read().decode()
     assert response.status == 200
     assert "llmtap_proxy_requests_total" in text and "llmtap_proxy_records_dropped_total 0" in text
+
+
+def test_calls_are_logged_to_the_organization_of_their_key_and_unknown_keys_to_none(
+    gateway: GatewayProcess, records: RecordsStore, wait_row: RowWaiter
+) -> None:
+    key = gateway.first_key()
+    assert key is not None
+    oai = openai.OpenAI(base_url=gateway.url + "/v1", api_key="sk-provider", max_retries=0)
+    keyed = oai.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=PROMPT, extra_headers={"Helicone-Auth": f"Bearer {key}"}
+    )
+    assert wait_row(keyed.headers["helicone-id"]).org_id == records.default_org_id()
+
+    other_org = records.create_org("other")
+    _, other_key = records.create_key(other_org, "k")
+    other = oai.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=PROMPT, extra_headers={"Llmtap-Auth": f"Bearer {other_key}"}
+    )
+    assert wait_row(other.headers["helicone-id"]).org_id == other_org
+
+    # an unknown key is still proxied, but its record lands in no organization: dead-lettered
+    unknown = oai.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=PROMPT,
+        extra_headers={"Helicone-Auth": "Bearer sk-llmtap-not-a-real-key"},
+    )
+    assert unknown.parse().choices
+    request_id = unknown.headers["helicone-id"]
+    settings = queue_settings(gateway)
+
+    def dead_letter() -> Any:
+        for message in read_all(settings, settings.dlq_topic, f"dlq-{uuid.uuid4()}"):
+            letter = decode_dead_letter(message.value)
+            if letter.request_id == request_id:
+                return letter
+        return None
+
+    letter = wait_for(dead_letter, what="the unknown key's dead letter")
+    assert "unknown llmtap key" in letter.error
+    assert records.get_request(None, request_id) is None
