@@ -36,6 +36,7 @@ T = TypeVar("T")
 _STOP = object()
 BATCH_MAX = 512
 SPOOL_RETRY_S = 1.0
+SPOOL_FLUSH_S = 5.0
 
 
 class KeyDirectory(Protocol):
@@ -277,7 +278,8 @@ class Shipper:
             return
         self._next_spool_try = now + SPOOL_RETRY_S
         try:
-            replayed = self._spool.replay(self._producer.get())
+            # short flush: while the broker is still down the shipper must get back to new calls
+            replayed = self._spool.replay(self._producer.get(), flush_timeout_s=SPOOL_FLUSH_S)
         except QueueError as exc:
             log.info(
                 "queue unavailable, %d record(s) wait in the spool: %s", self._spool.pending, exc
