@@ -10,15 +10,21 @@ from llmtap.errors import ConfigError
 from llmtap.settings import Settings
 from llmtap.stores.bodies.file import FileBodyStore
 from llmtap.stores.bodies.s3 import S3BodyStore
-from llmtap.stores.factory import open_body_store, open_records_store, open_sinks
+from llmtap.stores.factory import (
+    open_analytics_store,
+    open_body_store,
+    open_records_store,
+    open_sinks,
+)
 from llmtap.stores.records import RecordsStore
 
 
 def test_embedded_defaults_open_sqlite_and_files(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     sinks = open_sinks(settings)
-    assert [s.name for s in sinks] == ["records"]
+    assert [s.name for s in sinks] == ["records", "analytics"]
     assert (tmp_path / "data" / "records.db").is_file()
+    assert (tmp_path / "data" / "analytics").is_dir()
     for sink in sinks:
         sink.close()
     bodies = open_body_store(settings.bodies_url)
@@ -51,6 +57,12 @@ def test_unknown_records_urls_are_config_errors(url: str) -> None:
 def test_unknown_body_urls_are_config_errors(url: str) -> None:
     with pytest.raises(ConfigError):
         open_body_store(url)
+
+
+@pytest.mark.parametrize("url", ["chdb://relative/dir", "chdb:", "duckdb:///x", "clickhouse"])
+def test_unknown_analytics_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError):
+        open_analytics_store(url)
 
 
 def test_s3_url_carries_bucket_prefix_endpoint_and_region() -> None:

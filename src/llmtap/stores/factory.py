@@ -1,4 +1,4 @@
-"""Adapters picked by URL, in one place: records store, body store and the consumer's sinks.
+"""Adapters picked by URL, in one place: records, analytics and body stores, the consumer's sinks.
 
 Adding an adapter means one branch here; nothing that uses a store changes.
 """
@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from llmtap.consumer.sink import Sink
 from llmtap.errors import ConfigError
 from llmtap.settings import Settings
+from llmtap.stores.analytics.store import AnalyticsStore
 from llmtap.stores.bodies.port import BodyStore
 from llmtap.stores.records.store import RecordsStore
 
@@ -42,7 +43,25 @@ def open_body_store(url: str) -> BodyStore:
     raise ConfigError(f"body store URL {url!r}: expected file:///<dir> or s3://bucket?endpoint=...")
 
 
+def open_analytics_store(url: str) -> AnalyticsStore:
+    """``chdb:///dir`` (embedded; one process per directory) or ``clickhouse://...``."""
+    parts = urlsplit(url)
+    if parts.scheme == "chdb":
+        if parts.netloc or not parts.path:
+            raise ConfigError(f"analytics store URL {url!r}: expected chdb:///<absolute dir>")
+        from llmtap.stores.analytics.chdb_client import ChdbClient
+
+        # Settings joins "chdb:///" and an absolute path, which doubles the slash
+        return AnalyticsStore(ChdbClient(Path("/" + unquote(parts.path).lstrip("/"))))
+    raise ConfigError(f"analytics store URL {url!r}: expected chdb:///<dir> or clickhouse://...")
+
+
 def open_sinks(settings: Settings) -> list[Sink]:
-    """The consumer's sinks, in the order they are written: records first."""
-    sinks: list[Sink] = [open_records_store(settings.records_url)]
-    return sinks
+    """The consumer's sinks, in the order they are written: records first, then analytics."""
+    records = open_records_store(settings.records_url)
+    try:
+        analytics = open_analytics_store(settings.analytics_url)
+    except BaseException:
+        records.close()
+        raise
+    return [records, analytics]

@@ -1,0 +1,53 @@
+"""chDB: the ClickHouse engine inside this process, tables on disk under one directory.
+
+chDB runs one embedded server per process, on one data directory: a second process on the same
+directory is refused (``StoreUnavailable``: the other one may be shutting down), and so is a
+second directory in the same process. Sessions on the same directory share that server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from chdb import session as chdb_session
+
+from llmtap.errors import StoreUnavailable
+from llmtap.stores.analytics.client import classify
+
+_decode_row = msgspec.json.Decoder(dict[str, Any])
+
+
+class ChdbClient:
+    def __init__(self, path: Path) -> None:
+        self.path = path.absolute()
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._session = chdb_session.Session(str(self.path))  # type: ignore[no-untyped-call]
+        except RuntimeError as err:
+            raise StoreUnavailable(
+                f"analytics store: cannot open chDB at {self.path} (one process per data "
+                f"directory, one directory per process): {err}"
+            ) from err
+
+    def command(self, sql: str) -> None:
+        self._run(sql, "CSV", None, "run DDL")
+
+    def insert_json_each_row(self, table: str, data: bytes) -> None:
+        # the rows follow the statement as format data: parsed by the JSON reader in bulk,
+        # never as SQL expressions (which is orders of magnitude slower)
+        self._run(f"INSERT INTO {table} FORMAT JSONEachRow\n{data.decode()}", "CSV", None, "insert")
+
+    def query_rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        result = self._run(sql, "JSONEachRow", params, "query")
+        return [_decode_row.decode(line) for line in result.bytes().splitlines() if line]
+
+    def _run(self, sql: str, fmt: str, params: dict[str, Any] | None, what: str) -> Any:
+        try:
+            return self._session.query(sql, fmt, params=params)  # type: ignore[no-untyped-call]
+        except RuntimeError as err:  # chdb.ChdbError is a RuntimeError
+            raise classify(str(err), what) from err
+
+    def close(self) -> None:
+        self._session.close()  # type: ignore[no-untyped-call]

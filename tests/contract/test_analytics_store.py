@@ -1,0 +1,194 @@
+"""The analytics store contract on embedded chDB (no ClickHouse server runs on these machines).
+
+chDB holds one data directory per process, so every test closes its store before the next opens.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmtap.consumer.sink import PoisonRows, Sink
+from llmtap.stores.analytics import AnalyticsStore
+from llmtap.stores.factory import open_analytics_store
+from llmtap.stores.row import RequestRow
+
+HOUR_MS = 3_600_000
+T0 = 1_764_072_000_000.0  # 2025-11-25 12:00:00 UTC
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "analytics"
+
+
+@pytest.fixture
+def store(data_dir: Path) -> Iterator[AnalyticsStore]:
+    opened = open_analytics_store(f"chdb:///{data_dir}")
+    yield opened
+    opened.close()
+
+
+def row(
+    request_id: str, org_id: str = "org_a", created: float = T0, **fields: object
+) -> RequestRow:
+    values: dict[str, object] = {
+        "request_id": request_id,
+        "org_id": org_id,
+        "created_unix_ms": created,
+        "source": "proxy",
+        "provider": "openai",
+        "method": "POST",
+        "target_url": "https://api.openai.com/v1/chat/completions",
+        "path": "/v1/chat/completions",
+        "status": 200,
+        "model": "gpt-4o-mini",
+        "usage_source": "provider",
+        "input_tokens": 10,
+        "output_tokens": 20,
+        "total_tokens": 30,
+        "cost_nano_usd": 1_000,
+        "cost_source": "genai-prices",
+        "latency_ms": 100.0,
+        "ttft_ms": 40.0,
+        "properties": {"feature": "chat"},
+    }
+    values.update(fields)
+    return RequestRow(**values)  # type: ignore[arg-type]
+
+
+def test_analytics_store_is_a_sink(store: AnalyticsStore) -> None:
+    sink: Sink = store
+    assert sink.name == "analytics"
+
+
+def test_replayed_batches_are_counted_once_without_waiting_for_merges(
+    store: AnalyticsStore,
+) -> None:
+    batch = [row(f"req-{i}", input_tokens=i, cost_nano_usd=i * 1_000) for i in range(100)]
+    for _ in range(3):
+        store.write_batch(batch)
+    summary = store.summary("org_a")
+    assert summary.requests == 100
+    assert summary.input_tokens == sum(range(100))
+    assert summary.cost_nano_usd == sum(range(100)) * 1_000
+    assert store.count("org_a") == 100
+
+
+def test_the_newest_copy_of_a_row_wins(store: AnalyticsStore) -> None:
+    store.write_batch([row("req-1", cost_nano_usd=None, cost_source="unpriced")])
+    store.write_batch([row("req-1", cost_nano_usd=5_000)])  # reprocessed with a price
+    summary = store.summary("org_a")
+    assert (summary.requests, summary.cost_nano_usd, summary.unpriced) == (1, 5_000, 0)
+
+
+def test_summary_counts_errors_unpriced_and_latency(store: AnalyticsStore) -> None:
+    store.write_batch(
+        [
+            row("ok-1", latency_ms=100.0, ttft_ms=10.0),
+            row("ok-2", latency_ms=200.0, ttft_ms=30.0),
+            row("ok-3", latency_ms=300.0, ttft_ms=None, cost_nano_usd=None),
+            row("fail-1", status=500, latency_ms=50.0, input_tokens=None, output_tokens=None),
+            row("fail-2", status=200, error="client_disconnected", latency_ms=60.0),
+        ]
+    )
+    s = store.summary("org_a")
+    assert (s.requests, s.errors, s.unpriced) == (5, 2, 1)
+    assert s.input_tokens == 40 and s.output_tokens == 80
+    assert s.cost_nano_usd == 4_000  # the unpriced call adds nothing, and is counted apart
+    assert s.latency_p50_ms == pytest.approx(100.0)
+    assert s.ttft_avg_ms == pytest.approx((10.0 + 30.0 + 40.0 + 40.0) / 4)
+
+
+def test_empty_summary_has_no_latency(store: AnalyticsStore) -> None:
+    s = store.summary("org_nobody")
+    assert (s.requests, s.cost_nano_usd, s.latency_p50_ms, s.ttft_avg_ms) == (0, 0, None, None)
+
+
+def test_queries_see_only_the_callers_organization(store: AnalyticsStore) -> None:
+    store.write_batch(
+        [row("same-id", "org_a"), row("same-id", "org_b", cost_nano_usd=7), row("a-2", "org_a")]
+    )
+    assert store.summary("org_a").requests == 2
+    assert store.summary("org_b").cost_nano_usd == 7
+    assert [b.requests for b in store.breakdown("org_b", "model")] == [1]
+    assert store.summary(None).requests == 3
+
+
+def test_time_range_and_buckets(store: AnalyticsStore) -> None:
+    store.write_batch(
+        [
+            row("h0-a", created=T0 + 1),
+            row("h0-b", created=T0 + HOUR_MS - 1),
+            row("h2-a", created=T0 + 2 * HOUR_MS + 5, status=429),
+            row("h5-a", created=T0 + 5 * HOUR_MS),
+        ]
+    )
+    buckets = store.timeseries("org_a", T0, T0 + 5 * HOUR_MS, 3600)
+    assert [(b.start_unix_ms, b.requests, b.errors) for b in buckets] == [
+        (int(T0), 2, 0),
+        (int(T0 + 2 * HOUR_MS), 1, 1),
+    ]
+    assert store.summary("org_a", since_unix_ms=T0 + HOUR_MS).requests == 2
+
+
+def test_breakdown_by_column_and_property(store: AnalyticsStore) -> None:
+    store.write_batch(
+        [
+            row("r1", model="gpt-4o", properties={"feature": "search"}),
+            row("r2", model="gpt-4o", properties={"feature": "chat"}),
+            row("r3", model="claude-sonnet-4", properties={}),
+        ]
+    )
+    by_model = store.breakdown("org_a", "model")
+    assert [(b.key, b.requests, b.input_tokens) for b in by_model] == [
+        ("gpt-4o", 2, 20),
+        ("claude-sonnet-4", 1, 10),
+    ]
+    by_feature = {b.key: b.requests for b in store.breakdown("org_a", "property:feature")}
+    assert by_feature == {"search": 1, "chat": 1, None: 1}
+    with pytest.raises(ValueError):
+        store.breakdown("org_a", "model; DROP TABLE llmtap_requests")
+
+
+def test_rows_that_do_not_fit_are_poison_and_the_rest_stored(store: AnalyticsStore) -> None:
+    with pytest.raises(PoisonRows) as caught:
+        store.write_batch([row("good-1"), row("huge", cost_nano_usd=2**70), row("good-2")])
+    assert set(caught.value.reasons) == {"huge"}
+    assert store.count("org_a") == 2
+
+
+def test_big_batch_in_one_insert(store: AnalyticsStore) -> None:
+    store.write_batch([row(f"req-{i}", created=T0 + i) for i in range(20_000)])
+    assert store.count("org_a") == 20_000
+
+
+def test_data_survive_a_restart(data_dir: Path) -> None:
+    first = open_analytics_store(f"chdb:///{data_dir}")
+    first.write_batch([row("req-1"), row("req-2")])
+    first.close()
+    second = open_analytics_store(f"chdb:///{data_dir}")
+    assert second.count("org_a") == 2
+    second.close()
+
+
+def test_a_second_process_on_the_same_directory_is_refused(
+    store: AnalyticsStore, data_dir: Path
+) -> None:
+    code = (
+        "import sys\n"
+        "from llmtap.errors import StoreUnavailable\n"
+        "from llmtap.stores.factory import open_analytics_store\n"
+        "try:\n"
+        "    open_analytics_store('chdb:///' + sys.argv[1])\n"
+        "except StoreUnavailable:\n"
+        "    sys.exit(3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(data_dir)], capture_output=True, timeout=120
+    )
+    assert done.returncode == 3, done.stderr.decode()[-2000:]
