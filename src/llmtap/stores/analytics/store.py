@@ -116,6 +116,13 @@ class AnalyticsStore:
 
     # -- queries ----------------------------------------------------------------------------
 
+    def query_rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Rows of a SELECT over ``TABLE`` with ``{name:Type}`` parameters (the API's metrics).
+
+        The caller must filter by organization and read with ``FINAL`` like the queries below.
+        """
+        return self._client.query_rows(sql, params)
+
     def count(self, org_id: str | None) -> int:
         where, params = _where(org_id, None, None)
         rows = self._client.query_rows(
