@@ -153,8 +153,11 @@ def test_file_store_leaves_no_temporary_files(tmp_path: Path) -> None:
     store = FileBodyStore(tmp_path / "bodies")
     for i in range(5):
         store.put(body_key("org", f"req-{i}", "request"), b"x" * i)
-    names = [p.name for p in (tmp_path / "bodies").rglob("*") if p.is_file()]
-    assert sorted(names) == ["request"] * 5
+    files = [p for p in (tmp_path / "bodies").rglob("*") if p.is_file()]
+    assert not [p for p in files if p.name.startswith(".tmp-")]
+    assert sorted(p.relative_to(tmp_path / "bodies").as_posix() for p in files) == sorted(
+        body_key("org", f"req-{i}", "request") for i in range(5)
+    )
 
 
 @pytest.mark.s3

@@ -10,8 +10,12 @@ from typing import Protocol
 
 
 def body_key(org_id: str | None, request_id: str, kind: str) -> str:
-    """``<org>/<request id[:2]>/<request id>/<kind>``; kind is ``request`` or ``response``."""
-    return f"{org_id or '_unassigned'}/{request_id[:2]}/{request_id}/{kind}"
+    """``<org>/<request id[:2]>/<request id>.<kind>``; kind is ``request`` or ``response``.
+
+    One level of 256 fan-out directories per organization and no directory per call: the file
+    store then creates a directory a few hundred times, not once per logged call.
+    """
+    return f"{org_id or '_unassigned'}/{request_id[:2]}/{request_id}.{kind}"
 
 
 class BodyStream(Protocol):
