@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from llmtap.testing.mock_anthropic import count_tokens, messages
+from llmtap.testing.mock_canned import CannedReplies
 from llmtap.testing.mock_embeddings import embeddings
 from llmtap.testing.mock_errors import (
     anthropic_error,
@@ -66,10 +67,12 @@ class MockApp:
         latency_ms: float = 0.0,
         chunk_delay_ms: float = 0.0,
         requests: RequestLog | None = None,
+        canned: CannedReplies | None = None,
     ) -> None:
         self._latency_ms = latency_ms
         self._chunk_delay_ms = chunk_delay_ms
         self._requests = requests
+        self._canned = canned or CannedReplies()
         self._ids = Ids()
         self.internal_errors = 0
         """Requests answered with a 500 because the mock itself failed (a bug in the mock)."""
@@ -77,6 +80,9 @@ class MockApp:
     def handle(self, request: ReceivedRequest) -> Reply:
         if self._requests is not None:
             self._requests.add(request)
+        canned = self._canned.take(request.path)
+        if canned is not None:
+            return canned.reply()
         anthropic = is_anthropic(request)
         knobs = Knobs(latency_ms=self._latency_ms, chunk_delay_ms=self._chunk_delay_ms)
         try:

@@ -53,6 +53,10 @@ class Reply:
     latency_s: float = 0.0
     chunk_delay_s: float = 0.0
     drop_after: int | None = None
+    exact: bool = False
+    """``headers`` are all the headers: no content type or cache-control is added (canned)."""
+    hold: bool = False
+    """A chunked body is never ended: the connection stays open after the last frame."""
 
     @property
     def immediate(self) -> bool:

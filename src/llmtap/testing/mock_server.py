@@ -32,19 +32,18 @@ def _status_line(status: int) -> bytes:
 
 
 def _head(reply: Reply, keep_alive: bool, chunked: bool) -> bytes:
+    lines = [_status_line(reply.status)]
+    if not reply.exact:  # a canned reply's headers are all of them
+        lines.append(b"content-type: %b\r\n" % reply.content_type)
+        if reply.frames is not None:
+            lines.append(b"cache-control: no-cache\r\n")
     if reply.frames is None:
-        framing = b"content-length: %d\r\n" % len(reply.body)
+        lines.append(b"content-length: %d\r\n" % len(reply.body))
     elif chunked:
-        framing = b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n"
-    else:
-        framing = b"cache-control: no-cache\r\n"
-    return b"%bcontent-type: %b\r\n%b%b%b\r\n" % (
-        _status_line(reply.status),
-        reply.content_type,
-        framing,
-        reply.headers,
-        b"" if keep_alive else b"connection: close\r\n",
-    )
+        lines.append(b"transfer-encoding: chunked\r\n")
+    lines.append(reply.headers)
+    lines.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
+    return b"".join(lines)
 
 
 class _Connection(asyncio.Protocol):
@@ -171,6 +170,8 @@ class _Connection(asyncio.Protocol):
             if drop is not None:
                 self.close()
                 return
+            if reply.hold:
+                return
             if chunked:
                 transport.write(CHUNKED_END)
         if not keep_alive:
@@ -208,6 +209,8 @@ class _Connection(asyncio.Protocol):
             if self._closing:
                 return
             transport.write(chunk(frame) if chunked else frame)
+        if reply.hold:
+            return
         if chunked:
             transport.write(CHUNKED_END)
         if not keep_alive:

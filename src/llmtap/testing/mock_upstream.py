@@ -52,6 +52,10 @@ Per-request knobs, as request headers (the SDKs send them with ``extra_headers``
 ``x-mock-drop-after-chunks: 2``
     Streams: send that many content deltas, then close the connection without finishing the
     chunked body. JSON: send the head and that many body bytes, then close.
+
+Recorded responses are replayed with :meth:`MockUpstream.enqueue_reply`: the next request (to
+``path``, if given) is answered with exactly the queued status, headers and body bytes, an event
+stream one chunk per event; auth and knobs do not apply (see :mod:`mock_canned`).
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ import asyncio
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -69,6 +73,7 @@ import uvloop
 
 from llmtap.testing.mock_anthropic import plan_messages
 from llmtap.testing.mock_app import MockApp
+from llmtap.testing.mock_canned import CannedReplies, Ending, canned_reply
 from llmtap.testing.mock_embeddings import embedding_inputs
 from llmtap.testing.mock_http import ReceivedRequest, RequestLog
 from llmtap.testing.mock_knobs import parse_knobs
@@ -126,8 +131,12 @@ class MockUpstream:
         self.host = host
         self.port = port
         self._log = RequestLog(keep)
+        self._canned = CannedReplies()
         self._app = MockApp(
-            latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, requests=self._log
+            latency_ms=latency_ms,
+            chunk_delay_ms=chunk_delay_ms,
+            requests=self._log,
+            canned=self._canned,
         )
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -145,7 +154,36 @@ class MockUpstream:
         return self._log.snapshot()
 
     def clear(self) -> None:
+        """Forget the received requests and any canned reply not yet taken."""
         self._log.clear()
+        self._canned.clear()
+
+    def enqueue_reply(
+        self,
+        status: int,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]],
+        body: bytes,
+        *,
+        path: str | None = None,
+        chunked: bool | None = None,
+        ending: Ending = "complete",
+    ) -> None:
+        """Answer the next request to ``path`` (any path when None) with exactly these bytes.
+
+        Only the framing is added: ``content-length``, or ``transfer-encoding: chunked`` with one
+        chunk per event when ``chunked`` (by default: the content type is an event stream).
+        ``ending="drop"`` closes the connection after the bytes without ending the chunked body;
+        ``"hold"`` leaves it open and unfinished. Replies queued for one path are taken in order.
+        """
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        self._canned.add(
+            canned_reply(status, pairs, body, path=path, chunked=chunked, ending=ending)
+        )
+
+    @property
+    def pending_replies(self) -> int:
+        """Canned replies queued and not yet taken by a request."""
+        return self._canned.pending()
 
     @property
     def internal_errors(self) -> int:
