@@ -13,6 +13,7 @@ import asyncio
 import logging
 import signal
 import ssl
+import sys
 import threading
 
 import certifi
@@ -32,6 +33,9 @@ from llmtap.stores.factory import open_body_store, open_records_store
 
 log = logging.getLogger("llmtap.proxy")
 DRAIN_TIMEOUT_S = 30.0
+# The loop thread shares the GIL with the shipper thread; at Python's default 5 ms switch
+# interval a call arriving while the shipper runs could wait 5 ms for the GIL.
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def build_shipper(settings: Settings, metrics: ProxyMetrics) -> Shipper:
@@ -120,6 +124,7 @@ def run_proxy(settings: Settings) -> None:
         log.info("proxy stopping: draining in-flight calls and shipping their records")
         await server.stop()
 
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     uvloop.run(main())
 
 

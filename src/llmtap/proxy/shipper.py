@@ -199,6 +199,9 @@ class Shipper:
     def _ship(self, batch: list[Exchange]) -> None:
         records: list[LogRecord] = []
         for exchange in batch:
+            # Let the event loop take the GIL between records: a shipper busy with a batch must
+            # not hold a waiting call back for a whole switch interval.
+            time.sleep(0)
             try:
                 records.append(self._prepare(exchange))
             except Exception:  # fail-open edge: one broken capture must not stop the others
