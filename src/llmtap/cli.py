@@ -17,7 +17,15 @@ from llmtap.settings import Settings, load_settings
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("data_dir", "queue_url", "records_url", "analytics_url", "bodies_url"):
+    for name in (
+        "data_dir",
+        "queue_url",
+        "records_url",
+        "analytics_url",
+        "bodies_url",
+        "api_host",
+        "api_port",
+    ):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -75,6 +83,36 @@ def _cmd_request(args: argparse.Namespace) -> int:
     return print_request(_settings(args), args.request_id, as_json=args.json)
 
 
+def _cmd_api(args: argparse.Namespace) -> int:
+    from llmtap.api.server import run_api
+
+    return run_api(_settings(args))
+
+
+def _cmd_keys_create(args: argparse.Namespace) -> int:
+    from llmtap.api.admin import create_key
+
+    return create_key(_settings(args), org_id=args.org, new_org=args.new_org, name=args.name)
+
+
+def _cmd_keys_list(args: argparse.Namespace) -> int:
+    from llmtap.api.admin import list_keys
+
+    return list_keys(_settings(args), org_id=args.org, as_json=args.json)
+
+
+def _cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from llmtap.api.admin import revoke_key
+
+    return revoke_key(_settings(args), args.key_id)
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from llmtap.api.admin import migrate
+
+    return migrate(_settings(args))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmtap", description=__doc__)
     parser.add_argument("--config", type=Path, default=None, help="TOML settings file")
@@ -118,6 +156,35 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--records", dest="records_url", default=None)
     p.add_argument("--bodies", dest="bodies_url", default=None)
+
+    p = command("api", _cmd_api, "run only the query & metrics API")
+    p.add_argument("--host", dest="api_host", default=None)
+    p.add_argument("--port", dest="api_port", type=int, default=None)
+    p.add_argument("--records", dest="records_url", default=None)
+    p.add_argument("--analytics", dest="analytics_url", default=None)
+    p.add_argument("--bodies", dest="bodies_url", default=None)
+
+    p = command("migrate", _cmd_migrate, "bring the records/analytics schemas up to date")
+    p.add_argument("--records", dest="records_url", default=None)
+    p.add_argument("--analytics", dest="analytics_url", default=None)
+
+    keys = command("keys", lambda _args: 2, "manage llmtap API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    p = keys_sub.add_parser("create", help="create a key (shown once)")
+    p.set_defaults(func=_cmd_keys_create)
+    p.add_argument("--org", default=None, help="organization id (default: the default org)")
+    p.add_argument("--new-org", dest="new_org", default=None, help="create this organization")
+    p.add_argument("--name", default="cli", help="a label to tell keys apart")
+    p.add_argument("--records", dest="records_url", default=None)
+    p = keys_sub.add_parser("list", help="list keys (never the keys themselves)")
+    p.set_defaults(func=_cmd_keys_list)
+    p.add_argument("--org", default=None)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--records", dest="records_url", default=None)
+    p = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    p.set_defaults(func=_cmd_keys_revoke)
+    p.add_argument("key_id")
+    p.add_argument("--records", dest="records_url", default=None)
     return parser
 
 

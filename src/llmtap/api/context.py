@@ -1,0 +1,45 @@
+"""What the API's routes share, created once at start and kept on ``app.state.llmtap``.
+
+Nothing here is module-level: ``create_app`` receives an ``ApiContext`` and routes reach it
+through the request. The caller's organization is a dependency every data route takes, so no
+route can read without one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from llmtap.api.auth import KeyResolver
+from llmtap.api.metrics_query import MetricsSource
+from llmtap.api.search import RequestSearch
+
+
+@dataclass
+class ApiContext:
+    search: RequestSearch
+    keys: KeyResolver
+    metrics: MetricsSource | None
+    """``None`` when no analytics store is configured: metrics routes answer 503."""
+
+
+def context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.llmtap
+    return ctx
+
+
+def caller_org(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer sk-llmtap-...")] = None,
+    helicone_auth: Annotated[
+        str | None, Header(description="Bearer sk-llmtap-... (Helicone-style)")
+    ] = None,
+) -> str:
+    """The organization of the key sent; 401 (``Unauthorized``) otherwise."""
+    return context(request).keys.org_for(authorization, helicone_auth)
+
+
+Org = Annotated[str, Depends(caller_org)]
+Ctx = Annotated[ApiContext, Depends(context)]

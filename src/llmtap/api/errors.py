@@ -1,0 +1,79 @@
+"""llmtap's errors as HTTP answers, in one place: every error body is
+``{"error": {"type": ..., "message": ...}}``.
+
+=====================  ====  ==========================================
+FilterError            400   a malformed filter, cursor or parameter
+RequestValidationError 400   the body or query does not fit the schema
+Unauthorized           401   no key, unknown key, revoked key
+StoreUnavailable       503   a store is down: try again later
+MetricsUnavailable     503   no analytics store configured or reachable
+StoreError             500   anything else a store refused
+=====================  ====  ==========================================
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from llmtap.api.auth import Unauthorized
+from llmtap.api.filters import FilterError
+from llmtap.errors import StoreError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class MetricsUnavailable(Exception):
+    """Metrics need the analytics store and it is not configured or not reachable."""
+
+
+def error_response(status: int, kind: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"error": {"type": kind, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_filter(_request: Request, exc: Exception) -> JSONResponse:
+        return error_response(400, "bad_request", str(exc))
+
+    async def on_validation(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = [
+            f"{_where(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in exc.errors()
+        ]
+        return error_response(400, "bad_request", "; ".join(problems) or "invalid request")
+
+    async def on_unauthorized(_request: Request, exc: Exception) -> JSONResponse:
+        return error_response(401, "unauthorized", str(exc))
+
+    async def on_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("store unavailable: %s", exc)
+        return error_response(503, "unavailable", str(exc))
+
+    async def on_store(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("store error: %s", exc)
+        return error_response(500, "store_error", str(exc))
+
+    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        kind = "not_found" if exc.status_code == 404 else "http_error"
+        return error_response(exc.status_code, kind, str(exc.detail))
+
+    app.add_exception_handler(FilterError, on_filter)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(Unauthorized, on_unauthorized)
+    app.add_exception_handler(StoreUnavailable, on_unavailable)
+    app.add_exception_handler(MetricsUnavailable, on_unavailable)
+    app.add_exception_handler(StoreError, on_store)
+    app.add_exception_handler(HTTPException, on_http)

@@ -1,0 +1,98 @@
+"""A filter tree as a SQLAlchemy condition on the records store's ``requests`` table.
+
+Values are always bound parameters. Text in bodies is not in the database: with
+``relax_text=True`` those leaves become "true" (the tree has no ``not``, so the result is a
+superset) and the caller checks them on the candidates; otherwise they are refused.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from llmtap.api.filters import Branch, Filter, FilterError, Leaf
+from llmtap.stores.records.schema import requests
+
+_COLUMN_OF_FIELD = {"created": "created_unix_ms", "cost_usd": "cost_nano_usd"}
+
+
+def column_for(leaf: Leaf) -> sa.ColumnElement[object]:
+    name = leaf.property_name
+    if name is not None:
+        # JSON_EXTRACT on SQLite, ->> on Postgres; a missing property is NULL on both
+        expr: sa.ColumnElement[object] = requests.c.properties[name].as_string()
+        return expr
+    return requests.c[_COLUMN_OF_FIELD.get(leaf.field, leaf.field)]
+
+
+def to_sql(node: Filter, dialect: str, *, relax_text: bool = False) -> sa.ColumnElement[bool]:
+    if isinstance(node, Branch):
+        parts = [to_sql(item, dialect, relax_text=relax_text) for item in node.items]
+        return sa.and_(*parts) if node.op == "and" else sa.or_(*parts)
+    if node.kind == "text":
+        if relax_text:
+            return sa.true()
+        raise FilterError(f"text search ({node.field!r}) is not available on this store")
+    return _leaf(node, dialect)
+
+
+def _contains(
+    column: sa.ColumnElement[object], needle: str, dialect: str
+) -> sa.ColumnElement[bool]:
+    # Case-sensitive on both dialects (SQLite's LIKE folds ASCII case, Postgres' does not).
+    position = sa.func.strpos if dialect == "postgresql" else sa.func.instr
+    return position(column, needle) > 0
+
+
+def _leaf(leaf: Leaf, dialect: str) -> sa.ColumnElement[bool]:
+    column = column_for(leaf)
+    op, value = leaf.op, leaf.value
+    if op == "exists":
+        return column.is_not(None) if value else column.is_(None)
+    if op == "contains":
+        return _contains(column, value, dialect)
+    if op == "not_contains":
+        return sa.and_(column.is_not(None), sa.not_(_contains(column, value, dialect)))
+    if op == "in":
+        return column.in_(list(value))
+    if isinstance(value, Decimal):
+        return _cost(column, op, value)
+    return _compare(column, op, value)
+
+
+def _compare(column: sa.ColumnElement[object], op: str, value: object) -> sa.ColumnElement[bool]:
+    if op == "eq":
+        return column == value
+    if op == "ne":
+        # NULL != x is NULL in SQL: a missing value matches no comparison (see filters.py)
+        return sa.and_(column.is_not(None), column != value)
+    if op == "gt":
+        return column > value
+    if op == "gte":
+        return column >= value
+    if op == "lt":
+        return column < value
+    if op == "lte":
+        return column <= value
+    raise FilterError(f"operator {op!r} is not supported here")
+
+
+def _cost(column: sa.ColumnElement[object], op: str, nano: Decimal) -> sa.ColumnElement[bool]:
+    """Compare integer nano-dollars with a possibly fractional bound, exactly."""
+    floor, ceil = math.floor(nano), math.ceil(nano)
+    whole = floor == ceil
+    if op == "eq":
+        return column == floor if whole else sa.false()
+    if op == "ne":
+        return sa.and_(column.is_not(None), column != floor) if whole else column.is_not(None)
+    if op == "gt":
+        return column > floor
+    if op == "gte":
+        return column >= ceil
+    if op == "lt":
+        return column < ceil
+    if op == "lte":
+        return column <= floor
+    raise FilterError(f"operator {op!r} is not supported for cost_usd")

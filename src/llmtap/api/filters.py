@@ -1,0 +1,251 @@
+"""The filter tree the query API accepts, parsed and checked before any store sees it.
+
+A filter is a leaf or an ``and``/``or`` of filters::
+
+    {"and": [
+        {"field": "model", "op": "eq", "value": "gpt-4o"},
+        {"or": [{"field": "properties.env", "op": "eq", "value": "prod"},
+                {"field": "latency_ms", "op": "gt", "value": 2000}]},
+        {"field": "body", "op": "contains", "value": "refund"}
+    ]}
+
+There is no ``not``: without it the tree is monotone, so a leaf the database cannot evaluate (text
+in bodies) can be relaxed to "true" in SQL and checked afterwards on the candidates (see
+``api/search.py``). A missing value (``NULL``) matches no comparison, as in SQL; ``exists`` asks
+for presence. Anything malformed raises ``FilterError`` naming where, which the API answers 400.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+FieldKind = Literal["str", "int", "float", "bool", "time", "cost", "text"]
+
+FIELDS: dict[str, FieldKind] = {
+    "request_id": "str",
+    "created": "time",
+    "source": "str",
+    "provider": "str",
+    "method": "str",
+    "path": "str",
+    "status": "int",
+    "error": "str",
+    "streamed": "bool",
+    "model": "str",
+    "response_model": "str",
+    "endpoint": "str",
+    "finish_reason": "str",
+    "user_id": "str",
+    "session_id": "str",
+    "session_path": "str",
+    "session_name": "str",
+    "usage_source": "str",
+    "cost_source": "str",
+    "input_tokens": "int",
+    "output_tokens": "int",
+    "total_tokens": "int",
+    "cache_read_tokens": "int",
+    "cache_write_tokens": "int",
+    "reasoning_tokens": "int",
+    "request_size": "int",
+    "response_size": "int",
+    "cost_usd": "cost",
+    "latency_ms": "float",
+    "ttft_ms": "float",
+    "body": "text",
+}
+"""Every filterable field; ``properties.<name>`` (a string) is accepted besides these."""
+
+PROPERTY_PREFIX = "properties."
+
+_OPS_BY_KIND: dict[FieldKind, frozenset[str]] = {
+    "str": frozenset({"eq", "ne", "in", "contains", "not_contains", "exists"}),
+    "int": frozenset({"eq", "ne", "in", "gt", "gte", "lt", "lte", "exists"}),
+    "float": frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "exists"}),
+    "cost": frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "exists"}),
+    "time": frozenset({"eq", "gt", "gte", "lt", "lte"}),
+    "bool": frozenset({"eq", "ne"}),
+    "text": frozenset({"contains", "not_contains"}),
+}
+
+MAX_NODES = 200
+"""A bound on the tree's size: a filter is written by a person or a dashboard, not generated."""
+
+
+class FilterError(ValueError):
+    """A filter the API cannot run; the message names the offending part."""
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    field: str
+    """A name in ``FIELDS``, or ``properties.<name>``."""
+    op: str
+    value: Any
+    """Normalised: unix ms for ``created``, nano-dollars (``Decimal``) for ``cost_usd``,
+    a tuple for ``in``, a bool for ``exists``."""
+
+    @property
+    def kind(self) -> FieldKind:
+        return "str" if self.property_name is not None else FIELDS[self.field]
+
+    @property
+    def property_name(self) -> str | None:
+        if self.field.startswith(PROPERTY_PREFIX):
+            return self.field[len(PROPERTY_PREFIX) :]
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    op: Literal["and", "or"]
+    items: tuple[Filter, ...]
+
+
+Filter = Leaf | Branch
+
+
+def parse_filter(data: Any, where: str = "filter") -> Filter:
+    """The tree for a decoded JSON filter; ``FilterError`` naming the first problem found."""
+    counter = [0]
+    return _parse(data, where, counter)
+
+
+def _parse(data: Any, where: str, counter: list[int]) -> Filter:
+    counter[0] += 1
+    if counter[0] > MAX_NODES:
+        raise FilterError(f"{where}: the filter has more than {MAX_NODES} nodes")
+    if not isinstance(data, dict):
+        raise FilterError(f"{where}: expected an object, got {type(data).__name__}")
+    branch_keys = [k for k in ("and", "or") if k in data]
+    if branch_keys:
+        if len(data) != 1:
+            raise FilterError(
+                f"{where}: an 'and'/'or' node takes no other keys, got {sorted(data)}"
+            )
+        op: Literal["and", "or"] = "and" if branch_keys[0] == "and" else "or"
+        items = data[op]
+        if not isinstance(items, list) or not items:
+            raise FilterError(f"{where}.{op}: expected a non-empty list of filters")
+        return Branch(
+            op, tuple(_parse(x, f"{where}.{op}[{i}]", counter) for i, x in enumerate(items))
+        )
+    return _parse_leaf(data, where)
+
+
+def _parse_leaf(data: dict[str, Any], where: str) -> Leaf:
+    unknown = set(data) - {"field", "op", "value"}
+    if unknown:
+        raise FilterError(
+            f"{where}: unknown key(s) {sorted(unknown)}; a leaf is {{field, op, value}}"
+            " and a branch is {and: [...]} or {or: [...]}"
+        )
+    field = data.get("field")
+    if not isinstance(field, str):
+        raise FilterError(f"{where}.field: expected a field name")
+    if field.startswith(PROPERTY_PREFIX):
+        if len(field) == len(PROPERTY_PREFIX):
+            raise FilterError(f"{where}.field: 'properties.' needs a property name")
+        kind: FieldKind = "str"
+    elif field in FIELDS:
+        kind = FIELDS[field]
+    else:
+        raise FilterError(
+            f"{where}.field: unknown field {field!r}; known: {', '.join(sorted(FIELDS))},"
+            " properties.<name>"
+        )
+    op = data.get("op", "eq")
+    if op not in _OPS_BY_KIND[kind]:
+        raise FilterError(
+            f"{where}.op: {op!r} does not apply to {field!r}; use one of"
+            f" {', '.join(sorted(_OPS_BY_KIND[kind]))}"
+        )
+    if "value" not in data:
+        raise FilterError(f"{where}.value: missing")
+    value = _value(data["value"], kind, op, f"{where}.value")
+    if field.startswith(PROPERTY_PREFIX):
+        # the proxy stores property names lower-cased (Helicone-Property-Env -> "env")
+        field = PROPERTY_PREFIX + field[len(PROPERTY_PREFIX) :].lower()
+    return Leaf(field, op, value)
+
+
+def _value(raw: Any, kind: FieldKind, op: str, where: str) -> Any:
+    if op == "exists":
+        if not isinstance(raw, bool):
+            raise FilterError(f"{where}: 'exists' takes true or false")
+        return raw
+    if op == "in":
+        if not isinstance(raw, list) or not raw or len(raw) > 1000:
+            raise FilterError(f"{where}: 'in' takes a list of 1 to 1000 values")
+        return tuple(_scalar(x, kind, f"{where}[{i}]") for i, x in enumerate(raw))
+    return _scalar(raw, kind, where)
+
+
+def _scalar(raw: Any, kind: FieldKind, where: str) -> Any:
+    if kind in ("str", "text"):
+        if not isinstance(raw, str):
+            raise FilterError(f"{where}: expected a string")
+        if kind == "text" and not raw:
+            raise FilterError(f"{where}: the text to look for is empty")
+        return raw
+    if kind == "bool":
+        if not isinstance(raw, bool):
+            raise FilterError(f"{where}: expected true or false")
+        return raw
+    if kind == "time":
+        return parse_time(raw, where)
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise FilterError(f"{where}: expected a number")
+    if kind == "int":
+        if not float(raw).is_integer():
+            raise FilterError(f"{where}: expected a whole number")
+        return int(raw)
+    if kind == "cost":
+        return usd_to_nano(raw, where)
+    return float(raw)
+
+
+def usd_to_nano(raw: int | float | str, where: str) -> Decimal:
+    """US dollars as given (a JSON number) to nano-dollars, exactly (may be fractional)."""
+    try:
+        return Decimal(str(raw)) * 1_000_000_000
+    except InvalidOperation as exc:
+        raise FilterError(f"{where}: {raw!r} is not an amount in USD") from exc
+
+
+def parse_time(raw: Any, where: str) -> float:
+    """Unix milliseconds from a number (unix ms) or an ISO-8601 string with a time zone."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
+        return float(raw)
+    if isinstance(raw, str):
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise FilterError(f"{where}: {raw!r} is not an ISO-8601 time") from exc
+        if moment.tzinfo is None:
+            raise FilterError(f"{where}: {raw!r} needs a time zone (e.g. 'Z')")
+        return moment.timestamp() * 1000.0
+    raise FilterError(f"{where}: expected unix milliseconds or an ISO-8601 time")
+
+
+def all_of(*filters: Filter | None) -> Filter | None:
+    """``and`` of the given filters, skipping ``None``; ``None`` when there is nothing."""
+    present = [f for f in filters if f is not None]
+    if not present:
+        return None
+    if len(present) == 1:
+        return present[0]
+    return Branch("and", tuple(present))
+
+
+def has_text(node: Filter | None) -> bool:
+    """Whether any leaf needs the bodies (the database cannot answer it alone)."""
+    if node is None:
+        return False
+    if isinstance(node, Leaf):
+        return node.kind == "text"
+    return any(has_text(item) for item in node.items)

@@ -1,0 +1,118 @@
+"""``/v1/metrics``: counts, errors, cost, tokens, latency/TTFT percentiles and active users over a
+time range, per bucket and group. GET takes query parameters; POST the same fields as JSON.
+
+Metrics are computed by the analytics store; without one (no analytics URL, or it cannot be
+reached) the answer is 503 — the records store is not scanned instead, because it cannot
+compute them at the same cost.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmtap.api.context import ApiContext, Ctx, Org
+from llmtap.api.errors import MetricsUnavailable
+from llmtap.api.filters import parse_time
+from llmtap.api.metrics_query import MetricsQuery, bucket_seconds, compute
+from llmtap.api.schemas import ERROR_RESPONSES
+
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"], responses=ERROR_RESPONSES)
+
+DEFAULT_RANGE_MS = 24 * 3600 * 1000.0
+
+
+class MetricsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: float | str | None = Field(None, description="unix ms or ISO-8601; default end - 24h")
+    end: float | str | None = Field(
+        None, description="unix ms or ISO-8601 (exclusive); default now"
+    )
+    bucket: str | int | None = Field(
+        None, description="minute, hour, day or seconds; none: totals per group only"
+    )
+    group_by: str | None = Field(
+        None, description="model, provider, user, status, endpoint, session or property:<name>"
+    )
+
+
+class Quantiles(BaseModel):
+    p50: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
+
+
+class Metrics(BaseModel):
+    bucket_start: str | None = None
+    bucket_start_unix_ms: int | None = None
+    group: str | None = None
+    requests: int
+    errors: int
+    error_rate: float | None
+    cost_usd: float = Field(description="sum over priced calls, from exact nano-dollars")
+    cost_nano_usd: int
+    priced_requests: int
+    unpriced_requests: int = Field(description="calls with a model but no known price")
+    unpriced_share: float | None = Field(description="unpriced_requests / requests")
+    tokens: dict[str, int]
+    latency_ms: Quantiles
+    ttft_ms: Quantiles
+    active_users: int
+
+
+class MetricsOut(BaseModel):
+    start: str
+    end: str
+    bucket_s: int | None
+    group_by: str | None
+    totals: Metrics
+    series: list[Metrics]
+
+
+def _run(ctx: ApiContext, org: str, body: MetricsBody) -> dict[str, Any]:
+    if ctx.metrics is None:
+        raise MetricsUnavailable(
+            "metrics need the analytics store, and none is configured for this API"
+        )
+    end = time.time() * 1000.0 if body.end is None else parse_time(body.end, "end")
+    start = end - DEFAULT_RANGE_MS if body.start is None else parse_time(body.start, "start")
+    query = MetricsQuery(
+        org_id=org,
+        start_unix_ms=start,
+        end_unix_ms=end,
+        bucket_s=bucket_seconds(body.bucket),
+        group_by=body.group_by or None,
+    )
+    return compute(ctx.metrics, query)
+
+
+@router.post("", response_model=MetricsOut, response_model_exclude_none=False, summary="Metrics")
+def post_metrics(body: MetricsBody, org: Org, ctx: Ctx) -> dict[str, Any]:
+    return _run(ctx, org, body)
+
+
+@router.get("", response_model=MetricsOut, summary="Metrics (query parameters)")
+def get_metrics(
+    org: Org,
+    ctx: Ctx,
+    start: Annotated[str | None, Query(description="unix ms or ISO-8601")] = None,
+    end: Annotated[str | None, Query(description="unix ms or ISO-8601 (exclusive)")] = None,
+    bucket: Annotated[str | None, Query(description="minute, hour, day or seconds")] = None,
+    group_by: str | None = None,
+) -> dict[str, Any]:
+    body = MetricsBody(start=_num(start), end=_num(end), bucket=bucket, group_by=group_by)
+    return _run(ctx, org, body)
+
+
+def _num(value: str | None) -> float | str | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value

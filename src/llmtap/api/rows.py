@@ -1,0 +1,79 @@
+"""How a logged call looks in the API's JSON: the row's fields, its time in ISO-8601, and its cost
+in USD next to the exact integer nano-dollars. Bodies are read from the body store on request.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from llmtap.stores.bodies.port import BodyStore
+from llmtap.stores.row import RequestRow
+
+INLINE_BODY_MAX_BYTES = 4 * 1024 * 1024
+"""Bodies up to this size are inlined in ``GET /v1/requests/{id}?bodies=true``; larger ones are
+fetched whole from ``/v1/requests/{id}/bodies/{kind}``."""
+
+_DETAIL_ONLY = ("request_headers", "response_headers")
+
+
+def iso_time(unix_ms: float) -> str:
+    return datetime.fromtimestamp(unix_ms / 1000.0, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def nano_to_usd(nano: int | None) -> float | None:
+    """The nearest float to the exact amount (Decimal division first, one rounding)."""
+    return None if nano is None else float(Decimal(nano) / 1_000_000_000)
+
+
+def row_summary(row: RequestRow) -> dict[str, Any]:
+    data: dict[str, Any] = msgspec.to_builtins(row)
+    for name in _DETAIL_ONLY:
+        data.pop(name, None)
+    data["created_at"] = iso_time(row.created_unix_ms)
+    data["cost_usd"] = nano_to_usd(row.cost_nano_usd)
+    return data
+
+
+def row_detail(row: RequestRow) -> dict[str, Any]:
+    data = row_summary(row)
+    data["request_headers"] = dict(row.request_headers)
+    data["response_headers"] = dict(row.response_headers)
+    return data
+
+
+def body_view(store: BodyStore, key: str | None, omitted: bool) -> dict[str, Any]:
+    """``{"status": "stored", "json"|"text"|"base64": ...}``, or why there is no body."""
+    if omitted:
+        return {"status": "omitted", "reason": "the caller asked for it not to be stored"}
+    if key is None:
+        return {"status": "none", "reason": "the call had no body, or it was not captured"}
+    try:
+        stream = store.open_stream(key)
+    except KeyError:
+        return {"status": "missing", "reason": "not found in the body store"}
+    try:
+        data = stream.read(INLINE_BODY_MAX_BYTES + 1)
+    finally:
+        stream.close()
+    if len(data) > INLINE_BODY_MAX_BYTES:
+        return {
+            "status": "too_large",
+            "reason": f"over {INLINE_BODY_MAX_BYTES} bytes: fetch it from the bodies endpoint",
+        }
+    view: dict[str, Any] = {"status": "stored", "size": len(data)}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        view["base64"] = base64.b64encode(data).decode()
+        return view
+    try:
+        view["json"] = json.loads(text)
+    except ValueError:
+        view["text"] = text
+    return view

@@ -1,0 +1,250 @@
+"""Searching logged calls in the records store: filter, sort, keyset (cursor) pagination.
+
+Every query is scoped to one organization before anything else is added. Pages are cut by
+keyset, not offset: the cursor holds the sort value and request id of the last row returned, so
+calls logged while someone pages never shift or repeat what they see.
+
+Text in bodies lives in the body store, not the database. A filter that asks for it runs the rest
+of the tree in SQL (the text leaves relaxed to "true") and reads the candidates' bodies in sort
+order until the page is full or ``scan_limit`` candidates were examined; the cursor then points
+after the last candidate examined, so the next page continues the scan.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from llmtap.api.filter_match import matches
+from llmtap.api.filter_sql import to_sql
+from llmtap.api.filters import Filter, FilterError, has_text
+from llmtap.stores.bodies.port import BodyStore
+from llmtap.stores.records.engine import create_engine, translated
+from llmtap.stores.records.schema import requests
+from llmtap.stores.records.upsert import row_from_mapping
+from llmtap.stores.row import RequestRow
+
+SortField = Literal["created", "latency", "cost", "tokens"]
+SORT_FIELDS: tuple[SortField, ...] = ("created", "latency", "cost", "tokens")
+
+# Unknown cost/tokens sort below every known value (-1 < 0) instead of NULL's dialect-specific
+# place, so the keyset comparison is the same plain comparison on both databases.
+_SORT_KEYS: dict[str, sa.ColumnElement[Any]] = {
+    "created": requests.c.created_unix_ms,
+    "latency": requests.c.latency_ms,
+    "cost": sa.func.coalesce(requests.c.cost_nano_usd, -1),
+    "tokens": sa.func.coalesce(requests.c.total_tokens, -1),
+}
+
+
+def sort_value(sort: SortField, row: RequestRow) -> float | int:
+    """The row's value of the sort key, as ``_SORT_KEYS`` computes it in SQL."""
+    if sort == "created":
+        return row.created_unix_ms
+    if sort == "latency":
+        return row.latency_ms
+    if sort == "cost":
+        return -1 if row.cost_nano_usd is None else row.cost_nano_usd
+    return -1 if row.total_tokens is None else row.total_tokens
+
+
+_BODY_TEXT_MAX_BYTES = 4 * 1024 * 1024
+"""Text search reads at most this much of each body."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    org_id: str
+    filter: Filter | None = None
+    sort: SortField = "created"
+    descending: bool = True
+    limit: int = 50
+    cursor: str | None = None
+    offset: int = 0
+    """Rows to skip first (Helicone-style paging); cursors are the stable way to page."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    rows: list[RequestRow]
+    next_cursor: str | None
+    """Pass it back to get the next page; ``None`` when there is nothing after this page."""
+    scanned: int
+    """Candidates examined (more than ``len(rows)`` when a text filter dropped some)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Position:
+    value: float | int
+    request_id: str
+
+
+def encode_cursor(query: SearchQuery, row: RequestRow) -> str:
+    raw = {
+        "s": query.sort,
+        "d": "desc" if query.descending else "asc",
+        "v": sort_value(query.sort, row),
+        "i": row.request_id,
+    }
+    return base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
+
+
+def decode_cursor(query: SearchQuery) -> _Position | None:
+    if not query.cursor:
+        return None
+    try:
+        padded = query.cursor + "=" * (-len(query.cursor) % 4)
+        raw = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        sort, direction, value, request_id = raw["s"], raw["d"], raw["v"], raw["i"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise FilterError("cursor: not a cursor this API returned") from exc
+    if sort != query.sort or direction != ("desc" if query.descending else "asc"):
+        raise FilterError(
+            f"cursor: it was made for sort={sort} order={direction}; repeat the same sort and order"
+        )
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not isinstance(request_id, str)
+    ):
+        raise FilterError("cursor: not a cursor this API returned")
+    return _Position(value, request_id)
+
+
+class RequestSearch:
+    """Reads calls for the API. Opens its own engine on the records URL (reads never block the
+    consumer's writes: SQLite runs in WAL mode)."""
+
+    def __init__(self, records_url: str, bodies: BodyStore, *, scan_limit: int = 5000) -> None:
+        self._engine = create_engine(records_url)
+        self._bodies = bodies
+        self._scan_limit = scan_limit
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    @property
+    def bodies(self) -> BodyStore:
+        return self._bodies
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def get(self, org_id: str, request_id: str) -> RequestRow | None:
+        query = sa.select(requests).where(
+            requests.c.org_id == org_id, requests.c.request_id == request_id
+        )
+        with translated("read request"), self._engine.connect() as conn:
+            found = conn.execute(query).mappings().first()
+        return None if found is None else row_from_mapping(found)
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        if not 1 <= query.limit <= 1000:
+            raise FilterError("limit: must be between 1 and 1000")
+        position = decode_cursor(query)
+        needs_bodies = has_text(query.filter)
+        where: list[sa.ColumnElement[bool]] = [requests.c.org_id == query.org_id]
+        if query.filter is not None:
+            where.append(to_sql(query.filter, self.dialect, relax_text=needs_bodies))
+        if not needs_bodies:
+            rows = self._fetch(query, where, position, query.limit + 1, query.offset)
+            more = len(rows) > query.limit
+            rows = rows[: query.limit]
+            cursor = encode_cursor(query, rows[-1]) if more and rows else None
+            return SearchPage(rows, cursor, len(rows))
+        return self._search_with_text(query, where, position)
+
+    def _search_with_text(
+        self, query: SearchQuery, where: list[sa.ColumnElement[bool]], position: _Position | None
+    ) -> SearchPage:
+        assert query.filter is not None
+        found: list[RequestRow] = []
+        skip = query.offset
+        scanned = 0
+        last: RequestRow | None = None
+        chunk = max(100, query.limit * 2)
+        exhausted = False
+        while len(found) < query.limit and scanned < self._scan_limit:
+            candidates = self._fetch(query, where, position, chunk)
+            if not candidates:
+                exhausted = True
+                break
+            for row in candidates:
+                scanned += 1
+                last = row
+                if matches(query.filter, row, self._body_text):
+                    if skip:
+                        skip -= 1
+                    else:
+                        found.append(row)
+                if len(found) == query.limit or scanned >= self._scan_limit:
+                    break
+            else:
+                if len(candidates) < chunk:
+                    exhausted = True
+                    break
+            if last is not None:
+                position = _Position(sort_value(query.sort, last), last.request_id)
+        cursor = None if exhausted or last is None else encode_cursor(query, last)
+        return SearchPage(found, cursor, scanned)
+
+    def _fetch(
+        self,
+        query: SearchQuery,
+        where: list[sa.ColumnElement[bool]],
+        position: _Position | None,
+        limit: int,
+        offset: int = 0,
+    ) -> list[RequestRow]:
+        key = _SORT_KEYS[query.sort]
+        conditions = list(where)
+        if position is not None:
+            if query.descending:
+                after = sa.or_(
+                    key < position.value,
+                    sa.and_(key == position.value, requests.c.request_id < position.request_id),
+                )
+            else:
+                after = sa.or_(
+                    key > position.value,
+                    sa.and_(key == position.value, requests.c.request_id > position.request_id),
+                )
+            conditions.append(after)
+        order = (
+            (key.desc(), requests.c.request_id.desc())
+            if query.descending
+            else (key.asc(), requests.c.request_id.asc())
+        )
+        statement = (
+            sa.select(requests).where(*conditions).order_by(*order).limit(limit).offset(offset)
+        )
+        with translated("search requests"), self._engine.connect() as conn:
+            return [row_from_mapping(m) for m in conn.execute(statement).mappings()]
+
+    def _body_text(self, row: RequestRow) -> str:
+        return "\n".join(self._read_text(key) for key in _stored_keys(row))
+
+    def _read_text(self, key: str) -> str:
+        try:
+            stream = self._bodies.open_stream(key)
+        except KeyError:
+            return ""
+        try:
+            data = stream.read(_BODY_TEXT_MAX_BYTES)
+        finally:
+            stream.close()
+        return data.decode("utf-8", "replace")
+
+
+def _stored_keys(row: RequestRow) -> Iterator[str]:
+    if row.request_body_key and not row.request_omitted:
+        yield row.request_body_key
+    if row.response_body_key and not row.response_omitted:
+        yield row.response_body_key

@@ -1,0 +1,138 @@
+"""The API served by uvicorn: in a thread of the backend process (embedded: it shares the
+consumer's chDB), or on its own (``llmtap api``, distributed).
+
+``ApiService`` opens what the API reads (records for keys and search, bodies) and closes it on
+``stop``; the analytics store is passed in, because in the backend the consumer owns it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+
+import uvicorn
+
+from llmtap.api.app import create_app
+from llmtap.api.auth import KeyResolver
+from llmtap.api.context import ApiContext
+from llmtap.api.metrics_query import MetricsSource
+from llmtap.api.search import RequestSearch
+from llmtap.settings import Settings
+from llmtap.stores.factory import open_body_store, open_records_store
+
+log = logging.getLogger(__name__)
+START_TIMEOUT_S = 30.0
+
+
+class ApiService:
+    def __init__(self, settings: Settings, *, metrics: MetricsSource | None) -> None:
+        self._settings = settings
+        self._resources = ExitStack()
+        try:
+            records = open_records_store(settings.records_url)
+            self._resources.callback(records.close)
+            bodies = open_body_store(settings.bodies_url)
+            self._resources.callback(bodies.close)
+            search = RequestSearch(settings.records_url, bodies)
+            self._resources.callback(search.close)
+        except BaseException:
+            self._resources.close()
+            raise
+        self.context = ApiContext(
+            search=search, keys=KeyResolver(records.org_for_key_hash), metrics=metrics
+        )
+        self.app = create_app(self.context)
+        config = uvicorn.Config(
+            self.app,
+            host=settings.api_host,
+            port=settings.api_port,
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._settings.api_host}:{self._settings.api_port}"
+
+    @property
+    def started(self) -> bool:
+        return bool(self._server.started)
+
+    def run(self) -> None:
+        """Serve in this thread until ``stop`` (or SIGTERM/SIGINT in the main thread)."""
+        log.info("api listening on %s (docs at %s/v1/docs)", self.url, self.url)
+        self._server.run()
+
+    def start(self, on_exit: Callable[[], None] | None = None) -> None:
+        """Serve in a thread; ``on_exit`` is called when it stops for any reason (a port in use
+        ends it at once)."""
+
+        def target() -> None:
+            try:
+                self.run()
+            except SystemExit:
+                log.error("api could not start on %s", self.url)
+            finally:
+                if on_exit is not None:
+                    on_exit()
+
+        self._thread = threading.Thread(target=target, name="llmtap-api", daemon=True)
+        self._thread.start()
+
+    def wait_started(self, timeout_s: float = START_TIMEOUT_S) -> bool:
+        """True once the socket is listening; False if the server ended or took too long."""
+        deadline = time.monotonic() + timeout_s
+        pause = threading.Event()
+        while not self.started:
+            alive = self._thread is not None and self._thread.is_alive()
+            if not alive or time.monotonic() > deadline:
+                return False
+            pause.wait(0.02)
+        return True
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._resources.close()
+
+
+def run_api(settings: Settings) -> int:
+    """``llmtap api``: the API alone, until SIGTERM/SIGINT. Metrics use the analytics store at
+    ``analytics_url`` if it can be opened here (a chDB directory held by a running backend
+    cannot: then metrics answer 503 and the rest works)."""
+    from llmtap.errors import LlmtapError
+    from llmtap.stores.factory import open_analytics_store
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    with ExitStack() as stack:
+        metrics: MetricsSource | None = None
+        try:
+            analytics = open_analytics_store(settings.analytics_url)
+            stack.callback(analytics.close)
+            metrics = analytics
+        except LlmtapError as exc:
+            log.warning("metrics disabled (503): %s", exc)
+        try:
+            service = ApiService(settings, metrics=metrics)
+        except LlmtapError as exc:
+            log.error("api cannot start: %s", exc)
+            return 2
+        stack.callback(service.close)
+        service.run()
+    return 0

@@ -1,0 +1,68 @@
+"""The API over real stores in this process, for tests: what the backend process runs, minus the
+queue and the consumer. Rows go in through the consumer's own sinks (``open_sinks``: records,
+then chDB analytics), bodies through the body store, and the API is served by uvicorn on a free
+port, so tests talk HTTP to it like a user would.
+
+chDB holds one data directory per process: close one ``ApiBackend`` before opening another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from llmtap.api.metrics_query import MetricsSource
+from llmtap.api.server import ApiService
+from llmtap.settings import Settings
+from llmtap.stores.bodies.port import BodyStore, body_key
+from llmtap.stores.factory import open_body_store, open_records_store, open_sinks
+from llmtap.stores.records.store import RecordsStore
+from llmtap.stores.row import RequestRow
+from llmtap.testing.gateway import free_port
+
+
+class ApiBackend:
+    def __init__(self, data_dir: Path, *, records_url: str = "", analytics: bool = True) -> None:
+        self.settings = Settings(data_dir=data_dir, records_url=records_url, api_port=free_port())
+        self.sinks = open_sinks(self.settings)
+        self.records: RecordsStore = open_records_store(self.settings.records_url)
+        self.bodies: BodyStore = open_body_store(self.settings.bodies_url)
+        metrics = next((s for s in self.sinks if isinstance(s, MetricsSource)), None)
+        self.api = ApiService(self.settings, metrics=metrics if analytics else None)
+        self.api.start()
+        if not self.api.wait_started():
+            self.close()
+            raise RuntimeError("the API did not start")
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def write(self, rows: Sequence[RequestRow]) -> None:
+        """One batch through every sink, in order, as the consumer writes it."""
+        for sink in self.sinks:
+            sink.write_batch(rows)
+
+    def put_body(self, row: RequestRow, kind: str, data: bytes) -> str:
+        key = body_key(row.org_id, row.request_id, kind)
+        self.bodies.put(key, data)
+        return key
+
+    def new_org_key(self, name: str) -> tuple[str, str]:
+        """``(org id, key)`` of a new organization."""
+        org = self.records.create_org(name)
+        _, key = self.records.create_key(org, f"{name}-key")
+        return org, key
+
+    def close(self) -> None:
+        self.api.stop()
+        self.bodies.close()
+        self.records.close()
+        for sink in self.sinks:
+            sink.close()
+
+    def __enter__(self) -> ApiBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
