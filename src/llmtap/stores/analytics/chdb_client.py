@@ -14,7 +14,7 @@ import msgspec
 from chdb import session as chdb_session
 
 from llmtap.errors import StoreUnavailable
-from llmtap.stores.analytics.client import classify
+from llmtap.stores.analytics.client import SESSION_SETTINGS, classify
 
 _decode_row = msgspec.json.Decoder(dict[str, Any])
 
@@ -30,6 +30,7 @@ class ChdbClient:
                 f"analytics store: cannot open chDB at {self.path} (one process per data "
                 f"directory, one directory per process): {err}"
             ) from err
+        self.command(SESSION_SETTINGS)
 
     def command(self, sql: str) -> None:
         self._run(sql, "CSV", None, "run DDL")

@@ -25,6 +25,12 @@ class ClickHouseClient(Protocol):
     def close(self) -> None: ...
 
 
+# Inside expressions a column's own name means the column, even when the SELECT gives some
+# aggregate that alias (``sum(cost_nano_usd) AS cost_nano_usd, countIf(cost_nano_usd IS NULL)``);
+# ClickHouse's default would substitute the alias and refuse the nested aggregate.
+SESSION_SETTINGS = "SET prefer_column_name_to_alias = 1"
+
+
 class RowRejected(StoreError):
     """ClickHouse refused the data itself (cannot parse, out of range): a row-level problem."""
 
