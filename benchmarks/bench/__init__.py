@@ -1,0 +1,1 @@
+"""llmtap's benchmark suite: ``benchmarks/run`` (see ``benchmarks/README.md``)."""

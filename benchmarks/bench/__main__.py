@@ -1,0 +1,111 @@
+"""``benchmarks/run``: every benchmark in one command; see benchmarks/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.machine import machine
+from bench.overhead import added_latency, run_overhead
+from bench.pipeline import distributed_throughput, embedded_throughput, freshness, soak
+from bench.targets import BENCH_DIR, GATEWAYS, WORK, mock_service
+
+RESULTS = BENCH_DIR / "results"
+
+
+def guarded(
+    log: Callable[[str], None], fn: Callable[..., dict[str, Any]], *args: Any
+) -> dict[str, Any]:
+    """One part failing (a service that would not start) is reported, and the rest still runs."""
+    try:
+        return fn(*args)
+    except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
+        log(f"  FAILED: {exc}")
+        return {"error": str(exc)[:3000]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks/run")
+    parser.add_argument("--quick", action="store_true", help="short runs (about 8 minutes)")
+    parser.add_argument("--soak", action="store_true", help="also the 10-minute memory run")
+    parser.add_argument(
+        "--only",
+        default="overhead,pipeline,freshness",
+        help="comma-separated parts: overhead, pipeline, distributed, freshness, soak",
+    )
+    parser.add_argument("--gateways", default=",".join(GATEWAYS))
+    parser.add_argument("--duration", type=float, default=None, help="seconds per load run")
+    args = parser.parse_args()
+
+    parts = set(args.only.split(","))
+    if args.soak:
+        parts.add("soak")
+    if not args.quick:
+        parts.add("distributed")
+    duration = args.duration or (5.0 if args.quick else 15.0)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = WORK / "runs" / stamp
+    logs = run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+
+    def log(msg: str) -> None:
+        print(f"[{time.monotonic() - started:6.0f}s] {msg}", flush=True)
+
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "mode": "quick" if args.quick else "full",
+        "duration_s_per_run": duration,
+        "layout": {
+            "gateway_core": 1,
+            "load_core": 0,
+            "note": "gateway under test pinned to core 1; mock upstream and load generator on core 0",
+        },
+    }
+    log(f"machine: {json.dumps(report['machine'])}")
+    gateways = [g for g in args.gateways.split(",") if g]
+    with mock_service(logs):
+        if "overhead" in parts:
+            overhead = run_overhead(gateways, run_dir, logs, [1, 16, 64], duration, log)
+            report["overhead"] = overhead
+            report["added_latency_ms"] = added_latency(overhead)
+        if "pipeline" in parts:
+            log("pipeline: embedded stores")
+            report["pipeline_embedded"] = guarded(
+                log, embedded_throughput, run_dir, logs, 10.0 if args.quick else 30.0, log
+            )
+        if "distributed" in parts:
+            log("pipeline: Kafka -> Postgres + S3")
+            report["pipeline_distributed"] = guarded(
+                log,
+                distributed_throughput,
+                run_dir,
+                logs,
+                10.0 if args.quick else 30.0,
+                stamp,
+                log,
+            )
+        if "freshness" in parts:
+            log("freshness: llmtap serve at 500 req/s")
+            report["freshness"] = guarded(
+                log, freshness, run_dir, logs, 500.0, 10.0 if args.quick else 60.0, log
+            )
+        if "soak" in parts:
+            log("soak: llmtap serve at 500 req/s for 10 minutes")
+            report["soak"] = guarded(log, soak, run_dir, logs, 500.0, 600.0, 10.0, log)
+    report["runtime_s"] = round(time.monotonic() - started)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{stamp}-{report['mode']}.json"
+    out.write_text(json.dumps(report, indent=2))
+    log(f"wrote {out.relative_to(BENCH_DIR.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

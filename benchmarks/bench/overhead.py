@@ -1,0 +1,196 @@
+"""Proxy overhead: the same load against the mock directly and through each gateway.
+
+For every target: non-streamed calls with wrk and streamed calls with the stream client, at each
+concurrency; the gateway's CPU and peak RSS during each run; the load generator's own CPU.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.procs import Service, Usage
+from bench.targets import (
+    LOAD_CORE,
+    Target,
+    gateway_service,
+    stream_client_argv,
+    target,
+)
+from bench.wrk import Load, run_wrk
+
+MODEL = "gpt-4o-mini"
+PROMPT = "Say hello to the benchmark in a few short words please"
+
+
+def bodies(run_dir: Path) -> dict[str, Path]:
+    out = {}
+    for mode, stream in (("json", False), ("stream", True)):
+        body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}
+        if stream:
+            body["stream"] = True
+        path = run_dir / f"body-{mode}.json"
+        path.write_text(json.dumps(body))
+        out[mode] = path
+    return out
+
+
+def check(t: Target, body: Path, timeout_s: float = 60.0) -> None:
+    """One call must succeed before load starts (the gateway is ready and routes to the mock)."""
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", t.port, timeout=10)
+        try:
+            conn.request(
+                "POST", t.path, body.read_bytes(), {**t.headers, "Content-Type": "application/json"}
+            )
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status == 200 and b"chat.completion" in data:
+                return
+            last = f"{resp.status} {data[:300]!r}"
+        except OSError as exc:
+            last = str(exc)
+        finally:
+            conn.close()
+        time.sleep(0.5)
+    raise RuntimeError(f"{t.name}: no good answer within {timeout_s}s: {last}")
+
+
+def stream_run(t: Target, body: Path, concurrency: int, duration_s: float) -> dict[str, Any]:
+    cfg = {
+        "host": "127.0.0.1",
+        "port": t.port,
+        "path": t.path,
+        "headers": t.headers,
+        "body": body.read_text(),
+        "concurrency": concurrency,
+        "duration_s": duration_s,
+        "warmup_s": 1.0,
+    }
+    out = subprocess.run(
+        [*stream_client_argv(), json.dumps(cfg)],
+        capture_output=True,
+        timeout=duration_s + 120,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"stream client failed: {out.stderr.decode()[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    return result
+
+
+def measure_target(
+    name: str,
+    gateway: Service | None,
+    run_dir: Path,
+    concurrencies: list[int],
+    duration_s: float,
+    log: Any,
+) -> dict[str, Any]:
+    t = target(name)
+    files = bodies(run_dir)
+    check(t, files["json"])
+    results: dict[str, Any] = {"json": {}, "stream": {}}
+    watched: Service | int | None = gateway
+    for mode in ("json", "stream"):
+        for c in concurrencies:
+            # a short warm-up so connection set-up and lazy imports are not measured
+            if mode == "json":
+                run_wrk(
+                    Load(t.url, t.headers, files["json"]),
+                    connections=c,
+                    duration_s=1,
+                    core=LOAD_CORE,
+                )
+            usage = Usage(watched) if watched is not None else None
+            if usage is not None:
+                usage.__enter__()
+            try:
+                if mode == "json":
+                    r = run_wrk(
+                        Load(t.url, t.headers, files["json"]),
+                        connections=c,
+                        duration_s=duration_s,
+                        core=LOAD_CORE,
+                    )
+                else:
+                    r = stream_run(t, files["stream"], c, duration_s)
+            finally:
+                if usage is not None:
+                    usage.__exit__(None, None, None)
+            if usage is not None:
+                r["gateway_cpu_percent"] = usage.cpu_percent
+                r["gateway_peak_rss_mb"] = usage.peak_rss / 2**20
+            results[mode][str(c)] = r
+            log(f"  {name:8s} {mode:6s} c={c:<3d} {summary(mode, r)}")
+    return results
+
+
+def summary(mode: str, r: dict[str, Any]) -> str:
+    if mode == "json":
+        lat = r["latency_us"]
+        text = (
+            f"{r['rps']:8.0f} rps  p50 {lat['50'] / 1000:.3f} ms  p99 {lat['99'] / 1000:.3f} ms"
+            f"  errors {r['errors_total']}  wrk cpu {r['cpu_percent']:.0f}%"
+        )
+    else:
+        text = (
+            f"{r['rps']:8.0f} rps  ttft p50 {r['ttft_ms'].get('50', 0):.3f} ms"
+            f"  p99 {r['ttft_ms'].get('99', 0):.3f} ms  errors {r['errors_total']}"
+            f"  client cpu {r['cpu_percent']:.0f}%"
+        )
+    if "gateway_cpu_percent" in r:
+        text += f"  gw cpu {r['gateway_cpu_percent']:.0f}% rss {r['gateway_peak_rss_mb']:.0f} MB"
+    return text
+
+
+def run_overhead(
+    names: list[str],
+    run_dir: Path,
+    logs: Path,
+    concurrencies: list[int],
+    duration_s: float,
+    log: Any,
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name in ["direct", *names]:
+        log(f"overhead: {name}")
+        if name == "direct":
+            results[name] = measure_target(name, None, run_dir, concurrencies, duration_s, log)
+            continue
+        try:
+            with gateway_service(name, logs, run_dir) as gw:
+                results[name] = measure_target(name, gw, run_dir, concurrencies, duration_s, log)
+        except (RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
+            log(f"  {name} FAILED: {exc}")
+            results[name] = {"error": str(exc)[:2000]}
+    return results
+
+
+def added_latency(results: dict[str, Any]) -> dict[str, Any]:
+    """Gateway minus direct, per mode, concurrency and percentile (milliseconds)."""
+    direct = results.get("direct", {})
+    out: dict[str, Any] = {}
+    for name, res in results.items():
+        if name == "direct" or "error" in res:
+            continue
+        out[name] = {"json": {}, "stream": {}}
+        for c, r in res.get("json", {}).items():
+            d = direct["json"][c]["latency_us"]
+            out[name]["json"][c] = {
+                q: (r["latency_us"][q] - d[q]) / 1000 for q in ("50", "95", "99")
+            }
+        for c, r in res.get("stream", {}).items():
+            d = direct["stream"][c]
+            out[name]["stream"][c] = {
+                "ttft": {q: r["ttft_ms"][q] - d["ttft_ms"][q] for q in ("50", "95", "99")},
+                "total": {q: r["latency_ms"][q] - d["latency_ms"][q] for q in ("50", "95", "99")},
+            }
+    return out

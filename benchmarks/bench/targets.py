@@ -1,0 +1,130 @@
+"""What is measured: the mock upstream, and each gateway in front of it, with the exact command,
+address and headers a client uses. Gateways run on ``GATEWAY_CORE``; the mock and the load
+generators share ``LOAD_CORE``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.procs import Service
+
+BENCH_DIR = Path(__file__).resolve().parent.parent
+ROOT = BENCH_DIR.parent
+WORK = BENCH_DIR / ".work"
+LOAD_CORE = "0"
+GATEWAY_CORE = "1"
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+
+MOCK_PORT = 18100
+PORTS = {"nginx": 18101, "llmtap": 18102, "litellm": 18103, "portkey": 18104, "llmtap-proxy": 18105}
+CHAT_PATH = "/v1/chat/completions"
+AUTH = {"Authorization": "Bearer sk-bench-not-a-real-key"}
+GATEWAYS = ("nginx", "llmtap", "llmtap-proxy", "litellm", "portkey")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    port: int
+    headers: dict[str, str] = field(default_factory=dict)
+    path: str = CHAT_PATH
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+
+def mock_service(logs: Path) -> Service:
+    return Service(
+        "mock",
+        [PYTHON, "-m", "llmtap", "mock-upstream", "--host", "127.0.0.1", "--port", str(MOCK_PORT)],
+        MOCK_PORT,
+        LOAD_CORE,
+        logs / "mock.log",
+    )
+
+
+def target(name: str) -> Target:
+    if name == "direct":
+        return Target("direct", MOCK_PORT, dict(AUTH))
+    if name == "portkey":
+        headers = {
+            **AUTH,
+            "x-portkey-provider": "openai",
+            "x-portkey-custom-host": f"http://127.0.0.1:{MOCK_PORT}/v1",
+        }
+        return Target("portkey", PORTS["portkey"], headers)
+    return Target(name, PORTS[name], dict(AUTH))
+
+
+def llmtap_env(data_dir: Path) -> dict[str, str]:
+    return {
+        "LLMTAP_OPENAI_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}",
+        "LLMTAP_DATA_DIR": str(data_dir),
+    }
+
+
+def gateway_service(name: str, logs: Path, run_dir: Path) -> Service:
+    port = PORTS[name]
+    if name == "nginx":
+        conf = (BENCH_DIR / "nginx.conf.in").read_text()
+        conf = conf.replace("@WORK@", str(run_dir)).replace("@PORT@", str(port))
+        conf = conf.replace("@MOCK_PORT@", str(MOCK_PORT))
+        (run_dir / "nginx-tmp").mkdir(parents=True, exist_ok=True)
+        path = run_dir / "nginx.conf"
+        path.write_text(conf)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        return Service(
+            name,
+            [nginx, "-c", str(path), "-e", str(run_dir / "nginx-error.log")],
+            port,
+            GATEWAY_CORE,
+            logs / "nginx.log",
+        )
+    if name == "llmtap":
+        data = run_dir / "llmtap-data"
+        if data.exists():
+            shutil.rmtree(data)
+        argv = [PYTHON, "-m", "llmtap", "--data-dir", str(data), "serve"]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--processes", "1"]
+        return Service(name, argv, port, GATEWAY_CORE, logs / "llmtap.log", env=llmtap_env(data))
+    if name == "llmtap-proxy":
+        # the hot path alone: the proxy process publishing to the embedded queue, with no
+        # consumer on this machine (the distributed layout, where consumers run elsewhere)
+        data = run_dir / "llmtap-proxy-data"
+        if data.exists():
+            shutil.rmtree(data)
+        argv = [PYTHON, "-m", "llmtap", "--data-dir", str(data), "proxy"]
+        argv += ["--host", "127.0.0.1", "--port", str(port)]
+        return Service(
+            name, argv, port, GATEWAY_CORE, logs / "llmtap-proxy.log", env=llmtap_env(data)
+        )
+    if name == "litellm":
+        conf = (BENCH_DIR / "litellm.yaml.in").read_text().replace("@MOCK_PORT@", str(MOCK_PORT))
+        path = run_dir / "litellm.yaml"
+        path.write_text(conf)
+        argv = [str(WORK / "litellm" / "bin" / "litellm"), "--config", str(path)]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+        env = {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "NO_DOCS": "True"}
+        return Service(
+            name, argv, port, GATEWAY_CORE, logs / "litellm.log", env=env, start_timeout_s=180.0
+        )
+    if name == "portkey":
+        entry = WORK / "portkey/node_modules/@portkey-ai/gateway/build/start-server.js"
+        argv = ["node", str(BENCH_DIR / "portkey.mjs"), str(entry), f"--port={port}", "--headless"]
+        return Service(
+            name, argv, port, GATEWAY_CORE, logs / "portkey.log", env={"NODE_ENV": "production"}
+        )
+    raise ValueError(f"unknown gateway {name!r}")
+
+
+def stream_client_argv() -> list[str]:
+    return ["taskset", "-c", LOAD_CORE, PYTHON, "-m", "bench.streamclient"]
+
+
+def python() -> str:
+    return sys.executable
