@@ -8,8 +8,13 @@ chDB holds one data directory per process: close one ``ApiBackend`` before openi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
 
 from llmtap.api.metrics_query import MetricsSource
 from llmtap.api.server import ApiService
@@ -66,3 +71,29 @@ class ApiBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def postgres_schema(url: str) -> Iterator[str]:
+    """A throwaway schema on the Postgres server at ``url``: yields a records URL whose
+    ``search_path`` is that schema, and drops it afterwards (test runs never collide)."""
+    parsed = make_url(url)
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = psycopg.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        dbname=parsed.database,
+        autocommit=True,
+        connect_timeout=5,
+    )
+    try:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            scoped = parsed.update_query_dict({"options": f"-csearch_path={schema}"})
+            yield scoped.render_as_string(hide_password=False)
+        finally:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    finally:
+        admin.close()
