@@ -62,10 +62,17 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 30.0
+    dlq_max_redrives: int = 3
+    """Re-drives of a dead letter (``llmtap replay --dlq``) before it stays dead for good."""
+    dlq_redrive_backoff_s: float = 60.0
+    dlq_redrive_backoff_max_s: float = 3600.0
+    """A following DLQ re-drive waits base * 2^re-drives (capped) after a letter's last failure."""
 
     # api
     api_host: str = "127.0.0.1"
     api_port: int = 8788
+    max_ingest_body_bytes: int = 32 * 1024 * 1024
+    """Largest async-log or OTLP body the ingestion endpoints accept (after decompression): 413."""
 
     # cost: user price overrides, model -> {"input": $/Mtok, "output": $/Mtok, ...}
     price_overrides: dict[str, dict[str, float]] = Field(default_factory=dict)

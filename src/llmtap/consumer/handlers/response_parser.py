@@ -24,6 +24,7 @@ import msgspec
 
 from llmtap.consumer.context import Context
 from llmtap.consumer.handlers.anthropic_messages import parse_messages_json, parse_messages_stream
+from llmtap.consumer.handlers.carried import carried_response
 from llmtap.consumer.handlers.openai_chat import parse_chat_json, parse_chat_stream
 from llmtap.consumer.handlers.openai_embeddings import parse_embeddings_json
 from llmtap.consumer.handlers.openai_responses import (
@@ -65,6 +66,11 @@ class ResponseParser:
     def __call__(self, ctx: Context) -> None:
         note: dict[str, Any] = {"stream": False, "complete": False, "problem": None}
         ctx.notes[NOTE_RESPONSE] = note
+        carried = carried_response(ctx.record.extra)
+        if carried is not None:
+            # logged without the provider's body (an OTel span): its numbers ride in the record
+            _apply(ctx, carried, note)
+            return
         ref = ctx.record.response_body
         if ref is not None and ref.truncated:
             note["problem"] = "truncated"
