@@ -1,10 +1,16 @@
-"""The analytics store contract on embedded chDB (no ClickHouse server runs on these machines).
+"""The analytics store contract on embedded chDB, and on a ClickHouse server when one is given.
 
-chDB holds one data directory per process, so every test closes its store before the next opens.
+No ClickHouse server runs on these machines: set ``LLMTAP_TEST_CLICKHOUSE_URL``
+(``clickhouse://user:pw@host:8123``) to run the contract against one too; each test then works
+in a database of its own. chDB holds one data directory per process, so every test closes its
+store before the next opens.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from llmtap.consumer.sink import PoisonRows, Sink
+from llmtap.errors import StoreUnavailable
 from llmtap.stores.analytics import AnalyticsStore
 from llmtap.stores.factory import open_analytics_store
 from llmtap.stores.row import RequestRow
@@ -26,11 +33,41 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "analytics"
 
 
-@pytest.fixture
-def store(data_dir: Path) -> Iterator[AnalyticsStore]:
-    opened = open_analytics_store(f"chdb:///{data_dir}")
-    yield opened
-    opened.close()
+CLICKHOUSE_URL = os.environ.get("LLMTAP_TEST_CLICKHOUSE_URL", "")
+
+
+def _clickhouse_database() -> Iterator[str]:
+    from urllib.parse import urlsplit
+
+    import clickhouse_connect
+
+    parts = urlsplit(CLICKHOUSE_URL)
+    admin = clickhouse_connect.get_client(
+        host=parts.hostname,
+        port=parts.port or 8123,
+        username=parts.username or "default",
+        password=parts.password or "",
+    )
+    database = f"llmtap_test_{secrets.token_hex(6)}"
+    admin.command(f"CREATE DATABASE {database}")
+    try:
+        yield f"{CLICKHOUSE_URL.split('?')[0].rstrip('/')}/{database}"
+    finally:
+        admin.command(f"DROP DATABASE {database}")
+        admin.close()
+
+
+@pytest.fixture(params=["chdb", "clickhouse"] if CLICKHOUSE_URL else ["chdb"])
+def store(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[AnalyticsStore]:
+    if request.param == "chdb":
+        opened = open_analytics_store(f"chdb:///{data_dir}")
+        yield opened
+        opened.close()
+        return
+    for url in _clickhouse_database():
+        opened = open_analytics_store(url)
+        yield opened
+        opened.close()
 
 
 def row(
@@ -192,3 +229,12 @@ def test_a_second_process_on_the_same_directory_is_refused(
         [sys.executable, "-c", code, str(data_dir)], capture_output=True, timeout=120
     )
     assert done.returncode == 3, done.stderr.decode()[-2000:]
+
+
+def test_clickhouse_server_away_is_unavailable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    with pytest.raises(StoreUnavailable) as caught:
+        open_analytics_store(f"clickhouse://default:@127.0.0.1:{closed_port}/default")
+    assert caught.value.retriable

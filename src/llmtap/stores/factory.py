@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from llmtap.consumer.sink import Sink
 from llmtap.errors import ConfigError
 from llmtap.settings import Settings
+from llmtap.stores.analytics.client import ClickHouseClient
 from llmtap.stores.analytics.store import AnalyticsStore
 from llmtap.stores.bodies.port import BodyStore
 from llmtap.stores.records.store import RecordsStore
@@ -52,8 +53,21 @@ def open_analytics_store(url: str) -> AnalyticsStore:
         from llmtap.stores.analytics.chdb_client import ChdbClient
 
         # Settings joins "chdb:///" and an absolute path, which doubles the slash
-        return AnalyticsStore(ChdbClient(Path("/" + unquote(parts.path).lstrip("/"))))
-    raise ConfigError(f"analytics store URL {url!r}: expected chdb:///<dir> or clickhouse://...")
+        client: ClickHouseClient = ChdbClient(Path("/" + unquote(parts.path).lstrip("/")))
+    elif parts.scheme == "clickhouse":
+        from llmtap.stores.analytics.clickhouse_client import ClickHouseHttpClient
+
+        client = ClickHouseHttpClient(url)
+    else:
+        raise ConfigError(
+            f"analytics store URL {url!r}: expected chdb:///<dir> or clickhouse://host/db"
+        )
+    try:
+        return AnalyticsStore(client)
+    except BaseException:
+        # chDB holds its directory until closed: never leave it held by a store that failed
+        client.close()
+        raise
 
 
 def open_sinks(settings: Settings) -> list[Sink]:
