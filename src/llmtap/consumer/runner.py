@@ -15,6 +15,12 @@ Failures sort into three kinds:
   commit): not the record's fault, so never dead-lettered. The runner waits (exponential backoff,
   capped) and retries the same batch in place until it succeeds or ``stop`` is set; on stop the
   batch is left uncommitted and is redelivered.
+
+Partition revocation (a rebalance, or this member leaving the group on close) only happens inside
+the consumer's ``poll_batch``/``close``, and a batch is always finished (committed, or rewound)
+before the next poll: so a revocation never cuts a batch in half. What it can find is a batch
+that every sink took but whose commit failed; the revocation hook commits those offsets for the
+partitions being taken away, so the next owner does not redo them (docs/consumer.md).
 """
 
 from __future__ import annotations
@@ -99,7 +105,10 @@ class BatchRunner:
         self._build_row = RowBuilder()
         self._never = threading.Event()
         self._poll_failures = 0
+        self._written: dict[tuple[str, int], Message] = {}
+        """Per partition, the last message of a batch every sink took but whose commit failed."""
         self.stats = RunnerStats()
+        consumer.set_on_revoke(self._on_revoke)
 
     def run(self, stop: threading.Event) -> None:
         """Process batches until ``stop`` is set; the batch in hand is finished and committed."""
@@ -297,19 +306,49 @@ class BatchRunner:
         while True:
             try:
                 self._consumer.commit(messages)
-                return True
             except QueueError as exc:
                 if not exc.retriable:
                     raise
                 failures += 1
                 if failures >= self._config.max_attempts:
-                    # everything is written: a lost commit only means a harmless redelivery
+                    # everything is written: a lost commit only means a harmless redelivery, and
+                    # the revocation hook tries once more before another member takes over
                     log.warning(
                         "commit failed %d times, batch will be redelivered: %s", failures, exc
                     )
+                    self._remember_written(messages)
                     return False
                 if self._wait_outage("commit", exc, failures, stop):
+                    self._remember_written(messages)
                     return False
+            else:
+                for m in messages:
+                    self._written.pop((m.topic, m.partition), None)
+                return True
+
+    def _remember_written(self, messages: Sequence[Message]) -> None:
+        for m in messages:
+            last = self._written.get((m.topic, m.partition))
+            if last is None or m.offset > last.offset:
+                self._written[(m.topic, m.partition)] = m
+
+    def _on_revoke(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Commit what was written but not committed on the partitions being taken away; a
+        failure here only means the next owner processes those records again (idempotently)."""
+        finished = [m for tp in partitions if (m := self._written.pop(tp, None)) is not None]
+        if not finished:
+            return
+        try:
+            self._consumer.commit(finished)
+        except QueueError as exc:
+            log.warning(
+                "could not commit %d revoked partition(s); their last batch will be redelivered:"
+                " %s",
+                len(finished),
+                exc,
+            )
+        else:
+            log.info("committed the written batch of %d revoked partition(s)", len(finished))
 
     def _rewind(self, messages: Sequence[Message]) -> None:
         """Put the group's position back on an uncommitted batch so nothing after it is committed

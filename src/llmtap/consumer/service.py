@@ -18,6 +18,7 @@ from llmtap.consumer.runner import BatchRunner, RunnerConfig, RunnerStats
 from llmtap.consumer.sink import Sink
 from llmtap.errors import LlmtapError
 from llmtap.queue.factory import open_consumer, open_producer
+from llmtap.queue.port import GroupConsumer
 from llmtap.settings import Settings
 from llmtap.stores.factory import open_body_store, open_records_store, open_sinks
 
@@ -32,11 +33,19 @@ class ConsumerService:
     """Owns the queue consumer, the DLQ producer, the stores and the runner.
 
     ``sinks`` may be passed in when the caller shares them (the embedded backend shares chDB with
-    the api); the service then leaves closing them to the caller. Everything it opened itself it
-    closes on ``stop``, in reverse order.
+    the api); the service then leaves closing them to the caller. ``source`` opens what the
+    runner reads (default: the group ``settings.consumer_group`` on ``settings.topic``; replay
+    and the DLQ re-drive pass their own). Everything it opened itself it closes on ``stop``, in
+    reverse order: the queue consumer first, so it leaves the group before the stores close.
     """
 
-    def __init__(self, settings: Settings, *, sinks: Sequence[Sink] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sinks: Sequence[Sink] | None = None,
+        source: Callable[[Settings], GroupConsumer] | None = None,
+    ) -> None:
         self._settings = settings
         self._resources = ExitStack()
         try:
@@ -50,7 +59,7 @@ class ConsumerService:
                     self._resources.callback(sink.close)
             producer = open_producer(settings)
             self._resources.callback(producer.close)
-            consumer = open_consumer(settings)
+            consumer = (source or open_consumer)(settings)
             self._resources.callback(consumer.close)
         except BaseException:
             self._resources.close()
