@@ -59,6 +59,20 @@ def _cmd_consume(args: argparse.Namespace) -> int:
     return run_consumer_until_signalled(_settings(args))
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from llmtap.consumer.replay_cli import run_replay_command
+
+    return run_replay_command(
+        _settings(args),
+        from_offset=args.from_offset,
+        partitions=args.partition,
+        from_time=args.from_time,
+        dlq=args.dlq,
+        follow=args.follow,
+        idle_s=args.idle_s,
+    )
+
+
 def _cmd_mock_upstream(args: argparse.Namespace) -> int:
     from llmtap.testing.mock_upstream import run_mock_upstream
 
@@ -139,6 +153,19 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--records", dest="records_url", default=None)
         p.add_argument("--analytics", dest="analytics_url", default=None)
         p.add_argument("--bodies", dest="bodies_url", default=None)
+
+    p = command("replay", _cmd_replay, "consume the logs again, or re-drive dead letters")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--from-offset", dest="from_offset", type=int, default=None)
+    where.add_argument("--from-time", dest="from_time", default=None, help="ISO 8601 (UTC)")
+    where.add_argument("--dlq", action="store_true", help="re-drive the dead-letter topic")
+    p.add_argument("--partition", type=int, action="append", help="with --from-offset")
+    p.add_argument("--follow", action="store_true", help="with --dlq: keep running, with backoff")
+    p.add_argument("--idle-s", dest="idle_s", type=float, default=3.0, help="caught up after")
+    p.add_argument("--queue", dest="queue_url", default=None)
+    p.add_argument("--records", dest="records_url", default=None)
+    p.add_argument("--analytics", dest="analytics_url", default=None)
+    p.add_argument("--bodies", dest="bodies_url", default=None)
 
     p = command("mock-upstream", _cmd_mock_upstream, "a fake OpenAI/Anthropic server for tests")
     p.add_argument("--host", default=None)
