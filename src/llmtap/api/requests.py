@@ -114,7 +114,7 @@ def _own_row(ctx: Ctx, org: str, request_id: str) -> RequestRow:
     row = ctx.search.get(org, request_id)
     if row is None:
         # the same answer whether the id does not exist or belongs to another organization
-        raise HTTPException(404, f"no logged call {request_id!r}")
+        raise HTTPException(404, "no logged call with this id")
     return row
 
 
