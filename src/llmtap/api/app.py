@@ -10,6 +10,7 @@ from llmtap import __version__
 from llmtap.api import helicone_query, metrics, requests
 from llmtap.api.context import ApiContext
 from llmtap.api.errors import install_error_handlers
+from llmtap.api.ingest import ingest_router
 from llmtap.api.openapi import DOCS_URL, OPENAPI_URL, install_openapi
 
 DESCRIPTION = """Query and metrics API of llmtap, the LLM observability gateway.
@@ -34,6 +35,8 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(requests.router)
     app.include_router(metrics.router)
     app.include_router(helicone_query.router)
+    if context.ingestion is not None:
+        app.include_router(ingest_router(context.ingestion))
 
     @app.get("/v1/health", tags=["health"], summary="Liveness (no key needed)")
     def health() -> dict[str, object]:

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from llmtap.api.auth import KeyResolver
+from llmtap.api.ingest_http import Ingestion
 from llmtap.api.metrics_query import MetricsSource
 from llmtap.api.search import RequestSearch
 
@@ -23,6 +24,8 @@ class ApiContext:
     keys: KeyResolver
     metrics: MetricsSource | None
     """``None`` when no analytics store is configured: metrics routes answer 503."""
+    ingestion: Ingestion | None = None
+    """Async-log and OTLP ingestion (``api/ingest.py``); ``None``: those routes are not mounted."""
 
 
 def context(request: Request) -> ApiContext:

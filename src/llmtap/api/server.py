@@ -18,6 +18,7 @@ import uvicorn
 from llmtap.api.app import create_app
 from llmtap.api.auth import KeyResolver
 from llmtap.api.context import ApiContext
+from llmtap.api.ingest_http import Ingestion
 from llmtap.api.metrics_query import MetricsSource
 from llmtap.api.search import RequestSearch
 from llmtap.settings import Settings
@@ -38,12 +39,13 @@ class ApiService:
             self._resources.callback(bodies.close)
             search = RequestSearch(settings.records_url, bodies)
             self._resources.callback(search.close)
+            keys = KeyResolver(records.org_for_key_hash)
+            ingestion = Ingestion.open(settings, keys)
+            self._resources.callback(ingestion.close)
         except BaseException:
             self._resources.close()
             raise
-        self.context = ApiContext(
-            search=search, keys=KeyResolver(records.org_for_key_hash), metrics=metrics
-        )
+        self.context = ApiContext(search=search, keys=keys, metrics=metrics, ingestion=ingestion)
         self.app = create_app(self.context)
         config = uvicorn.Config(
             self.app,
