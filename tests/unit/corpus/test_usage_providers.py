@@ -33,6 +33,9 @@ from llmtap.consumer.handlers.providers import _HOSTS, _SUFFIXES, detect_provide
         ("https://evilopenai.azure.com.example/v1", "", "openai-compatible", None, True),
         # the openai route pointed at another base URL (the mock upstream, a corporate mirror)
         ("http://127.0.0.1:9999/v1/chat/completions", "openai", "openai", "openai", False),
+        # so is a route named after a provider (/router/groq/...), wherever it points
+        ("http://127.0.0.1:9999/openai/v1/chat/completions", "groq", "groq", "groq", False),
+        ("http://10.0.0.7/openai/deployments/d/chat/completions", "azure", "azure", "azure", False),
         # self-hosted: never priced by model-name guess
         ("http://localhost:11434/v1/chat/completions", "ollama", "openai-compatible", None, False),
         ("http://10.1.2.3:8000/v1/chat/completions", "vllm", "openai-compatible", None, False),

@@ -2,8 +2,9 @@
 
 The name is what a user sees (``groq``, ``azure``, ``openai-compatible`` ...); ``price_id`` is the
 provider id genai-prices knows. A host we do not know falls back to the proxy's own route name
-when that is ``openai`` or ``anthropic`` (the base URL of a known route was pointed elsewhere, as
-the test mock upstream does), and to ``openai-compatible`` otherwise. For an unknown public host
+when that is a provider's name (``openai``/``anthropic`` base URLs pointed elsewhere, as the test
+mock upstream does, or an operator route such as ``/router/groq/...``), and to
+``openai-compatible`` otherwise. For an unknown public host
 (a gateway in front of a vendor) genai-prices may still recognise a vendor's model name
 (``gpt-4o`` -> openai); for a loopback or private host (Ollama, vLLM, LM Studio) it may not: a
 self-hosted ``deepseek-r1:7b`` costs nothing at DeepSeek's prices, so it stays unpriced unless
@@ -55,7 +56,9 @@ _SUFFIXES: tuple[tuple[str, Provider], ...] = (
     (".cognitiveservices.azure.com", Provider("azure", "azure")),
     (".services.ai.azure.com", Provider("azure", "azure")),
 )
-_ROUTES: dict[str, Provider] = {"openai": OPENAI, "anthropic": ANTHROPIC}
+# A route named after a provider is that provider wherever it points (a mirror, an egress proxy,
+# the test mock), as the openai and anthropic base URLs are: the operator named it.
+_ROUTES: dict[str, Provider] = {p.name: p for p in (*_HOSTS.values(), *(p for _, p in _SUFFIXES))}
 
 
 def detect_provider(target_url: str, route: str = "") -> Provider:
