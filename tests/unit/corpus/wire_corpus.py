@@ -48,6 +48,8 @@ class Case:
     response_body: bytes
     """Exactly what the capture holds (compressed or cut off when the case says so)."""
     expect: dict[str, Any]
+    wire_body: bytes = b""
+    """What the provider sent: ``response_body`` before a truncated capture cut it short."""
     prices: dict[str, float] = field(default_factory=dict)
     overrides: dict[str, dict[str, float]] = field(default_factory=dict)
     record_error: str | None = None
@@ -90,7 +92,8 @@ class Case:
         return int((usd * Decimal(1_000_000_000)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
-def _body(spec: dict[str, Any], directory: Path) -> bytes:
+def _body(spec: dict[str, Any], directory: Path) -> tuple[bytes, bytes]:
+    """(what the provider sent, what the capture holds)."""
     body: bytes
     if "response_file" in spec:
         body = (directory / "bodies" / spec["response_file"]).read_bytes()
@@ -100,8 +103,8 @@ def _body(spec: dict[str, Any], directory: Path) -> bytes:
     if transform == "gzip":
         body = gzip.compress(body, mtime=0)
     elif transform.startswith("truncate:"):
-        body = body[: int(transform.removeprefix("truncate:"))]
-    return body
+        return body, body[: int(transform.removeprefix("truncate:"))]
+    return body, body
 
 
 def load_corpus(directory: Path = CORPUS_DIR) -> list[Case]:
@@ -109,6 +112,7 @@ def load_corpus(directory: Path = CORPUS_DIR) -> list[Case]:
     for path in sorted((directory / "cases").glob("*.json")):
         spec = json.loads(path.read_text())
         record = spec.get("record", {})
+        wire, captured = _body(spec, directory)
         cases.append(
             Case(
                 name=path.stem,
@@ -119,8 +123,9 @@ def load_corpus(directory: Path = CORPUS_DIR) -> list[Case]:
                 request=spec.get("request"),
                 status=spec["status"],
                 response_headers=spec.get("response_headers", {}),
-                response_body=_body(spec, directory),
+                response_body=captured,
                 expect=spec["expect"],
+                wire_body=wire,
                 prices=spec.get("prices", {}),
                 overrides=spec.get("overrides", {}),
                 record_error=record.get("error"),
