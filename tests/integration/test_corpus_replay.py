@@ -307,7 +307,8 @@ def expected_cost(case: Case, row: RequestRow) -> int | None:
 
 def expected_capture(case: Case, stored: bytes) -> bytes:
     if case.truncated:
-        # the proxy keeps the chunks that fit whole: a prefix, at most the case's capture size
+        # the proxy keeps the chunks that fit whole (proxy/exchange.py, on_response_body): a
+        # prefix of what was sent, at most the case's capture size, maybe empty
         assert len(stored) <= len(case.response_body)
         return case.wire_body[: len(stored)]
     if case.response_headers.get("content-encoding") == "gzip":
