@@ -22,7 +22,8 @@ svc_dir() {
 }
 
 # lock_service DIR — hold DIR/lock until this script exits, so two starts (or a start and a stop)
-# of the same service from this checkout take turns instead of racing for its port.
+# of the same service from this checkout take turns instead of racing for its port. Anything that
+# leaves a daemon behind must be run with 9>&- (see launch), or the daemon keeps the lock.
 lock_service() {
     exec 9>"$1/lock"
     flock -w 300 9 || die "could not lock $1/lock within 300s"
@@ -133,7 +134,8 @@ apt_install() {
         APT_UPDATED=1
     fi
     say "apt-get install $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+    # 9>&-: a package may start its daemon, which must not inherit the service lock
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 9>&-
 }
 
 # need_cmd CMD PKG... — make sure CMD exists, installing PKG... from Debian if not.

@@ -13,7 +13,9 @@ SERVICE=postgres
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 HOST=127.0.0.1
-PORT=5432
+# another cluster or port only to avoid a clash (or to try this script on a throwaway cluster)
+CLUSTER="${LLMTAP_POSTGRES_CLUSTER:-main}"
+PORT="${LLMTAP_POSTGRES_PORT:-5432}"
 ROLE=llmtap
 PASSWORD=llmtap
 DATABASE=llmtap
@@ -36,15 +38,15 @@ server_version() {
 
 ensure_cluster() {
     local ver="$1"
-    if ! pg_lsclusters -h | awk -v v="$ver" '$1 == v && $2 == "main"' | grep -q .; then
-        say "creating cluster $ver main"
-        pg_createcluster "$ver" main >>"$SETUP_LOG" 2>&1 || {
+    if ! pg_lsclusters -h | awk -v v="$ver" -v c="$CLUSTER" '$1 == v && $2 == c' | grep -q .; then
+        say "creating cluster $ver $CLUSTER"
+        pg_createcluster "$ver" "$CLUSTER" -p "$PORT" >>"$SETUP_LOG" 2>&1 || {
             log_tail "$SETUP_LOG"
             die "pg_createcluster failed"
         }
     fi
     # bind loopback only, on the port the tests expect (a conf.d file keeps Debian's file intact)
-    local conf="/etc/postgresql/$ver/main/conf.d/llmtap.conf"
+    local conf="/etc/postgresql/$ver/$CLUSTER/conf.d/llmtap.conf"
     local want
     want="$(printf "# written by llmtap scripts/services/postgres.sh\nlisten_addresses = '%s'\nport = %s\n" "$HOST" "$PORT")"
     if [[ ! -f "$conf" || "$(cat "$conf")" != "$want" ]]; then
@@ -53,14 +55,14 @@ ensure_cluster() {
         # a running cluster that already answers where the tests look keeps running: the file
         # applies at its next start, and nobody else's connections are cut
         if cluster_online "$ver" && ! ready; then
-            say "restarting cluster $ver main to apply $conf"
-            pg_ctlcluster "$ver" main restart >>"$SETUP_LOG" 2>&1
+            say "restarting cluster $ver $CLUSTER to apply $conf"
+            pg_ctlcluster "$ver" "$CLUSTER" restart >>"$SETUP_LOG" 2>&1 9>&-
         fi
     fi
 }
 
 cluster_online() {
-    pg_lsclusters -h | awk -v v="$1" '$1 == v && $2 == "main" {print $4}' | grep -q online
+    pg_lsclusters -h | awk -v v="$1" -v c="$CLUSTER" '$1 == v && $2 == c {print $4}' | grep -q online
 }
 
 as_postgres() {
@@ -101,16 +103,16 @@ start() {
     need_cmd pg_isready postgresql-client
     ensure_cluster "$ver"
     if cluster_online "$ver"; then
-        say "reusing cluster $ver main"
+        say "reusing cluster $ver $CLUSTER"
     else
-        say "starting cluster $ver main"
-        pg_ctlcluster "$ver" main start >>"$SETUP_LOG" 2>&1 || {
+        say "starting cluster $ver $CLUSTER"
+        pg_ctlcluster "$ver" "$CLUSTER" start >>"$SETUP_LOG" 2>&1 9>&- || {
             log_tail "$SETUP_LOG"
-            log_tail "/var/log/postgresql/postgresql-$ver-main.log"
-            die "pg_ctlcluster $ver main start failed"
+            log_tail "/var/log/postgresql/postgresql-$ver-$CLUSTER.log"
+            die "pg_ctlcluster $ver $CLUSTER start failed"
         }
     fi
-    wait_until "$START_TIMEOUT_S" "/var/log/postgresql/postgresql-$ver-main.log" \
+    wait_until "$START_TIMEOUT_S" "/var/log/postgresql/postgresql-$ver-$CLUSTER.log" \
         "PostgreSQL on $HOST:$PORT" ready
     ensure_role_and_db
     say "ready on $HOST:$PORT"
@@ -119,9 +121,9 @@ start() {
 
 stop() {
     local ver
-    for ver in $(pg_lsclusters -h 2>/dev/null | awk '$2 == "main" && $4 ~ /online/ {print $1}'); do
-        say "stopping cluster $ver main"
-        pg_ctlcluster "$ver" main stop -m fast
+    for ver in $(pg_lsclusters -h 2>/dev/null | awk -v c="$CLUSTER" '$2 == c && $4 ~ /online/ {print $1}'); do
+        say "stopping cluster $ver $CLUSTER"
+        pg_ctlcluster "$ver" "$CLUSTER" stop -m fast
     done
 }
 
