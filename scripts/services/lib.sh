@@ -7,7 +7,7 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SERVICES_DIR="${LLMTAP_SERVICES_DIR:-$ROOT/.services}"
-LLMTAP_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/llmtap"
+LLMTAP_CACHE="${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/llmtap"
 LLMTAP_PYTHON="${LLMTAP_PYTHON:-$ROOT/.venv/bin/python}"
 
 say() { printf '[%s] %s\n' "${SERVICE:-services}" "$*" >&2; }
