@@ -58,7 +58,12 @@ _SUFFIXES: tuple[tuple[str, Provider], ...] = (
 )
 # A route named after a provider is that provider wherever it points (a mirror, an egress proxy,
 # the test mock), as the openai and anthropic base URLs are: the operator named it.
-_ROUTES: dict[str, Provider] = {p.name: p for p in (*_HOSTS.values(), *(p for _, p in _SUFFIXES))}
+_ROUTES: dict[str, Provider] = {
+    **{p.name: p for p in (*_HOSTS.values(), *(p for _, p in _SUFFIXES))},
+    # Helicone custom async logs (``/custom/v1/log``) rarely say where the call went; like
+    # Helicone, the model name alone then picks the vendor's price.
+    "custom": OPENAI_COMPATIBLE,
+}
 
 
 def detect_provider(target_url: str, route: str = "") -> Provider:
