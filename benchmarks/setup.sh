@@ -40,6 +40,7 @@ if [ ! -f "$PORTKEY_MAIN" ] \
     || ! grep -q "\"version\": \"$PORTKEY_VERSION\"" "$WORK/portkey/node_modules/@portkey-ai/gateway/package.json"; then
     echo "setup: npm install @portkey-ai/gateway@$PORTKEY_VERSION into $WORK/portkey" >&2
     mkdir -p "$WORK/portkey"
-    (cd "$WORK/portkey" && [ -f package.json ] || echo '{"private": true}' > package.json)
-    (cd "$WORK/portkey" && npm install --silent --no-audit --no-fund "@portkey-ai/gateway@$PORTKEY_VERSION" >&2)
+    printf '{"private": true, "dependencies": {"@portkey-ai/gateway": "%s"}}\n' \
+        "$PORTKEY_VERSION" > "$WORK/portkey/package.json"
+    (cd "$WORK/portkey" && npm install --silent --no-audit --no-fund >&2)
 fi

@@ -9,11 +9,13 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bench.machine import machine
 from bench.overhead import added_latency, run_overhead
 from bench.pipeline import distributed_throughput, embedded_throughput, freshness, soak
+from bench.report import render
 from bench.targets import BENCH_DIR, GATEWAYS, WORK, mock_service
 
 RESULTS = BENCH_DIR / "results"
@@ -41,7 +43,13 @@ def main() -> int:
     )
     parser.add_argument("--gateways", default=",".join(GATEWAYS))
     parser.add_argument("--duration", type=float, default=None, help="seconds per load run")
+    parser.add_argument(
+        "--report", type=Path, default=None, help="only rewrite RESULTS.md from this results JSON"
+    )
     args = parser.parse_args()
+    if args.report is not None:
+        write_report(json.loads(args.report.read_text()), args.report)
+        return 0
 
     parts = set(args.only.split(","))
     if args.soak:
@@ -59,6 +67,7 @@ def main() -> int:
         print(f"[{time.monotonic() - started:6.0f}s] {msg}", flush=True)
 
     report: dict[str, Any] = {
+        "loadavg_start": loadavg(),
         "machine": machine(),
         "mode": "quick" if args.quick else "full",
         "duration_s_per_run": duration,
@@ -73,6 +82,7 @@ def main() -> int:
     with mock_service(logs):
         if "overhead" in parts:
             overhead = run_overhead(gateways, run_dir, logs, [1, 16, 64], duration, log)
+            report["profile_proxy"] = overhead.pop("_profiles")
             report["overhead"] = overhead
             report["added_latency_ms"] = added_latency(overhead)
         if "pipeline" in parts:
@@ -100,11 +110,23 @@ def main() -> int:
             log("soak: llmtap serve at 500 req/s for 10 minutes")
             report["soak"] = guarded(log, soak, run_dir, logs, 500.0, 600.0, 10.0, log)
     report["runtime_s"] = round(time.monotonic() - started)
+    report["loadavg_end"] = loadavg()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{stamp}-{report['mode']}.json"
+    report["file"] = out.name
     out.write_text(json.dumps(report, indent=2))
-    log(f"wrote {out.relative_to(BENCH_DIR.parent)}")
+    write_report(report, out)
+    log(f"wrote {out.relative_to(BENCH_DIR.parent)} and benchmarks/RESULTS.md")
     return 0
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def write_report(report: dict[str, Any], source: Path) -> None:
+    report.setdefault("file", source.name)
+    (BENCH_DIR / "RESULTS.md").write_text(render(report, BENCH_DIR / "FINDINGS.md"))
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.procs import Service, Usage
+from bench.procs import Service, Usage, listening_pid
+from bench.profile import fold
 from bench.targets import (
     LOAD_CORE,
+    ROOT,
     Target,
     gateway_service,
     stream_client_argv,
@@ -60,6 +62,24 @@ def check(t: Target, body: Path, timeout_s: float = 60.0) -> None:
             conn.close()
         time.sleep(0.5)
     raise RuntimeError(f"{t.name}: no good answer within {timeout_s}s: {last}")
+
+
+def proxy_metrics(port: int) -> dict[str, float]:
+    """llmtap's own counters (``/_llmtap/metrics``): records published, dropped, backlog."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/_llmtap/metrics")
+        text = conn.getresponse().read().decode()
+    except OSError:
+        return {}
+    finally:
+        conn.close()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition(" ")
+            out[name.removeprefix("llmtap_proxy_")] = float(value)
+    return out
 
 
 def stream_run(t: Target, body: Path, concurrency: int, duration_s: float) -> dict[str, Any]:
@@ -128,6 +148,12 @@ def measure_target(
             if usage is not None:
                 r["gateway_cpu_percent"] = usage.cpu_percent
                 r["gateway_peak_rss_mb"] = usage.peak_rss / 2**20
+                # CPU per answered call: robust to a busy machine where latency is not
+                r["gateway_cpu_us_per_call"] = (
+                    1e6 * usage.cpu_s / r["requests"] if r["requests"] else None
+                )
+            if name.startswith("llmtap"):
+                r["llmtap_metrics"] = proxy_metrics(t.port)
             results[mode][str(c)] = r
             log(f"  {name:8s} {mode:6s} c={c:<3d} {summary(mode, r)}")
     return results
@@ -148,6 +174,7 @@ def summary(mode: str, r: dict[str, Any]) -> str:
         )
     if "gateway_cpu_percent" in r:
         text += f"  gw cpu {r['gateway_cpu_percent']:.0f}% rss {r['gateway_peak_rss_mb']:.0f} MB"
+        text += f" {r['gateway_cpu_us_per_call'] or 0:.0f} us/call"
     return text
 
 
@@ -160,6 +187,8 @@ def run_overhead(
     log: Any,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    profiles: dict[str, Any] = {}
+    results["_profiles"] = profiles
     for name in ["direct", *names]:
         log(f"overhead: {name}")
         if name == "direct":
@@ -168,10 +197,36 @@ def run_overhead(
         try:
             with gateway_service(name, logs, run_dir) as gw:
                 results[name] = measure_target(name, gw, run_dir, concurrencies, duration_s, log)
+                if name.startswith("llmtap"):
+                    profiles[name] = profile_proxy(name, gw, run_dir, duration_s)
         except (RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
             log(f"  {name} FAILED: {exc}")
             results[name] = {"error": str(exc)[:2000]}
     return results
+
+
+def profile_proxy(name: str, gw: Service, run_dir: Path, seconds: float) -> dict[str, Any]:
+    """py-spy on the process that holds the listening socket, during a c=64 non-streamed run
+    (a separate run: the measured ones are not sampled)."""
+    t = target(name)
+    pid = listening_pid(t.port, gw.pids)
+    if pid is None:
+        return {"error": "proxy process not found"}
+    raw = run_dir / f"profile-{name}.txt"
+    spy = str(ROOT / ".venv" / "bin" / "py-spy")
+    argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250"]
+    argv += ["--format", "raw", "-o", str(raw), "--nonblocking"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run_wrk(
+            Load(t.url, t.headers, bodies(run_dir)["json"]),
+            connections=64,
+            duration_s=seconds,
+            core=LOAD_CORE,
+        )
+    finally:
+        proc.wait(timeout=seconds + 60)
+    return fold(raw) if raw.exists() else {"error": "py-spy wrote nothing"}
 
 
 def added_latency(results: dict[str, Any]) -> dict[str, Any]:
@@ -179,7 +234,7 @@ def added_latency(results: dict[str, Any]) -> dict[str, Any]:
     direct = results.get("direct", {})
     out: dict[str, Any] = {}
     for name, res in results.items():
-        if name == "direct" or "error" in res:
+        if name in ("direct", "_profiles") or "error" in res:
             continue
         out[name] = {"json": {}, "stream": {}}
         for c, r in res.get("json", {}).items():
@@ -189,6 +244,8 @@ def added_latency(results: dict[str, Any]) -> dict[str, Any]:
             }
         for c, r in res.get("stream", {}).items():
             d = direct["stream"][c]
+            if not r["ttft_ms"] or not d["ttft_ms"]:
+                continue  # no successful call to compare (the run's errors say why)
             out[name]["stream"][c] = {
                 "ttft": {q: r["ttft_ms"][q] - d["ttft_ms"][q] for q in ("50", "95", "99")},
                 "total": {q: r["latency_ms"][q] - d["latency_ms"][q] for q in ("50", "95", "99")},

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.overhead import MODEL, PROMPT, bodies, check, stream_run
-from bench.procs import Service, rss_bytes
+from bench.procs import Service, listening_pid, rss_bytes
 from bench.profile import fold
 from bench.targets import (
     AUTH,
@@ -174,32 +174,6 @@ def distributed_throughput(
         f"({result['processed']}/{produced} in {result['seconds']:.1f}s)"
     )
     return result
-
-
-def listening_pid(port: int, pids: list[int]) -> int | None:
-    """The process among ``pids`` holding the listening socket on ``port``."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{fields[9]}]")
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
-                    return pid
-            except OSError:
-                continue
-    return None
 
 
 def steady_load(
