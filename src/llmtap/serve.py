@@ -82,12 +82,14 @@ def prepare(settings: Settings) -> None:
 
 def banner(settings: Settings) -> str:
     proxy = f"http://{settings.proxy_host}:{settings.proxy_port}"
+    api = f"http://{settings.api_host}:{settings.api_port}"
     return (
         f"llmtap is running (data in {settings.data_dir.absolute()})\n"
         f"  proxy:     {proxy}  ({settings.proxy_processes} process(es))\n"
         f"  OpenAI SDK:    OpenAI(base_url='{proxy}/v1')\n"
         f"  Anthropic SDK: Anthropic(base_url='{proxy}')\n"
         f"  logged calls:  llmtap requests\n"
+        f"  query API:     {api}/v1/requests  (docs: {api}/v1/docs; key: Authorization: Bearer)\n"
     )
 
 

@@ -36,11 +36,15 @@ class GatewayProcess:
         env: dict[str, str] | None = None,
         port: int | None = None,
         processes: int = 1,
+        api_port: int | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.processes = processes
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LLMTAP_")}
+        # a port of its own for the API, so gateways side by side never fight over 8788
+        self.api_port = api_port or int((env or {}).get("LLMTAP_API_PORT") or free_port())
+        self.env["LLMTAP_API_PORT"] = str(self.api_port)
         self.env.update(env or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-serve.log"
@@ -49,6 +53,11 @@ class GatewayProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """The query & metrics API, served by serve's backend process."""
+        return f"http://127.0.0.1:{self.api_port}"
 
     @property
     def records_url(self) -> str:
@@ -95,6 +104,28 @@ class GatewayProcess:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
         try:
             conn.request("GET", "/_llmtap/health")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def wait_api(self, timeout_s: float = 60.0) -> GatewayProcess:
+        """Wait until the backend's API answers ``/v1/health`` (it starts after the proxy)."""
+        wait_for(
+            lambda: self._answers(self.api_port, "/v1/health"),
+            timeout_s=timeout_s,
+            interval_s=0.1,
+            what="the llmtap API",
+        )
+        return self
+
+    def _answers(self, port: int, path: str) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"llmtap serve exited early:\n{self.output()[-4000:]}")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
+        try:
+            conn.request("GET", path)
             return conn.getresponse().status == 200
         except OSError:
             return False
