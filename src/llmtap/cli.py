@@ -187,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("api", _cmd_api, "run only the query & metrics API")
     p.add_argument("--host", dest="api_host", default=None)
     p.add_argument("--port", dest="api_port", type=int, default=None)
+    p.add_argument("--queue", dest="queue_url", default=None, help="for ingestion routes")
     p.add_argument("--records", dest="records_url", default=None)
     p.add_argument("--analytics", dest="analytics_url", default=None)
     p.add_argument("--bodies", dest="bodies_url", default=None)
