@@ -309,10 +309,8 @@ def expected_cost(case: Case, row: RequestRow) -> int | None:
 
 def expected_capture(case: Case, stored: bytes) -> bytes:
     if case.truncated:
-        # the proxy keeps the chunks that fit whole (proxy/exchange.py, on_response_body): a
-        # prefix of what was sent, at most the case's capture size, maybe empty
-        assert len(stored) <= len(case.response_body)
-        return case.wire_body[: len(stored)]
+        # the proxy keeps exactly the first max_capture_bytes of what was sent
+        return case.wire_body[: len(case.response_body)]
     if case.response_headers.get("content-encoding") == "gzip":
         return gzip.decompress(case.response_body)
     return case.response_body
@@ -332,6 +330,8 @@ def check_row(gateway: Gateway, case: Case, row: RequestRow) -> None:
         expected_cost(case, row),
     )
     assert row.response_body_key is not None
+    # the size is what the client received, even when the capture was cut
+    assert row.response_size == len(case.wire_body)
     stored = gateway.bodies.get(row.response_body_key)
     assert stored == expected_capture(case, stored)
 

@@ -65,7 +65,7 @@ def build_record(exchange: Exchange, org_id: str | None) -> tuple[LogRecord, lis
     resp_ctype = resp_ctype_raw.decode("latin-1") if resp_ctype_raw else None
     response_ref: BodyRef
     if tap.omit_response:
-        response_ref = BodyRef(omitted=True, size=exchange.resp_captured)
+        response_ref = BodyRef(omitted=True, size=exchange.resp_size)
     else:
         raw = b"".join(exchange.resp_parts)
         data, decoded_from = _decoded(raw, header_value(exchange.resp_headers, b"content-encoding"))
@@ -75,7 +75,7 @@ def build_record(exchange: Exchange, org_id: str | None) -> tuple[LogRecord, lis
         bodies.append(Body(key, data, resp_ctype))
         response_ref = BodyRef(
             key=key,
-            size=exchange.resp_captured,
+            size=exchange.resp_size,
             content_type=resp_ctype,
             truncated=exchange.resp_truncated,
         )

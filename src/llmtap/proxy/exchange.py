@@ -46,6 +46,7 @@ class Exchange:
         "resp_captured",
         "resp_headers",
         "resp_parts",
+        "resp_size",
         "resp_truncated",
         "retried",
         "start_unix_ms",
@@ -96,6 +97,7 @@ class Exchange:
         self.resp_headers: HeaderList = []
         self.resp_parts: list[bytes] = []
         self.resp_captured = 0
+        self.resp_size = 0
         self.resp_truncated = False
         self.upstream_headers_ns = 0
         self.first_chunk_ns = 0
@@ -139,11 +141,17 @@ class Exchange:
         if not self.first_chunk_ns:
             self.first_chunk_ns = time.perf_counter_ns()
         self.last_activity_ns = time.perf_counter_ns()
+        self.resp_size += len(data)
         if not self.resp_truncated:
-            self.resp_captured += len(data)
-            if self.resp_captured <= self.app.max_capture:
+            room = self.app.max_capture - self.resp_captured
+            if len(data) <= room:
                 self.resp_parts.append(data)
+                self.resp_captured += len(data)
             else:
+                # keep the prefix that fits: one slice, once, at the capture limit
+                if room > 0:
+                    self.resp_parts.append(data[:room])
+                    self.resp_captured += room
                 self.resp_truncated = True
         if self.usage_filter is not None:
             data = self.usage_filter.feed(data)
@@ -187,7 +195,7 @@ class Exchange:
         self.status = status
         self.resp_headers = [(b"content-type", b"application/json")]
         self.resp_parts = [body]
-        self.resp_captured = len(body)
+        self.resp_captured = self.resp_size = len(body)
         self.head_sent = True
         self.client.write(response)
         self._finish(keep_client=not self.client_closes)
