@@ -23,6 +23,25 @@ log = logging.getLogger(__name__)
 def run_backend(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; exit 0 when drained, 1 if a part failed, 2 if it could not
     start."""
+    wake = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info(
+            "%s received: stopping the api, draining the consumer", signal.Signals(signum).name
+        )
+        wake.set()
+
+    # Handlers first: a SIGTERM while the stores open (imports and chDB take a moment) must end
+    # in an orderly stop, not in the default handler's kill.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _run(settings, wake)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(settings: Settings, wake: threading.Event) -> int:
     from llmtap.api.metrics_query import MetricsSource
     from llmtap.api.server import ApiService
     from llmtap.consumer.service import ConsumerService
@@ -33,14 +52,6 @@ def run_backend(settings: Settings) -> int:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-    wake = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info(
-            "%s received: stopping the api, draining the consumer", signal.Signals(signum).name
-        )
-        wake.set()
-
     with ExitStack() as stack:
         try:
             sinks = open_sinks(settings)
@@ -54,18 +65,13 @@ def run_backend(settings: Settings) -> int:
         except LlmtapError as exc:
             log.error("backend cannot start: %s", exc)
             return 2
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            consumer.start(on_exit=wake.set)
-            # An API that cannot serve (port taken) is logged, not fatal: the consumer keeps
-            # moving calls into the stores, which matters more than reading them right now.
-            api.start()
-            if not api.wait_started():
-                log.error("api is not serving on %s; the consumer keeps running", api.url)
-            wake.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        consumer.start(on_exit=wake.set)
+        # An API that cannot serve (port taken) is logged, not fatal: the consumer keeps moving
+        # calls into the stores, which matters more than reading them right now.
+        api.start()
+        if not api.wait_started() and not wake.is_set():
+            log.error("api is not serving on %s; the consumer keeps running", api.url)
+        wake.wait()
         api.stop()
         drained = consumer.stop()
         return 0 if drained and consumer.failure is None else 1
