@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -380,7 +379,7 @@ def test_a_malformed_helicone_filter_gets_400_in_helicones_shape(
     assert named in response.json()["error"]
 
 
-def test_the_openapi_schema_is_published(tenants: Tenants, tmp_path: Path) -> None:
+def test_the_openapi_schema_is_published(tenants: Tenants) -> None:
     with tenants.client() as client:
         schema = client.get("/v1/openapi.json").json()
         docs = client.get("/v1/docs")
