@@ -143,7 +143,9 @@ def test_a_genai_span_becomes_a_priced_row_with_trace_ids(exporter, tmp_path: Pa
 
 def test_prompts_and_completions_are_kept_as_bodies(exporter, tmp_path: Path) -> None:
     (span,) = llm_spans(decode_protobuf(protobuf(record_spans(exporter, NEW_STYLE))))
-    _, ctx = consume(build_span_record(span, org_id="org-1", key_hash="h"), tmp_path)
+    ingested = build_span_record(span, org_id="org-1", key_hash="h")
+    assert ingested.record.extra["bodies"] == "span-attributes"
+    _, ctx = consume(ingested, tmp_path)
     assert ctx.request_json["messages"][0]["parts"][0]["content"] == "hi"
     assert ctx.response_body is not None and b'"hey"' in ctx.response_body
 

@@ -275,6 +275,8 @@ def build_span_record(span: Span, *, org_id: str, key_hash: str) -> Ingested:
     status = http_status if http_status is not None else (0 if failed else 200)
     error = (span.status_message or error_type or "span_error") if failed else None
     extra = _carried(attrs, operation)
+    if bodies:
+        extra["bodies"] = "span-attributes"  # not the provider's bytes: rebuilt from the span
     service = _text(span.resource.get("service.name"))
     if service:
         extra["service.name"] = service
