@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from llmtap.api.filter_match import matches
+from llmtap.api.filters import parse_filter
 from llmtap.api.server import ApiService
 from llmtap.settings import Settings
 from llmtap.stores.factory import open_records_store
@@ -241,3 +243,63 @@ def test_metrics_without_an_analytics_store_answer_503(tmp_path: Path) -> None:
             assert c.get("/v1/requests").status_code == 200  # the rest still works
     finally:
         service.stop()
+
+
+# -- filtered metrics: ClickHouse and the Python evaluator agree ---------------------------------
+
+
+def random_leaf(rng: random.Random) -> dict[str, Any]:
+    choice = rng.randrange(10)
+    if choice == 0:
+        model = rng.choice(["gpt-4o", "gpt-4o-mini", "mystery-model"])
+        return {"field": "model", "op": rng.choice(["eq", "ne", "contains"]), "value": model}
+    if choice == 1:
+        return {"field": "user_id", "op": "in", "value": ["user-1", "user-2", "user-3"]}
+    if choice == 2:
+        op = rng.choice(["eq", "ne", "contains", "not_contains"])
+        return {"field": "properties.feature", "op": op, "value": rng.choice(["chat", "s"])}
+    if choice == 3:
+        field = rng.choice(["properties.feature", "ttft_ms", "input_tokens", "user_id", "error"])
+        return {"field": field, "op": "exists", "value": rng.random() < 0.5}
+    if choice == 4:
+        return {"field": "status", "op": rng.choice(["gte", "lt", "eq", "ne"]), "value": 400}
+    if choice == 5:
+        op = rng.choice(["gt", "gte", "lt", "lte", "eq", "ne"])
+        return {"field": "cost_usd", "op": op, "value": rng.choice([0, 10, 45.5, 12.3456789012])}
+    if choice == 6:
+        return {"field": "latency_ms", "op": rng.choice(["gt", "lte"]), "value": 400}
+    if choice == 7:
+        moment = START + rng.randrange(0, END - START)
+        return {"field": "created", "op": rng.choice(["gte", "lt"]), "value": moment}
+    if choice == 8:
+        return {"field": "provider", "op": "in", "value": ["anthropic"]}
+    return {"field": "output_tokens", "op": rng.choice(["gt", "lte"]), "value": 5000}
+
+
+def random_filter(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    if depth >= 2 or rng.random() < 0.4:
+        return random_leaf(rng)
+    op = rng.choice(["and", "or"])
+    return {op: [random_filter(rng, depth + 1) for _ in range(rng.randrange(1, 4))]}
+
+
+def test_filtered_metrics_count_what_the_filter_selects(loaded: Loaded) -> None:
+    rng = random.Random(17)
+    for _ in range(40):
+        raw = random_filter(rng)
+        tree = parse_filter(raw)
+        selected = [r for r in loaded.rows if matches(tree, r, lambda _r: "")]
+        got = loaded.metrics(filter=raw, group_by="model")
+        assert only_metrics(got["totals"]) == expected_metrics(selected), raw
+        assert sum(i["requests"] for i in got["series"]) == len(selected)
+
+
+def test_text_in_bodies_cannot_filter_metrics(loaded: Loaded) -> None:
+    with httpx.Client(
+        base_url=loaded.backend.url, headers={"Authorization": f"Bearer {loaded.key}"}
+    ) as client:
+        response = client.post(
+            "/v1/metrics", json={"filter": {"field": "body", "op": "contains", "value": "x"}}
+        )
+    assert response.status_code == 400
+    assert "body" in response.json()["error"]["message"]

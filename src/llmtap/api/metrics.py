@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmtap.api.context import ApiContext, Ctx, Org
 from llmtap.api.errors import MetricsUnavailable
-from llmtap.api.filters import parse_time
+from llmtap.api.filters import parse_filter, parse_time
 from llmtap.api.metrics_query import MetricsQuery, bucket_seconds, compute
 from llmtap.api.schemas import ERROR_RESPONSES
 
@@ -37,6 +37,11 @@ class MetricsBody(BaseModel):
     )
     group_by: str | None = Field(
         None, description="model, provider, user, status, endpoint, session or property:<name>"
+    )
+    filter: dict[str, Any] | None = Field(
+        None,
+        description="which calls count: the search filter tree (POST only; no text in bodies)",
+        examples=[{"field": "properties.env", "op": "eq", "value": "prod"}],
     )
 
 
@@ -87,6 +92,7 @@ def _run(ctx: ApiContext, org: str, body: MetricsBody) -> dict[str, Any]:
         end_unix_ms=end,
         bucket_s=bucket_seconds(body.bucket),
         group_by=body.group_by or None,
+        filter=None if body.filter is None else parse_filter(body.filter),
     )
     return compute(ctx.metrics, query)
 
@@ -105,7 +111,9 @@ def get_metrics(
     bucket: Annotated[str | None, Query(description="minute, hour, day or seconds")] = None,
     group_by: str | None = None,
 ) -> dict[str, Any]:
-    body = MetricsBody(start=_num(start), end=_num(end), bucket=bucket, group_by=group_by)
+    body = MetricsBody(
+        start=_num(start), end=_num(end), bucket=bucket, group_by=group_by, filter=None
+    )
     return _run(ctx, org, body)
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
-from llmtap.api.filters import FilterError
+from llmtap.api.filter_clickhouse import to_clickhouse
+from llmtap.api.filters import Filter, FilterError
 from llmtap.api.rows import iso_time
 from llmtap.stores.analytics.ddl import TABLE
 
@@ -51,6 +52,8 @@ class MetricsQuery:
     bucket_s: int | None = None
     """``None``: one row per group over the whole range."""
     group_by: str | None = None
+    filter: Filter | None = None
+    """Which calls count (the search filter tree, without text in bodies)."""
 
 
 def bucket_seconds(raw: str | int | None) -> int | None:
@@ -143,6 +146,8 @@ def build_sql(query: MetricsQuery) -> tuple[str, dict[str, Any]]:
         " AND created >= fromUnixTimestamp64Milli({start:Int64}, 'UTC')"
         " AND created < fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
     )
+    if query.filter is not None:
+        sql += f" AND {to_clickhouse(query.filter, params)}"
     if keys:
         sql += f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}"
     sql += f" LIMIT {MAX_ROWS}"
@@ -163,7 +168,9 @@ def check(query: MetricsQuery) -> None:
 def compute(source: MetricsSource, query: MetricsQuery) -> dict[str, Any]:
     """The metrics document: ``totals`` over the range and ``series`` per bucket/group."""
     check(query)
-    totals_query = MetricsQuery(query.org_id, query.start_unix_ms, query.end_unix_ms)
+    totals_query = MetricsQuery(
+        query.org_id, query.start_unix_ms, query.end_unix_ms, filter=query.filter
+    )
     sql, params = build_sql(totals_query)
     [totals] = source.query_rows(sql, params)
     series: list[dict[str, Any]] = []
