@@ -122,6 +122,7 @@ def run_api(settings: Settings) -> int:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     with ExitStack() as stack:
         metrics: MetricsSource | None = None
         try:
