@@ -168,9 +168,11 @@ def test_poison_rows_are_named_and_the_others_stored(store: RecordsStore) -> Non
     good = [make_row(f"good-{i}", org, float(i)) for i in range(4)]
     negative = make_row("bad-negative", org, 10.0, output_tokens=-5)
     too_big = make_row("bad-overflow", org, 11.0, cost_nano_usd=2**70)
+    # a handler bug: a value the JSON column cannot hold, refused before the server sees it
+    unencodable = make_row("bad-json", org, 12.0, properties={"when": object()})
     with pytest.raises(PoisonRows) as caught:
-        store.write_batch([good[0], negative, good[1], good[2], too_big, good[3]])
-    assert set(caught.value.reasons) == {"bad-negative", "bad-overflow"}
+        store.write_batch([good[0], negative, good[1], unencodable, good[2], too_big, good[3]])
+    assert set(caught.value.reasons) == {"bad-negative", "bad-overflow", "bad-json"}
     assert not caught.value.retriable
     assert "ck_requests_tokens_not_negative" in caught.value.reasons["bad-negative"]
     assert [r.request_id for r in store.recent_requests(org, 10)] == [

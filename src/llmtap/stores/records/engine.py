@@ -19,15 +19,22 @@ from sqlalchemy.engine import URL, make_url
 
 from llmtap.errors import ConfigError, StoreError, StoreUnavailable
 
-# What one bad row can cause. Python-level errors appear when a driver refuses to bind a value
-# (an int beyond 64 bits) before the server ever sees it.
-ROW_ERRORS: tuple[type[BaseException], ...] = (
-    exc.IntegrityError,
-    exc.DataError,
-    OverflowError,
-    ValueError,
-    TypeError,
-)
+# What one bad row can cause: the database refusing it, or the driver or a column type refusing
+# to bind one of its values (an int beyond 64 bits, something JSON cannot hold) before the
+# server ever sees it. SQLAlchemy wraps the latter in a StatementError.
+_VALUE_ERRORS: tuple[type[BaseException], ...] = (OverflowError, ValueError, TypeError)
+WRITE_ERRORS: tuple[type[BaseException], ...] = (exc.SQLAlchemyError, *_VALUE_ERRORS)
+"""Everything a write can raise; ``is_row_error`` tells which of them one row caused."""
+
+
+def is_row_error(err: BaseException) -> bool:
+    """Whether ``err`` (one of ``WRITE_ERRORS``) is about the data of a row, not the database."""
+    if isinstance(err, (exc.IntegrityError, exc.DataError, *_VALUE_ERRORS)):
+        return True
+    if isinstance(err, exc.DBAPIError):
+        return False
+    return isinstance(err, exc.StatementError) and isinstance(err.orig, _VALUE_ERRORS)
+
 
 # The server is away or busy (down, restarting, "database is locked"): not about the data.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (

@@ -17,7 +17,13 @@ from sqlalchemy import exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 from llmtap.consumer.sink import PoisonRows
-from llmtap.stores.records.engine import ROW_ERRORS, describe, translate, translated
+from llmtap.stores.records.engine import (
+    WRITE_ERRORS,
+    describe,
+    is_row_error,
+    translate,
+    translated,
+)
 from llmtap.stores.records.schema import requests
 from llmtap.stores.row import RequestRow
 
@@ -58,10 +64,11 @@ def write_rows(engine: sa.Engine, rows: Sequence[RequestRow]) -> None:
         with engine.begin() as conn:
             conn.execute(stmt, params)
         return
-    except ROW_ERRORS:
-        pass  # some row is bad: find which, below
-    except exc.SQLAlchemyError as err:
-        raise translate(err, "write batch") from err
+    except WRITE_ERRORS as err:
+        if not is_row_error(err):
+            assert isinstance(err, exc.SQLAlchemyError)  # every value error is a row's
+            raise translate(err, "write batch") from err
+    # some row is bad: find which, keep the others
     refused = _write_one_by_one(engine, stmt, params)
     if refused:
         raise PoisonRows(refused)
@@ -76,6 +83,8 @@ def _write_one_by_one(
             try:
                 with conn.begin_nested():
                     conn.execute(stmt, one)
-            except ROW_ERRORS as err:
+            except WRITE_ERRORS as err:
+                if not is_row_error(err):
+                    raise
                 refused[one["request_id"]] = describe(err)
     return refused
