@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Apache Kafka 4.x, single-node KRaft broker+controller on 127.0.0.1:9092 (controller :9093).
 #
-#   scripts/services/kafka.sh start|stop|restart|status|bootstrap
+#   scripts/services/kafka.sh start|stop|restart|reset|status|bootstrap
 #
 # The jars come from Maven Central through scripts/services/kafka/pom.xml and are cached in
 # ~/.cache/llmtap/kafka-<version>/lib so re-clones reuse them. Data, config, pidfile and logs live
@@ -131,6 +131,8 @@ start() {
     java_cmd
     say "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (logs: $LOG)"
     rm -f "$PIDFILE"
+    # a fresh server.log: the readiness fallback looks for this start's "started" line
+    [[ -f "$LOG" ]] && mv "$LOG" "$LOG.prev"
     launch "$PIDFILE" "$STDOUT_LOG" "${JAVA_ARGS[@]}" kafka.Kafka "$DIR/server.properties"
     wait_until "$START_TIMEOUT_S" "$LOG" "Kafka on $BOOTSTRAP" ready_or_died
     say "ready on $BOOTSTRAP"
@@ -175,10 +177,18 @@ restart)
     stop
     start
     ;;
+reset)
+    # topics that tests left behind make every restart slower (each partition is loaded and
+    # closed): start over with an empty log dir
+    lock_service "$DIR"
+    stop
+    rm -rf "$DATA"
+    start
+    ;;
 status) status ;;
 bootstrap) echo "$BOOTSTRAP" ;;
 *)
-    echo "usage: $0 start|stop|restart|status|bootstrap" >&2
+    echo "usage: $0 start|stop|restart|reset|status|bootstrap" >&2
     exit 2
     ;;
 esac
