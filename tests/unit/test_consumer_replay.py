@@ -4,6 +4,8 @@ files: what a user sees is the rows, the dead letters and the summary counts."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 
 from llmtap.cli import main
 from llmtap.consumer.dlq import DeadLetter, decode_dead_letter
-from llmtap.consumer.redrive import HEADER_HISTORY, HEADER_REDRIVES, redrive
+from llmtap.consumer.redrive import HEADER_HISTORY, HEADER_REDRIVES, RedriveReport, redrive
 from llmtap.consumer.replay import replay
 from llmtap.consumer.replay_cli import parse_time_ms
 from llmtap.consumer.service import ConsumerService
@@ -239,3 +241,36 @@ def test_times_without_a_zone_are_utc() -> None:
     assert parse_time_ms("2026-11-25T01:00:00+01:00") == parse_time_ms("2026-11-25T00:00")
     with pytest.raises(ConfigError):
         parse_time_ms("25/11/2026")
+
+
+def test_following_the_dlq_waits_a_growing_backoff_between_redrives_then_gives_up(
+    settings: Settings, consumed: ConsumerService, caplog: pytest.LogCaptureFixture
+) -> None:
+    base_s = 0.3
+    following = settings.model_copy(
+        update={"dlq_redrive_backoff_s": base_s, "dlq_redrive_backoff_max_s": 10.0}
+    )
+    publish_raw(settings, b"\x00 still not a record")
+    consume_all(consumed, 0, dead=1)
+
+    stop = threading.Event()
+    reports: list[RedriveReport] = []
+    worker = threading.Thread(
+        target=lambda: reports.append(redrive(following, follow=True, stop=stop))
+    )
+    caplog.set_level(logging.WARNING, logger="llmtap.consumer.redrive")
+    worker.start()
+    try:
+        wait_for(lambda: "it stays dead" in caplog.text, timeout_s=20, what="the cap")
+    finally:
+        stop.set()
+        worker.join(30)
+    (report,) = reports
+    assert (report.dead_again, report.stayed_dead, report.redriven) == (2, 1, 0)
+
+    letters = dead_letters(settings)
+    failed_at = [letter.last_failure_unix_ms for letter in letters]
+    assert len(failed_at) == 3
+    # 0.3 s after the first failure, then 0.6 s after the second: never sooner
+    assert failed_at[1] - failed_at[0] >= base_s * 1000
+    assert failed_at[2] - failed_at[1] >= 2 * base_s * 1000
