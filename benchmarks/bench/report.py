@@ -80,8 +80,9 @@ def overhead_section(r: dict[str, Any]) -> list[str]:
         "Latency and added latency (gateway minus direct, same percentile) in ms.",
         "",
         "| target | c | req/s | p50 | p95 | p99 | added p50 | added p95 | added p99 |"
-        " gateway CPU | gateway RSS | wrk CPU | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        " gateway CPU | CPU us/call | gateway RSS | wrk CPU | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        " ---: |",
     ]
     for c in CS:
         for name in names:
@@ -95,6 +96,7 @@ def overhead_section(r: dict[str, Any]) -> list[str]:
                 f" | {_f(lat['95'] / 1000, 3)} | {_f(lat['99'] / 1000, 3)}"
                 f" | {_f(add.get('50'), 3)} | {_f(add.get('95'), 3)} | {_f(add.get('99'), 3)}"
                 f" | {_f(res.get('gateway_cpu_percent'), 0)}%"
+                f" | {_f(res.get('gateway_cpu_us_per_call'), 0)}"
                 f" | {_f(res.get('gateway_peak_rss_mb'), 0)} MB | {_f(res['cpu_percent'], 0)}%"
                 f" | {res['errors_total']} |"
             )
@@ -127,8 +129,33 @@ def overhead_section(r: dict[str, Any]) -> list[str]:
                 f" | {_f(res.get('gateway_peak_rss_mb'), 0)} MB | {_f(res['cpu_percent'], 0)}%"
                 f" | {res['errors_total']} |"
             )
-    lines += ["", *ratio_section(o, names), ""]
+    lines += ["", *ratio_section(o, names), "", *shipper_section(o)]
     return lines
+
+
+def shipper_section(o: dict[str, Any]) -> list[str]:
+    """Did logging keep up? llmtap's own counters, read after each run (cumulative)."""
+    lines = [
+        "### Did llmtap's logging keep up? (`/_llmtap/metrics` after each run, cumulative)",
+        "",
+        "| target | mode | c | calls answered | records published | shipper backlog |"
+        " records dropped |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    found = False
+    for name in ("llmtap", "llmtap-proxy"):
+        for mode in ("json", "stream"):
+            for c in CS:
+                m = _get(o, name, mode, c, "llmtap_metrics")
+                if not m:
+                    continue
+                found = True
+                lines.append(
+                    f"| {NAMES[name]} | {mode} | {c} | {m.get('requests_total', 0):,.0f}"
+                    f" | {m.get('records_published_total', 0):,.0f}"
+                    f" | {m.get('shipper_backlog', 0):,.0f} | {m.get('records_dropped_total', 0):,.0f} |"
+                )
+    return [*lines, ""] if found else []
 
 
 def ratio_section(o: dict[str, Any], names: list[str]) -> list[str]:
