@@ -326,7 +326,9 @@ def test_broker_down_for_ten_seconds_loses_nothing_and_no_call_waits_on_it(
     # Kafka's own retry budget (delivery.timeout.ms) is cut to 3 s so the outage outlasts it:
     # records librdkafka gives up on must reach the proxy's disk spool, not vanish.
     proxy = own.proxy("delivery_timeout_ms=3000&reconnect_backoff_max_ms=1000")
-    own.consumer("consumer")
+    # the consumer's outage backoff capped at 2 s (30 s by default) so it notices the broker's
+    # return soon: the test's length, not its outcome, depends on it
+    own.consumer("consumer", LLMTAP_RETRY_BACKOFF_MAX_S="2")
     calls = Calls()
     with Traffic(proxy.url, calls, threads=2, pause_s=0.05):
         wait_until(lambda: calls.count() >= 40 and len(own.stored()) >= 20, "steady traffic")
