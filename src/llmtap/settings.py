@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     dlq_redrive_backoff_max_s: float = 3600.0
     """A following DLQ re-drive waits base * 2^re-drives (capped) after a letter's last failure."""
 
+    # analytics
+    analytics_retention_days: int = 0
+    """Days of rows the analytics store keeps (0 = forever); the records store keeps everything."""
+
     # api
     api_host: str = "127.0.0.1"
     api_port: int = 8788

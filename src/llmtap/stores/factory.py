@@ -44,8 +44,11 @@ def open_body_store(url: str) -> BodyStore:
     raise ConfigError(f"body store URL {url!r}: expected file:///<dir> or s3://bucket?endpoint=...")
 
 
-def open_analytics_store(url: str) -> AnalyticsStore:
-    """``chdb:///dir`` (embedded; one process per directory) or ``clickhouse://...``."""
+def open_analytics_store(url: str, retention_days: int | None = None) -> AnalyticsStore:
+    """``chdb:///dir`` (embedded; one process per directory) or ``clickhouse://...``.
+
+    ``retention_days`` is applied by the consumer's sink; readers pass nothing (see AnalyticsStore).
+    """
     parts = urlsplit(url)
     if parts.scheme == "chdb":
         if parts.netloc or not parts.path:
@@ -63,7 +66,7 @@ def open_analytics_store(url: str) -> AnalyticsStore:
             f"analytics store URL {url!r}: expected chdb:///<dir> or clickhouse://host/db"
         )
     try:
-        return AnalyticsStore(client)
+        return AnalyticsStore(client, retention_days)
     except BaseException:
         # chDB holds its directory until closed: never leave it held by a store that failed
         client.close()
@@ -74,7 +77,7 @@ def open_sinks(settings: Settings) -> list[Sink]:
     """The consumer's sinks, in the order they are written: records first, then analytics."""
     records = open_records_store(settings.records_url)
     try:
-        analytics = open_analytics_store(settings.analytics_url)
+        analytics = open_analytics_store(settings.analytics_url, settings.analytics_retention_days)
     except BaseException:
         records.close()
         raise

@@ -77,12 +77,44 @@ _AGGREGATES = """
 # aliases differ from column names: ClickHouse substitutes an alias wherever its name appears"
 
 
+PRUNE_EVERY_S = 3600.0
+
+
 class AnalyticsStore:
+    """The analytics sink and its queries.
+
+    ``retention_days`` (0 = keep forever) sets the table's TTL, which a ClickHouse server applies
+    as it merges; chDB may never merge on its own, so the sink also deletes expired rows itself,
+    at most once per ``PRUNE_EVERY_S``, after a write. ``None`` (readers such as the API) leaves
+    the table's retention as the consumer set it.
+    """
+
     name = "analytics"
 
-    def __init__(self, client: ClickHouseClient) -> None:
+    def __init__(self, client: ClickHouseClient, retention_days: int | None = None) -> None:
         self._client = client
         self._client.command(CREATE_REQUESTS)
+        self._retention_days = retention_days or 0
+        self._next_prune = 0.0
+        if retention_days is not None:
+            self._apply_ttl()
+
+    def _apply_ttl(self) -> None:
+        if self._retention_days > 0:
+            self._client.command(
+                f"ALTER TABLE {TABLE} MODIFY TTL toDateTime(created) + "
+                f"INTERVAL {int(self._retention_days)} DAY"
+            )
+        elif "TTL" in self._client.query_rows(f"SHOW CREATE TABLE {TABLE}", {})[0]["statement"]:
+            self._client.command(f"ALTER TABLE {TABLE} REMOVE TTL")
+
+    def prune(self) -> None:
+        """Delete rows past the retention period now (nothing when retention is off)."""
+        if self._retention_days > 0:
+            self._client.command(
+                f"DELETE FROM {TABLE} WHERE created < now64(3) - "
+                f"INTERVAL {int(self._retention_days)} DAY"
+            )
 
     # -- the sink ---------------------------------------------------------------------------
 
@@ -108,6 +140,9 @@ class AnalyticsStore:
                         self._client.insert_json_each_row(TABLE, line)
                     except RowRejected as err:
                         refused[request_id] = str(err)
+        if self._retention_days > 0 and time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_EVERY_S
+            self.prune()
         if refused:
             raise PoisonRows(refused)
 
