@@ -162,7 +162,10 @@ class DeadLetterSource:
         letters = list(self._decided)
         for m in messages:
             found = self._origin.get(id(m))
-            letters.append(found[1] if found is not None else m)
+            # a message this source did not hand out (its batch was rewound) commits nothing:
+            # above all not the logs topic's offsets under the DLQ group
+            if found is not None:
+                letters.append(found[1])
         self._inner.commit(letters)
         self._decided = []
         for m in messages:
@@ -178,7 +181,10 @@ class DeadLetterSource:
             first[m.partition] = min(first.get(m.partition, m.offset), m.offset)
         for p, offset_ in first.items():
             self._inner.seek(p, offset_, self._topic)
-        self._origin.clear()
+        in_batch = {id(m) for m in self._batch}
+        for key, (_, letter) in list(self._origin.items()):
+            if id(letter) in in_batch:
+                del self._origin[key]
         self._decided = []
 
     def seek_to_time(self, timestamp_ms: int) -> None:
