@@ -10,6 +10,7 @@ seconds, not Kafka's default 45 s) and a short reconnect backoff; nothing else i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -25,7 +26,7 @@ import httpx
 import psycopg
 import pytest
 from confluent_kafka import Consumer as RawConsumer
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 from confluent_kafka import Producer as RawProducer
 from confluent_kafka.admin import AdminClient
@@ -274,6 +275,11 @@ def shared(
     yield topology
     for process in reversed(topology.started):
         process.kill()
+    # the shared broker outlives the run: every topic left behind slows its next start
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.delete_topics([topology.topic, topology.dlq_topic]).values():
+        with contextlib.suppress(KafkaException):
+            future.result(30)
 
 
 @pytest.fixture
