@@ -41,7 +41,7 @@ _DEFERRED_WAIT_MAX_S = 1.0
 
 
 def redrives(letter: DeadLetter) -> int:
-    """How many times this letter's record was re-driven before it died (this) time."""
+    """How many times this letter's record had been re-driven when it died this time."""
     try:
         return int(letter.original_headers.get(HEADER_REDRIVES, b"0"))
     except ValueError:
