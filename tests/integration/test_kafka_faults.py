@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import secrets
 import statistics
@@ -287,7 +288,10 @@ def broker(tmp_path: Path, kafka_bootstrap: str) -> Iterator[KafkaBroker]:
     """A broker of this test's own (the shared one must keep running for everyone else)."""
     lib = cached_kafka_lib(REPO)
     if lib is None:
-        pytest.fail("no cached Kafka jars: run scripts/services/kafka.sh start")
+        message = "no cached Kafka jars: run scripts/services/kafka.sh start"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     log4j = REPO / "scripts/services/kafka/log4j2.xml"
     with KafkaBroker(lib, log4j, tmp_path / "broker") as own:
         yield own
