@@ -273,3 +273,44 @@ def test_a_cursor_for_another_sort_is_refused(
         searcher.search(SearchQuery("org_a", None, "latency", True, 5, page.next_cursor))
     with pytest.raises(FilterError, match="not a cursor"):
         searcher.search(SearchQuery("org_a", None, "cost", True, 5, "garbage!"))
+
+
+@pytest.mark.parametrize(("scan_limit", "limit"), [(60, 4), (5000, 7), (1, 3)])
+def test_text_search_pages_through_every_match_once(
+    tmp_path: Path, scan_limit: int, limit: int
+) -> None:
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+    store = RecordsStore(url)
+    bodies = open_body_store(f"file://{tmp_path / 'bodies'}")
+    searcher = RequestSearch(url, bodies, scan_limit=scan_limit)
+    try:
+        rng = random.Random(9)
+        rows = [random_row(rng, i) for i in range(250)]
+        wanted = set()
+        for row in rows:
+            text = "needle in here" if rng.random() < 0.1 else "just hay"
+            if "needle" in text:
+                wanted.add(row.request_id)
+            row.response_body_key = f"{row.org_id}/{row.request_id}/response"
+            bodies.put(row.response_body_key, text.encode())
+        store.write_batch(rows)
+        tree = parse_filter({"field": "body", "op": "contains", "value": "needle"})
+        found: list[str] = []
+        cursor = None
+        pages = 0
+        while True:
+            page = searcher.search(SearchQuery("org_a", tree, "latency", True, limit, cursor))
+            assert len(page.rows) <= limit and page.scanned <= max(scan_limit, 1)
+            found += [r.request_id for r in page.rows]
+            pages += 1
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert len(found) == len(set(found))
+        assert set(found) == wanted and len(wanted) > 10
+        latencies = [next(r.latency_ms for r in rows if r.request_id == i) for i in found]
+        assert latencies == sorted(latencies, reverse=True)
+    finally:
+        searcher.close()
+        bodies.close()
+        store.close()
