@@ -1,8 +1,10 @@
 """Drain a filled queue with one consumer and time it (run as its own, pinned process)::
 
-    python -m bench.consume_rate '{"expect": 50000, "timeout_s": 300}'
+    python -m bench.consume_rate '{"expect": 50000, "timeout_s": 300, "idle_s": 60}'
 
-Settings come from the environment (``LLMTAP_*``), as for ``llmtap consume``. The batch loop runs
+It stops when ``expect`` records are done and the queue has gone quiet, after ``idle_s`` without
+progress (a slow batch can take a while), or at ``timeout_s``: the rate is then over what was
+done. Settings come from the environment (``LLMTAP_*``), as for ``llmtap consume``. The batch loop runs
 on the main thread so a sampling profiler sees it. Prints one JSON line.
 """
 
@@ -40,7 +42,7 @@ def main() -> None:
         # the fill count is a floor (calls in flight when the load stopped are logged too), so
         # stop once it is reached and the queue has gone quiet, or when nothing moves at all
         idle = now - last_progress
-        if (processed >= cfg["expect"] and idle > 1.0) or idle > 5.0:
+        if (processed >= cfg["expect"] and idle > 1.0) or idle > float(cfg["idle_s"]):
             break
     seconds = done_at - t0
     result = {

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.overhead import MODEL, PROMPT, bodies, check, stream_run
+from bench.overhead import MODEL, PROMPT, bodies, check, proxy_metrics, stream_run
 from bench.procs import Service, listening_pid, rss_bytes
 from bench.profile import fold
 from bench.targets import (
@@ -43,14 +43,23 @@ def proxy_service(env: dict[str, str], data: Path, logs: Path, name: str) -> Ser
 
 
 def fill(
-    env: dict[str, str], data: Path, run_dir: Path, logs: Path, seconds: float, log: Any
-) -> int:
+    env: dict[str, str],
+    data: Path,
+    run_dir: Path,
+    logs: Path,
+    seconds: float,
+    log: Any,
+    drain_timeout_s: float = 600.0,
+) -> dict[str, Any]:
     """Fill the queue through the real proxy (no consumer running): half plain calls, half
-    streams, so the records and bodies are what the consumer meets in production."""
+    streams, so the records and bodies are what the consumer meets in production. Then wait until
+    the proxy's shipper has published every record (its backlog drained), which is itself a
+    measure: how fast one proxy process ships records into these stores."""
     t = Target("llmtap-proxy", PROXY_PORT, dict(AUTH))
     files = bodies(run_dir)
     with proxy_service(env, data, logs, "fill-proxy"):
         check(t, files["json"])
+        started = time.monotonic()
         plain = run_wrk(
             Load(t.url, t.headers, files["json"]),
             connections=16,
@@ -58,15 +67,42 @@ def fill(
             core=LOAD_CORE,
         )
         streams = stream_run(t, files["stream"], 16, seconds / 2)
-    produced = int(plain["requests"]) + int(streams["requests"]) + 1
-    log(f"  filled {produced} records ({plain['requests']} plain, {streams['requests']} streams)")
-    return produced
+        load_s = time.monotonic() - started
+        deadline = time.monotonic() + drain_timeout_s
+        metrics = proxy_metrics(PROXY_PORT)
+        while time.monotonic() < deadline and metrics.get("shipper_backlog", 0) > 0:
+            time.sleep(0.2)  # polling the proxy's own counter: the condition we wait on
+            metrics = proxy_metrics(PROXY_PORT)
+        shipped_s = time.monotonic() - started
+    answered = metrics.get("requests_total", 0.0)
+    published = metrics.get("records_published_total", 0.0)
+    result = {
+        "answered": int(answered),
+        "plain_calls": int(plain["requests"]),
+        "streamed_calls": int(streams["requests"]),
+        "published": int(published),
+        "spooled": int(metrics.get("records_spooled_total", 0)),
+        "dropped": int(metrics.get("records_dropped_total", 0)),
+        "backlog_left": int(metrics.get("shipper_backlog", 0)),
+        "load_s": load_s,
+        "shipped_s": shipped_s,
+        "answered_per_s": answered / load_s if load_s else 0.0,
+        "shipped_per_s": published / shipped_s if shipped_s else 0.0,
+    }
+    log(
+        f"  filled: {result['answered']} calls answered in {load_s:.0f}s, {result['published']}"
+        f" records published in {shipped_s:.0f}s ({result['shipped_per_s']:.0f}/s shipped by one"
+        f" proxy process), backlog left {result['backlog_left']}"
+    )
+    return result
 
 
-def consume(env: dict[str, str], expect: int, run_dir: Path, label: str) -> dict[str, Any]:
+def consume(
+    env: dict[str, str], expect: int, run_dir: Path, label: str, timeout_s: float
+) -> dict[str, Any]:
     """One consumer process, pinned to the gateway core, under py-spy (sampling, ~1% cost)."""
     raw = run_dir / f"profile-consumer-{label}.txt"
-    cfg = {"expect": expect, "timeout_s": 600}
+    cfg = {"expect": expect, "timeout_s": timeout_s, "idle_s": 60}
     spy = str(ROOT / ".venv" / "bin" / "py-spy")
     argv = [
         "taskset",
@@ -89,7 +125,7 @@ def consume(env: dict[str, str], expect: int, run_dir: Path, label: str) -> dict
     out = subprocess.run(
         argv,
         capture_output=True,
-        timeout=700,
+        timeout=timeout_s + 120,
         cwd=BENCH_DIR,
         check=False,
         env={**os.environ, **env},
@@ -107,8 +143,10 @@ def embedded_throughput(run_dir: Path, logs: Path, fill_s: float, log: Any) -> d
     data = run_dir / "pipeline-embedded"
     shutil.rmtree(data, ignore_errors=True)
     env = llmtap_env(data)
-    produced = fill(env, data, run_dir, logs, fill_s, log)
-    result = consume(env, produced, run_dir, "embedded")
+    filled = fill(env, data, run_dir, logs, fill_s, log)
+    produced = filled["published"]
+    result = consume(env, produced, run_dir, "embedded", 600)
+    result["fill"] = filled
     result["stores"] = "sqlite queue -> sqlite records (+ sinks open_sinks() returns) + file bodies"
     log(
         f"  embedded consumer: {result['records_per_s']:.0f} records/s "
@@ -126,8 +164,10 @@ def services_env(log: Any) -> dict[str, str]:
     env: dict[str, str] = {}
     for line in out.stdout.decode().splitlines():
         if line.startswith("export "):
-            name, _, value = line.removeprefix("export ").partition("=")
-            env[name] = shlex.split(value)[0] if value else ""
+            # one line may export several NAME=value words
+            for word in shlex.split(line.removeprefix("export ")):
+                name, _, value = word.partition("=")
+                env[name] = value
     log(f"  services: {', '.join(sorted(env))}")
     return env
 
@@ -149,7 +189,7 @@ def _with_db(url: str, name: str) -> str:
 
 
 def distributed_throughput(
-    run_dir: Path, logs: Path, fill_s: float, stamp: str, log: Any
+    run_dir: Path, logs: Path, fill_s: float, timeout_s: float, stamp: str, log: Any
 ) -> dict[str, Any]:
     services = services_env(log)
     pg = services["LLMTAP_TEST_POSTGRES_URL"]
@@ -166,8 +206,10 @@ def distributed_throughput(
         "LLMTAP_DLQ_TOPIC": f"bench-{stamp}-dlq",
         "LLMTAP_CONSUMER_GROUP": f"bench-{stamp}",
     }
-    produced = fill(env, data, run_dir, logs, fill_s, log)
-    result = consume(env, produced, run_dir, "distributed")
+    filled = fill(env, data, run_dir, logs, fill_s, log, drain_timeout_s=timeout_s)
+    produced = filled["published"]
+    result = consume(env, produced, run_dir, "distributed", timeout_s)
+    result["fill"] = filled
     result["stores"] = "kafka -> postgres records (+ open_sinks()) + seaweedfs s3 bodies"
     log(
         f"  distributed consumer: {result['records_per_s']:.0f} records/s "

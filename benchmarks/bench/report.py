@@ -297,6 +297,16 @@ def pipeline_section(r: dict[str, Any]) -> list[str]:
             f"proxy, half plain calls, half streams; {p['stores']}).",
             "",
         ]
+        fill = p.get("fill")
+        if fill:
+            lines += [
+                f"Filling it, one `llmtap proxy` process answered {fill['answered']:,} calls in "
+                f"{fill['load_s']:.0f} s ({fill['answered_per_s']:,.0f}/s) but its shipper needed "
+                f"{fill['shipped_s']:.0f} s to publish them: **{fill['shipped_per_s']:,.0f} records/s "
+                f"shipped** (bodies written + record published; {fill['spooled']:,} spooled, "
+                f"{fill['dropped']:,} dropped, {fill['backlog_left']:,} left in the backlog).",
+                "",
+            ]
         lines += profile_table(f"py-spy profile of that consumer ({key})", p.get("profile"))
     f = r.get("freshness")
     if f is not None and "error" not in f:
