@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import machine
-from bench.overhead import added_latency, run_overhead
+from bench.overhead import added_latency, passthrough, run_overhead
 from bench.pipeline import distributed_throughput, embedded_throughput, freshness, soak
 from bench.report import render
 from bench.targets import BENCH_DIR, GATEWAYS, WORK, mock_service
@@ -38,8 +38,8 @@ def main() -> int:
     parser.add_argument("--soak", action="store_true", help="also the 10-minute memory run")
     parser.add_argument(
         "--only",
-        default="overhead,pipeline,freshness",
-        help="comma-separated parts: overhead, pipeline, distributed, freshness, soak",
+        default="overhead,passthrough,pipeline,freshness",
+        help="comma-separated parts: overhead, passthrough, pipeline, distributed, freshness, soak",
     )
     parser.add_argument("--gateways", default=",".join(GATEWAYS))
     parser.add_argument("--duration", type=float, default=None, help="seconds per load run")
@@ -86,6 +86,15 @@ def main() -> int:
             report["profile_proxy"] = overhead.pop("_profiles")
             report["overhead"] = overhead
             report["added_latency_ms"] = added_latency(overhead)
+        if "passthrough" in parts:
+            log("streams pass through: 5 chunks 20 ms apart")
+            report["passthrough"] = passthrough(
+                [g for g in gateways if g in ("nginx", "llmtap", "llmtap-proxy")],
+                run_dir,
+                logs,
+                3.0,
+                log,
+            )
         if "pipeline" in parts:
             log("pipeline: embedded stores")
             report["pipeline_embedded"] = guarded(

@@ -82,12 +82,18 @@ def proxy_metrics(port: int) -> dict[str, float]:
     return out
 
 
-def stream_run(t: Target, body: Path, concurrency: int, duration_s: float) -> dict[str, Any]:
+def stream_run(
+    t: Target,
+    body: Path,
+    concurrency: int,
+    duration_s: float,
+    extra_headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     cfg = {
         "host": "127.0.0.1",
         "port": t.port,
         "path": t.path,
-        "headers": t.headers,
+        "headers": {**t.headers, **(extra_headers or {})},
         "body": body.read_text(),
         "concurrency": concurrency,
         "duration_s": duration_s,
@@ -227,6 +233,39 @@ def profile_proxy(name: str, gw: Service, run_dir: Path, seconds: float) -> dict
     finally:
         proc.wait(timeout=seconds + 60)
     return fold(raw) if raw.exists() else {"error": "py-spy wrote nothing"}
+
+
+CHUNK_DELAY_MS = 20
+CHUNKS = 5
+
+
+def passthrough(
+    names: list[str], run_dir: Path, logs: Path, duration_s: float, log: Any
+) -> dict[str, Any]:
+    """Do chunks leave the gateway as they arrive? The mock waits 20 ms before each of 5 content
+    deltas: unbuffered, the first token arrives ~20 ms after the request and the last ~100 ms; a
+    gateway that buffered the stream would show a TTFT close to the total."""
+    knobs = {"x-mock-chunk-delay-ms": str(CHUNK_DELAY_MS), "x-mock-chunks": str(CHUNKS)}
+    body = bodies(run_dir)["stream"]
+    results: dict[str, Any] = {}
+    for name in ["direct", *names]:
+        t = target(name)
+        try:
+            if name == "direct":
+                r = stream_run(t, body, 1, duration_s, knobs)
+            else:
+                with gateway_service(name, logs, run_dir):
+                    check(t, bodies(run_dir)["json"])
+                    r = stream_run(t, body, 1, duration_s, knobs)
+        except (RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
+            results[name] = {"error": str(exc)[:500]}
+            continue
+        ttft, total = r["ttft_ms"].get("50"), r["latency_ms"].get("50")
+        results[name] = {"ttft_p50_ms": ttft, "total_p50_ms": total, "requests": r["requests"]}
+        log(
+            f"  {name:12s} chunk delay {CHUNK_DELAY_MS} ms: TTFT p50 {ttft} ms, total p50 {total} ms"
+        )
+    return results
 
 
 def added_latency(results: dict[str, Any]) -> dict[str, Any]:

@@ -278,6 +278,29 @@ def profile_table(title: str, prof: dict[str, Any] | None, top: int = 12) -> lis
     return [*lines, ""]
 
 
+def passthrough_section(r: dict[str, Any]) -> list[str]:
+    p = r.get("passthrough")
+    if not p:
+        return []
+    lines = [
+        "### Do chunks leave the gateway as they arrive?",
+        "",
+        "The mock waits 20 ms before each of 5 content deltas (c=1). Unbuffered: TTFT ~20 ms,"
+        " total ~100 ms; a buffering gateway would show TTFT ~ total.",
+        "",
+        "| target | TTFT p50 (ms) | total p50 (ms) |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, res in p.items():
+        if "error" in res:
+            lines.append(f"| {NAMES.get(name, name)} | failed | |")
+            continue
+        lines.append(
+            f"| {NAMES.get(name, name)} | {_f(res['ttft_p50_ms'], 2)} | {_f(res['total_p50_ms'], 2)} |"
+        )
+    return [*lines, ""]
+
+
 def pipeline_section(r: dict[str, Any]) -> list[str]:
     lines = ["## Pipeline", ""]
     for key, title in (
@@ -369,6 +392,7 @@ def render(r: dict[str, Any], findings: Path | None) -> str:
         lines += ["### Where the proxy's time goes", ""]
         for name, p in prof.items():
             lines += profile_table(f"py-spy on the {name} proxy process at c=64, non-streamed", p)
+    lines += passthrough_section(r)
     lines += pipeline_section(r)
     lines += soak_section(r)
     lines += [
