@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install what the benchmarks need, idempotently: nginx + wrk (apt), py-spy + pyinstrument (the
-# project venv), LiteLLM (pinned, its own venv) and Portkey's gateway (pinned, npm), all under
+# Install what the benchmarks need, idempotently: nginx + wrk (apt), py-spy (the project venv,
+# also in the dev extra), LiteLLM (pinned, its own venv) and Portkey's gateway (pinned, npm), all under
 # benchmarks/.work/. Prints nothing on success when everything is already there.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,10 +22,9 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ -f /run/nginx.pid ]; then kill "$(cat /run/nginx.pid)" 2>/dev/null || true; fi
 fi
 
-if ! "$ROOT/.venv/bin/python" -c "import pyinstrument" 2>/dev/null \
-    || [ ! -x "$ROOT/.venv/bin/py-spy" ]; then
-    echo "setup: pip install py-spy pyinstrument into .venv" >&2
-    "$ROOT/.venv/bin/pip" install -q py-spy pyinstrument >&2
+if [ ! -x "$ROOT/.venv/bin/py-spy" ]; then
+    echo "setup: pip install py-spy into .venv" >&2
+    "$ROOT/.venv/bin/pip" install -q "py-spy>=0.4" >&2
 fi
 
 if [ ! -x "$WORK/litellm/bin/litellm" ] \
