@@ -48,10 +48,6 @@ def _run(settings: Settings, wake: threading.Event) -> int:
     from llmtap.errors import LlmtapError
     from llmtap.stores.factory import open_sinks
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
     with ExitStack() as stack:
         try:
             sinks = open_sinks(settings)

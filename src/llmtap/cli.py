@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmtap.logs import configure_logging
 from llmtap.settings import Settings, load_settings
 
 
@@ -218,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    configure_logging()
     result: int = args.func(args)
     return result
 

@@ -22,19 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
+from llmtap.logs import configure_logging
 from llmtap.settings import Settings
 
 log = logging.getLogger("llmtap.serve")
 RESTART_BACKOFF_MAX_S = 30.0
 STOP_TIMEOUT_S = 60.0
-
-
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _proxy_main(settings: Settings) -> None:

@@ -118,11 +118,6 @@ def run_api(settings: Settings) -> int:
     from llmtap.errors import LlmtapError
     from llmtap.stores.factory import open_analytics_store
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        logging.getLogger("alembic").setLevel(logging.WARNING)
     with ExitStack() as stack:
         metrics: MetricsSource | None = None
         try:

@@ -60,10 +60,6 @@ def run_replay_command(
 ) -> int:
     """Exit 0 when caught up (or, following, stopped by a signal), 1 if cut short, 2 on a bad
     argument or a queue/store that cannot be opened."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
     try:
         if follow and not dlq:
             raise ConfigError("--follow goes with --dlq")

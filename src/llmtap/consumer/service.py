@@ -190,10 +190,6 @@ class _Progress:
 def run_consumer_until_signalled(settings: Settings) -> int:
     """``llmtap consume``: run until SIGTERM/SIGINT, drain, exit 0 (1 if the loop failed, 2 if it
     could not start)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
     wake = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

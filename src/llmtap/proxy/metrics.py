@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+_GAUGES = frozenset({"shipper_backlog", "spool_pending"})
+
 
 @dataclass
 class ProxyMetrics:
@@ -21,13 +23,15 @@ class ProxyMetrics:
     records_dropped: int = 0
     """Records lost because the queue was down and the spool was full: never silent."""
     spool_replayed: int = 0
+    spool_pending: int = 0
+    """Records waiting in the disk spool for the queue to take them."""
     shipper_errors: int = 0
     shipper_backlog: int = 0
 
     def render(self) -> bytes:
         lines = []
         for f in fields(self):
-            kind = "gauge" if f.name == "shipper_backlog" else "counter"
+            kind = "gauge" if f.name in _GAUGES else "counter"
             name = f"llmtap_proxy_{f.name}" + ("_total" if kind == "counter" else "")
             lines.append(f"# TYPE {name} {kind}\n{name} {getattr(self, f.name)}\n")
         return "".join(lines).encode()

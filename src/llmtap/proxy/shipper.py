@@ -274,6 +274,7 @@ class Shipper:
         kept = self._spool.append_many((self._topic, k, v) for k, v in items)
         self._metrics.records_spooled += kept
         self._metrics.records_dropped += len(items) - kept
+        self._metrics.spool_pending = self._spool.pending
 
     def _replay_spool(self) -> None:
         now = time.monotonic()
@@ -281,13 +282,20 @@ class Shipper:
             return
         self._next_spool_try = now + SPOOL_RETRY_S
         try:
+            producer = self._producer.get()
+            # Messages still in flight (Kafka waiting for a broker) would be joined by another
+            # copy of the whole spool on every attempt: wait until the producer is drained.
+            if self._spool.pending and producer.flush(0):
+                return
             # short flush: while the broker is still down the shipper must get back to new calls
-            replayed = self._spool.replay(self._producer.get(), flush_timeout_s=SPOOL_FLUSH_S)
+            replayed = self._spool.replay(producer, flush_timeout_s=SPOOL_FLUSH_S)
         except QueueError as exc:
             log.info(
                 "queue unavailable, %d record(s) wait in the spool: %s", self._spool.pending, exc
             )
             return
+        finally:
+            self._metrics.spool_pending = self._spool.pending
         if replayed:
             self._metrics.spool_replayed += replayed
             log.info("replayed %d spooled record(s) into the queue", replayed)
