@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import Consumer, GroupConsumer, Message, ReportingProducer
 from llmtap.settings import Settings
+from llmtap.testing.probes import wait_for
 
 PARTITIONS = 3
 WAIT_S = 30.0  # generous: a Kafka consumer's first poll includes joining its group
@@ -79,13 +80,6 @@ def drain(consumer: Consumer, count: int, timeout_s: float = WAIT_S) -> list[Mes
 
 def nothing_more(consumer: Consumer, within_s: float = 1.0) -> bool:
     return consumer.poll_batch(100, within_s) == []
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def publish_flushed(queue: QueueUnderTest, items: list[tuple[bytes | None, bytes]]) -> None:
@@ -166,7 +160,7 @@ def test_seek_to_time_replays_from_that_moment(queue: QueueUnderTest) -> None:
     old = drain(consumer, 2)
     consumer.commit(old)
     boundary = max(m.timestamp_ms for m in old) + 1
-    wait_until(lambda: time.time_ns() // 1_000_000 > boundary)
+    wait_for(lambda: time.time_ns() // 1_000_000 > boundary)
     publish_flushed(queue, [(b"c", b"after-1"), (b"d", b"after-2")])
     consumer.commit(drain(consumer, 2))
 
@@ -229,10 +223,10 @@ def test_lag_counts_what_the_group_has_not_committed(queue: QueueUnderTest) -> N
     consumer = queue.consumer()
     got = drain(consumer, 8)
     consumer.commit(got[:5])
-    wait_until(lambda: sum(consumer.lag().values()) == 3)
+    wait_for(lambda: sum(consumer.lag().values()) == 3)
     assert set(consumer.lag()) == {(queue.topic, p) for p in range(queue.partitions)}
     consumer.commit(got)
-    wait_until(lambda: sum(consumer.lag().values()) == 0)
+    wait_for(lambda: sum(consumer.lag().values()) == 0)
 
 
 def test_a_key_lands_on_the_same_partition_in_every_adapter(queue: QueueUnderTest) -> None:

@@ -13,7 +13,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -28,16 +28,9 @@ from llmtap.record import BodyRef, LogRecord, Timing, encode
 from llmtap.settings import Settings
 from llmtap.stores.bodies.port import body_key
 from llmtap.stores.factory import open_body_store, open_records_store
+from llmtap.testing.probes import wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.s3]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 class TcpRelay:

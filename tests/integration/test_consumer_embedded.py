@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from llmtap.consumer.dlq import decode_dead_letter
@@ -24,14 +23,7 @@ from llmtap.record import BodyRef, LogRecord, Timing, encode
 from llmtap.settings import Settings
 from llmtap.stores.bodies.port import body_key
 from llmtap.stores.factory import open_body_store, open_records_store
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
+from llmtap.testing.probes import wait_for
 
 
 def publish_calls(settings: Settings, ids: list[str]) -> None:
@@ -146,10 +138,10 @@ def test_llmtap_consume_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        wait_for(lambda: count_rows(settings) == 10 or proc.poll() is not None, timeout=60)
+        wait_for(lambda: count_rows(settings) == 10 or proc.poll() is not None, timeout_s=60)
         assert proc.poll() is None, proc.communicate()[0]
         publish_calls(settings, [f"proc-late-{i}" for i in range(5)])
-        wait_for(lambda: count_rows(settings) == 15, timeout=30)
+        wait_for(lambda: count_rows(settings) == 15, timeout_s=30)
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -26,15 +26,9 @@ from llmtap.queue.port import GroupConsumer, Message, PublishIncomplete
 from llmtap.queue.spool import Spool
 from llmtap.queue.urls import parse_queue_url
 from llmtap.settings import Settings
+from llmtap.testing.probes import wait_for
 
 pytestmark = pytest.mark.kafka
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def poll_until(consumer: GroupConsumer, into: list[Message], count: int) -> None:
@@ -42,7 +36,7 @@ def poll_until(consumer: GroupConsumer, into: list[Message], count: int) -> None
         into.extend(consumer.poll_batch(count, 0.5))
         return len(into) >= count
 
-    wait_until(enough)
+    wait_for(enough)
 
 
 @pytest.fixture
@@ -110,7 +104,7 @@ def test_undelivered_messages_come_back_and_reach_kafka_through_the_spool(
         failed.extend(unreachable.take_failed())
         return len(failed) == 5
 
-    wait_until(all_failed)
+    wait_for(all_failed)
     unreachable.close(timeout_s=0)
     assert sorted(failed) == sorted((settings.topic, k, v) for k, v in records)
 
@@ -160,7 +154,7 @@ def test_the_revoke_hook_commits_before_partitions_move_to_a_new_member(
         duplicates.extend(first.poll_batch(30, 0.2))
         return bool(revoked) and bool(second.lag())
 
-    wait_until(rebalanced)
+    wait_for(rebalanced)
     assert {p for _, p in revoked} == {0, 1, 2}
     assert duplicates == []  # nothing the first member processed is delivered again
     assert sum(second.lag().values()) == 0

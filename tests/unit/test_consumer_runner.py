@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,14 +32,7 @@ from llmtap.stores.bodies.port import BodyStore, BodyStream, body_key
 from llmtap.stores.factory import open_body_store, open_records_store
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
+from llmtap.testing.probes import wait_for
 
 
 @dataclass

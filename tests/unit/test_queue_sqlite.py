@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import Message
 from llmtap.queue.sqlite import SqliteConsumer, SqliteProducer
 from llmtap.settings import Settings
+from llmtap.testing.probes import wait_for
 
 TOPIC = "logs"
 
@@ -44,13 +45,6 @@ def drain(consumer: SqliteConsumer, count: int, timeout_s: float = 10.0) -> list
     while len(got) < count and time.monotonic() < deadline:
         got += consumer.poll_batch(count - len(got), 0.2)
     return got
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def test_publishers_in_several_processes_get_unique_gap_free_offsets(db: Path) -> None:
@@ -150,7 +144,7 @@ def test_a_stalled_member_that_lost_its_lease_cannot_commit(
             return False
         return True
 
-    wait_until(take_over)
+    wait_for(take_over)
     with pytest.raises(QueueError, match="active member"):
         stalled.commit(batch)
     # the new member still sees the message: the stalled one's progress was not recorded
@@ -164,7 +158,7 @@ def test_seek_to_time_replays_from_that_moment(producer: SqliteProducer, db: Pat
     consumer = SqliteConsumer(db, "g", [TOPIC], partitions=3)
     consumer.commit(drain(consumer, 2))
     boundary = time.time_ns() // 1_000_000 + 1
-    wait_until(lambda: time.time_ns() // 1_000_000 >= boundary)
+    wait_for(lambda: time.time_ns() // 1_000_000 >= boundary)
     producer.publish_batch(TOPIC, [(b"c", b"new-1"), (b"d", b"new-2")])
     consumer.commit(drain(consumer, 2))
 

@@ -14,7 +14,7 @@ T = TypeVar("T")
 def wait_for(
     probe: Callable[[], T | None],
     *,
-    timeout_s: float = 15.0,
+    timeout_s: float = 60.0,
     interval_s: float = 0.02,
     what: str = "condition",
 ) -> T:
