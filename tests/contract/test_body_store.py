@@ -19,7 +19,7 @@ from botocore.config import Config
 
 from llmtap.errors import StoreError, StoreUnavailable
 from llmtap.stores.bodies.file import FileBodyStore
-from llmtap.stores.bodies.port import BodyStore, body_key
+from llmtap.stores.bodies.port import BodyStore, body_key, pack_bodies, pack_key, split_key
 from llmtap.stores.bodies.s3 import MULTIPART_THRESHOLD, S3BodyStore
 
 S3_ENDPOINT = os.environ.get("LLMTAP_TEST_S3_ENDPOINT", "http://127.0.0.1:8333")
@@ -133,6 +133,29 @@ def test_concurrent_writers_of_one_key_leave_a_whole_body(store: BodyStore) -> N
     for t in threads:
         t.join(timeout=60)
     assert store.get(key) in bodies
+
+
+def test_pack_slices_read_back_as_their_own_bodies(store: BodyStore) -> None:
+    bodies = [b'{"messages": []}', b"", bytes(range(256)) * 40, b"data: [DONE]\n\n"]
+    pack = pack_key("org", "0f" + "a" * 30)
+    blob, keys = pack_bodies(pack, bodies)
+    store.put(pack, blob, "application/octet-stream")
+    assert [store.get(k) for k in keys] == bodies
+    for key, body in zip(keys, bodies, strict=True):
+        stream = store.open_stream(key)
+        try:
+            assert stream.read() == body
+        finally:
+            stream.close()
+    with pytest.raises(KeyError):
+        store.get(pack_key("org", "0f" + "b" * 30) + "#0+3")
+
+
+def test_split_key_tells_slices_from_objects() -> None:
+    assert split_key("org/ab/abc.request") == ("org/ab/abc.request", None, None)
+    assert split_key("org/packs/ab/abcd.pack#10+5") == ("org/packs/ab/abcd.pack", 10, 5)
+    with pytest.raises(KeyError):
+        split_key("org/packs/ab/abcd.pack#ten+5")
 
 
 def test_file_store_refuses_keys_that_climb_out(tmp_path: Path) -> None:

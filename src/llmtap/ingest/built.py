@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llmtap.proxy.capture import Body
 from llmtap.record import LogRecord
+
+
+@dataclass(slots=True)
+class Body:
+    """One body to write to the body store under its own key."""
+
+    key: str
+    data: bytes
+    content_type: str | None
 
 
 @dataclass(frozen=True, slots=True)

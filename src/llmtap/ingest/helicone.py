@@ -23,11 +23,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from llmtap.ingest.built import Ingested
+from llmtap.ingest.built import Body, Ingested
 from llmtap.ingest.errors import BadLog
 from llmtap.ingest.ndjson import response_body
 from llmtap.ingest.tap import as_header_list, read_tap
-from llmtap.proxy.capture import Body
 from llmtap.proxy.headers import HeaderList
 from llmtap.proxy.redaction import redact_headers, redact_url
 from llmtap.record import BodyRef, LogRecord, Timing

@@ -28,9 +28,8 @@ from llmtap.consumer.handlers.carried import (
     FINISH_REASON,
     RESPONSE_MODEL,
 )
-from llmtap.ingest.built import Ingested
+from llmtap.ingest.built import Body, Ingested
 from llmtap.ingest.otlp_decode import AttrValue, Span
-from llmtap.proxy.capture import Body
 from llmtap.proxy.redaction import redact_url
 from llmtap.record import BodyRef, LogRecord, Timing
 from llmtap.stores.bodies.port import body_key

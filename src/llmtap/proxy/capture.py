@@ -1,7 +1,8 @@
 """Turning a finished exchange into a ``LogRecord`` plus the body bytes to store.
 
 Runs on the shipper thread, never on the loop. This is where secrets are redacted (headers,
-URL query) — before anything reaches the body store or the queue.
+URL query) — before anything reaches the body store or the queue. The record's body references
+get their keys once the shipper has stored the batch's pack (``Captured.with_keys``).
 """
 
 from __future__ import annotations
@@ -10,19 +11,33 @@ import gzip
 import zlib
 from dataclasses import dataclass
 
+import msgspec
+
 from llmtap.keys import hash_key
 from llmtap.proxy.exchange import Exchange
 from llmtap.proxy.headers import header_value
 from llmtap.proxy.redaction import redact_headers, redact_url
 from llmtap.record import BodyRef, LogRecord, Timing
-from llmtap.stores.bodies.port import body_key
 
 
 @dataclass(slots=True)
-class Body:
-    key: str
-    data: bytes
-    content_type: str | None
+class Captured:
+    """A record whose body references have no keys yet, and the bodies to store."""
+
+    record: LogRecord
+    org_id: str | None
+    request_body: bytes | None
+    response_body: bytes | None
+
+    def with_keys(self, request_key: str | None, response_key: str | None) -> LogRecord:
+        def keyed(ref: BodyRef | None, key: str | None) -> BodyRef | None:
+            return ref if ref is None or key is None else msgspec.structs.replace(ref, key=key)
+
+        return msgspec.structs.replace(
+            self.record,
+            request_body=keyed(self.record.request_body, request_key),
+            response_body=keyed(self.record.response_body, response_key),
+        )
 
 
 def _ms(start_ns: int, end_ns: int) -> float | None:
@@ -44,22 +59,22 @@ def _decoded(data: bytes, encoding: bytes | None) -> tuple[bytes, str | None]:
     return data, None
 
 
-def build_record(exchange: Exchange, org_id: str | None) -> tuple[LogRecord, list[Body]]:
+def build_record(exchange: Exchange, org_id: str | None) -> Captured:
     tap = exchange.tap
     assert tap is not None
     request_id = tap.request_id
-    bodies: list[Body] = []
     extra: dict[str, str] = {}
+    request_data: bytes | None = None
+    response_data: bytes | None = None
 
     req_ctype = header_value(exchange.request_headers, b"content-type")
     request_ref: BodyRef
     if tap.omit_request:
         request_ref = BodyRef(omitted=True, size=len(exchange.request_body))
     else:
-        key = body_key(org_id, request_id, "request")
         ctype = req_ctype.decode("latin-1") if req_ctype else None
-        bodies.append(Body(key, exchange.request_body, ctype))
-        request_ref = BodyRef(key=key, size=len(exchange.request_body), content_type=ctype)
+        request_data = exchange.request_body
+        request_ref = BodyRef(size=len(exchange.request_body), content_type=ctype)
 
     resp_ctype_raw = header_value(exchange.resp_headers, b"content-type")
     resp_ctype = resp_ctype_raw.decode("latin-1") if resp_ctype_raw else None
@@ -71,10 +86,8 @@ def build_record(exchange: Exchange, org_id: str | None) -> tuple[LogRecord, lis
         data, decoded_from = _decoded(raw, header_value(exchange.resp_headers, b"content-encoding"))
         if decoded_from:
             extra["response_decoded_from"] = decoded_from
-        key = body_key(org_id, request_id, "response")
-        bodies.append(Body(key, data, resp_ctype))
+        response_data = data
         response_ref = BodyRef(
-            key=key,
             size=exchange.resp_size,
             content_type=resp_ctype,
             truncated=exchange.resp_truncated,
@@ -118,4 +131,4 @@ def build_record(exchange: Exchange, org_id: str | None) -> tuple[LogRecord, lis
         error=exchange.error,
         extra=extra,
     )
-    return record, bodies
+    return Captured(record, org_id, request_data, response_data)

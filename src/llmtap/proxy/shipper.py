@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
@@ -22,13 +23,13 @@ import msgspec
 
 from llmtap.errors import LlmtapError, QueueError
 from llmtap.keys import hash_key
-from llmtap.proxy.capture import build_record
+from llmtap.proxy.capture import Captured, build_record
 from llmtap.proxy.exchange import Exchange
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.queue.port import PublishIncomplete, ReportingProducer
 from llmtap.queue.spool import Spool
-from llmtap.record import BodyRef, LogRecord, encode
-from llmtap.stores.bodies.port import BodyStore
+from llmtap.record import LogRecord, encode
+from llmtap.stores.bodies.port import BodyStore, pack_bodies, pack_key
 
 log = logging.getLogger("llmtap.shipper")
 
@@ -197,17 +198,21 @@ class Shipper:
         self._flush()
 
     def _ship(self, batch: list[Exchange]) -> None:
-        records: list[LogRecord] = []
+        captured: list[Captured] = []
         for exchange in batch:
             # Let the event loop take the GIL between records: a shipper busy with a batch must
             # not hold a waiting call back for a whole switch interval.
             time.sleep(0)
             try:
-                records.append(self._prepare(exchange))
+                tap = exchange.tap
+                assert tap is not None
+                org = self._resolver.resolve(hash_key(tap.auth) if tap.auth else None)
+                captured.append(build_record(exchange, org))
             except Exception:  # fail-open edge: one broken capture must not stop the others
                 self._metrics.shipper_errors += 1
                 self._metrics.records_dropped += 1
                 log.exception("could not build the log record of one call; it is lost")
+        records = self._store_bodies(captured)
         items = [(r.request_id.encode(), encode(r)) for r in records]
         if not items:
             return
@@ -242,33 +247,44 @@ class Shipper:
             self._metrics.records_spooled += kept
             self._metrics.records_dropped += len(failed) - kept
 
-    def _prepare(self, exchange: Exchange) -> LogRecord:
-        tap = exchange.tap
-        assert tap is not None
-        org = self._resolver.resolve(hash_key(tap.auth) if tap.auth else None)
-        record, bodies = build_record(exchange, org)
-        failed: dict[str, str] = {}
-        for body in bodies:
+    def _store_bodies(self, captured: list[Captured]) -> list[LogRecord]:
+        """One pack object per organization for the whole batch, then the records get their
+        keys. A pack the store refuses leaves its records without body keys, saying why."""
+        by_org: dict[str | None, list[int]] = {}
+        for index, call in enumerate(captured):
+            by_org.setdefault(call.org_id, []).append(index)
+        keys: list[list[str | None]] = [[None, None] for _ in captured]
+        failed: dict[int, str] = {}
+        for org, indexes in by_org.items():
+            slots = [
+                (i, side, body)
+                for i in indexes
+                for side, body in enumerate((captured[i].request_body, captured[i].response_body))
+                if body is not None
+            ]
+            if not slots:
+                continue
+            pack = pack_key(org, uuid.uuid4().hex)
+            blob, slot_keys = pack_bodies(pack, [body for _, _, body in slots])
             try:
-                self._bodies.get().put(body.key, body.data, body.content_type)
+                self._bodies.get().put(pack, blob, "application/octet-stream")
             except (LlmtapError, OSError) as exc:
-                failed[body.key] = f"{type(exc).__name__}: {exc}"
-        if not failed:
-            return record
-        self._metrics.shipper_errors += len(failed)
-        log.warning("body store refused %d body(ies) of %s", len(failed), record.request_id)
-
-        def without(ref: BodyRef | None) -> BodyRef | None:
-            if ref is None or ref.key not in failed:
-                return ref
-            return BodyRef(size=ref.size, content_type=ref.content_type, truncated=ref.truncated)
-
-        return msgspec.structs.replace(
-            record,
-            request_body=without(record.request_body),
-            response_body=without(record.response_body),
-            extra={**record.extra, "body_error": "; ".join(failed.values())},
-        )
+                self._metrics.shipper_errors += 1
+                log.warning("body store refused a pack of %d body(ies): %s", len(slots), exc)
+                for i in indexes:
+                    failed[i] = f"{type(exc).__name__}: {exc}"
+                continue
+            for (i, side, _), key in zip(slots, slot_keys, strict=True):
+                keys[i][side] = key
+        records = []
+        for index, call in enumerate(captured):
+            record = call.with_keys(keys[index][0], keys[index][1])
+            if index in failed:
+                record = msgspec.structs.replace(
+                    record, extra={**record.extra, "body_error": failed[index]}
+                )
+            records.append(record)
+        return records
 
     def _to_spool(self, items: list[tuple[bytes, bytes]]) -> None:
         kept = self._spool.append_many((self._topic, k, v) for k, v in items)

@@ -10,12 +10,14 @@ the whole machine could lose the last moments of bodies, which the records then 
 from __future__ import annotations
 
 import errno
+import io
 import itertools
 import os
 from pathlib import Path
 from typing import BinaryIO
 
 from llmtap.errors import StoreError, StoreUnavailable
+from llmtap.stores.bodies.port import split_key
 
 # errors that pass (full disk, I/O hiccup, too many open files): the caller may try again
 _TRANSIENT = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EAGAIN, errno.EMFILE, errno.ENFILE}
@@ -75,17 +77,28 @@ class FileBodyStore:
             raise _translate(err, f"write {key!r}") from err
 
     def get(self, key: str) -> bytes:
-        path = self._path(key)
+        name, offset, length = split_key(key)
+        path = self._path(name)
         try:
-            return path.read_bytes()
+            if offset is None or length is None:
+                return path.read_bytes()
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                data = fh.read(length)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise KeyError(key) from None
         except OSError as err:
             raise _translate(err, f"read {key!r}") from err
+        if len(data) != length:
+            raise StoreError(f"body store: pack {name!r} is shorter than slice {key!r}")
+        return data
 
     def open_stream(self, key: str) -> BinaryIO:
         """The body as a file to read in chunks (the caller closes it); ``KeyError`` if none."""
-        path = self._path(key)
+        name, offset, _ = split_key(key)
+        if offset is not None:
+            return io.BytesIO(self.get(key))  # a slice is one call's body: bounded, small
+        path = self._path(name)
         try:
             return path.open("rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):

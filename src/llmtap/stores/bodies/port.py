@@ -1,12 +1,24 @@
 """The body store port: request/response bytes, referenced from records by key.
 
 Adapters: ``file://<dir>`` and ``s3://bucket?endpoint=...``; ``stores.factory.open_body_store``
-picks one by URL. Keys are laid out by organization and request id (``body_key``).
+picks one by URL.
+
+Two kinds of key, both laid out by organization:
+
+* ``body_key``: one object per body (``<org>/<id[:2]>/<id>.<kind>``), for low-volume writers;
+* a *slice* of a pack: ``<org>/packs/<pp>/<pack id>.pack#<offset>+<length>``. The proxy's
+  shipper writes all bodies of one batch and organization as one pack object (``pack_bodies``),
+  because creating a file or an S3 object per body was its bottleneck
+  (docs/decisions/2026-11-25-body-packs.md). ``get`` and ``open_stream`` read a slice as if it
+  were its own object.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
+
+PACK_SUFFIX = ".pack"
 
 
 def body_key(org_id: str | None, request_id: str, kind: str) -> str:
@@ -16,6 +28,32 @@ def body_key(org_id: str | None, request_id: str, kind: str) -> str:
     store then creates a directory a few hundred times, not once per logged call.
     """
     return f"{org_id or '_unassigned'}/{request_id[:2]}/{request_id}.{kind}"
+
+
+def pack_key(org_id: str | None, pack_id: str) -> str:
+    """Where one pack object lives: ``<org>/packs/<pack id[:2]>/<pack id>.pack``."""
+    return f"{org_id or '_unassigned'}/packs/{pack_id[:2]}/{pack_id}{PACK_SUFFIX}"
+
+
+def pack_bodies(pack: str, bodies: Sequence[bytes]) -> tuple[bytes, list[str]]:
+    """The pack object's bytes and, in order, the key of each body inside it."""
+    keys: list[str] = []
+    offset = 0
+    for body in bodies:
+        keys.append(f"{pack}#{offset}+{len(body)}")
+        offset += len(body)
+    return b"".join(bodies), keys
+
+
+def split_key(key: str) -> tuple[str, int | None, int | None]:
+    """(object key, offset, length); offset and length are None for a whole-object key."""
+    name, sep, where = key.rpartition("#")
+    if not sep or not name.endswith(PACK_SUFFIX):
+        return key, None, None
+    offset, plus, length = where.partition("+")
+    if not plus or not offset.isdigit() or not length.isdigit():
+        raise KeyError(key)
+    return name, int(offset), int(length)
 
 
 class BodyStream(Protocol):
@@ -31,9 +69,10 @@ class BodyStore(Protocol):
         """Store ``data`` under ``key`` (overwriting: replays write the same bytes)."""
 
     def get(self, key: str) -> bytes:
-        """The bytes under ``key``; ``KeyError`` when there are none."""
+        """The bytes under ``key`` (an object or a pack slice); ``KeyError`` when there are none."""
 
     def open_stream(self, key: str) -> BodyStream:
-        """The bytes under ``key`` to read in chunks (big bodies); ``KeyError`` when none."""
+        """The bytes under ``key`` (an object or a pack slice) to read in chunks; ``KeyError``
+        when there are none."""
 
     def close(self) -> None: ...

@@ -20,6 +20,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from llmtap.errors import ConfigError, StoreError, StoreUnavailable
+from llmtap.stores.bodies.port import split_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -146,8 +147,18 @@ class S3BodyStore:
 
     def open_stream(self, key: str) -> S3Stream:
         """The body as a stream to read in chunks (the caller closes it); ``KeyError`` if none."""
+        name, offset, length = split_key(key)
+        if length == 0:
+            return S3Stream(io.BytesIO(b""), key)
         try:
-            response = self._client.get_object(Bucket=self.bucket, Key=self._object_key(key))
+            if offset is not None and length is not None:
+                response = self._client.get_object(
+                    Bucket=self.bucket,
+                    Key=self._object_key(name),
+                    Range=f"bytes={offset}-{offset + length - 1}",
+                )
+            else:
+                response = self._client.get_object(Bucket=self.bucket, Key=self._object_key(name))
         except boto_errors.ClientError as err:
             if _code(err) in _MISSING_CODES:
                 raise KeyError(key) from None
