@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from llmtap.ingest.built import Ingested
+from llmtap.ingest.built import Body, Ingested
 from llmtap.ingest.publisher import IngestPublisher, IngestUnavailable
-from llmtap.proxy.capture import Body
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.kafka_admin import client_config
 from llmtap.queue.kafka_producer import KafkaProducer
