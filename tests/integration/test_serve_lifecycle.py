@@ -87,7 +87,7 @@ def test_sigterm_under_load_loses_no_answered_call(
         finally:
             store.close()
     finally:
-        assert again.stop() == 0
+        assert again.stop() == 0, again.output()[-4000:]
     ids = [r.request_id for r in rows]
     assert len(ids) == len(set(ids))
     assert set(answered) <= set(ids)
