@@ -31,5 +31,16 @@ def wait_for(
 
 
 def files_containing(root: Path, needle: bytes) -> list[Path]:
-    """Every file under ``root`` whose bytes contain ``needle`` (e.g. a canary secret)."""
-    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+    """Every file under ``root`` whose bytes contain ``needle`` (e.g. a canary secret).
+
+    Files that vanish while we look (chDB's temporary merge parts, SQLite's journals) are
+    skipped: their bytes live on in the files they were merged or checkpointed into.
+    """
+    found = []
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and needle in path.read_bytes():
+                found.append(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return found
