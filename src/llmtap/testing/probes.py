@@ -3,6 +3,7 @@ looking for bytes on disk."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,10 +38,12 @@ def files_containing(root: Path, needle: bytes) -> list[Path]:
     skipped: their bytes live on in the files they were merged or checkpointed into.
     """
     found = []
-    for path in root.rglob("*"):
-        try:
-            if path.is_file() and needle in path.read_bytes():
-                found.append(path)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
+    for folder, _, names in os.walk(root):  # os.walk skips folders that vanish mid-walk
+        for name in names:
+            path = Path(folder) / name
+            try:
+                if needle in path.read_bytes():
+                    found.append(path)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                continue
     return found
