@@ -95,7 +95,11 @@ start() {
     mkdir -p "$DATA"
     say "starting SeaweedFS $SEAWEEDFS_VERSION, S3 on $ENDPOINT (logs: $LOG)"
     rm -f "$PIDFILE"
-    launch "$PIDFILE" "$LOG" "$WEED" mini -dir="$DATA" -ip="$HOST" -ip.bind="$HOST"
+    # Every bucket is a collection with volumes of its own, and tests make many buckets: with
+    # the default limit the server ran out of writable volumes after a few suite runs. Size the
+    # limit from the free disk (-volume.max=0) and keep volumes small.
+    launch "$PIDFILE" "$LOG" "$WEED" mini -dir="$DATA" -ip="$HOST" -ip.bind="$HOST" \
+        -volume.max=0 -master.volumeSizeLimitMB=32
     wait_until "$START_TIMEOUT_S" "$LOG" "S3 on $ENDPOINT" ready_or_died
     say "ready on $ENDPOINT"
     echo "$ENDPOINT"

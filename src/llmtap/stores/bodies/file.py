@@ -13,6 +13,8 @@ import errno
 import io
 import itertools
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +23,9 @@ from llmtap.stores.bodies.port import split_key
 
 # errors that pass (full disk, I/O hiccup, too many open files): the caller may try again
 _TRANSIENT = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EAGAIN, errno.EMFILE, errno.ENFILE}
+
+
+OPEN_PACKS = 32
 
 
 class FileBodyStore:
@@ -37,6 +42,11 @@ class FileBodyStore:
         # unique temporary names without asking the OS for randomness on every write
         self._tmp_prefix = f".tmp-{os.getpid()}-{id(self):x}-"
         self._tmp_counter = itertools.count()
+        # Packs recently read from, kept open: the consumer reads a batch's bodies from the same
+        # few packs, and an open() per slice was most of its body-loading time. Packs are never
+        # rewritten (a new pack has a new name), so an open descriptor cannot go stale.
+        self._packs: OrderedDict[Path, int] = OrderedDict()
+        self._packs_lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
         parts = key.split("/")
@@ -82,9 +92,7 @@ class FileBodyStore:
         try:
             if offset is None or length is None:
                 return path.read_bytes()
-            with path.open("rb") as fh:
-                fh.seek(offset)
-                data = fh.read(length)
+            data = os.pread(self._pack_fd(path), length, offset)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise KeyError(key) from None
         except OSError as err:
@@ -106,8 +114,23 @@ class FileBodyStore:
         except OSError as err:
             raise _translate(err, f"open {key!r}") from err
 
+    def _pack_fd(self, path: Path) -> int:
+        with self._packs_lock:
+            fd = self._packs.get(path)
+            if fd is not None:
+                self._packs.move_to_end(path)
+                return fd
+            fd = os.open(path, os.O_RDONLY)
+            self._packs[path] = fd
+            if len(self._packs) > OPEN_PACKS:
+                os.close(self._packs.popitem(last=False)[1])
+            return fd
+
     def close(self) -> None:
-        pass
+        with self._packs_lock:
+            for fd in self._packs.values():
+                os.close(fd)
+            self._packs.clear()
 
 
 def _translate(err: OSError, what: str) -> StoreError:
