@@ -7,28 +7,16 @@ until the proxy answers ``/_llmtap/health``, and stops it with SIGTERM like an o
 from __future__ import annotations
 
 import http.client
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
-from typing import IO
 
 from llmtap.testing.probes import wait_for
+from llmtap.testing.processes import LlmtapProcess, free_port, llmtap_env
 
 _KEY_LINE = re.compile(r"^\s+(sk-llmtap-\S+)\s*$", re.MULTILINE)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class GatewayProcess:
+class GatewayProcess(LlmtapProcess):
     def __init__(
         self,
         data_dir: Path,
@@ -41,14 +29,14 @@ class GatewayProcess:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.processes = processes
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LLMTAP_")}
         # a port of its own for the API, so gateways side by side never fight over 8788
         self.api_port = api_port or int((env or {}).get("LLMTAP_API_PORT") or free_port())
-        self.env["LLMTAP_API_PORT"] = str(self.api_port)
-        self.env.update(env or {})
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir.parent / f"{data_dir.name}-serve.log"
-        self._log: IO[bytes] | None = None
+        args = ["--data-dir", str(data_dir), "serve", "--port", str(self.port)]
+        super().__init__(
+            [*args, "--processes", str(processes)],
+            llmtap_env({"LLMTAP_API_PORT": str(self.api_port), **(env or {})}),
+            data_dir.parent / f"{data_dir.name}-serve.log",
+        )
 
     @property
     def url(self) -> str:
@@ -71,9 +59,6 @@ class GatewayProcess:
     def queue_url(self) -> str:
         return f"sqlite:///{self.data_dir.absolute() / 'queue.db'}"
 
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def first_key(self) -> str | None:
         """The API key ``serve`` printed on its first start, if it did."""
         found = _KEY_LINE.search(self.output())
@@ -81,16 +66,7 @@ class GatewayProcess:
 
     def start(self, timeout_s: float = 60.0) -> GatewayProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        command = [sys.executable, "-m", "llmtap", "--data-dir", str(self.data_dir), "serve"]
-        command += ["--port", str(self.port), "--processes", str(self.processes)]
-        self.process = subprocess.Popen(
-            command,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        super().start()
         try:
             wait_for(self._healthy, timeout_s=timeout_s, interval_s=0.1, what="llmtap serve")
         except TimeoutError:
@@ -131,28 +107,6 @@ class GatewayProcess:
             return False
         finally:
             conn.close()
-
-    def stop(self, timeout_s: float = 90.0) -> int:
-        """SIGTERM, then wait; returns the exit code."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout_s)
-        self._close_log()
-        return code
-
-    def kill(self) -> None:
-        """SIGKILL serve and its children at once (a crash, not a shutdown)."""
-        if self.process is not None and self.process.poll() is None:
-            # the whole process group: serve's children must not outlive it
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(30)
-        self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
     def __enter__(self) -> GatewayProcess:
         return self.start()

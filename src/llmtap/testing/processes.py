@@ -7,14 +7,21 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from llmtap.testing.gateway import free_port
 from llmtap.testing.probes import wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def llmtap_env(settings_env: dict[str, str]) -> dict[str, str]:
