@@ -368,7 +368,10 @@ def soak_section(r: dict[str, Any]) -> list[str]:
     ]
     samples = s["samples"]
     step = max(1, len(samples) // 12)
-    for sample in samples[::step] + ([samples[-1]] if samples else []):
+    shown = samples[::step]
+    if samples and shown[-1] is not samples[-1]:
+        shown.append(samples[-1])
+    for sample in shown:
         lines.append(f"| {sample['t_s']:.0f} | {sample['proxy_rss_mb']} | {sample['all_rss_mb']} |")
     load = s.get("load", {})
     lines += [
