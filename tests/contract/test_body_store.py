@@ -214,3 +214,25 @@ def test_s3_bucket_is_created_when_missing(s3_env: None) -> None:
     finally:
         store.close()
         _remove_bucket(bucket)
+
+
+@pytest.mark.s3
+def test_s3_reads_neighbouring_slices_with_one_request(s3_env: None) -> None:
+    """The consumer reads a batch's bodies in pack order: one ranged GET serves them all."""
+    store = S3BodyStore(f"llmtap-test-{secrets.token_hex(6)}", endpoint=S3_ENDPOINT)
+    gets: list[str] = []
+    store._client.meta.events.register(
+        "provide-client-params.s3.GetObject",
+        lambda **kwargs: gets.append(kwargs["params"]["Range"]),
+    )
+    try:
+        bodies = [f'{{"call": {i}, "text": "{"x" * (i % 50)}"}}'.encode() for i in range(200)]
+        pack = pack_key("org", secrets.token_hex(16))
+        blob, keys = pack_bodies(pack, bodies)
+        store.put(pack, blob)
+        assert [store.get(k) for k in keys] == bodies
+        assert len(gets) == 1
+        with pytest.raises(KeyError):
+            store.get(pack_key("org", secrets.token_hex(16)) + "#0+5")
+    finally:
+        store.close()

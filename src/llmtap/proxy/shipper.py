@@ -36,6 +36,7 @@ log = logging.getLogger("llmtap.shipper")
 T = TypeVar("T")
 _STOP = object()
 BATCH_MAX = 512
+BATCH_WINDOW_S = 0.002
 SPOOL_RETRY_S = 1.0
 SPOOL_FLUSH_S = 5.0
 
@@ -179,6 +180,10 @@ class Shipper:
                 continue
             batch: list[Exchange] = []
             item: object = first
+            # Gather for a moment: at low rates every call would otherwise be a batch (and a
+            # queue commit) of its own. The client already has its answer; a record is later
+            # by at most BATCH_WINDOW_S.
+            window_ends = time.monotonic() + BATCH_WINDOW_S
             while True:
                 if item is _STOP:
                     stopping = True
@@ -188,7 +193,7 @@ class Shipper:
                 if len(batch) >= BATCH_MAX:
                     break
                 try:
-                    item = self._inbox.get_nowait()
+                    item = self._inbox.get(timeout=max(0.0, window_ends - time.monotonic()))
                 except queue.Empty:
                     break
             self._metrics.shipper_backlog = self._inbox.qsize()

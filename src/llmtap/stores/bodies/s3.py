@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,6 +44,10 @@ _UNAVAILABLE_CODES = {
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
+WINDOW_BYTES = 1024 * 1024
+WINDOW_CACHE_BYTES = 32 * 1024 * 1024
+
+
 class S3BodyStore:
     def __init__(
         self,
@@ -72,6 +78,12 @@ class S3BodyStore:
         )
         if create_bucket:
             self._ensure_bucket()
+        # Windows of packs recently read: consecutive records' bodies are neighbours in a pack, so
+        # one ranged GET of the next WINDOW bytes serves many slices (a GET per body was most of
+        # the distributed consumer's time). Packs are never rewritten, so a window cannot go stale.
+        self._windows: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._window_bytes = 0
+        self._windows_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, *, create_bucket: bool = True) -> S3BodyStore:
@@ -139,11 +151,46 @@ class S3BodyStore:
             raise StoreUnavailable(f"body store: cannot write {key!r}: {err}") from err
 
     def get(self, key: str) -> bytes:
+        name, offset, length = split_key(key)
+        if offset is not None and length:
+            return self._slice(key, name, offset, length)
         stream = self.open_stream(key)
         try:
             return stream.read()
         finally:
             stream.close()
+
+    def _slice(self, key: str, name: str, offset: int, length: int) -> bytes:
+        with self._windows_lock:
+            cached = self._windows.get(name)
+            if cached is not None:
+                start, data = cached
+                if start <= offset and offset + length <= start + len(data):
+                    self._windows.move_to_end(name)
+                    return data[offset - start : offset - start + length]
+        end = offset + max(length, WINDOW_BYTES) - 1  # S3 clips a range past the object's end
+        try:
+            response = self._client.get_object(
+                Bucket=self.bucket, Key=self._object_key(name), Range=f"bytes={offset}-{end}"
+            )
+            data = S3Stream(response["Body"], key).read()
+        except boto_errors.ClientError as err:
+            if _code(err) in _MISSING_CODES or _code(err) == "InvalidRange":
+                raise KeyError(key) from None
+            raise _translate(err, f"read {key!r}") from err
+        except boto_errors.BotoCoreError as err:
+            raise _translate(err, f"read {key!r}") from err
+        if len(data) < length:
+            raise StoreError(f"body store: pack {name!r} is shorter than slice {key!r}")
+        with self._windows_lock:
+            previous = self._windows.pop(name, None)
+            if previous is not None:
+                self._window_bytes -= len(previous[1])
+            self._windows[name] = (offset, data)
+            self._window_bytes += len(data)
+            while self._window_bytes > WINDOW_CACHE_BYTES and len(self._windows) > 1:
+                self._window_bytes -= len(self._windows.popitem(last=False)[1][1])
+        return data[:length]
 
     def open_stream(self, key: str) -> S3Stream:
         """The body as a stream to read in chunks (the caller closes it); ``KeyError`` if none."""
