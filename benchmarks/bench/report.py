@@ -340,7 +340,7 @@ def pipeline_section(r: dict[str, Any]) -> list[str]:
         fm = f.get("freshness_ms", {})
         lines += [
             f"**Freshness** (response fully read by the client → row visible in the records "
-            f"store; the query API does not exist yet), `llmtap serve` at {f['rate']:.0f} req/s "
+            f"store, the table the query API reads), `llmtap serve` at {f['rate']:.0f} req/s "
             f"open loop for {f['sent'] / f['rate']:.0f} s: p50 {_f(fm.get('50'), 0)} ms, "
             f"p90 {_f(fm.get('90'), 0)} ms, p99 {_f(fm.get('99'), 0)} ms, max-ish (p99.9) "
             f"{_f(fm.get('99.9'), 0)} ms; {f['answered']:,}/{f['sent']:,} answered, "
