@@ -33,7 +33,9 @@ _WATCH_INTERVAL_S = 0.1
 
 
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    # the queue's own clock (queue/_sqlite_db.now_ms): int(time.time() * 1000) can be a
+    # millisecond behind it at the same instant, and hide a message written just before
+    return time.time_ns() // 1_000_000
 
 
 class CatchUp:
