@@ -7,11 +7,8 @@ cuts and restores, as a database restart or a network partition would.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,64 +26,9 @@ from llmtap.settings import Settings
 from llmtap.stores.bodies.port import body_key
 from llmtap.stores.factory import open_body_store, open_records_store
 from llmtap.testing.probes import wait_for
+from llmtap.testing.relay import TcpRelay
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.s3]
-
-
-class TcpRelay:
-    """A real TCP relay in front of Postgres that the test can cut and restore."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self._listener: socket.socket | None = None
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen()
-        self.port = listener.getsockname()[1]
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        """Refuse new connections and drop the open ones, like a server going down."""
-        assert self._listener is not None
-        self._listener.shutdown(socket.SHUT_RDWR)  # unblocks accept(); close() alone does not
-        self._listener.close()
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            with self._lock:
-                self._conns += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.fixture
