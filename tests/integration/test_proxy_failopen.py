@@ -213,3 +213,42 @@ def test_malformed_http_gets_a_provider_shaped_400(tmp_path: Path, mock: MockUps
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 400")
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "malformed_request"
+
+
+@pytest.mark.parametrize(
+    ("request_line", "connection", "closes"),
+    [
+        (b"HTTP/1.1", b"", False),
+        (b"HTTP/1.1", b"connection: close\r\n", True),
+        (b"HTTP/1.0", b"", True),
+        (b"HTTP/1.0", b"connection: keep-alive\r\n", False),
+    ],
+)
+def test_client_connections_close_when_the_client_asks(
+    tmp_path: Path, mock: MockUpstream, request_line: bytes, connection: bytes, closes: bool
+) -> None:
+    body = json.dumps({"model": "gpt-4o-mini", "messages": PROMPT}).encode()
+    wire = (
+        b"POST /v1/chat/completions %s\r\nhost: x\r\nauthorization: Bearer k\r\n%s"
+        b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+        % (request_line, connection, len(body), body)
+    )
+    settings = proxy_settings(tmp_path, mock)
+    with (
+        ThreadedProxy(settings) as proxy,
+        socket.create_connection(("127.0.0.1", proxy.port)) as sock,
+    ):
+        sock.sendall(wire)
+        sock.settimeout(10)
+        received = b""
+        while not received.endswith(b"}"):
+            received += sock.recv(65536)
+        head = received.split(b"\r\n\r\n", 1)[0].lower()
+        assert received.startswith(b"HTTP/1.1 200")
+        assert (b"connection: close" in head) is closes
+        sock.settimeout(2)
+        try:
+            after = sock.recv(1)  # b"" once the proxy closed its side
+        except TimeoutError:
+            after = None  # still open, waiting for the next request
+        assert (after == b"") is closes

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from llmtap.proxy.headers import split_headers, wants_close
+from llmtap.proxy.headers import split_headers
 from llmtap.proxy.redaction import redact_headers, redact_url
 from llmtap.proxy.routing import RouteError, Router, is_public_address
 from llmtap.settings import Settings
@@ -43,19 +43,6 @@ def test_tap_headers_are_parsed_and_never_forwarded() -> None:
 def test_invalid_request_id_is_replaced() -> None:
     _, tap = split_headers([(b"Helicone-Request-Id", b"nope")])
     assert tap.request_id != "nope" and uuid.UUID(tap.request_id)
-
-
-@pytest.mark.parametrize(
-    ("headers", "http10", "closes"),
-    [
-        ([], False, False),
-        ([], True, True),
-        ([(b"Connection", b"close")], False, True),
-        ([(b"Connection", b"Keep-Alive")], True, False),
-    ],
-)
-def test_connection_close(headers: list[tuple[bytes, bytes]], http10: bool, closes: bool) -> None:
-    assert wants_close(headers, http10) is closes
 
 
 def test_secrets_are_redacted_everywhere() -> None:

@@ -16,7 +16,7 @@ import httptools
 
 from llmtap.proxy.errors import error_response
 from llmtap.proxy.exchange import Exchange
-from llmtap.proxy.headers import HeaderList, header_value, wants_close
+from llmtap.proxy.headers import HeaderList
 
 if TYPE_CHECKING:
     from llmtap.proxy.app import ProxyApp
@@ -106,11 +106,15 @@ class ClientConnection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        length = header_value(self._headers, b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.app.max_body:
-            self._too_large = True
-        expect = header_value(self._headers, b"expect")
-        if expect is not None and expect.lower() == b"100-continue" and not self._too_large:
+        expects_continue = False
+        for name, value in self._headers:  # one pass: this runs for every request
+            lower = name.lower()
+            if lower == b"content-length":
+                if value.isdigit() and int(value) > self.app.max_body:
+                    self._too_large = True
+            elif lower == b"expect":
+                expects_continue = value.lower() == b"100-continue"
+        if expects_continue and not self._too_large:
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -135,8 +139,8 @@ class ClientConnection(asyncio.Protocol):
             body,
             self._t0_ns,
             self._start_unix_ms,
-            client_closes=self.app.draining
-            or wants_close(self._headers, parser.get_http_version() == "1.0"),
+            # httptools reads Connection: and the HTTP version for us
+            client_closes=self.app.draining or not parser.should_keep_alive(),
         )
         too_large, self._body = self._too_large, []
         if self.current is None:

@@ -114,15 +114,3 @@ def header_value(headers: HeaderList, name: bytes) -> bytes | None:
         if key.lower() == name:
             return value
     return None
-
-
-def wants_close(headers: HeaderList, http10: bool) -> bool:
-    """Whether the client asked to close the connection after this exchange."""
-    connection = header_value(headers, b"connection")
-    if connection is not None:
-        tokens = connection.lower()
-        if b"close" in tokens:
-            return True
-        if b"keep-alive" in tokens:
-            return False
-    return http10
