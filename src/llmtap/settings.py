@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     connect_timeout_s: float = 10.0
     idle_timeout_s: float = 300.0
     total_timeout_s: float = 900.0
+    max_upstream_head_bytes: int = 64 * 1024
+    """Largest response head (status line, headers, interim 1xx replies) taken from a provider;
+    beyond it the call is answered 502 ``upstream_head_too_large`` and the connection dropped."""
     inject_stream_usage: bool = True
     spool_max_bytes: int = 256 * 1024 * 1024
     shipper_max_backlog: int = 100_000

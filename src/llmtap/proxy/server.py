@@ -66,6 +66,10 @@ class ProxyServer:
         self._sweeper: Sweeper | None = None
         self.port = settings.proxy_port
 
+    @property
+    def app(self) -> ProxyApp | None:
+        return self._app
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         if self._shipper is None:
@@ -77,6 +81,7 @@ class ProxyServer:
             ssl_context,
             connect_timeout_s=self.settings.connect_timeout_s,
             allow_private=self.settings.allow_private_targets,
+            max_head_bytes=self.settings.max_upstream_head_bytes,
         )
         app = ProxyApp(self.settings, Router(self.settings), pool, self._shipper, self.metrics)
         self._app = app
@@ -149,6 +154,12 @@ class ThreadedProxy:
     @property
     def url(self) -> str:
         return f"http://{self._server.settings.proxy_host}:{self._server.port}"
+
+    @property
+    def upstream_pool(self) -> UpstreamPool:
+        """The pool of provider connections (tests look at what it holds)."""
+        assert self._server.app is not None
+        return self._server.app.pool
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)

@@ -31,10 +31,24 @@ class RelayRefused(Exception):
 
 
 class UpstreamConnection(asyncio.Protocol):
+    """One connection to a provider, carrying one exchange at a time.
+
+    A response is the first one with a final status: interim (1xx) replies are read and dropped.
+    The connection goes back to the pool only after a complete response, read to its last byte
+    and nothing after it; any byte it sends while no exchange is waiting (the end of a body
+    longer than announced, a response nobody asked for) means it can no longer be trusted to
+    carry someone else's call, so it is closed.
+    """
+
     __slots__ = (
         "_chunked",
+        "_complete",
         "_got_bytes",
+        "_head_bytes",
+        "_head_done",
         "_headers",
+        "_interim",
+        "_keep_alive",
         "_reason",
         "_reused",
         "closed",
@@ -42,6 +56,7 @@ class UpstreamConnection(asyncio.Protocol):
         "key",
         "parser",
         "pool",
+        "pooled",
         "transport",
     )
 
@@ -52,11 +67,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.exchange: Exchange | None = None
         self.closed = False
+        self.pooled = False
+        """In the pool's idle list (so it is never put there twice)."""
         self._headers: HeaderList = []
         self._reason = b""
         self._chunked = False
         self._got_bytes = False
         self._reused = False
+        self._interim = False
+        self._complete = False
+        self._keep_alive = False
+        self._head_done = False
+        self._head_bytes = 0
 
     def start(self, exchange: Exchange, reused: bool) -> None:
         assert self.transport is not None
@@ -65,6 +87,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._reused = reused
         self._got_bytes = False
         self._headers = []
+        self._head_done = False
+        self._head_bytes = 0
         self.transport.write(exchange.request_bytes)
 
     def abort(self) -> None:
@@ -81,6 +105,14 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
 
+    def _fail(self, status: int, code: str, message: str) -> None:
+        """Fail the exchange (if still ours) and drop the connection: its state is unknown."""
+        exchange = self.exchange
+        self.pool.forget(self)
+        self.abort()
+        if exchange is not None:
+            exchange.fail(status, code, message)
+
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -88,15 +120,32 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.exchange is None:
+            # Nobody asked: a late or unsolicited response would be read as the next call's.
+            self.pool.forget(self)
+            self.abort()
+            return
         self._got_bytes = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            exchange, self.exchange = self.exchange, None
-            self.abort()
-            if exchange is not None:
-                exchange.fail(
-                    502, "upstream_protocol_error", f"invalid response from provider: {exc}"
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._fail(502, "upstream_protocol_error", "the provider sent an invalid HTTP response")
+            return
+        if self._complete:
+            self._complete = False
+            if self._keep_alive and not self.closed:
+                self.pool.release(self)
+            elif self.transport is not None:
+                self.closed = True
+                self.transport.close()
+        elif not self._head_done and self.exchange is not None:
+            # Every byte of this read belonged to a response head (interim ones included).
+            self._head_bytes += len(data)
+            if self._head_bytes > self.pool.max_head_bytes:
+                self._fail(
+                    502,
+                    "upstream_head_too_large",
+                    f"the provider's response head is larger than {self.pool.max_head_bytes} bytes",
                 )
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -123,6 +172,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.exchange is None:
+            # a second response in the same read as the end of the first: never reuse this one
+            self._keep_alive = False
+
     def on_status(self, reason: bytes) -> None:
         self._reason = reason
 
@@ -133,27 +187,37 @@ class UpstreamConnection(asyncio.Protocol):
         exchange = self.exchange
         if exchange is None:
             return
+        status = self.parser.get_status_code()
+        if status < 200:
+            if status == 101:
+                self._fail(502, "upstream_protocol_error", "the provider switched protocols (101)")
+                return
+            # Interim (100, 102, 103 ...): not forwarded, the final response follows on this
+            # connection (docs/decisions/2026-12-01-upstream-interim-responses.md).
+            self._interim = True
+            self._headers = []
+            return
+        self._head_done = True
         self._chunked = any(
             n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in self._headers
         )
-        exchange.on_response_head(
-            self.parser.get_status_code(), self._reason, self._headers, self._chunked
-        )
+        exchange.on_response_head(status, self._reason, self._headers, self._chunked)
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None:
             self.exchange.on_response_body(body)
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
         exchange, self.exchange = self.exchange, None
-        keep_alive = self.parser.should_keep_alive()
-        if exchange is not None:
-            exchange.on_response_complete()
-        if keep_alive and not self.closed:
-            self.pool.release(self)
-        elif self.transport is not None:
-            self.closed = True
-            self.transport.close()
+        if exchange is None:
+            return
+        # released (or closed) by data_received once this read is parsed to its end
+        self._complete = True
+        self._keep_alive = self.parser.should_keep_alive()
+        exchange.on_response_complete()
 
 
 class UpstreamPool:
@@ -163,8 +227,10 @@ class UpstreamPool:
         ssl_context: ssl.SSLContext,
         connect_timeout_s: float,
         allow_private: bool,
+        max_head_bytes: int,
     ) -> None:
         self._loop = loop
+        self.max_head_bytes = max_head_bytes
         self._ssl = ssl_context
         self._connect_timeout = connect_timeout_s
         self._allow_private = allow_private
@@ -179,6 +245,7 @@ class UpstreamPool:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
+            conn.pooled = False
             if not conn.closed:
                 conn.start(exchange, reused=True)
                 return
@@ -187,20 +254,29 @@ class UpstreamPool:
         task.add_done_callback(self._tasks.discard)
 
     def release(self, conn: UpstreamConnection) -> None:
+        """Keep a connection whose exchange completed for the next call to its origin."""
+        if conn.pooled or conn.closed or conn.exchange is not None:
+            return
         idle = self._idle.setdefault(conn.key, [])
         if len(idle) < MAX_IDLE_PER_ORIGIN:
+            conn.pooled = True
             idle.append(conn)
         else:
             conn.abort()
 
+    def idle_connections(self) -> list[UpstreamConnection]:
+        """Every idle connection the pool holds, all origins (a copy, for tests)."""
+        return [conn for idle in self._idle.values() for conn in idle]
+
     def forget(self, conn: UpstreamConnection) -> None:
-        idle = self._idle.get(conn.key)
-        if idle and conn in idle:
-            idle.remove(conn)
+        if conn.pooled:
+            conn.pooled = False
+            self._idle[conn.key].remove(conn)
 
     def close(self) -> None:
         for idle in self._idle.values():
             for conn in idle:
+                conn.pooled = False
                 conn.abort()
         self._idle.clear()
         for task in self._tasks:
@@ -239,7 +315,7 @@ class UpstreamPool:
             )
             return
         if exchange.finished:  # the client left while we were connecting
-            self.release(conn)
+            conn.abort()
             return
         conn.start(exchange, reused=False)
 

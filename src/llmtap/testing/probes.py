@@ -3,11 +3,16 @@ looking for bytes on disk."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from llmtap.queue.factory import open_consumer
+from llmtap.settings import Settings
 
 T = TypeVar("T")
 
@@ -47,3 +52,18 @@ def files_containing(root: Path, needle: bytes) -> list[Path]:
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 continue
     return found
+
+
+def published_records(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every record a proxy published on ``settings.topic`` so far, by request id, read by a
+    consumer group of its own (so the gateway's consumer, if any, is not disturbed)."""
+    consumer = open_consumer(settings, group=f"probe-{uuid.uuid4()}")
+    try:
+        records: dict[str, dict[str, Any]] = {}
+        while batch := consumer.poll_batch(1000, 0.2):
+            for message in batch:
+                record = json.loads(message.value)
+                records[record["request_id"]] = record
+        return records
+    finally:
+        consumer.close()
