@@ -70,16 +70,26 @@ class Upstream:
 
     @property
     def host_header(self) -> bytes:
+        """``host[:port]``, an IPv6 literal in brackets (``[2001:db8::1]:8080``)."""
+        host = bracketed(self.host)
         default = 443 if self.tls else 80
-        return (self.host if self.port == default else f"{self.host}:{self.port}").encode()
+        return (host if self.port == default else f"{host}:{self.port}").encode()
 
     @property
     def origin(self) -> str:
         return f"{self.scheme}://{self.host_header.decode()}"
 
 
+def bracketed(host: str) -> str:
+    """A host as it is written in a URL or ``Host`` header: IPv6 literals in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 def parse_upstream(url: str, provider: str, check_address: bool) -> Upstream:
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:
+        raise RouteError(400, "invalid_target_url", f"malformed target URL: {url!r}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RouteError(
             400, "invalid_target_url", f"target URL must be http(s)://host[/path]: {url!r}"
@@ -107,10 +117,35 @@ def known_provider(host: str) -> str | None:
     return None
 
 
+# IPv6 ranges that reach an address we cannot judge from here: the NAT64 local-use prefix maps to
+# whatever the operator's network puts behind it, and Teredo hides its IPv4 behind a relay.
+_NEVER_PUBLIC_V6 = (
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("2001::/32"),
+)
+# Prefixes whose last 32 bits are an IPv4 address: IPv4-compatible (::a.b.c.d, deprecated),
+# IPv4-translated (::ffff:0:a.b.c.d) and the NAT64 well-known prefix (64:ff9b::a.b.c.d).
+_LOW_32_IS_IPV4 = (
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+    ipaddress.IPv6Network("64:ff9b::/96"),
+)
+
+
 def is_public_address(address: str) -> bool:
+    """Whether a resolved address is on the public internet; an IPv6 form that carries an IPv4
+    address (mapped, compatible, translated, NAT64, 6to4) is judged by that IPv4 address."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in net for net in _NEVER_PUBLIC_V6):
+            return False
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+        elif any(ip in net for net in _LOW_32_IS_IPV4):
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.is_global and not ip.is_multicast
 
 
@@ -146,12 +181,23 @@ class Router:
         return self._openai, self._openai.base_path.encode() + url
 
     def _target(self, target_url: str) -> Upstream:
-        parts = urlsplit(target_url.strip())
+        try:
+            parts = urlsplit(target_url.strip())
+            port = parts.port
+        except ValueError as exc:  # an unclosed "[", a port out of range or not a number
+            raise RouteError(
+                400,
+                "invalid_target_url",
+                f"target URL must be http(s)://host[/path]: {target_url!r}",
+            ) from exc
         host = (parts.hostname or "").lower()
         provider = known_provider(host)
         if provider is None:
-            with_port = f"{host}:{parts.port}" if parts.port else host
-            if host not in self._allowed and with_port not in self._allowed:
+            # an IPv6 literal may be listed bare or in brackets, with a port only in brackets
+            names = {host, bracketed(host)}
+            if port:
+                names.add(f"{bracketed(host)}:{port}")
+            if not names & self._allowed:
                 raise RouteError(
                     403,
                     "target_not_allowed",
