@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llmtap.logs import configure_logging
+from llmtap.private_files import private_root, restrict_umask
 from llmtap.settings import Settings, load_settings
 
 
@@ -38,7 +39,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, flag, None)
         if value is not None:
             overrides[name] = value
-    return load_settings(args.config, **overrides)
+    settings = load_settings(args.config, **overrides)
+    # every command that reads settings stores under, or reads from, the data directory
+    private_root(settings.data_dir.absolute())
+    return settings
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -220,6 +224,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging()
+    # whatever this process or its children write (chDB, SQLite journals, ours) is owner-only
+    restrict_umask()
     result: int = args.func(args)
     return result
 

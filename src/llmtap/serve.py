@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from llmtap.logs import configure_logging
+from llmtap.private_files import private_root
 from llmtap.settings import Settings
 
 log = logging.getLogger("llmtap.serve")
@@ -58,7 +59,7 @@ def prepare(settings: Settings) -> None:
     """Create the data directory, run store migrations, and on first start make a key."""
     from llmtap.stores.factory import open_records_store
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_root(settings.data_dir.absolute())
     store = open_records_store(settings.records_url)
     try:
         org_id = store.default_org_id()

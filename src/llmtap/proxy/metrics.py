@@ -1,6 +1,7 @@
 """Counters of one proxy process, served as Prometheus text at ``/_llmtap/metrics``.
 
-Plain integers: the loop thread and the shipper thread each own the counters they bump.
+Plain integers: the loop thread and the shipper thread each own the counters they bump, except
+``records_dropped``, which both bump under the shipper's lock. Counters never go down.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ class ProxyMetrics:
     internal_errors: int = 0
     """llmtap's own failures on the hot path that were skipped so the call could go on."""
     records_published: int = 0
+    """Records the queue accepted from ``publish`` (Kafka: handed to the producer)."""
+    delivery_failures: int = 0
+    """Accepted records Kafka later reported undelivered; they go to the spool."""
     records_spooled: int = 0
     records_dropped: int = 0
     """Records lost because the queue was down and the spool was full: never silent."""

@@ -1,29 +1,64 @@
-"""Secrets never stored: provider keys are replaced before anything reaches the queue.
+"""Secrets never stored: secret-looking headers and query parameters are replaced before anything
+reaches the queue.
 
-Applied by the shipper to every captured header and URL (ARCHITECTURE invariant 5). The redacted
-form keeps a short, non-reversible hint so a user can tell two keys apart in the dashboard.
+Applied by the shipper to every captured request and response header and to the URL, and by the
+ingestion endpoints to the headers of async logs (ARCHITECTURE invariant 5). The rule is a name
+rule, not a list of known names, because providers and gateways keep inventing new ones
+(``openai-api-key``, ``x-foo-key``, ``x-auth-token``): a name is secret when, lower-cased, it
+contains one of :data:`SECRET_WORDS`, unless it is in :data:`HARMLESS_NAMES` or is a rate-limit
+header. ``token`` followed by ``s`` (``x-ratelimit-remaining-tokens``) counts tokens, not
+credentials. The redacted form keeps a short, non-reversible hint so a user can tell two keys
+apart in the dashboard. docs/security.md states the rule for users.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-SECRET_HEADERS = frozenset(
+SECRET_WORDS = (
+    "key",
+    "token",
+    "secret",
+    "auth",
+    "cookie",
+    "passw",
+    "pwd",
+    "credential",
+    "signature",
+    "jwt",
+)
+"""Substrings of a lower-cased header or query-parameter name that make it secret."""
+_SECRET = re.compile("|".join("token(?!s)" if w == "token" else w for w in SECRET_WORDS))
+
+HARMLESS_NAMES = frozenset(
     {
-        "authorization",
-        "proxy-authorization",
-        "x-api-key",
-        "api-key",
-        "x-goog-api-key",
-        "helicone-auth",
-        "llmtap-auth",
-        "cookie",
-        "set-cookie",
-        "openai-organization-key",
+        # challenges and CORS flags, not credentials
+        "www-authenticate",
+        "proxy-authenticate",
+        "access-control-allow-credentials",
+        # which body fields Helicone's cache ignores (field names, not keys)
+        "helicone-cache-ignore-keys",
+        "llmtap-cache-ignore-keys",
+        # a client's retry de-duplication id
+        "idempotency-key",
     }
 )
-SECRET_QUERY_PARAMS = frozenset({"key", "api_key", "api-key", "apikey", "access_token", "token"})
+"""Names that match :data:`SECRET_WORDS` but carry nothing secret: kept as sent."""
+_HARMLESS_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "ratelimit-", "helicone-ratelimit-")
+SECRET_QUERY_NAMES = frozenset({"sig"})
+"""Query parameters secret by their exact name (Azure SAS ``sig``)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def is_secret_name(name: str) -> bool:
+    """Whether a header or query-parameter ``name`` (any case) holds a secret."""
+    lower = name.lower()
+    if lower in HARMLESS_NAMES or lower.startswith(_HARMLESS_PREFIXES):
+        return False
+    return _SECRET.search(lower) is not None
 
 
 def redact_value(value: str) -> str:
@@ -38,10 +73,14 @@ def redact_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     for raw_name, raw_value in headers:
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
-        if name in SECRET_HEADERS:
+        if is_secret_name(name):
             value = redact_value(value)
         out[name] = f"{out[name]}, {value}" if name in out else value
     return out
+
+
+def _secret_param(name: str) -> bool:
+    return name.lower() in SECRET_QUERY_NAMES or is_secret_name(name)
 
 
 def redact_url(url: str) -> str:
@@ -53,8 +92,6 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() in SECRET_QUERY_PARAMS for k, _ in pairs):
-            query = urlencode(
-                [(k, redact_value(v) if k.lower() in SECRET_QUERY_PARAMS else v) for k, v in pairs]
-            )
+        if any(_secret_param(k) for k, _ in pairs):
+            query = urlencode([(k, redact_value(v) if _secret_param(k) else v) for k, v in pairs])
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

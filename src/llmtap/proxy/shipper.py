@@ -7,6 +7,10 @@ the queue refuses (down, full), the records go to the local disk spool and are r
 first, once it takes them again. A record that cannot be kept anywhere is counted in
 ``records_dropped`` and logged — never silently lost. Body-store failures do not stop the record:
 it is published without that body and says why (``extra.body_error``).
+
+Counters only go up: ``records_published`` counts records the queue accepted from ``publish``;
+a record Kafka later reports undelivered is counted in ``delivery_failures`` (and then in
+``records_spooled`` or ``records_dropped``), never taken back from ``records_published``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from llmtap.keys import hash_key
 from llmtap.proxy.capture import Captured, build_record
 from llmtap.proxy.exchange import Exchange
 from llmtap.proxy.metrics import ProxyMetrics
+from llmtap.proxy.outage_log import OutageLog
 from llmtap.queue.port import PublishIncomplete, ReportingProducer
 from llmtap.queue.spool import Spool
 from llmtap.record import LogRecord, encode
@@ -138,6 +143,9 @@ class Shipper:
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="llmtap-shipper", daemon=True)
         self._next_spool_try = 0.0
+        self._outage = OutageLog()
+        # records_dropped is the one counter both the loop (submit) and the shipper thread bump
+        self._dropped_lock = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
@@ -145,7 +153,7 @@ class Shipper:
     def submit(self, exchange: Exchange) -> None:
         """Called on the loop: never waits. Beyond ``max_backlog`` the record is counted lost."""
         if self._inbox.qsize() >= self._max_backlog:
-            self._metrics.records_dropped += 1
+            self._count_dropped(1)
             now = time.monotonic()
             if now >= self._next_backlog_warning:
                 self._next_backlog_warning = now + 10.0
@@ -156,6 +164,10 @@ class Shipper:
                 )
             return
         self._inbox.put(exchange)
+
+    def _count_dropped(self, count: int) -> None:
+        with self._dropped_lock:
+            self._metrics.records_dropped += count
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Ship everything submitted so far, flush the queue, stop the thread."""
@@ -214,7 +226,7 @@ class Shipper:
                 captured.append(build_record(exchange, org))
             except Exception:  # fail-open edge: one broken capture must not stop the others
                 self._metrics.shipper_errors += 1
-                self._metrics.records_dropped += 1
+                self._count_dropped(1)
                 log.exception("could not build the log record of one call; it is lost")
         records = self._store_bodies(captured)
         items = [(r.request_id.encode(), encode(r)) for r in records]
@@ -225,17 +237,10 @@ class Shipper:
             producer.publish_batch(self._topic, items)
             self._metrics.records_published += len(items)
         except PublishIncomplete as exc:
-            log.warning(
-                "queue took %d of %d record(s), spooling the rest: %s",
-                exc.accepted,
-                len(items),
-                exc,
-            )
             self._metrics.records_published += exc.accepted
-            self._to_spool(items[exc.accepted :])
+            self._to_spool(items[exc.accepted :], str(exc))
         except QueueError as exc:
-            log.warning("queue refused %d record(s), spooling them: %s", len(items), exc)
-            self._to_spool(items)
+            self._to_spool(items, str(exc))
         self._spool_failed_deliveries()
 
     def _spool_failed_deliveries(self) -> None:
@@ -245,11 +250,13 @@ class Shipper:
         except QueueError:
             return
         if failed:
-            log.warning("%d record(s) failed delivery, spooling them", len(failed))
-            self._metrics.records_published -= len(failed)
+            self._metrics.delivery_failures += len(failed)
             kept = self._spool.append_many(failed)
             self._metrics.records_spooled += kept
-            self._metrics.records_dropped += len(failed) - kept
+            self._count_dropped(len(failed) - kept)
+            self._metrics.spool_pending = self._spool.pending
+            reason = f"kafka reported {len(failed)} delivery(ies) failed"
+            self._outage.spooled(kept, reason, self._spool.pending)
 
     def _store_bodies(self, captured: list[Captured]) -> list[LogRecord]:
         """One pack object per organization for the whole batch, then the records get their
@@ -290,11 +297,12 @@ class Shipper:
             records.append(record)
         return records
 
-    def _to_spool(self, items: list[tuple[bytes, bytes]]) -> None:
+    def _to_spool(self, items: list[tuple[bytes, bytes]], reason: str) -> None:
         kept = self._spool.append_many((self._topic, k, v) for k, v in items)
         self._metrics.records_spooled += kept
-        self._metrics.records_dropped += len(items) - kept
+        self._count_dropped(len(items) - kept)
         self._metrics.spool_pending = self._spool.pending
+        self._outage.spooled(kept, reason, self._spool.pending)
 
     def _replay_spool(self) -> None:
         now = time.monotonic()
@@ -310,15 +318,18 @@ class Shipper:
             # short flush: while the broker is still down the shipper must get back to new calls
             replayed = self._spool.replay(producer, flush_timeout_s=SPOOL_FLUSH_S)
         except QueueError as exc:
-            log.info(
+            log.debug(
                 "queue unavailable, %d record(s) wait in the spool: %s", self._spool.pending, exc
             )
+            self._outage.still_away(self._spool.pending)
             return
         finally:
             self._metrics.spool_pending = self._spool.pending
         if replayed:
             self._metrics.spool_replayed += replayed
-            log.info("replayed %d spooled record(s) into the queue", replayed)
+            log.debug("replayed %d spooled record(s) into the queue", replayed)
+        if not self._spool.pending:
+            self._outage.drained()
 
     def _flush(self) -> None:
         try:

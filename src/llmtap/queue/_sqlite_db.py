@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from llmtap.errors import QueueError
+from llmtap.private_files import private_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -76,7 +77,10 @@ def translated(action: str) -> Iterator[None]:
 
 
 def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        private_file(path)  # before SQLite creates it: its -wal and -shm take the file's mode
+    except OSError as err:
+        raise QueueError(f"embedded queue: creating {path} failed: {err}") from err
     with translated(f"opening {path}"):
         # isolation_level=None: transactions are spelled out below, never opened implicitly.
         conn = sqlite3.connect(

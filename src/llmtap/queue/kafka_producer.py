@@ -23,7 +23,8 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as _Client
 
 from llmtap.errors import QueueError
-from llmtap.queue.kafka_admin import LIBRDKAFKA_LOG, queue_error
+from llmtap.queue.kafka_admin import queue_error
+from llmtap.queue.kafka_outage import BrokerState, QuietLibrdkafkaLog
 from llmtap.queue.port import Failed, PublishIncomplete
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,9 @@ DEFAULTS: dict[str, Any] = {
 class KafkaProducer:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self._failed: deque[Failed] = deque()
+        self._broker = BrokerState("producer")
         self._client = _Client(
-            {**DEFAULTS, **config, "error_cb": self._on_error, "logger": LIBRDKAFKA_LOG}
+            {**DEFAULTS, **config, "error_cb": self._broker.error, "logger": QuietLibrdkafkaLog()}
         )
         self._stop = threading.Event()
         self._closed = False
@@ -113,14 +115,11 @@ class KafkaProducer:
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
+            self._broker.delivered()
             return
         self._failed.append((msg.topic(), msg.key(), msg.value()))
-        log.warning("kafka: delivery to %r failed: %s", msg.topic(), err.str())
-
-    def _on_error(self, err: KafkaError) -> None:
-        # Mostly transient (broker down: librdkafka reconnects); fatal means this client is done.
-        level = logging.ERROR if err.fatal() else logging.WARNING
-        log.log(level, "kafka producer: %s", err.str())
+        # counted and logged once per batch by the caller that spools them (take_failed)
+        log.debug("kafka: delivery to %r failed: %s", msg.topic(), err.str())
 
     def _serve_delivery_reports(self) -> None:
         while not self._stop.is_set():

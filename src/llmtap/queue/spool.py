@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from llmtap.errors import QueueError
+from llmtap.private_files import FILE_MODE, private_root
 from llmtap.queue.port import Producer
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,8 @@ class Spool:
         self._active: int | None = None
         self._active_path = directory
         self._active_size = 0
-        directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        private_root(directory)
+        self._lock_fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -217,7 +218,7 @@ class Spool:
         existing = self._segments()
         number = int(existing[-1].stem) + 1 if existing else 1
         self._active_path = self.directory / f"{number:012d}{_SUFFIX}"
-        self._active = os.open(self._active_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._active = os.open(self._active_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         self._active_size = 0
         if self._fsync:  # the new file's name must survive a power loss too, not just its bytes
             directory = os.open(self.directory, os.O_RDONLY)

@@ -14,6 +14,7 @@ import msgspec
 from chdb import session as chdb_session
 
 from llmtap.errors import StoreUnavailable
+from llmtap.private_files import private_root
 from llmtap.stores.analytics.client import SESSION_SETTINGS, classify
 
 _decode_row = msgspec.json.Decoder(dict[str, Any])
@@ -22,7 +23,8 @@ _decode_row = msgspec.json.Decoder(dict[str, Any])
 class ChdbClient:
     def __init__(self, path: Path) -> None:
         self.path = path.absolute()
-        self.path.mkdir(parents=True, exist_ok=True)
+        # chDB creates its files with the process umask; a 0700 directory keeps them to us anyway
+        private_root(self.path)
         try:
             self._session = chdb_session.Session(str(self.path))  # type: ignore[no-untyped-call]
         except RuntimeError as err:

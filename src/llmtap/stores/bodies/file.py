@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from llmtap.errors import StoreError, StoreUnavailable
+from llmtap.private_files import FILE_MODE, private_dirs, private_root
 from llmtap.stores.bodies.port import split_key
 
 # errors that pass (full disk, I/O hiccup, too many open files): the caller may try again
@@ -32,7 +33,7 @@ class FileBodyStore:
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_root(self.root)
         except OSError as err:
             raise _translate(err, f"create {self.root}") from err
         # Directories known to exist: the proxy's shipper writes two bodies per call, and a
@@ -66,15 +67,15 @@ class FileBodyStore:
         tmp = parent / f"{self._tmp_prefix}{next(self._tmp_counter)}"
         try:
             if parent not in self._dirs:
-                parent.mkdir(parents=True, exist_ok=True)
+                private_dirs(parent)
                 self._dirs.add(parent)
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
             except FileNotFoundError:
                 self._dirs.discard(parent)
-                parent.mkdir(parents=True, exist_ok=True)
+                private_dirs(parent)
                 self._dirs.add(parent)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
             try:
                 view = memoryview(data)
                 while view:

@@ -19,6 +19,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, make_url
 
 from llmtap.errors import ConfigError, StoreError, StoreUnavailable
+from llmtap.private_files import private_file
 
 # What one bad row can cause: the database refusing it, or the driver or a column type refusing
 # to bind one of its values (an int beyond 64 bits, something JSON cannot hold) before the
@@ -87,7 +88,8 @@ def create_engine(url: str, *, immediate: bool = False) -> sa.Engine:
 def _sqlite_engine(parsed: URL, *, immediate: bool) -> sa.Engine:
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # created 0600 before SQLite opens it: its -wal and -shm take the file's mode
+        private_file(Path(database))
     engine = sa.create_engine(parsed, json_serializer=_json_text)
 
     @event.listens_for(engine, "connect")
