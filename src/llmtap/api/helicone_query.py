@@ -248,7 +248,8 @@ def helicone_request_query(body: HeliconeQuery, org: Org, ctx: Ctx) -> JSONRespo
             limit=body.limit,
             offset=body.offset,
         )
-        page = ctx.search.search(query)
+        with ctx.gate.slot():
+            page = ctx.search.search(query)
     except FilterError as exc:
         return JSONResponse({"data": None, "error": str(exc)}, status_code=400)
     return JSONResponse({"data": [helicone_row(r) for r in page.rows], "error": None})

@@ -37,6 +37,7 @@ def page_json(page: SearchPage) -> dict[str, Any]:
         "data": [row_summary(r) for r in page.rows],
         "next_cursor": page.next_cursor,
         "scanned": page.scanned,
+        "scan_truncated": page.truncated,
     }
 
 
@@ -51,7 +52,8 @@ def search_requests(body: SearchBody, org: Org, ctx: Ctx) -> dict[str, Any]:
         limit=body.limit,
         cursor=body.cursor,
     )
-    return page_json(ctx.search.search(query))
+    with ctx.gate.slot():
+        return page_json(ctx.search.search(query))
 
 
 @router.get("", response_model=SearchPageOut, summary="List logged calls (simple filters)")
@@ -82,7 +84,8 @@ def list_requests(
         ("session_id", session_id),
     ):
         if value is not None:
-            leaves.append(Leaf(field, "eq", value))
+            # parsed like a filter leaf, so a value the store cannot hold is a 400 naming it
+            leaves.append(parse_filter({"field": field, "op": "eq", "value": value}, field))
     for item in property or []:
         name, sep, value = item.partition(":")
         if not sep:
@@ -98,7 +101,8 @@ def list_requests(
         limit=limit,
         cursor=cursor,
     )
-    return page_json(ctx.search.search(query))
+    with ctx.gate.slot():
+        return page_json(ctx.search.search(query))
 
 
 def _number_or_text(value: str | None) -> float | str | None:
