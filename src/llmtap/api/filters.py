@@ -102,17 +102,17 @@ def check_size(node: Filter | None, limits: FilterLimits) -> None:
     if node is None:
         return
     leaves, values, depth = _size(node)
-    if depth > limits.max_depth:
+    if values > limits.max_values:
         raise FilterError(
-            f"filter: nested {depth} deep; at most {limits.max_depth} (api_filter_max_depth)"
+            f"filter: {values} values in all; at most {limits.max_values} (api_filter_max_values)"
         )
     if leaves > limits.max_leaves:
         raise FilterError(
             f"filter: {leaves} comparisons; at most {limits.max_leaves} (api_filter_max_leaves)"
         )
-    if values > limits.max_values:
+    if depth > limits.max_depth:
         raise FilterError(
-            f"filter: {values} values in all; at most {limits.max_values} (api_filter_max_values)"
+            f"filter: nested {depth} deep; at most {limits.max_depth} (api_filter_max_depth)"
         )
 
 

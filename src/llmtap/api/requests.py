@@ -12,7 +12,15 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from llmtap.api.context import Ctx, Org
-from llmtap.api.filters import Filter, FilterError, Leaf, all_of, parse_filter, parse_time
+from llmtap.api.filters import (
+    Filter,
+    FilterError,
+    Leaf,
+    all_of,
+    check_size,
+    parse_filter,
+    parse_time,
+)
 from llmtap.api.rows import body_view, row_detail, row_summary
 from llmtap.api.schemas import ERROR_RESPONSES, RequestDetailOut, SearchBody, SearchPageOut
 from llmtap.api.search import SearchPage, SearchQuery
@@ -44,6 +52,7 @@ def page_json(page: SearchPage) -> dict[str, Any]:
 @router.post("/search", response_model=SearchPageOut, summary="Search logged calls")
 def search_requests(body: SearchBody, org: Org, ctx: Ctx) -> dict[str, Any]:
     tree = None if body.filter is None else parse_filter(body.filter)
+    check_size(tree, ctx.limits)
     query = SearchQuery(
         org_id=org,
         filter=all_of(time_range(body.start, body.end), tree),
@@ -93,9 +102,11 @@ def list_requests(
         leaves.append(
             parse_filter({"field": f"properties.{name}", "op": "eq", "value": value}, "property")
         )
+    tree = all_of(*leaves)
+    check_size(tree, ctx.limits)
     query = SearchQuery(
         org_id=org,
-        filter=all_of(*leaves),
+        filter=tree,
         sort=sort,
         descending=order == "desc",
         limit=limit,

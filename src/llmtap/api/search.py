@@ -29,8 +29,6 @@ from llmtap.api.filters import (
     INT64,
     Filter,
     FilterError,
-    FilterLimits,
-    check_size,
     check_text,
     has_text,
 )
@@ -149,13 +147,11 @@ class RequestSearch:
         *,
         scan_limit: int = 5000,
         scan_max_bytes: int = 64 * 1024 * 1024,
-        limits: FilterLimits | None = None,
     ) -> None:
         self._engine = create_engine(records_url)
         self._bodies = bodies
         self._scan_limit = scan_limit
         self._scan_max_bytes = scan_max_bytes
-        self.limits = limits or FilterLimits()
 
     @property
     def dialect(self) -> str:
@@ -179,7 +175,6 @@ class RequestSearch:
     def search(self, query: SearchQuery) -> SearchPage:
         if not 1 <= query.limit <= 1000:
             raise FilterError("limit: must be between 1 and 1000")
-        check_size(query.filter, self.limits)
         position = decode_cursor(query)
         needs_bodies = has_text(query.filter)
         where: list[sa.ColumnElement[bool]] = [requests.c.org_id == query.org_id]

@@ -48,7 +48,6 @@ class ApiService:
                 settings.records_url,
                 bodies,
                 scan_max_bytes=settings.api_text_scan_max_bytes,
-                limits=limits,
             )
             self._resources.callback(search.close)
             keys = KeyResolver(records.org_for_key_hash)
