@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,6 +80,21 @@ class Settings(BaseSettings):
     api_port: int = 8788
     max_ingest_body_bytes: int = 32 * 1024 * 1024
     """Largest async-log or OTLP body the ingestion endpoints accept (after decompression): 413."""
+    api_filter_max_values: Annotated[int, Field(ge=1)] = 1000
+    """Values one search/metrics filter may hold in all its leaves together (an ``in`` list
+    counts each value): more is 400. Bounds what the engines parse per query."""
+    api_filter_max_leaves: Annotated[int, Field(ge=1)] = 100
+    """Comparisons (leaves) one filter may hold: more is 400."""
+    api_filter_max_depth: Annotated[int, Field(ge=1)] = 12
+    """Nesting of ``and``/``or`` a filter may have: deeper is 400."""
+    api_text_scan_max_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
+    """Body bytes one text search request may read; past it the page ends early with
+    ``scan_truncated: true`` and a cursor to continue from."""
+    api_query_concurrency: Annotated[int, Field(ge=1)] = 1
+    """Search and metrics queries run at once in this process (the rest wait): keeps query work
+    to about one core, so it cannot starve the consumer running beside it."""
+    api_query_wait_s: Annotated[float, Field(ge=0)] = 5.0
+    """How long a query waits for a free slot before the answer is 503 with ``Retry-After``."""
 
     # cost: user price overrides, model -> {"input": $/Mtok, "output": $/Mtok, ...}
     price_overrides: dict[str, dict[str, float]] = Field(default_factory=dict)

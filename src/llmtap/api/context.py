@@ -13,8 +13,10 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from llmtap.api.auth import KeyResolver
+from llmtap.api.filters import FilterLimits
 from llmtap.api.ingest_http import Ingestion
 from llmtap.api.metrics_query import MetricsSource
+from llmtap.api.query_gate import QueryGate
 from llmtap.api.search import RequestSearch
 
 
@@ -24,6 +26,10 @@ class ApiContext:
     keys: KeyResolver
     metrics: MetricsSource | None
     """``None`` when no analytics store is configured: metrics routes answer 503."""
+    limits: FilterLimits
+    """How big a filter may be (settings ``api_filter_max_*``)."""
+    gate: QueryGate
+    """Bounds the searches and metrics queries running at once (``api_query_concurrency``)."""
     ingestion: Ingestion | None = None
     """Async-log and OTLP ingestion (``api/ingest.py``); ``None``: those routes are not mounted."""
 

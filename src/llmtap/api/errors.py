@@ -7,6 +7,7 @@ RequestValidationError 400   the body or query does not fit the schema
 Unauthorized           401   no key, unknown key, revoked key
 StoreUnavailable       503   a store is down: try again later
 MetricsUnavailable     503   no analytics store configured or reachable
+QueryBusy              503   every query slot is taken (with Retry-After)
 StoreError             500   anything else a store refused
 =====================  ====  ==========================================
 """
@@ -22,6 +23,7 @@ from starlette.exceptions import HTTPException
 
 from llmtap.api.auth import Unauthorized
 from llmtap.api.filters import FilterError
+from llmtap.api.query_gate import QueryBusy
 from llmtap.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,12 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("store unavailable: %s", exc)
         return error_response(503, "unavailable", str(exc))
 
+    async def on_busy(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, QueryBusy)
+        response = error_response(503, "busy", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+
     async def on_store(_request: Request, exc: Exception) -> JSONResponse:
         log.error("store error: %s", exc)
         return error_response(500, "store_error", str(exc))
@@ -75,5 +83,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Unauthorized, on_unauthorized)
     app.add_exception_handler(StoreUnavailable, on_unavailable)
     app.add_exception_handler(MetricsUnavailable, on_unavailable)
+    app.add_exception_handler(QueryBusy, on_busy)
     app.add_exception_handler(StoreError, on_store)
     app.add_exception_handler(HTTPException, on_http)

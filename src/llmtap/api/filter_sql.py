@@ -8,6 +8,7 @@ superset) and the caller checks them on the candidates; otherwise they are refus
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -17,14 +18,31 @@ from llmtap.stores.records.schema import requests
 
 _COLUMN_OF_FIELD = {"created": "created_unix_ms", "cost_usd": "cost_nano_usd"}
 
+# SQLite puts the name inside a JSON path ('$."name"') with no way to escape a quote or a
+# backslash, and compares it with the key as written in the JSON text (escapes and all): only
+# names made of these characters are found that way for sure.
+_PLAIN_PATH_NAME = re.compile(r"[A-Za-z0-9_\-.:/@ #$%&'()*+,;<=>?!^`{|}~\[\]]+")
 
-def column_for(leaf: Leaf) -> sa.ColumnElement[object]:
+
+def column_for(leaf: Leaf, dialect: str = "sqlite") -> sa.ColumnElement[object]:
     name = leaf.property_name
     if name is not None:
-        # JSON_EXTRACT on SQLite, ->> on Postgres; a missing property is NULL on both
-        expr: sa.ColumnElement[object] = requests.c.properties[name].as_string()
-        return expr
+        return property_value(name, dialect)
     return requests.c[_COLUMN_OF_FIELD.get(leaf.field, leaf.field)]
+
+
+def property_value(name: str, dialect: str) -> sa.ColumnElement[object]:
+    """The property's value, NULL when missing; ``name`` is always a bound parameter."""
+    if dialect == "sqlite" and not _PLAIN_PATH_NAME.fullmatch(name):
+        # json_each decodes the keys, so any name compares exactly, as a bound value
+        each = sa.func.json_each(requests.c.properties).table_valued("key", "value")
+        found: sa.ColumnElement[object] = (
+            sa.select(each.c.value).where(each.c.key == name).limit(1).scalar_subquery()
+        )
+        return found
+    # JSON_EXTRACT on SQLite, ->> on Postgres; a missing property is NULL on both
+    expr: sa.ColumnElement[object] = requests.c.properties[name].as_string()
+    return expr
 
 
 def to_sql(node: Filter, dialect: str, *, relax_text: bool = False) -> sa.ColumnElement[bool]:
@@ -47,7 +65,7 @@ def _contains(
 
 
 def _leaf(leaf: Leaf, dialect: str) -> sa.ColumnElement[bool]:
-    column = column_for(leaf)
+    column = column_for(leaf, dialect)
     op, value = leaf.op, leaf.value
     if op == "exists":
         return column.is_not(None) if value else column.is_(None)

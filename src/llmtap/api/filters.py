@@ -73,11 +73,76 @@ _OPS_BY_KIND: dict[FieldKind, frozenset[str]] = {
 }
 
 MAX_NODES = 200
-"""A bound on the tree's size: a filter is written by a person or a dashboard, not generated."""
+"""A bound on the tree's size while parsing; ``FilterLimits`` is the tighter one a query runs with."""
+
+INT64 = (-(2**63), 2**63 - 1)
+_INT_RANGES: dict[str, tuple[int, int]] = {"status": (-(2**31), 2**31 - 1)}
+"""Columns narrower than Int64 (``stores/analytics/ddl.py``); every other integer is Int64."""
+TIME_MIN_MS = -62_135_596_800_000.0
+TIME_MAX_MS = 253_402_300_799_999.0
+"""0001-01-01 to 9999-12-31: the times a date can name (and an ISO string can spell)."""
 
 
 class FilterError(ValueError):
     """A filter the API cannot run; the message names the offending part."""
+
+
+@dataclass(frozen=True, slots=True)
+class FilterLimits:
+    """How big a filter may be when it runs (settings ``api_filter_max_*``): every leaf and every
+    value is parsed and planned by the engine, so an unbounded tree is unbounded CPU."""
+
+    max_values: int = 1000
+    max_leaves: int = 100
+    max_depth: int = 12
+
+
+def check_size(node: Filter | None, limits: FilterLimits) -> None:
+    """``FilterError`` naming the limit when ``node`` is over one of ``limits``."""
+    if node is None:
+        return
+    leaves, values, depth = _size(node)
+    if values > limits.max_values:
+        raise FilterError(
+            f"filter: {values} values in all; at most {limits.max_values} (api_filter_max_values)"
+        )
+    if leaves > limits.max_leaves:
+        raise FilterError(
+            f"filter: {leaves} comparisons; at most {limits.max_leaves} (api_filter_max_leaves)"
+        )
+    if depth > limits.max_depth:
+        raise FilterError(
+            f"filter: nested {depth} deep; at most {limits.max_depth} (api_filter_max_depth)"
+        )
+
+
+def _size(node: Filter) -> tuple[int, int, int]:
+    """(leaves, values, depth) of ``node``."""
+    if isinstance(node, Leaf):
+        return 1, len(node.value) if isinstance(node.value, tuple) else 1, 1
+    leaves = values = depth = 0
+    for item in node.items:
+        item_leaves, item_values, item_depth = _size(item)
+        leaves += item_leaves
+        values += item_values
+        depth = max(depth, item_depth)
+    return leaves, values, depth + 1
+
+
+def check_text(raw: str, where: str) -> str:
+    """``raw``, unless it holds a NUL: Postgres cannot store one, and SQLite cuts JSON paths at
+    it, so no store could answer the same for it."""
+    if "\x00" in raw:
+        raise FilterError(f"{where}: NUL characters are not accepted")
+    return raw
+
+
+def check_property_name(name: str, where: str) -> str:
+    if not name:
+        raise FilterError(f"{where}: needs a property name")
+    if "\x00" in name:
+        raise FilterError(f"{where}: a property name cannot hold a NUL character")
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +213,7 @@ def _parse_leaf(data: dict[str, Any], where: str) -> Leaf:
     if not isinstance(field, str):
         raise FilterError(f"{where}.field: expected a field name")
     if field.startswith(PROPERTY_PREFIX):
-        if len(field) == len(PROPERTY_PREFIX):
-            raise FilterError(f"{where}.field: 'properties.' needs a property name")
+        check_property_name(field[len(PROPERTY_PREFIX) :], f"{where}.field")
         kind: FieldKind = "str"
     elif field in FIELDS:
         kind = FIELDS[field]
@@ -166,14 +230,14 @@ def _parse_leaf(data: dict[str, Any], where: str) -> Leaf:
         )
     if "value" not in data:
         raise FilterError(f"{where}.value: missing")
-    value = _value(data["value"], kind, op, f"{where}.value")
+    value = _value(data["value"], field, kind, op, f"{where}.value")
     if field.startswith(PROPERTY_PREFIX):
         # the proxy stores property names lower-cased (Helicone-Property-Env -> "env")
         field = PROPERTY_PREFIX + field[len(PROPERTY_PREFIX) :].lower()
     return Leaf(field, op, value)
 
 
-def _value(raw: Any, kind: FieldKind, op: str, where: str) -> Any:
+def _value(raw: Any, field: str, kind: FieldKind, op: str, where: str) -> Any:
     if op == "exists":
         if not isinstance(raw, bool):
             raise FilterError(f"{where}: 'exists' takes true or false")
@@ -181,46 +245,84 @@ def _value(raw: Any, kind: FieldKind, op: str, where: str) -> Any:
     if op == "in":
         if not isinstance(raw, list) or not raw or len(raw) > 1000:
             raise FilterError(f"{where}: 'in' takes a list of 1 to 1000 values")
-        return tuple(_scalar(x, kind, f"{where}[{i}]") for i, x in enumerate(raw))
-    return _scalar(raw, kind, where)
+        return tuple(_scalar(x, field, kind, f"{where}[{i}]") for i, x in enumerate(raw))
+    return _scalar(raw, field, kind, where)
 
 
-def _scalar(raw: Any, kind: FieldKind, where: str) -> Any:
+def _scalar(raw: Any, field: str, kind: FieldKind, where: str) -> Any:
     if kind in ("str", "text"):
         if not isinstance(raw, str):
             raise FilterError(f"{where}: expected a string")
         if kind == "text" and not raw:
             raise FilterError(f"{where}: the text to look for is empty")
-        return raw
+        return check_text(raw, where)
     if kind == "bool":
         if not isinstance(raw, bool):
             raise FilterError(f"{where}: expected true or false")
         return raw
     if kind == "time":
-        return parse_time(raw, where)
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        return parse_time(raw, f"{where} ({field})")
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise FilterError(f"{where}: expected a number")
     if kind == "int":
-        if not float(raw).is_integer():
-            raise FilterError(f"{where}: expected a whole number")
-        return int(raw)
+        return _whole(raw, field, where)
     if kind == "cost":
         return usd_to_nano(raw, where)
-    return float(raw)
+    return _finite(raw, field, where)
 
 
-def usd_to_nano(raw: int | float | str, where: str) -> Decimal:
-    """US dollars as given (a JSON number) to nano-dollars, exactly (may be fractional)."""
+def _finite(raw: int | float, field: str, where: str) -> float:
+    # float(int) overflows past ~1.8e308; math.isfinite(int) does too
     try:
-        return Decimal(str(raw)) * 1_000_000_000
+        number = float(raw)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise FilterError(f"{where}: {field} must be a finite number")
+    return number
+
+
+def _whole(raw: int | float, field: str, where: str) -> int:
+    if isinstance(raw, float):
+        if not math.isfinite(raw) or not raw.is_integer():
+            raise FilterError(f"{where}: {field}: expected a whole number")
+        raw = int(raw)
+    low, high = _INT_RANGES.get(field, INT64)
+    if not low <= raw <= high:
+        raise FilterError(f"{where}: {field} must be between {low} and {high}")
+    return raw
+
+
+def usd_to_nano(raw: int | float | str, where: str, field: str = "cost_usd") -> Decimal:
+    """US dollars as given (a JSON number) to nano-dollars, exactly (may be fractional), within
+    what the Int64 nano-dollar column can hold."""
+    try:
+        nano = Decimal(str(raw)) * 1_000_000_000
     except InvalidOperation as exc:
         raise FilterError(f"{where}: {raw!r} is not an amount in USD") from exc
+    low, high = INT64
+    if not nano.is_finite() or not low <= nano <= high:
+        raise FilterError(
+            f"{where}: {field} must be between {Decimal(low) / 10**9} and"
+            f" {Decimal(high) / 10**9} USD"
+        )
+    return nano
 
 
 def parse_time(raw: Any, where: str) -> float:
-    """Unix milliseconds from a number (unix ms) or an ISO-8601 string with a time zone."""
-    if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
-        return float(raw)
+    """Unix milliseconds from a number (unix ms) or an ISO-8601 string with a time zone, within
+    years 1 to 9999."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        try:
+            moment_ms = float(raw)
+        except OverflowError:
+            moment_ms = math.inf
+        if not TIME_MIN_MS <= moment_ms <= TIME_MAX_MS:
+            raise FilterError(
+                f"{where}: {raw!r} is out of range; unix milliseconds between"
+                f" {TIME_MIN_MS:.0f} (year 1) and {TIME_MAX_MS:.0f} (year 9999)"
+            )
+        return moment_ms
     if isinstance(raw, str):
         try:
             moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -228,7 +330,11 @@ def parse_time(raw: Any, where: str) -> float:
             raise FilterError(f"{where}: {raw!r} is not an ISO-8601 time") from exc
         if moment.tzinfo is None:
             raise FilterError(f"{where}: {raw!r} needs a time zone (e.g. 'Z')")
-        return moment.timestamp() * 1000.0
+        try:
+            moment_ms = moment.timestamp() * 1000.0
+        except (OverflowError, ValueError) as exc:  # 0001-01-01T00:00+01:00 is before year 1
+            raise FilterError(f"{where}: {raw!r} is out of range") from exc
+        return min(max(moment_ms, TIME_MIN_MS), TIME_MAX_MS)
     raise FilterError(f"{where}: expected unix milliseconds or an ISO-8601 time")
 
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from llmtap.api.context import Ctx, Org
-from llmtap.api.filters import MAX_NODES, Branch, Filter, FilterError, parse_filter
+from llmtap.api.filters import MAX_NODES, Branch, Filter, FilterError, check_size, parse_filter
 from llmtap.api.rows import iso_time, nano_to_usd
 from llmtap.api.schemas import ERROR_RESPONSES
 from llmtap.api.search import SearchQuery, SortField
@@ -239,6 +239,7 @@ def _sort(sort: dict[str, str] | None) -> tuple[SortField, bool]:
 def helicone_request_query(body: HeliconeQuery, org: Org, ctx: Ctx) -> JSONResponse:
     try:
         tree = translate(body.filter)
+        check_size(tree, ctx.limits)
         sort, descending = _sort(body.sort)
         query = SearchQuery(
             org_id=org,
@@ -248,7 +249,8 @@ def helicone_request_query(body: HeliconeQuery, org: Org, ctx: Ctx) -> JSONRespo
             limit=body.limit,
             offset=body.offset,
         )
-        page = ctx.search.search(query)
+        with ctx.gate.slot():
+            page = ctx.search.search(query)
     except FilterError as exc:
         return JSONResponse({"data": None, "error": str(exc)}, status_code=400)
     return JSONResponse({"data": [helicone_row(r) for r in page.rows], "error": None})

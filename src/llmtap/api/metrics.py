@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmtap.api.context import ApiContext, Ctx, Org
 from llmtap.api.errors import MetricsUnavailable
-from llmtap.api.filters import parse_filter, parse_time
+from llmtap.api.filters import TIME_MIN_MS, parse_filter, parse_time
 from llmtap.api.metrics_query import MetricsQuery, bucket_seconds, compute
 from llmtap.api.schemas import ERROR_RESPONSES
 
@@ -85,7 +85,10 @@ def _run(ctx: ApiContext, org: str, body: MetricsBody) -> dict[str, Any]:
             "metrics need the analytics store, and none is configured for this API"
         )
     end = time.time() * 1000.0 if body.end is None else parse_time(body.end, "end")
-    start = end - DEFAULT_RANGE_MS if body.start is None else parse_time(body.start, "start")
+    if body.start is None:
+        start = max(end - DEFAULT_RANGE_MS, TIME_MIN_MS)
+    else:
+        start = parse_time(body.start, "start")
     query = MetricsQuery(
         org_id=org,
         start_unix_ms=start,
@@ -94,7 +97,8 @@ def _run(ctx: ApiContext, org: str, body: MetricsBody) -> dict[str, Any]:
         group_by=body.group_by or None,
         filter=None if body.filter is None else parse_filter(body.filter),
     )
-    return compute(ctx.metrics, query)
+    with ctx.gate.slot():
+        return compute(ctx.metrics, query, ctx.limits)
 
 
 @router.post("", response_model=MetricsOut, response_model_exclude_none=False, summary="Metrics")

@@ -17,12 +17,14 @@ from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from llmtap.api.filter_clickhouse import to_clickhouse
-from llmtap.api.filters import Filter, FilterError
+from llmtap.api.filters import Filter, FilterError, FilterLimits, check_property_name, check_size
 from llmtap.api.rows import iso_time
 from llmtap.stores.analytics.ddl import TABLE
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 MAX_BUCKETS = 10_000
+MAX_BUCKET_S = 2**32 - 1
+"""The bucket is bound as UInt32 (``toIntervalSecond``)."""
 MAX_ROWS = 50_000
 BUCKET_NAMES = {"minute": 60, "hour": 3600, "day": 86400}
 
@@ -67,8 +69,8 @@ def bucket_seconds(raw: str | int | None) -> int | None:
         raise FilterError(
             f"bucket: {raw!r} is not minute, hour, day or a number of seconds"
         ) from None
-    if seconds < 1:
-        raise FilterError("bucket: must be at least 1 second")
+    if not 1 <= seconds <= MAX_BUCKET_S:
+        raise FilterError(f"bucket: must be between 1 and {MAX_BUCKET_S} seconds")
     return seconds
 
 
@@ -76,9 +78,7 @@ def _group_expression(group_by: str | None, params: dict[str, Any]) -> str | Non
     if group_by is None or group_by == "":
         return None
     if group_by.startswith("property:"):
-        name = group_by.removeprefix("property:").lower()
-        if not name:
-            raise FilterError("group_by: 'property:' needs a property name")
+        name = check_property_name(group_by.removeprefix("property:").lower(), "group_by")
         params["property"] = name
         # a missing key reads as '' from a Map: report it as no value
         return "nullIf(properties[{property:String}], '')"
@@ -165,9 +165,12 @@ def check(query: MetricsQuery) -> None:
             )
 
 
-def compute(source: MetricsSource, query: MetricsQuery) -> dict[str, Any]:
+def compute(
+    source: MetricsSource, query: MetricsQuery, limits: FilterLimits | None = None
+) -> dict[str, Any]:
     """The metrics document: ``totals`` over the range and ``series`` per bucket/group."""
     check(query)
+    check_size(query.filter, limits or FilterLimits())
     totals_query = MetricsQuery(
         query.org_id, query.start_unix_ms, query.end_unix_ms, filter=query.filter
     )

@@ -12,7 +12,15 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from llmtap.api.context import Ctx, Org
-from llmtap.api.filters import Filter, FilterError, Leaf, all_of, parse_filter, parse_time
+from llmtap.api.filters import (
+    Filter,
+    FilterError,
+    Leaf,
+    all_of,
+    check_size,
+    parse_filter,
+    parse_time,
+)
 from llmtap.api.rows import body_view, row_detail, row_summary
 from llmtap.api.schemas import ERROR_RESPONSES, RequestDetailOut, SearchBody, SearchPageOut
 from llmtap.api.search import SearchPage, SearchQuery
@@ -37,12 +45,14 @@ def page_json(page: SearchPage) -> dict[str, Any]:
         "data": [row_summary(r) for r in page.rows],
         "next_cursor": page.next_cursor,
         "scanned": page.scanned,
+        "scan_truncated": page.truncated,
     }
 
 
 @router.post("/search", response_model=SearchPageOut, summary="Search logged calls")
 def search_requests(body: SearchBody, org: Org, ctx: Ctx) -> dict[str, Any]:
     tree = None if body.filter is None else parse_filter(body.filter)
+    check_size(tree, ctx.limits)
     query = SearchQuery(
         org_id=org,
         filter=all_of(time_range(body.start, body.end), tree),
@@ -51,7 +61,8 @@ def search_requests(body: SearchBody, org: Org, ctx: Ctx) -> dict[str, Any]:
         limit=body.limit,
         cursor=body.cursor,
     )
-    return page_json(ctx.search.search(query))
+    with ctx.gate.slot():
+        return page_json(ctx.search.search(query))
 
 
 @router.get("", response_model=SearchPageOut, summary="List logged calls (simple filters)")
@@ -82,7 +93,8 @@ def list_requests(
         ("session_id", session_id),
     ):
         if value is not None:
-            leaves.append(Leaf(field, "eq", value))
+            # parsed like a filter leaf, so a value the store cannot hold is a 400 naming it
+            leaves.append(parse_filter({"field": field, "op": "eq", "value": value}, field))
     for item in property or []:
         name, sep, value = item.partition(":")
         if not sep:
@@ -90,15 +102,18 @@ def list_requests(
         leaves.append(
             parse_filter({"field": f"properties.{name}", "op": "eq", "value": value}, "property")
         )
+    tree = all_of(*leaves)
+    check_size(tree, ctx.limits)
     query = SearchQuery(
         org_id=org,
-        filter=all_of(*leaves),
+        filter=tree,
         sort=sort,
         descending=order == "desc",
         limit=limit,
         cursor=cursor,
     )
-    return page_json(ctx.search.search(query))
+    with ctx.gate.slot():
+        return page_json(ctx.search.search(query))
 
 
 def _number_or_text(value: str | None) -> float | str | None:

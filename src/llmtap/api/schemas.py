@@ -53,6 +53,13 @@ class SearchPageOut(BaseModel):
     data: list[RequestOut]  # type: ignore[valid-type]
     next_cursor: str | None = Field(description="pass back as `cursor` for the next page")
     scanned: int = Field(description="candidates examined (text filters may drop some)")
+    scan_truncated: bool = Field(
+        False,
+        description=(
+            "a text search stopped at its scan budget before the page was full: more matches"
+            " may follow, continue with `next_cursor`"
+        ),
+    )
 
 
 class SearchBody(BaseModel):
@@ -87,5 +94,5 @@ class ErrorOut(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "malformed filter or parameter"},
     401: {"model": ErrorOut, "description": "missing, unknown or revoked API key"},
-    503: {"model": ErrorOut, "description": "a store is unavailable"},
+    503: {"model": ErrorOut, "description": "a store is unavailable, or the API is busy"},
 }

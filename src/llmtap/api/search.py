@@ -6,8 +6,9 @@ calls logged while someone pages never shift or repeat what they see.
 
 Text in bodies lives in the body store, not the database. A filter that asks for it runs the rest
 of the tree in SQL (the text leaves relaxed to "true") and reads the candidates' bodies in sort
-order until the page is full or ``scan_limit`` candidates were examined; the cursor then points
-after the last candidate examined, so the next page continues the scan.
+order until the page is full, ``scan_limit`` candidates were examined or ``scan_max_bytes`` of
+bodies were read; the cursor then points after the last candidate examined, so the next page
+continues the scan, and the page says it stopped early (``truncated``).
 """
 
 from __future__ import annotations
@@ -15,15 +16,22 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from llmtap.api.filter_match import matches
+from llmtap.api.filter_match import BodyText, matches
 from llmtap.api.filter_sql import to_sql
-from llmtap.api.filters import Filter, FilterError, has_text
+from llmtap.api.filters import (
+    INT64,
+    Filter,
+    FilterError,
+    check_text,
+    has_text,
+)
 from llmtap.stores.bodies.port import BodyStore
 from llmtap.stores.records.engine import create_engine, translated
 from llmtap.stores.records.schema import requests
@@ -77,6 +85,9 @@ class SearchPage:
     """Pass it back to get the next page; ``None`` when there is nothing after this page."""
     scanned: int
     """Candidates examined (more than ``len(rows)`` when a text filter dropped some)."""
+    truncated: bool = False
+    """A text search stopped at its scan budget before the page was full: ``next_cursor``
+    continues it (the rows after it may still match)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,19 +123,35 @@ def decode_cursor(query: SearchQuery) -> _Position | None:
         not isinstance(value, int | float)
         or isinstance(value, bool)
         or not isinstance(request_id, str)
+        or not _in_range(value)
     ):
         raise FilterError("cursor: not a cursor this API returned")
-    return _Position(value, request_id)
+    return _Position(value, check_text(request_id, "cursor"))
+
+
+def _in_range(value: int | float) -> bool:
+    # what a sort column can hold: the databases refuse to bind anything else
+    if isinstance(value, int):
+        return INT64[0] <= value <= INT64[1]
+    return math.isfinite(value)
 
 
 class RequestSearch:
     """Reads calls for the API. Opens its own engine on the records URL (reads never block the
     consumer's writes: SQLite runs in WAL mode)."""
 
-    def __init__(self, records_url: str, bodies: BodyStore, *, scan_limit: int = 5000) -> None:
+    def __init__(
+        self,
+        records_url: str,
+        bodies: BodyStore,
+        *,
+        scan_limit: int = 5000,
+        scan_max_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self._engine = create_engine(records_url)
         self._bodies = bodies
         self._scan_limit = scan_limit
+        self._scan_max_bytes = scan_max_bytes
 
     @property
     def dialect(self) -> str:
@@ -171,7 +198,14 @@ class RequestSearch:
         last: RequestRow | None = None
         chunk = max(100, query.limit * 2)
         exhausted = False
-        while len(found) < query.limit and scanned < self._scan_limit:
+        reader = _BodyReader(self._bodies)
+
+        def over_budget() -> bool:
+            # checked before a candidate, so every page examines at least one: paging on with any
+            # budget gets through; a page reads at most the budget plus one row's bodies
+            return scanned >= self._scan_limit or reader.bytes_read >= self._scan_max_bytes
+
+        while len(found) < query.limit and not over_budget():
             candidates = self._fetch(query, where, position, chunk)
             if not candidates:
                 exhausted = True
@@ -179,12 +213,12 @@ class RequestSearch:
             for row in candidates:
                 scanned += 1
                 last = row
-                if matches(query.filter, row, self._body_text):
+                if matches(query.filter, row, reader.text_of(row)):
                     if skip:
                         skip -= 1
                     else:
                         found.append(row)
-                if len(found) == query.limit or scanned >= self._scan_limit:
+                if len(found) == query.limit or over_budget():
                     break
             else:
                 if len(candidates) < chunk:
@@ -193,7 +227,8 @@ class RequestSearch:
             if last is not None:
                 position = _Position(sort_value(query.sort, last), last.request_id)
         cursor = None if exhausted or last is None else encode_cursor(query, last)
-        return SearchPage(found, cursor, scanned)
+        truncated = cursor is not None and len(found) < query.limit
+        return SearchPage(found, cursor, scanned, truncated)
 
     def _fetch(
         self,
@@ -228,8 +263,24 @@ class RequestSearch:
         with translated("search requests"), self._engine.connect() as conn:
             return [row_from_mapping(m) for m in conn.execute(statement).mappings()]
 
-    def _body_text(self, row: RequestRow) -> str:
-        return "\n".join(self._read_text(key) for key in _stored_keys(row))
+
+class _BodyReader:
+    """Reads the bodies of candidate rows for one search, each row's once however many text
+    leaves ask, and counts the bytes read against the request's budget."""
+
+    def __init__(self, bodies: BodyStore) -> None:
+        self._bodies = bodies
+        self.bytes_read = 0
+
+    def text_of(self, row: RequestRow) -> BodyText:
+        cached: list[str] = []
+
+        def text(_row: RequestRow) -> str:
+            if not cached:
+                cached.append("\n".join(self._read_text(key) for key in _stored_keys(row)))
+            return cached[0]
+
+        return text
 
     def _read_text(self, key: str) -> str:
         try:
@@ -240,6 +291,7 @@ class RequestSearch:
             data = stream.read(_BODY_TEXT_MAX_BYTES)
         finally:
             stream.close()
+        self.bytes_read += len(data)
         return data.decode("utf-8", "replace")
 
 

@@ -18,8 +18,10 @@ import uvicorn
 from llmtap.api.app import create_app
 from llmtap.api.auth import KeyResolver
 from llmtap.api.context import ApiContext
+from llmtap.api.filters import FilterLimits
 from llmtap.api.ingest_http import Ingestion
 from llmtap.api.metrics_query import MetricsSource
+from llmtap.api.query_gate import QueryGate
 from llmtap.api.search import RequestSearch
 from llmtap.settings import Settings
 from llmtap.stores.factory import open_body_store, open_records_store
@@ -37,7 +39,16 @@ class ApiService:
             self._resources.callback(records.close)
             bodies = open_body_store(settings.bodies_url)
             self._resources.callback(bodies.close)
-            search = RequestSearch(settings.records_url, bodies)
+            limits = FilterLimits(
+                max_values=settings.api_filter_max_values,
+                max_leaves=settings.api_filter_max_leaves,
+                max_depth=settings.api_filter_max_depth,
+            )
+            search = RequestSearch(
+                settings.records_url,
+                bodies,
+                scan_max_bytes=settings.api_text_scan_max_bytes,
+            )
             self._resources.callback(search.close)
             keys = KeyResolver(records.org_for_key_hash)
             ingestion = Ingestion.open(settings, keys)
@@ -45,7 +56,14 @@ class ApiService:
         except BaseException:
             self._resources.close()
             raise
-        self.context = ApiContext(search=search, keys=keys, metrics=metrics, ingestion=ingestion)
+        self.context = ApiContext(
+            search=search,
+            keys=keys,
+            metrics=metrics,
+            ingestion=ingestion,
+            limits=limits,
+            gate=QueryGate(settings.api_query_concurrency, settings.api_query_wait_s),
+        )
         self.app = create_app(self.context)
         config = uvicorn.Config(
             self.app,

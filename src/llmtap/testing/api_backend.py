@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -27,8 +28,12 @@ from llmtap.testing.processes import free_port
 
 
 class ApiBackend:
-    def __init__(self, data_dir: Path, *, records_url: str = "", analytics: bool = True) -> None:
-        self.settings = Settings(data_dir=data_dir, records_url=records_url, api_port=free_port())
+    def __init__(
+        self, data_dir: Path, *, records_url: str = "", analytics: bool = True, **settings: Any
+    ) -> None:
+        self.settings = Settings(
+            data_dir=data_dir, records_url=records_url, api_port=free_port(), **settings
+        )
         self.sinks = open_sinks(self.settings)
         self.records: RecordsStore = open_records_store(self.settings.records_url)
         self.bodies: BodyStore = open_body_store(self.settings.bodies_url)
