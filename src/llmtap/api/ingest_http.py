@@ -70,7 +70,7 @@ class Ingestion:
         """The request body, inflated; ``LogTooLarge`` past the limit."""
         limit = self.max_body_bytes
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise LogTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
         parts: list[bytes] = []
         size = 0

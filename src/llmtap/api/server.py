@@ -18,6 +18,7 @@ import uvicorn
 from llmtap.api.app import create_app
 from llmtap.api.auth import KeyResolver
 from llmtap.api.context import ApiContext
+from llmtap.api.head_timeout import head_timeout_protocol
 from llmtap.api.ingest_http import Ingestion
 from llmtap.api.metrics_query import MetricsSource
 from llmtap.api.search import RequestSearch
@@ -46,11 +47,13 @@ class ApiService:
             self._resources.close()
             raise
         self.context = ApiContext(search=search, keys=keys, metrics=metrics, ingestion=ingestion)
-        self.app = create_app(self.context)
+        self.app = create_app(self.context, settings)
         config = uvicorn.Config(
             self.app,
             host=settings.api_host,
             port=settings.api_port,
+            http=head_timeout_protocol(settings.api_header_read_timeout_s),
+            limit_concurrency=settings.api_max_concurrency,
             lifespan="off",
             access_log=False,
             log_config=None,
