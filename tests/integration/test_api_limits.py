@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -271,3 +272,16 @@ def test_an_unauthenticated_100mb_body_does_not_grow_the_api_process(tmp_path: P
         assert grown < 8 * 1024, f"the API grew by {grown} KiB on {sent} unauthenticated bytes"
     finally:
         api.stop(30)
+
+
+def test_a_failing_key_store_is_answered_in_the_api_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_api(tmp_path, monkeypatch) as (api, _key):
+        with sqlite3.connect(tmp_path / "data" / "records.db") as db:
+            db.execute("DROP TABLE api_keys")  # every key lookup now fails in the store
+        response = httpx.post(
+            f"{api.url}/v1/metrics", json={}, headers={"Authorization": "Bearer sk-llmtap-x"}
+        )
+    assert response.status_code in (500, 503), response.text
+    assert response.json()["error"]["type"] in ("store_error", "unavailable")

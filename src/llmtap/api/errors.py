@@ -40,6 +40,15 @@ def error_response(status: int, kind: str, message: str) -> JSONResponse:
     )
 
 
+def store_error_response(exc: StoreError) -> JSONResponse:
+    """The answer for a store that failed (also used by ``api.guard``, outside the handlers)."""
+    if isinstance(exc, StoreUnavailable):
+        log.warning("store unavailable: %s", exc)
+        return error_response(503, "unavailable", str(exc))
+    log.error("store error: %s", exc)
+    return error_response(500, "store_error", str(exc))
+
+
 _HTTP_KINDS = {404: "not_found", 408: "timeout", 413: "too_large"}
 
 
@@ -67,8 +76,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(503, "unavailable", str(exc))
 
     async def on_store(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("store error: %s", exc)
-        return error_response(500, "store_error", str(exc))
+        assert isinstance(exc, StoreError)
+        return store_error_response(exc)
 
     async def on_http(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)

@@ -27,7 +27,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmtap.api.auth import KeyResolver, Unauthorized
-from llmtap.api.errors import error_response
+from llmtap.api.errors import error_response, store_error_response
+from llmtap.errors import StoreError
 
 CLOSE = {"Connection": "close"}
 
@@ -87,6 +88,9 @@ class RequestGuard:
                 )
             except Unauthorized as exc:
                 await self._refuse(scope, receive, send, 401, "unauthorized", str(exc), headers)
+                return
+            except StoreError as exc:  # the records store is down: 503, as the routes say it
+                await store_error_response(exc)(scope, receive, send)
                 return
         if path in self.limits.ingest_paths:
             limit = self.limits.max_ingest_body_bytes
