@@ -95,6 +95,17 @@ class Settings(BaseSettings):
     to about one core, so it cannot starve the consumer running beside it."""
     api_query_wait_s: Annotated[float, Field(ge=0)] = 5.0
     """How long a query waits for a free slot before the answer is 503 with ``Retry-After``."""
+    max_query_body_bytes: int = 1024 * 1024
+    """Largest body any other API route accepts (queries, metrics): 413, refused by its
+    ``Content-Length`` before reading, or as soon as a chunked body passes it."""
+    api_header_read_timeout_s: float = 15.0
+    """Time a connection has to send a complete request head (from connecting, or from the
+    first byte of a following request): then ``408`` and the connection is closed."""
+    api_body_read_timeout_s: float = 60.0
+    """Time a request has to send its whole body once its head is in: then ``408``, closed."""
+    api_max_concurrency: int = 100
+    """Open connections (or running requests) the API serves at once; past it a new request
+    gets ``503`` at once, so a flood cannot queue work in the process the consumer shares."""
 
     # cost: user price overrides, model -> {"input": $/Mtok, "output": $/Mtok, ...}
     price_overrides: dict[str, dict[str, float]] = Field(default_factory=dict)

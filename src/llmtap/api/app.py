@@ -10,8 +10,10 @@ from llmtap import __version__
 from llmtap.api import helicone_query, metrics, requests
 from llmtap.api.context import ApiContext
 from llmtap.api.errors import install_error_handlers
+from llmtap.api.guard import GuardLimits, RequestGuard
 from llmtap.api.ingest import ingest_router
 from llmtap.api.openapi import DOCS_URL, OPENAPI_URL, install_openapi
+from llmtap.settings import Settings
 
 DESCRIPTION = """Query and metrics API of llmtap, the LLM observability gateway.
 
@@ -21,7 +23,10 @@ and only ever sees the data of that key's organization. Errors are
 """
 
 
-def create_app(context: ApiContext) -> FastAPI:
+HEALTH_URL = "/v1/health"
+
+
+def create_app(context: ApiContext, settings: Settings) -> FastAPI:
     app = FastAPI(
         title="llmtap",
         version=__version__,
@@ -35,12 +40,24 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(requests.router)
     app.include_router(metrics.router)
     app.include_router(helicone_query.router)
+    ingest_paths: set[str] = set()
     if context.ingestion is not None:
-        app.include_router(ingest_router(context.ingestion))
+        ingestion = ingest_router(context.ingestion)
+        ingest_paths = {getattr(route, "path", "") for route in ingestion.routes}
+        app.include_router(ingestion)
 
-    @app.get("/v1/health", tags=["health"], summary="Liveness (no key needed)")
+    @app.get(HEALTH_URL, tags=["health"], summary="Liveness (no key needed)")
     def health() -> dict[str, object]:
         return {"status": "ok", "metrics": context.metrics is not None}
 
     install_openapi(app)
+    public = {HEALTH_URL, OPENAPI_URL, DOCS_URL, app.swagger_ui_oauth2_redirect_url or DOCS_URL}
+    limits = GuardLimits(
+        public_paths=frozenset(public),
+        ingest_paths=frozenset(ingest_paths),
+        max_query_body_bytes=settings.max_query_body_bytes,
+        max_ingest_body_bytes=settings.max_ingest_body_bytes,
+        body_read_timeout_s=settings.api_body_read_timeout_s,
+    )
+    app.add_middleware(RequestGuard, keys=context.keys, limits=limits)
     return app

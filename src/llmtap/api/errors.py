@@ -5,6 +5,8 @@
 FilterError            400   a malformed filter, cursor or parameter
 RequestValidationError 400   the body or query does not fit the schema
 Unauthorized           401   no key, unknown key, revoked key
+BodyTimeout            408   the body did not arrive in time (``api.guard``)
+BodyTooLarge           413   the body is over its route's cap (``api.guard``)
 StoreUnavailable       503   a store is down: try again later
 MetricsUnavailable     503   no analytics store configured or reachable
 QueryBusy              503   every query slot is taken (with Retry-After)
@@ -40,6 +42,18 @@ def error_response(status: int, kind: str, message: str) -> JSONResponse:
     )
 
 
+def store_error_response(exc: StoreError) -> JSONResponse:
+    """The answer for a store that failed (also used by ``api.guard``, outside the handlers)."""
+    if isinstance(exc, StoreUnavailable):
+        log.warning("store unavailable: %s", exc)
+        return error_response(503, "unavailable", str(exc))
+    log.error("store error: %s", exc)
+    return error_response(500, "store_error", str(exc))
+
+
+_HTTP_KINDS = {404: "not_found", 408: "timeout", 413: "too_large"}
+
+
 def _where(loc: tuple[int | str, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
     return ".".join(parts) or "request"
@@ -70,13 +84,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return response
 
     async def on_store(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("store error: %s", exc)
-        return error_response(500, "store_error", str(exc))
+        assert isinstance(exc, StoreError)
+        return store_error_response(exc)
 
     async def on_http(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        kind = "not_found" if exc.status_code == 404 else "http_error"
-        return error_response(exc.status_code, kind, str(exc.detail))
+        kind = _HTTP_KINDS.get(exc.status_code, "http_error")
+        response = error_response(exc.status_code, kind, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
 
     app.add_exception_handler(FilterError, on_filter)
     app.add_exception_handler(RequestValidationError, on_validation)

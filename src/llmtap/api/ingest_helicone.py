@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from llmtap.api.ingest_http import EXPECTED, Ingestion, failure_response
+from llmtap.api.ingest_http import EXPECTED, Ingestion, failure_response, in_thread
 from llmtap.ingest.helicone import LogKind, build_async_log, parse_async_log
 
 
@@ -35,7 +35,7 @@ def helicone_log_router(ingestion: Ingestion) -> APIRouter:
                 ingestion.publisher.publish([built])
                 return built.record.request_id
 
-            request_id = await run_in_threadpool(work)
+            request_id = await in_thread(work)
         except EXPECTED as exc:
             return failure_response(exc)
         return JSONResponse({"id": request_id}, headers={"Helicone-Id": request_id})

@@ -9,21 +9,26 @@ inflating, so a small gzip bomb cannot get through either).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from llmtap.api.auth import KeyResolver, Unauthorized
 from llmtap.api.errors import error_response
 from llmtap.ingest.errors import BadLog, LogTooLarge, UnsupportedMediaType
 from llmtap.ingest.publisher import IngestPublisher, IngestUnavailable
+from llmtap.ingest.values import decode_nested
 from llmtap.keys import hash_key
 from llmtap.queue.factory import open_producer
 from llmtap.settings import Settings
 from llmtap.stores.factory import open_body_store
 
 RETRY_AFTER_S = "5"
+T = TypeVar("T")
 
 
 @dataclass
@@ -65,7 +70,7 @@ class Ingestion:
         """The request body, inflated; ``LogTooLarge`` past the limit."""
         limit = self.max_body_bytes
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise LogTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
         parts: list[bytes] = []
         size = 0
@@ -88,6 +93,12 @@ class Ingestion:
         if len(data) > limit or inflater.unconsumed_tail:
             raise LogTooLarge(f"inflated body is over the {limit}-byte limit")
         return data
+
+
+async def in_thread(work: Callable[[], T]) -> T:
+    """``work`` off the event loop. Decoders say where JSON was nested too deeply; this catches
+    a structure that passed them and overflows the stack later (encoding it back, say)."""
+    return await run_in_threadpool(decode_nested, work, "the body")
 
 
 EXPECTED = (Unauthorized, BadLog, IngestUnavailable)

@@ -18,7 +18,7 @@ from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.concurrency import run_in_threadpool
 
-from llmtap.api.ingest_http import EXPECTED, Ingestion, failure_response
+from llmtap.api.ingest_http import EXPECTED, Ingestion, failure_response, in_thread
 from llmtap.ingest.errors import UnsupportedMediaType
 from llmtap.ingest.otlp_decode import decode_json, decode_protobuf
 from llmtap.ingest.otlp_genai import build_span_record, is_llm_span
@@ -75,7 +75,7 @@ def otlp_traces_router(ingestion: Ingestion) -> APIRouter:
                 ingestion.publisher.publish(built)
                 return len(built), len(spans) - len(built)
 
-            logged, ignored = await run_in_threadpool(work)
+            logged, ignored = await in_thread(work)
         except EXPECTED as exc:
             return failure_response(exc)
         ingestion.spans_ignored += ignored

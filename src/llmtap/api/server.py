@@ -19,6 +19,7 @@ from llmtap.api.app import create_app
 from llmtap.api.auth import KeyResolver
 from llmtap.api.context import ApiContext
 from llmtap.api.filters import FilterLimits
+from llmtap.api.head_timeout import head_timeout_protocol
 from llmtap.api.ingest_http import Ingestion
 from llmtap.api.metrics_query import MetricsSource
 from llmtap.api.query_gate import QueryGate
@@ -64,11 +65,13 @@ class ApiService:
             limits=limits,
             gate=QueryGate(settings.api_query_concurrency, settings.api_query_wait_s),
         )
-        self.app = create_app(self.context)
+        self.app = create_app(self.context, settings)
         config = uvicorn.Config(
             self.app,
             host=settings.api_host,
             port=settings.api_port,
+            http=head_timeout_protocol(settings.api_header_read_timeout_s),
+            limit_concurrency=settings.api_max_concurrency,
             lifespan="off",
             access_log=False,
             log_config=None,

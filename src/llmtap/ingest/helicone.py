@@ -27,8 +27,9 @@ from llmtap.ingest.built import Body, Ingested
 from llmtap.ingest.errors import BadLog
 from llmtap.ingest.ndjson import response_body
 from llmtap.ingest.tap import as_header_list, read_tap
+from llmtap.ingest.values import checked_url, decode_nested
 from llmtap.proxy.headers import HeaderList
-from llmtap.proxy.redaction import redact_headers, redact_url
+from llmtap.proxy.redaction import redact_headers
 from llmtap.record import BodyRef, LogRecord, Timing
 from llmtap.stores.bodies.port import body_key
 
@@ -75,7 +76,7 @@ _encoder = msgspec.json.Encoder()
 def parse_async_log(body: bytes) -> AsyncLog:
     """The log in ``body``; ``BadLog`` naming the first problem (``... - at `$.timing` ``)."""
     try:
-        return _decoder.decode(body)
+        return decode_nested(lambda: _decoder.decode(body), "the body")
     except msgspec.ValidationError as exc:
         raise BadLog(f"invalid log: {exc}") from None
     except msgspec.DecodeError as exc:
@@ -103,15 +104,15 @@ def _timing(timing: LogTiming | None, received_unix_ms: float) -> Timing:
     if end < start:
         raise BadLog("invalid log: timing.endTime is before timing.startTime")
     ttft = timing.timeToFirstToken
-    if ttft is not None and ttft < 0:
-        raise BadLog("invalid log: timing.timeToFirstToken is negative")
+    if ttft is not None and not 0 <= ttft < 1e14:
+        raise BadLog("invalid log: timing.timeToFirstToken is not a time in milliseconds")
     return Timing(start_unix_ms=start, total_ms=round(end - start, 3), first_chunk_ms=ttft)
 
 
 def _target_url(kind: LogKind, url: str, request: dict[str, Any]) -> tuple[str, bool]:
     """The provider URL the call went to, and whether it was inferred."""
     if url.lower().startswith(("http://", "https://")):
-        return redact_url(url), False
+        return checked_url(url, "providerRequest.url"), False
     if kind == "anthropic":
         return _ANTHROPIC_MESSAGES, True
     if kind == "oai":

@@ -12,7 +12,17 @@ from typing import Any
 
 import msgspec
 
+from llmtap.ingest.values import decode_nested
+
 _json = msgspec.json.Decoder()
+
+
+def _is_json(text: str) -> bool:
+    try:
+        decode_nested(lambda: _json.decode(text), "providerResponse.textBody")
+    except msgspec.DecodeError:
+        return False
+    return True
 
 
 def _ndjson_as_sse(text: str) -> bytes | None:
@@ -23,9 +33,7 @@ def _ndjson_as_sse(text: str) -> bytes | None:
         stripped = line.strip()
         if not stripped.startswith("{"):
             return None
-        try:
-            _json.decode(stripped)
-        except msgspec.DecodeError:
+        if not _is_json(stripped):
             return None
     events = "".join(f"data: {line.strip()}\n\n" for line in lines)
     return (events + "data: [DONE]\n\n").encode()
@@ -49,12 +57,8 @@ def response_body(
         if sse is not None:
             return sse, "text/event-stream", "ndjson-as-sse"
         stripped = text_body.strip()
-        if stripped.startswith(("{", "[")):
-            try:
-                _json.decode(stripped)
-                return text_body.encode(), "application/json", None
-            except msgspec.DecodeError:
-                pass
+        if stripped.startswith(("{", "[")) and _is_json(stripped):
+            return text_body.encode(), "application/json", None
         return text_body.encode(), "text/plain; charset=utf-8", None
     if json_body is None:
         return None, None, None

@@ -21,6 +21,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from llmtap.ingest.errors import BadLog
+from llmtap.ingest.values import decode_nested
 
 AttrValue = str | bool | int | float | bytes | list[Any] | dict[str, Any] | None
 STATUS_ERROR = Status.STATUS_CODE_ERROR
@@ -110,6 +111,7 @@ def decode_protobuf(body: bytes) -> list[Span]:
     return spans_of(request)
 
 
+_MAX_MESSAGE = 300  # protobuf quotes the offending value, which may be megabytes long
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
 
@@ -133,15 +135,15 @@ def _hex_ids_to_base64(node: Any, where: str) -> None:
 
 def decode_json(body: bytes) -> list[Span]:
     try:
-        doc = msgspec.json.decode(body)
+        doc = decode_nested(lambda: msgspec.json.decode(body), "the body")
     except msgspec.DecodeError as exc:
         raise BadLog(f"body is not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise BadLog("invalid OTLP export: the body must be a JSON object with resourceSpans")
-    _hex_ids_to_base64(doc, "$")
+    decode_nested(lambda: _hex_ids_to_base64(doc, "$"), "the body")
     request = ExportTraceServiceRequest()
     try:
-        ParseDict(doc, request, ignore_unknown_fields=True)
+        decode_nested(lambda: ParseDict(doc, request, ignore_unknown_fields=True), "the body")
     except (ParseError, binascii.Error, ValueError, TypeError) as exc:
-        raise BadLog(f"invalid OTLP export: {exc}") from None
+        raise BadLog(f"invalid OTLP export: {str(exc)[:_MAX_MESSAGE]}") from None
     return spans_of(request)

@@ -29,8 +29,9 @@ from llmtap.consumer.handlers.carried import (
     RESPONSE_MODEL,
 )
 from llmtap.ingest.built import Body, Ingested
+from llmtap.ingest.errors import BadLog
 from llmtap.ingest.otlp_decode import AttrValue, Span
-from llmtap.proxy.redaction import redact_url
+from llmtap.ingest.values import MAX_COUNT, checked_url, decode_nested, digits, whole
 from llmtap.record import BodyRef, LogRecord, Timing
 from llmtap.stores.bodies.port import body_key
 
@@ -85,22 +86,32 @@ def _text(value: AttrValue) -> str | None:
 
 
 def _first(attrs: dict[str, AttrValue], *names: str) -> AttrValue:
+    return _first_named(attrs, *names)[1]
+
+
+def _first_named(attrs: dict[str, AttrValue], *names: str) -> tuple[str, AttrValue]:
     for name in names:
         value = attrs.get(name)
         if value is not None and value != "":
-            return value
-    return None
+            return name, value
+    return names[0], None
 
 
-def _count(value: AttrValue) -> int | None:
+def _count(attrs: dict[str, AttrValue], *names: str) -> int | None:
+    """The first of ``names`` as a whole non-negative number; ``None`` when it is absent or not
+    a number; ``BadLog`` when it spells a number no row can hold."""
+    name, value = _first_named(attrs, *names)
+    where = f"attribute {name}"
     if isinstance(value, bool):
         return None
-    if isinstance(value, int) and value >= 0:
-        return value
-    if isinstance(value, float) and value.is_integer() and value >= 0:
-        return int(value)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    if isinstance(value, int):
+        if value > MAX_COUNT:
+            raise BadLog(f"invalid log: {where} is not a whole number below 2^63")
+        return value if value >= 0 else None
+    if isinstance(value, float):
+        return whole(value, where)
+    if isinstance(value, str):
+        return digits(value, where)
     return None
 
 
@@ -145,22 +156,25 @@ def _path(system: str, operation: str | None) -> str:
 def _target_url(attrs: dict[str, AttrValue], system: str, operation: str | None) -> str:
     full = _text(attrs.get("url.full"))
     if full:
-        return redact_url(full)
+        return checked_url(full, "attribute url.full")
     path = _path(system, operation)
-    base = _text(_first(attrs, "gen_ai.openai.api_base", "gen_ai.api_base"))
-    if base:
-        return redact_url(base.rstrip("/") + path)
+    name, base = _first_named(attrs, "gen_ai.openai.api_base", "gen_ai.api_base")
+    if base := _text(base):
+        return checked_url(base.rstrip("/") + path, f"attribute {name}")
     host = _text(attrs.get("server.address"))
     if host:
-        port = _count(attrs.get("server.port"))
-        return f"https://{host}{f':{port}' if port else ''}{path}"
+        port = _count(attrs, "server.port")
+        if port is not None and not 0 < port < 65536:
+            raise BadLog("invalid log: attribute server.port is not a TCP port")
+        url = f"https://{host}{f':{port}' if port else ''}{path}"
+        return checked_url(url, "attribute server.address")
     return _HOSTS.get(system, f"otel://{system}") + path
 
 
-def _json_attr(value: AttrValue) -> Any:
+def _json_attr(value: AttrValue, name: str) -> Any:
     if isinstance(value, str):
         try:
-            return msgspec.json.decode(value)
+            return decode_nested(lambda: msgspec.json.decode(value), f"attribute {name}")
         except msgspec.DecodeError:
             return value
     return value
@@ -173,14 +187,17 @@ def _indexed(attrs: dict[str, AttrValue], prefix: str) -> list[dict[str, Any]]:
         if not name.startswith(prefix):
             continue
         index, _, rest = name[len(prefix) :].partition(".")
-        if index.isdigit() and rest:
-            found.setdefault(int(index), {})[rest] = _json_attr(value)
+        if not rest:
+            continue
+        number = digits(index, f"the index in attribute {prefix}N.{rest}")
+        if number is not None:
+            found.setdefault(number, {})[rest] = _json_attr(value, name)
     return [found[i] for i in sorted(found)]
 
 
 def _messages(attrs: dict[str, AttrValue], new: str, old_prefix: str) -> Any:
     if new in attrs:
-        return _json_attr(attrs[new])
+        return _json_attr(attrs[new], new)
     return _indexed(attrs, old_prefix) or None
 
 
@@ -223,7 +240,7 @@ def _bodies(
 def _carried(attrs: dict[str, AttrValue], operation: str | None) -> dict[str, str]:
     extra = {CARRIED_FLAG: "1"}
     for key, names in _USAGE:
-        number = _count(_first(attrs, *names))
+        number = _count(attrs, *names)
         if number is not None:
             extra[key] = str(number)
     is_embedding = operation in ("embedding", "embeddings")
@@ -268,7 +285,9 @@ def build_span_record(span: Span, *, org_id: str, key_hash: str) -> Ingested:
     request_id = request_id_for(span)
     bodies, request_ref, response_ref = _bodies(span, org_id, request_id, operation)
     user, session, properties = _people(attrs)
-    http_status = _count(attrs.get("http.response.status_code"))
+    http_status = _count(attrs, "http.response.status_code")
+    if http_status is not None and not 100 <= http_status <= 599:
+        raise BadLog("invalid log: attribute http.response.status_code is not an HTTP status")
     error_type = _text(attrs.get("error.type"))
     failed = span.status_error or error_type is not None
     status = http_status if http_status is not None else (0 if failed else 200)
