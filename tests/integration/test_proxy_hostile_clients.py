@@ -401,3 +401,65 @@ def test_expect_100_continue_is_still_answered_when_nothing_is_in_flight(
         sock.sendall(CHAT)
         (status, _), *_ = Responses(sock).read(1)
     assert status == 200
+
+
+def streamed_chat(chunk_delay_ms: int = 150) -> bytes:
+    streamed = json.dumps({"model": "gpt-4o-mini", "messages": PROMPT, "stream": True}).encode()
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer k\r\n"
+        b"content-type: application/json\r\nx-mock-chunks: 4\r\n"
+        b"x-mock-chunk-delay-ms: %d\r\ncontent-length: %d\r\n\r\n%s"
+        % (chunk_delay_ms, len(streamed), streamed)
+    )
+
+
+@pytest.mark.parametrize(
+    ("second", "status"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nx-big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+    ],
+)
+def test_a_refusal_of_a_pipelined_request_waits_for_the_streamed_answer_ahead(
+    tmp_path: Path, mock: MockUpstream, second: bytes, status: int
+) -> None:
+    settings = proxy_settings(tmp_path, mock)
+    with (
+        ThreadedProxy(settings) as proxy,
+        socket.create_connection(("127.0.0.1", proxy.port)) as sock,
+    ):
+        sock.sendall(streamed_chat())
+        sock.settimeout(10)
+        head = b""
+        while b"\r\n\r\n" not in head:  # the first response is streaming now
+            head += sock.recv(65536)
+        sock.sendall(second)
+        responses = Responses(sock)
+        responses.raw = head
+        responses.parser.feed_data(head)
+        responses.read(2)
+        assert responses.wait_closed()
+    (first, stream), (refused, _) = responses.done
+    assert first == 200 and b"data: [DONE]" in stream
+    assert refused == status
+
+
+def test_a_pipelined_request_over_the_body_limit_is_refused_not_sent_empty(
+    tmp_path: Path, mock: MockUpstream
+) -> None:
+    settings = proxy_settings(tmp_path, mock, max_request_body_bytes=len(CHAT) + 10)
+    big = json.dumps({"model": "gpt-4o-mini", "messages": PROMPT, "pad": "x" * 100}).encode()
+    second = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer k\r\n"
+        b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(big), big)
+    )
+    mock.clear()
+    with (
+        ThreadedProxy(settings) as proxy,
+        socket.create_connection(("127.0.0.1", proxy.port)) as sock,
+    ):
+        sock.sendall(chat_request() + second)
+        responses = Responses(sock)
+        responses.read(2)
+    assert [s for s, _ in responses.done] == [200, 413]
+    assert len(mock.requests) == 1
