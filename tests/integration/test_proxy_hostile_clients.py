@@ -463,3 +463,22 @@ def test_a_pipelined_request_over_the_body_limit_is_refused_not_sent_empty(
         responses.read(2)
     assert [s for s, _ in responses.done] == [200, 413]
     assert len(mock.requests) == 1
+
+
+def test_an_upgrade_request_gets_one_400_and_is_not_forwarded(
+    tmp_path: Path, mock: MockUpstream
+) -> None:
+    settings = proxy_settings(tmp_path, mock)
+    mock.clear()
+    with (
+        ThreadedProxy(settings) as proxy,
+        socket.create_connection(("127.0.0.1", proxy.port)) as sock,
+    ):
+        sock.sendall(chat_request(b"connection: upgrade\r\nupgrade: websocket\r\n"))
+        responses = Responses(sock)
+        responses.read(1)
+        assert responses.wait_closed()
+    assert [s for s, _ in responses.done] == [400]
+    assert json.loads(responses.done[0][1])["error"]["code"] == "upgrade_not_supported"
+    assert responses.raw.count(b"HTTP/1.1") == 1
+    assert mock.requests == []

@@ -267,5 +267,8 @@ def test_the_fuzz_harness_sees_what_the_wire_tests_see(tmp_path: Path) -> None:
     head = [b"GET / HTTP/1.1\r\nx-big: ", b"a" * 1500, b"a" * 1500]
     connection, written = run_connection(app, head)
     assert Responses().parse(written) == [431] and connection.closed
+    upgrade = b"GET /ws HTTP/1.1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+    connection, written = run_connection(app, [upgrade + PLAIN])
+    assert Responses().parse(written) == [400] and connection.closed
     connection, written = run_connection(app, [b"GET /v1/models HTTP/1.1\r\nhost: x"])
     assert Responses().parse(written) == [408] and connection.closed

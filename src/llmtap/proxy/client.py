@@ -42,7 +42,7 @@ _HEAD = 1
 _BODY = 2
 
 Refusal = str | None
-"""Why a complete request is answered by llmtap itself: "too_large", "bad_target" or None."""
+"""Why a complete request is answered by llmtap itself: "too_large", "bad_target", "upgrade"."""
 
 
 class _Refused(Exception):
@@ -51,7 +51,6 @@ class _Refused(Exception):
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
-        "_bad_target",
         "_body",
         "_body_size",
         "_continue_owed",
@@ -64,6 +63,7 @@ class ClientConnection(asyncio.Protocol):
         "_phase",
         "_progress",
         "_refusal",
+        "_refuse_as",
         "_stalled",
         "_start_unix_ms",
         "_t0_ns",
@@ -93,7 +93,7 @@ class ClientConnection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._too_large = False
-        self._bad_target = False
+        self._refuse_as: Refusal = None
         self._t0_ns = 0
         self._start_unix_ms = 0.0
         self._phase = _BETWEEN
@@ -122,8 +122,9 @@ class ClientConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.app.metrics.rejected_malformed += 1
-            self._refuse(400, "upgrade_not_supported", "protocol upgrades are not proxied")
+            if self._refuse_as != "upgrade":  # else: answered in turn as an exchange, then closed
+                self.app.metrics.rejected_malformed += 1
+                self._refuse(400, "upgrade_not_supported", "protocol upgrades are not proxied")
             return
         except httptools.HttpParserError as exc:
             if self._refusal is None and not self.closed:  # else: a callback refused (_Refused)
@@ -167,7 +168,7 @@ class ClientConnection(asyncio.Protocol):
         self._body = []
         self._body_size = 0
         self._too_large = False
-        self._bad_target = False
+        self._refuse_as = None
         self._phase = _HEAD
         self._head_bytes = _REQUEST_LINE_FRAMING
         self._progress = True
@@ -187,12 +188,15 @@ class ClientConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._progress = True
         self._head_bytes += len(name) + len(value) + _HEADER_FRAMING
-        if self._head_bytes > self._max_head or len(self._headers) >= self._max_headers:
+        if self._phase == _HEAD:
+            if self._head_bytes > self._max_head or len(self._headers) >= self._max_headers:
+                self._head_too_large()
+                raise _Refused
+            self._headers.append((name, value))
+        elif self._head_bytes > self._max_head:
             self._head_too_large()
             raise _Refused
-        if self._phase == _HEAD:
-            self._headers.append((name, value))
-        # else: a chunked trailer. Dropped: it would reach the provider and be read as a
+        # else: a chunked trailer, dropped: it would reach the provider and be read as a
         # Helicone-* control behind the back of a front proxy that filtered the headers.
 
     def on_headers_complete(self) -> None:
@@ -201,8 +205,8 @@ class ClientConnection(asyncio.Protocol):
         self.deadline_ns = 0
         url = self._url
         if not url or url[0] != _SLASH:
-            self._bad_target = True  # absolute-form, authority-form or "*": origin-form only
-        expects_continue = False
+            self._refuse_as = "bad_target"  # absolute-form, authority-form, "*": origin-form only
+        expects_continue = upgrade = False
         for name, value in self._headers:  # one pass: this runs for every request
             lower = name.lower()
             if lower == b"content-length":
@@ -210,7 +214,12 @@ class ClientConnection(asyncio.Protocol):
                     self._too_large = True
             elif lower == b"expect":
                 expects_continue = value.lower() == b"100-continue"
-        if expects_continue and not self._too_large and not self._bad_target:
+            elif lower == b"upgrade":
+                upgrade = True
+        if upgrade and self.parser.should_upgrade():
+            # httptools completes the message, then stops: answer it in turn like any refusal
+            self._refuse_as = "upgrade"
+        if expects_continue and not self._too_large and self._refuse_as is None:
             if self.current is None:
                 self.write(CONTINUE)
             else:
@@ -245,11 +254,7 @@ class ClientConnection(asyncio.Protocol):
             # httptools reads Connection: and the HTTP version for us
             client_closes=self.app.draining or not parser.should_keep_alive(),
         )
-        refusal: Refusal = None
-        if self._too_large:
-            refusal = "too_large"
-        elif self._bad_target:
-            refusal = "bad_target"
+        refusal: Refusal = "too_large" if self._too_large else self._refuse_as
         self._body = []
         if self.current is None:
             self._start(exchange, refusal)
@@ -331,6 +336,10 @@ class ClientConnection(asyncio.Protocol):
                 "request_too_large",
                 f"request body is larger than {self.app.max_body} bytes "
                 "(LLMTAP_MAX_REQUEST_BODY_BYTES)",
+            )
+        elif refusal == "upgrade":
+            self.app.reject(
+                exchange, 400, "upgrade_not_supported", "protocol upgrades are not proxied"
             )
         else:
             self.app.reject(
