@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     """Let target URLs resolve to loopback/private/link-local addresses (tests, local models)."""
     max_request_body_bytes: int = 32 * 1024 * 1024
     max_capture_bytes: int = 16 * 1024 * 1024
+    max_request_head_bytes: int = 64 * 1024
+    """Request line + headers of one request (and its chunked trailers): larger gets a 431."""
+    max_request_headers: int = 256
+    """Header fields in one request: more gets a 431."""
+    header_read_timeout_s: float = 15.0
+    """A request head must arrive whole within this, counted from connect (first request) or
+    from its first byte (later ones): else a 408 and the connection is closed."""
+    keepalive_timeout_s: float = 75.0
+    """An idle keep-alive client connection (no byte of a next request) is closed after this."""
     connect_timeout_s: float = 10.0
     idle_timeout_s: float = 300.0
     total_timeout_s: float = 900.0

@@ -48,6 +48,10 @@ class ProxyApp:
         self.metrics = metrics
         self.max_body = settings.max_request_body_bytes
         self.max_capture = settings.max_capture_bytes
+        self.max_head = settings.max_request_head_bytes
+        self.max_headers = settings.max_request_headers
+        self.head_timeout_ns = int(settings.header_read_timeout_s * 1e9)
+        self.keepalive_timeout_ns = int(settings.keepalive_timeout_s * 1e9)
         self.inject_usage = settings.inject_stream_usage
         self._idle_timeout_ns = int(settings.idle_timeout_s * 1e9)
         self._total_timeout_ns = int(settings.total_timeout_s * 1e9)
@@ -141,13 +145,21 @@ class ProxyApp:
             self._internal_error("handing the exchange to the shipper")
 
     def sweep(self) -> None:
-        """Time out exchanges that waited too long on the provider (called every second)."""
+        """Time out exchanges that waited too long on the provider, and client connections whose
+        request head (or next request) is overdue (called every second)."""
         now = time.perf_counter_ns()
         for exchange in list(self.active):
             if now - exchange.t0_ns > self._total_timeout_ns:
                 self._time_out(exchange, "upstream_total_timeout", "the call took longer than")
             elif now - exchange.last_activity_ns > self._idle_timeout_ns:
                 self._time_out(exchange, "upstream_idle_timeout", "the provider sent nothing for")
+        overdue = [
+            c
+            for c in self.connections
+            if c.deadline_ns and c.deadline_ns < now and c.current is None
+        ]
+        for connection in overdue:
+            connection.time_out()
 
     def _time_out(self, exchange: Exchange, code: str, what: str) -> None:
         conn = exchange.conn

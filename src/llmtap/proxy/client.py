@@ -2,7 +2,15 @@
 
 httptools parses the request; a complete request becomes an ``Exchange`` handed to the app.
 Requests on one connection are answered in order (HTTP/1.1 pipelining): while one is in flight,
-later ones wait and reading from the socket pauses.
+later ones wait and reading from the socket pauses. Nothing is ever written for a request before
+the answer to the one ahead of it is complete (refusals and ``100 Continue`` included).
+
+Limits on what a client may make the proxy hold, checked with arithmetic in callbacks that run
+anyway: the request head (line + headers, and chunked trailers) is bounded by
+``max_request_head_bytes`` and ``max_request_headers`` (431); a head must arrive within
+``header_read_timeout_s`` and an idle keep-alive connection is closed after
+``keepalive_timeout_s``. The deadlines are one number per connection, checked by the app's
+once-a-second sweep: no timer per request.
 """
 
 from __future__ import annotations
@@ -14,20 +22,49 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from llmtap.proxy.errors import error_response
+from llmtap.proxy.errors import error_response, provider_for_path
 from llmtap.proxy.exchange import Exchange
 from llmtap.proxy.headers import HeaderList
 
 if TYPE_CHECKING:
     from llmtap.proxy.app import ProxyApp
 
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_HEADER_FRAMING = 4
+"""``: `` and CRLF around each header field: counted so the limit is close to bytes on the wire."""
+_REQUEST_LINE_FRAMING = len(b"POST  HTTP/1.1\r\n\r\n")
+"""The request line around its target, and the blank line ending the head."""
+_SLASH = 0x2F
+
+# parser phases
+_BETWEEN = 0
+_HEAD = 1
+_BODY = 2
+
+Refusal = str | None
+"""Why a complete request is answered by llmtap itself: "too_large", "bad_target", "upgrade"."""
+
+
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing a request llmtap has just refused."""
+
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_body_size",
+        "_continue_owed",
+        "_head_bytes",
         "_headers",
+        "_idle",
+        "_max_head",
+        "_max_headers",
         "_paused",
+        "_phase",
+        "_progress",
+        "_refusal",
+        "_refuse_as",
+        "_stalled",
         "_start_unix_ms",
         "_t0_ns",
         "_too_large",
@@ -35,6 +72,7 @@ class ClientConnection(asyncio.Protocol):
         "app",
         "closed",
         "current",
+        "deadline_ns",
         "parser",
         "pending",
         "transport",
@@ -45,16 +83,28 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.current: Exchange | None = None
-        self.pending: deque[Exchange] = deque()
+        self.pending: deque[tuple[Exchange, Refusal]] = deque()
         self.closed = False
+        self.deadline_ns = 0
+        """When the sweep closes this connection (0: never): a head or a next request is due."""
         self._paused = False
         self._url = b""
         self._headers: HeaderList = []
         self._body: list[bytes] = []
         self._body_size = 0
         self._too_large = False
+        self._refuse_as: Refusal = None
         self._t0_ns = 0
         self._start_unix_ms = 0.0
+        self._phase = _BETWEEN
+        self._head_bytes = 0
+        self._stalled = 0
+        self._progress = False
+        self._idle = False
+        self._continue_owed = False
+        self._refusal: bytes | None = None
+        self._max_head = app.max_head
+        self._max_headers = app.max_headers
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -62,17 +112,37 @@ class ClientConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.transport = cast(asyncio.Transport, transport)
         self.app.connections.add(self)
+        # the first head is due a timeout after connecting, however slowly its bytes come
+        self.deadline_ns = time.perf_counter_ns() + self.app.head_timeout_ns
 
     def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return  # refused, waiting to answer after the response in flight: read nothing more
+        self._progress = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._reject(400, "upgrade_not_supported", "protocol upgrades are not proxied")
+            if self._refuse_as != "upgrade":  # else: answered in turn as an exchange, then closed
+                self.app.metrics.rejected_malformed += 1
+                self._refuse(400, "upgrade_not_supported", "protocol upgrades are not proxied")
+            return
         except httptools.HttpParserError as exc:
-            self._reject(400, "malformed_request", f"malformed HTTP request: {exc}")
+            if self._refusal is None and not self.closed:  # else: a callback refused (_Refused)
+                self.app.metrics.rejected_malformed += 1
+                self._refuse(400, "malformed_request", f"malformed HTTP request: {exc}")
+            return
+        if self._progress:
+            self._stalled = 0
+        else:
+            # None of our callbacks ran: httptools kept every byte in its own buffer of one
+            # header field (it hands a field over only whole), so count those bytes here.
+            self._stalled += len(data)
+            if self._stalled > self._max_head:
+                self._head_too_large()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.deadline_ns = 0
         self.app.connections.discard(self)
         self.pending.clear()
         if self.current is not None:
@@ -91,22 +161,52 @@ class ClientConnection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._t0_ns = time.perf_counter_ns()
+        self._t0_ns = t0 = time.perf_counter_ns()
         self._start_unix_ms = time.time() * 1000.0
         self._url = b""
         self._headers = []
         self._body = []
         self._body_size = 0
         self._too_large = False
+        self._refuse_as = None
+        self._phase = _HEAD
+        self._head_bytes = _REQUEST_LINE_FRAMING
+        self._progress = True
+        if self._idle or not self.deadline_ns:
+            # a keep-alive or pipelined request: its head is due a timeout after its first byte
+            self._idle = False
+            self.deadline_ns = t0 + self.app.head_timeout_ns
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._progress = True
+        self._head_bytes += len(url)
+        if self._head_bytes > self._max_head:
+            self._head_too_large()
+            raise _Refused
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        self._progress = True
+        self._head_bytes += len(name) + len(value) + _HEADER_FRAMING
+        if self._phase == _HEAD:
+            if self._head_bytes > self._max_head or len(self._headers) >= self._max_headers:
+                self._head_too_large()
+                raise _Refused
+            self._headers.append((name, value))
+        elif self._head_bytes > self._max_head:
+            self._head_too_large()
+            raise _Refused
+        # else: a chunked trailer, dropped: it would reach the provider and be read as a
+        # Helicone-* control behind the back of a front proxy that filtered the headers.
 
     def on_headers_complete(self) -> None:
-        expects_continue = False
+        self._phase = _BODY
+        self._progress = True
+        self.deadline_ns = 0
+        url = self._url
+        if not url or url[0] != _SLASH:
+            self._refuse_as = "bad_target"  # absolute-form, authority-form, "*": origin-form only
+        expects_continue = upgrade = False
         for name, value in self._headers:  # one pass: this runs for every request
             lower = name.lower()
             if lower == b"content-length":
@@ -114,10 +214,19 @@ class ClientConnection(asyncio.Protocol):
                     self._too_large = True
             elif lower == b"expect":
                 expects_continue = value.lower() == b"100-continue"
-        if expects_continue and not self._too_large:
-            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            elif lower == b"upgrade":
+                upgrade = True
+        if upgrade and self.parser.should_upgrade():
+            # httptools completes the message, then stops: answer it in turn like any refusal
+            self._refuse_as = "upgrade"
+        if expects_continue and not self._too_large and self._refuse_as is None:
+            if self.current is None:
+                self.write(CONTINUE)
+            else:
+                self._continue_owed = True  # sent when the answer ahead of it is complete
 
     def on_body(self, body: bytes) -> None:
+        self._progress = True
         if self._too_large:
             return
         self._body_size += len(body)
@@ -128,6 +237,9 @@ class ClientConnection(asyncio.Protocol):
             self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._phase = _BETWEEN
+        self._progress = True
+        self._continue_owed = False  # the body came without it: no 100 is due any more
         parser = self.parser
         body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
         exchange = Exchange(
@@ -142,19 +254,16 @@ class ClientConnection(asyncio.Protocol):
             # httptools reads Connection: and the HTTP version for us
             client_closes=self.app.draining or not parser.should_keep_alive(),
         )
-        too_large, self._body = self._too_large, []
+        refusal: Refusal = "too_large" if self._too_large else self._refuse_as
+        self._body = []
         if self.current is None:
-            self._start(exchange, too_large)
+            self._start(exchange, refusal)
         else:
             # pipelined: answer in order; stop reading until the backlog is served
-            if too_large:
-                exchange.client_closes = True
-            self.pending.append(exchange)
-            if not self._paused and self.transport is not None:
-                self.transport.pause_reading()
-                self._paused = True
+            self.pending.append((exchange, refusal))
+            self._pause()
 
-    # -- used by the exchange ---------------------------------------------------------------------
+    # -- used by the exchange and the app ----------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
@@ -163,6 +272,7 @@ class ClientConnection(asyncio.Protocol):
     def close(self) -> None:
         if not self.closed and self.transport is not None:
             self.closed = True
+            self.deadline_ns = 0
             self.transport.close()
 
     def exchange_done(self, keep_alive: bool) -> None:
@@ -173,15 +283,53 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         if self.pending:
-            self._start(self.pending.popleft(), False)
-        elif self._paused:
+            self._start(*self.pending.popleft())
+            return
+        if self._refusal is not None:
+            self._write_and_close(self._refusal)
+            return
+        phase = self._phase
+        if phase == _BETWEEN:
+            self._idle = True
+            self.deadline_ns = time.perf_counter_ns() + self.app.keepalive_timeout_ns
+        elif phase == _HEAD:
+            # a head began while the answer ahead of it was written: its clock starts now
+            self.deadline_ns = time.perf_counter_ns() + self.app.head_timeout_ns
+        if self._continue_owed:
+            self._continue_owed = False
+            self.write(CONTINUE)
+        if self._paused:
             self._paused = False
             self.transport.resume_reading()
 
-    def _start(self, exchange: Exchange, too_large: bool) -> None:
+    def time_out(self) -> None:
+        """The deadline passed with no response in flight (called by the app's sweep)."""
+        if self.closed:
+            return
+        if self._phase != _HEAD:
+            # nothing of a request came: close quietly (a 408 here could be read by the client
+            # as the answer to the request it is about to send)
+            if self._idle:
+                self.app.metrics.idle_timeouts += 1
+            else:
+                self.app.metrics.head_timeouts += 1
+            self.close()
+            return
+        self.app.metrics.head_timeouts += 1
+        limit = self.app.head_timeout_ns / 1e9
+        self._refuse(
+            408,
+            "request_timeout",
+            f"the request head did not arrive within {limit:g}s (LLMTAP_HEADER_READ_TIMEOUT_S)",
+        )
+
+    def _start(self, exchange: Exchange, refusal: Refusal) -> None:
         self.current = exchange
-        if too_large:
-            exchange.client_closes = True
+        if refusal is None:
+            self.app.dispatch(exchange)
+            return
+        exchange.client_closes = True
+        if refusal == "too_large":
             self.app.reject(
                 exchange,
                 413,
@@ -189,13 +337,48 @@ class ClientConnection(asyncio.Protocol):
                 f"request body is larger than {self.app.max_body} bytes "
                 "(LLMTAP_MAX_REQUEST_BODY_BYTES)",
             )
+        elif refusal == "upgrade":
+            self.app.reject(
+                exchange, 400, "upgrade_not_supported", "protocol upgrades are not proxied"
+            )
         else:
-            self.app.dispatch(exchange)
+            self.app.reject(
+                exchange,
+                400,
+                "invalid_request_target",
+                "the request target must be a path starting with '/' (origin-form)",
+            )
 
-    def _reject(self, status: int, code: str, message: str) -> None:
-        if self.transport is None or self.closed:
+    def _head_too_large(self) -> None:
+        self.app.metrics.rejected_head_too_large += 1
+        self._refuse(
+            431,
+            "request_head_too_large",
+            f"request line and headers are larger than {self._max_head} bytes or more than "
+            f"{self._max_headers} fields (LLMTAP_MAX_REQUEST_HEAD_BYTES, "
+            "LLMTAP_MAX_REQUEST_HEADERS)",
+        )
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """Answer a request that never became an exchange, then close the connection."""
+        if self.transport is None or self.closed or self._refusal is not None:
             return
-        response, _ = error_response("openai", status, code, message, "", close=True)
-        self.transport.write(response)
-        self.closed = True
-        self.transport.close()
+        provider = provider_for_path(self._url)
+        response, _ = error_response(provider, status, code, message, "", close=True)
+        if self.current is None:
+            self._write_and_close(response)
+        else:
+            # a response is still being written: this answer goes after it (and after the
+            # pipelined requests ahead of this one); nothing more is read meanwhile
+            self._refusal = response
+            self.deadline_ns = 0
+            self._pause()
+
+    def _write_and_close(self, response: bytes) -> None:
+        self.write(response)
+        self.close()
+
+    def _pause(self) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+            self._paused = True

@@ -12,6 +12,7 @@ _REASONS = {
     400: b"Bad Request",
     403: b"Forbidden",
     404: b"Not Found",
+    408: b"Request Timeout",
     413: b"Payload Too Large",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
@@ -23,10 +24,17 @@ _ANTHROPIC_TYPES = {
     400: "invalid_request_error",
     403: "permission_error",
     404: "not_found_error",
+    408: "invalid_request_error",
     413: "request_too_large",
+    431: "request_too_large",
     502: "api_error",
     504: "api_error",
 }
+
+
+def provider_for_path(url: bytes) -> str:
+    """The error shape for a request refused before routing: Anthropic's for its paths."""
+    return "anthropic" if url.startswith(b"/anthropic/") or b"/v1/messages" in url else "openai"
 
 
 def reason(status: int) -> bytes:

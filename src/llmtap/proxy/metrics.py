@@ -15,6 +15,14 @@ _GAUGES = frozenset({"shipper_backlog", "spool_pending"})
 class ProxyMetrics:
     requests: int = 0
     refused: int = 0
+    rejected_head_too_large: int = 0
+    """431s: a request line + headers over ``max_request_head_bytes`` or ``max_request_headers``."""
+    rejected_malformed: int = 0
+    """400s for bytes that are not HTTP/1.1 (or ask for a protocol upgrade); the connection closes."""
+    head_timeouts: int = 0
+    """Connections closed because a request head did not arrive within ``header_read_timeout_s``."""
+    idle_timeouts: int = 0
+    """Keep-alive connections closed after ``keepalive_timeout_s`` without a next request."""
     upstream_errors: int = 0
     client_disconnects: int = 0
     internal_errors: int = 0
