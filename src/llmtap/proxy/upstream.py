@@ -202,6 +202,18 @@ class UpstreamConnection(asyncio.Protocol):
             n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in self._headers
         )
         exchange.on_response_head(status, self._reason, self._headers, self._chunked)
+        if exchange.method == b"HEAD":
+            self._end_at_head(exchange)
+
+    def _end_at_head(self, exchange: Exchange) -> None:
+        """A HEAD response has no body whatever its length headers say. httptools cannot be
+        told to skip it, so the exchange ends here and the connection is closed: whatever
+        follows on it could not be framed (docs/decisions/2026-12-01-head-requests.md)."""
+        self.exchange = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        exchange.on_response_complete()
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None:
