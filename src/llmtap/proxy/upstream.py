@@ -1,9 +1,11 @@
 """Connections to providers: a keep-alive pool of ``asyncio.Protocol`` connections.
 
 A call takes an idle connection for its origin when there is one (no task, no await: the request
-is written in the same loop iteration) and opens a new one otherwise. A reused connection that
-the provider closed while it sat idle fails before any response byte arrives; such a call is
-retried once on a fresh connection, which is safe because the provider never saw a request.
+is written in the same loop iteration) and opens a new one otherwise. A reused connection the
+provider closes before any response byte arrives (it closed while idle, just as we wrote) has the
+call retried once on a fresh connection, but only a call that can be replayed: the provider may
+have read the request and acted on it, and a proxy must not replay a non-idempotent one
+(docs/decisions/2026-12-01-upstream-pool-attacks.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ if TYPE_CHECKING:
 
 OriginKey = tuple[str, str, int]
 MAX_IDLE_PER_ORIGIN = 256
+# RFC 9110 9.2.2; a POST is replayable only when the caller said so with an idempotency key
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+IDEMPOTENCY_HEADERS = frozenset({b"idempotency-key", b"x-idempotency-key"})
+
+
+def replayable(exchange: Exchange) -> bool:
+    if exchange.method in IDEMPOTENT_METHODS:
+        return True
+    return any(name.lower() in IDEMPOTENCY_HEADERS for name, _ in exchange.request_headers)
 
 
 class RelayRefused(Exception):
@@ -49,6 +60,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_headers",
         "_interim",
         "_keep_alive",
+        "_paused",
         "_reason",
         "_reused",
         "closed",
@@ -79,6 +91,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._keep_alive = False
         self._head_done = False
         self._head_bytes = 0
+        self._paused = False
 
     def start(self, exchange: Exchange, reused: bool) -> None:
         assert self.transport is not None
@@ -99,10 +112,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
+            self._paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self.transport is not None and not self.closed:
+            self._paused = False
             self.transport.resume_reading()
 
     def _fail(self, status: int, code: str, message: str) -> None:
@@ -133,11 +148,21 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self._complete:
             self._complete = False
-            if self._keep_alive and not self.closed:
+            transport = self.transport
+            if transport is None or self.closed:
+                return
+            if transport.get_write_buffer_size():
+                # Answered before our request was all written: the rest of it must not go out
+                # ahead of the next caller's request (the provider may read it as one).
+                self.abort()
+            elif self._keep_alive:
+                if self._paused:
+                    # paused for a slow client in this very read: the next caller needs it reading
+                    self.resume_reading()
                 self.pool.release(self)
-            elif self.transport is not None:
+            else:
                 self.closed = True
-                self.transport.close()
+                transport.close()
         elif not self._head_done and self.exchange is not None:
             # Every byte of this read belonged to a response head (interim ones included).
             self._head_bytes += len(data)
@@ -148,18 +173,25 @@ class UpstreamConnection(asyncio.Protocol):
                     f"the provider's response head is larger than {self.pool.max_head_bytes} bytes",
                 )
 
+    def eof_received(self) -> bool | None:
+        # not a candidate for the next call from now on, even before connection_lost runs
+        self.closed = True
+        self.pool.forget(self)
+        return None
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
         exchange, self.exchange = self.exchange, None
         if exchange is None or exchange.finished:
             return
-        if not self._got_bytes and self._reused and not exchange.retried:
+        if not self._got_bytes and self._reused and not exchange.retried and replayable(exchange):
             exchange.retried = True
             exchange.conn = None
-            self.pool.send(exchange)
+            self.pool.connect(exchange)
             return
-        if exchange.head_sent and self._reading_until_close():
+        if exc is None and exchange.head_sent and self._reading_until_close():
+            # only an orderly close ends such a body: after a reset, the rest was lost
             exchange.on_response_complete()
             return
         exchange.fail(502, "upstream_disconnected", "the provider closed the connection early")
@@ -194,6 +226,9 @@ class UpstreamConnection(asyncio.Protocol):
                 return
             # Interim (100, 102, 103 ...): not forwarded, the final response follows on this
             # connection (docs/decisions/2026-12-01-upstream-interim-responses.md).
+            if self._interim_announces_body():
+                self._fail(502, "upstream_protocol_error", "the provider sent a 1xx with a body")
+                return
             self._interim = True
             self._headers = []
             return
@@ -202,6 +237,29 @@ class UpstreamConnection(asyncio.Protocol):
             n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in self._headers
         )
         exchange.on_response_head(status, self._reason, self._headers, self._chunked)
+        if exchange.method == b"HEAD":
+            self._end_at_head(exchange)
+
+    def _end_at_head(self, exchange: Exchange) -> None:
+        """A HEAD response has no body whatever its length headers say. httptools cannot be
+        told to skip it, so the exchange ends here and the connection is closed: whatever
+        follows on it could not be framed (docs/decisions/2026-12-01-head-requests.md)."""
+        self.exchange = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        exchange.on_response_complete()
+
+    def _interim_announces_body(self) -> bool:
+        """A 1xx ends at its head, but llhttp would read a body a 199 announces and hand it to
+        us as body bytes, which would reach the client ahead of the real answer's head."""
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"transfer-encoding" or (
+                lower == b"content-length" and value.strip(b" \t0")
+            ):
+                return True
+        return False
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None:
@@ -249,6 +307,14 @@ class UpstreamPool:
             if not conn.closed:
                 conn.start(exchange, reused=True)
                 return
+        self.connect(exchange)
+
+    def connect(self, exchange: Exchange) -> None:
+        """Write the exchange's request on a new connection (a retry must not take another
+        idle one: it sat idle as long as the one that just failed)."""
+        upstream = exchange.upstream
+        assert upstream is not None
+        key = (upstream.scheme, upstream.host, upstream.port)
         task = self._loop.create_task(self._connect_and_send(upstream, key, exchange))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
