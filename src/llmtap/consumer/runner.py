@@ -6,8 +6,8 @@ batch and the sinks' upserts keep one row per request id.
 
 Failures sort into three kinds:
 
-* **poison** — a record that can never be processed (undecodable bytes, an unknown llmtap key, a
-  row a store refuses, a handler bug): dead-lettered with its original bytes at once.
+* **poison** — a record that can never be processed (undecodable bytes, a row a store refuses, a
+  handler bug): dead-lettered with its original bytes at once.
 * **retriable, about one record** (a body not yet visible): tried again after a backoff, up to
   ``max_attempts`` in all, then dead-lettered. Records are retried in rounds, so many such
   records cost one backoff, not one each.
