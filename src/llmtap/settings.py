@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     spool_max_bytes: int = 256 * 1024 * 1024
     shipper_max_backlog: int = 100_000
     """Finished calls waiting in memory for the shipper; beyond it records are dropped and counted."""
+    auth_gate: bool = True
+    """Refuse (401, before forwarding) a call whose ``Helicone-Auth``/``Llmtap-Auth`` llmtap key no
+    organization has (never issued, or revoked). Fails open when the records store is away."""
+    auth_gate_ttl_s: float = 10.0
+    """How long the proxy trusts its answer about one key (known or unknown): a revoked key is
+    refused at most this long after ``llmtap keys revoke``."""
 
     # queue and consumer
     topic: str = TOPIC_LOGS

@@ -322,3 +322,48 @@ def test_sqlite_locked_by_another_writer_is_unavailable_then_recovers(tmp_path: 
     store.write_batch([make_row("during", org, 1.0)])
     assert store.count_requests(org) == 1
     store.close()
+
+
+# -- request ids claimed by a different call (docs/decisions/2026-12-01-request-id-collisions.md)
+
+
+def test_a_different_record_claiming_a_stored_id_is_kept_beside_it(store: RecordsStore) -> None:
+    org = store.default_org_id()
+    first = make_row("req-1", org, 1.0, user_id="first", record_digest="d1")
+    store.write_batch([first])
+    for _ in range(2):  # the newcomer's own redelivery lands on the same fresh row
+        store.write_batch([make_row("req-1", org, 2.0, user_id="second", record_digest="d2")])
+    store.write_batch([make_row("req-1", org, 1.0, user_id="first", record_digest="d1")])
+
+    assert store.get_request(org, "req-1") == first
+    rows = store.recent_requests(org, 10)
+    assert len(rows) == 2
+    newcomer = rows[0]
+    assert newcomer.user_id == "second" and newcomer.request_id != "req-1"
+    assert newcomer.properties["llmtap-claimed-request-id"] == "req-1"
+
+
+def test_different_records_with_one_id_in_one_batch_first_owns_it(store: RecordsStore) -> None:
+    org = store.default_org_id()
+    a = make_row("req-1", org, 1.0, user_id="a", record_digest="da")
+    b = make_row("req-1", org, 2.0, user_id="b", record_digest="db")
+    c = make_row("req-1", org, 3.0, user_id="c", record_digest="dc")
+    store.write_batch([a, b, c])
+    assert b.request_id != "req-1" and c.request_id not in ("req-1", b.request_id)
+    again = [make_row("req-1", org, t, user_id=u, record_digest="d" + u) for t, u in ((1, "a"),)]
+    again += [make_row("req-1", org, 3.0, user_id="c", record_digest="dc")]
+    store.write_batch(again)  # redelivered in another grouping: the same rows
+    assert again[1].request_id == c.request_id
+    stored = {r.user_id: r for r in store.recent_requests(org, 10)}
+    assert set(stored) == {"a", "b", "c"}
+    assert stored["a"].request_id == "req-1"
+    assert stored["b"].properties["llmtap-claimed-request-id"] == "req-1"
+
+
+def test_a_row_stored_before_digests_is_adopted_by_its_record(store: RecordsStore) -> None:
+    org = store.default_org_id()
+    store.write_batch([make_row("req-1", org, 1.0, status=502)])
+    store.write_batch([make_row("req-1", org, 1.0, status=200, record_digest="d1")])
+    stored = store.get_request(org, "req-1")
+    assert stored is not None and (stored.status, stored.record_digest) == (200, "d1")
+    assert store.count_requests(org) == 1

@@ -271,7 +271,7 @@ def test_internal_endpoints(gateway: GatewayProcess) -> None:
     assert "llmtap_proxy_requests_total" in text and "llmtap_proxy_records_dropped_total 0" in text
 
 
-def test_calls_are_logged_to_the_organization_of_their_key_and_unknown_keys_to_none(
+def test_calls_are_logged_to_the_organization_of_their_key_and_unknown_keys_flagged(
     gateway: GatewayProcess, records: RecordsStore, wait_row: RowWaiter
 ) -> None:
     key = gateway.first_key()
@@ -289,23 +289,14 @@ def test_calls_are_logged_to_the_organization_of_their_key_and_unknown_keys_to_n
     )
     assert wait_row(other.headers["helicone-id"]).org_id == other_org
 
-    # an unknown key is still proxied, but its record lands in no organization: dead-lettered
-    unknown = oai.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini",
-        messages=PROMPT,
-        extra_headers={"Helicone-Auth": "Bearer sk-llmtap-not-a-real-key"},
-    )
-    assert unknown.parse().choices
-    request_id = unknown.headers["helicone-id"]
-    settings = queue_settings(gateway)
-
-    def dead_letter() -> Any:
-        for message in read_all(settings, settings.dlq_topic, f"dlq-{uuid.uuid4()}"):
-            letter = decode_dead_letter(message.value)
-            if letter.request_id == request_id:
-                return letter
-        return None
-
-    letter = wait_for(dead_letter, what="the unknown key's dead letter")
-    assert "unknown llmtap key" in letter.error
-    assert records.get_request(None, request_id) is None
+    # an unknown key is refused at the proxy (401) and the refusal is logged, flagged, in the
+    # default organization: never an answered call that appears nowhere
+    with pytest.raises(openai.AuthenticationError) as refused:
+        oai.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=PROMPT,
+            extra_headers={"Helicone-Auth": "Bearer sk-llmtap-not-a-real-key"},
+        )
+    row = wait_row(refused.value.response.headers["helicone-id"])
+    assert (row.status, row.org_id) == (401, records.default_org_id())
+    assert row.properties["llmtap-auth-error"] == "unknown_key"

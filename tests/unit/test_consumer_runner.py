@@ -143,26 +143,26 @@ def test_records_become_rows_and_offsets_are_committed(env: Env) -> None:
 def test_poison_records_are_dead_lettered_and_the_consumer_moves_on(env: Env) -> None:
     env.publish(make_record("good-1"), body=chat_body())
     env.publish_raw(b"\x00 this is not a record")
-    env.publish(make_record("stranger", key_hash=hash_key("sk-llmtap-nobody-issued-this")))
+    stranger_key = hash_key("sk-llmtap-nobody-issued-this")
+    env.publish(make_record("stranger", key_hash=stranger_key), body=chat_body())
     env.publish(make_record("good-2"), body=chat_body())
     runner = env.runner()
     assert drain(runner) == 4
     assert env.row("good-1") is not None and env.row("good-2") is not None
-    assert env.row("stranger") is None
+    # an answered call is never dropped for its key: the default organization, flagged
+    stranger = env.row("stranger")
+    assert stranger is not None and stranger.org_id == env.records.default_org_id()
+    assert stranger.properties["llmtap-auth-error"] == "unknown_key"
     assert env.uncommitted() == 0
 
-    letters = {letter.error_type: letter for letter in env.dead_letters(expect=2)}
-    assert set(letters) == {"RecordDecodeError", "PoisonRecord"}
+    letters = {letter.error_type: letter for letter in env.dead_letters(expect=1)}
+    assert set(letters) == {"RecordDecodeError"}
     undecodable = letters["RecordDecodeError"]
     assert undecodable.original == b"\x00 this is not a record"
     assert undecodable.stage == "decode" and undecodable.attempts == 1
     assert undecodable.topic == env.settings.topic and undecodable.request_id is None
-    unknown = letters["PoisonRecord"]
-    assert unknown.error == "unknown llmtap key"
-    assert unknown.stage == "handler:authenticate" and unknown.request_id == "stranger"
-    assert unknown.attempts == 1
-    assert unknown.first_failure_unix_ms <= unknown.last_failure_unix_ms
-    assert runner.stats.dead_lettered == 2
+    assert undecodable.first_failure_unix_ms <= undecodable.last_failure_unix_ms
+    assert runner.stats.dead_lettered == 1
 
 
 def test_a_known_key_files_the_row_under_its_organization(env: Env) -> None:

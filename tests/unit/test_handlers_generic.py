@@ -20,7 +20,7 @@ from llmtap.consumer.handlers.authenticate import Authenticate
 from llmtap.consumer.handlers.bodies import BodyMissing, LoadBodies
 from llmtap.consumer.handlers.request_parser import RequestParser, endpoint_for
 from llmtap.consumer.handlers.row_builder import RowBuilder
-from llmtap.errors import PoisonRecord, StoreUnavailable
+from llmtap.errors import StoreUnavailable
 from llmtap.keys import hash_key
 from llmtap.queue.port import Message
 from llmtap.record import BodyRef, LogRecord, Timing, encode
@@ -226,11 +226,13 @@ def test_authenticate_puts_keyless_calls_in_the_default_org(records: RecordsStor
     assert ctx.row.org_id == records.default_org_id()
 
 
-def test_authenticate_refuses_a_key_nobody_issued(records: RecordsStore) -> None:
+def test_authenticate_logs_a_key_nobody_issued_in_the_default_org_flagged(
+    records: RecordsStore,
+) -> None:
     ctx = make_ctx(make_record(auth_key_hash=hash_key("sk-llmtap-made-up")))
-    with pytest.raises(PoisonRecord, match="unknown llmtap key") as info:
-        Authenticate(records)(ctx)
-    assert info.value.retriable is False
+    Authenticate(records)(ctx)
+    assert ctx.row.org_id == records.default_org_id()
+    assert ctx.row.properties["llmtap-auth-error"] == "unknown_key"
 
 
 def test_load_bodies_reads_both_bodies(bodies: BodyStore) -> None:

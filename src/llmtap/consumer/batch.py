@@ -17,8 +17,8 @@ from llmtap.stores.row import RequestRow
 
 log = logging.getLogger("llmtap.consumer.runner")
 
-RowKey = tuple[str, str]
-"""(org id, request id): what the sinks are idempotent on."""
+RowKey = tuple[str, str, str | None]
+"""(org id, request id, record digest): one record's row; the sinks are idempotent on it."""
 
 
 def _now_ms() -> int:

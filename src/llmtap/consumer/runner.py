@@ -6,8 +6,8 @@ batch and the sinks' upserts keep one row per request id.
 
 Failures sort into three kinds:
 
-* **poison** — a record that can never be processed (undecodable bytes, an unknown llmtap key, a
-  row a store refuses, a handler bug): dead-lettered with its original bytes at once.
+* **poison** — a record that can never be processed (undecodable bytes, a row a store refuses, a
+  handler bug): dead-lettered with its original bytes at once.
 * **retriable, about one record** (a body not yet visible): tried again after a backoff, up to
   ``max_attempts`` in all, then dead-lettered. Records are retried in rounds, so many such
   records cost one backoff, not one each.
@@ -25,6 +25,7 @@ partitions being taken away, so the next owner does not redo them (docs/consumer
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -209,19 +210,26 @@ class BatchRunner:
         batch holds rows in memory, not up to ``batch_max_records`` pairs of bodies."""
         assert item.record is not None
         item.stage = "handler:row"
-        ctx = Context(message=item.message, record=item.record, row=self._build_row(item.record))
+        row = self._build_row(item.record)
+        if item.record.source == "proxy":
+            # the proxy publishes one record per call, and its bytes are the same for every
+            # redelivery of that call only. Ingested logs are re-sent by their (authenticated)
+            # senders with fresh receive times, so for them a write replaces, as before.
+            row.record_digest = hashlib.blake2b(item.message.value, digest_size=16).hexdigest()
+        ctx = Context(message=item.message, record=item.record, row=row)
         for handler in self._handlers:
             item.stage = f"handler:{handler.name}"
             handler(ctx)
         return ctx.row
 
     def _write(self, batch: Batch, stop: threading.Event) -> bool:
-        # one row per (org, request id): a record replayed inside one batch must not reach an
-        # upsert twice (Postgres refuses to touch a row twice in one statement); the latest wins
+        # one row per record: copies of one record inside a batch reach the sinks once (Postgres
+        # refuses to touch a row twice in one statement). Different records claiming one request
+        # id stay apart: the records store keeps the first and moves the others to fresh ids.
         live: dict[RowKey, list[Item]] = {}
         for item in batch.good:
             assert item.row is not None
-            live.setdefault((item.row.org_id, item.row.request_id), []).append(item)
+            live.setdefault(_key(item.row), []).append(item)
         for sink in self._sinks:
             if not self._write_sink(sink, live, batch, stop):
                 return False
@@ -241,12 +249,14 @@ class BatchRunner:
                     sink.write_batch([_row(items) for items in live.values()])
                 return True
             except PoisonRows as exc:
-                refused = [key for key in live if key[1] in exc.reasons]
+                # named by the id the sink wrote, which may be a fresh one (claims)
+                refused = [(key, _row(live[key]).request_id) for key in live]
+                refused = [(key, rid) for key, rid in refused if rid in exc.reasons]
                 if not refused:
                     one_by_one = True
                     continue
-                for key in refused:
-                    error = PoisonRows({key[1]: exc.reasons[key[1]]})
+                for key, rid in refused:
+                    error = PoisonRows({rid: exc.reasons[rid]})
                     _dead_letter_row(live.pop(key), sink, error, batch)
             except LlmtapError as exc:
                 if not exc.retriable:
@@ -377,6 +387,10 @@ class BatchRunner:
             delay,
         )
         return stop.wait(delay)
+
+
+def _key(row: RequestRow) -> RowKey:
+    return (row.org_id, row.request_id, row.record_digest)
 
 
 def _row(items: list[Item]) -> RequestRow:

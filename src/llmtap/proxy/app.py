@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Protocol
 
+from llmtap.proxy.auth_gate import AuthGate
 from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.exchange import Exchange
 from llmtap.proxy.headers import HOP_BY_HOP, TapHeaders, split_headers
@@ -41,7 +42,9 @@ class ProxyApp:
         pool: UpstreamPool,
         sink: ExchangeSink,
         metrics: ProxyMetrics,
+        auth_gate: AuthGate | None = None,
     ) -> None:
+        self.auth_gate = auth_gate
         self.router = router
         self.pool = pool
         self.sink = sink
@@ -99,6 +102,10 @@ class ProxyApp:
             return
         exchange.upstream = upstream
         exchange.upstream_path = path
+        # after routing, so the 401 is in the provider's error shape
+        gate = self.auth_gate
+        if tap.auth is not None and gate is not None and gate.refuses(exchange, tap.auth):
+            return
         body = exchange.request_body
         if self.inject_usage and tap.stream_usage is not False and upstream.provider != "anthropic":
             body = self._with_stream_usage(exchange, path, body)

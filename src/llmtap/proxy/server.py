@@ -21,6 +21,7 @@ import uvloop
 
 from llmtap.errors import LlmtapError, QueueError, StoreError
 from llmtap.proxy.app import ProxyApp, Sweeper
+from llmtap.proxy.auth_gate import AuthGate
 from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Router
@@ -38,13 +39,29 @@ DRAIN_TIMEOUT_S = 30.0
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
-def build_shipper(settings: Settings, metrics: ProxyMetrics) -> Shipper:
-    directory: KeyDirectory | None
+def open_key_directory(settings: Settings) -> KeyDirectory | None:
     try:
-        directory = open_records_store(settings.records_url)
+        return open_records_store(settings.records_url)
     except LlmtapError as exc:
         log.warning("records store unreachable at start; organizations resolved later: %s", exc)
-        directory = None
+        return None
+
+
+def build_auth_gate(
+    settings: Settings, directory: KeyDirectory | None, metrics: ProxyMetrics
+) -> AuthGate | None:
+    """The key check (``auth_gate``); none without a records store to ask (fail open)."""
+    if not settings.auth_gate or directory is None:
+        return None
+    local = settings.records_url.startswith("sqlite")
+    return AuthGate(directory, metrics, ttl_s=settings.auth_gate_ttl_s, local=local)
+
+
+def build_shipper(
+    settings: Settings, metrics: ProxyMetrics, directory: KeyDirectory | None = None
+) -> Shipper:
+    if directory is None:
+        directory = open_key_directory(settings)
     return Shipper(
         producer=Lazy(lambda: open_producer(settings), QueueError, "queue"),
         bodies=Lazy(lambda: open_body_store(settings.bodies_url), StoreError, "body store"),
@@ -64,6 +81,7 @@ class ProxyServer:
         self._server: asyncio.Server | None = None
         self._app: ProxyApp | None = None
         self._sweeper: Sweeper | None = None
+        self._auth_gate: AuthGate | None = None
         self.port = settings.proxy_port
 
     @property
@@ -72,8 +90,10 @@ class ProxyServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        directory = open_key_directory(self.settings) if self.settings.auth_gate else None
         if self._shipper is None:
-            self._shipper = build_shipper(self.settings, self.metrics)
+            self._shipper = build_shipper(self.settings, self.metrics, directory)
+        self._auth_gate = build_auth_gate(self.settings, directory, self.metrics)
         self._shipper.start()
         ssl_context = ssl.create_default_context(cafile=certifi.where())
         pool = UpstreamPool(
@@ -83,7 +103,9 @@ class ProxyServer:
             allow_private=self.settings.allow_private_targets,
             max_head_bytes=self.settings.max_upstream_head_bytes,
         )
-        app = ProxyApp(self.settings, Router(self.settings), pool, self._shipper, self.metrics)
+        app = ProxyApp(
+            self.settings, Router(self.settings), pool, self._shipper, self.metrics, self._auth_gate
+        )
         self._app = app
         self._server = await loop.create_server(
             lambda: ClientConnection(app),
@@ -111,6 +133,8 @@ class ProxyServer:
             app.pool.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._auth_gate is not None:
+            self._auth_gate.close()
         if self._shipper is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._shipper.close)
 

@@ -1,7 +1,9 @@
 """RequestRow: one processed call, as every store and the API see it.
 
 The consumer's handler chain turns a ``LogRecord`` into a ``RequestRow``; sinks write rows
-idempotently keyed on ``request_id``. Token counts are ``None`` when the provider did not report
+idempotently keyed on ``request_id``. Notes llmtap itself makes on a call (an unknown key, a
+body it could not parse, a claimed request id) are properties named ``llmtap-*``
+(``llmtap.consumer.notes``), filterable like any other. Token counts are ``None`` when the provider did not report
 them (``usage_source == "unknown"``): a missing number is never stored as 0. Cost is an integer
 number of nano-dollars (1e-9 USD), ``None`` when the model has no known price (unpriced).
 """
@@ -69,3 +71,9 @@ class RequestRow(msgspec.Struct, kw_only=True):
     trace_id: str | None = None
     span_id: str | None = None
     parent_span_id: str | None = None
+
+    record_digest: str | None = None
+    """A digest of the queue record this row came from (the same for every redelivery of it):
+    how the records store tells a redelivery (same digest: replace) from a different call that
+    claims a logged request id (kept beside it under a fresh id, see ``stores.records.claims``).
+    ``None`` for rows written without a record (they replace, as before)."""

@@ -4,7 +4,9 @@ It picks the wire format from the endpoint the request parser found (``chat.comp
 ``responses``, ``embeddings``, ``messages``) and whether the body is an event stream, then lets
 the family module read it. Nothing here raises for a bad body: a body that is missing, cut off,
 compressed in a way we cannot read, or not what the endpoint promised leaves usage ``unknown``
-and says why in ``ctx.notes["response"]``. A number is only ever the provider's own.
+and says why in ``ctx.notes["response"]``; a body that should be JSON but cannot be read (not
+UTF-8, nested too deep, cut off, not an object) is also noted on the row
+(``llmtap-response-parse-error``). A number is only ever the provider's own.
 
 Notes left for later handlers:
 
@@ -20,11 +22,10 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import msgspec
-
 from llmtap.consumer.context import Context
 from llmtap.consumer.handlers.anthropic_messages import parse_messages_json, parse_messages_stream
 from llmtap.consumer.handlers.carried import carried_response
+from llmtap.consumer.handlers.json_body import TOO_DEEP, WRONG_SHAPE, read_json
 from llmtap.consumer.handlers.openai_chat import parse_chat_json, parse_chat_stream
 from llmtap.consumer.handlers.openai_embeddings import parse_embeddings_json
 from llmtap.consumer.handlers.openai_responses import (
@@ -33,6 +34,7 @@ from llmtap.consumer.handlers.openai_responses import (
 )
 from llmtap.consumer.handlers.sse import SseEvent, looks_like_sse, parse_sse
 from llmtap.consumer.handlers.usage import ParsedResponse, dig, text
+from llmtap.consumer.notes import RESPONSE_PARSE_ERROR
 
 NOTE_USAGE = "usage"
 NOTE_PRICE_CONTEXT = "price_context"
@@ -53,7 +55,6 @@ _STREAM: dict[str, StreamParser] = {
     "responses": parse_responses_stream,
     "messages": parse_messages_stream,
 }
-_decoder = msgspec.json.Decoder()
 
 
 class ResponseParser:
@@ -98,12 +99,20 @@ class ResponseParser:
             if family is None:
                 note["problem"] = note["problem"] or "unknown_format"
                 return
-            parsed = _STREAM[family](events)
-        else:
             try:
-                doc = _decoder.decode(body)
-            except msgspec.DecodeError:
-                note["problem"] = note["problem"] or "not_json"
+                parsed = _STREAM[family](events)
+            except RecursionError:  # one event's JSON nested past the interpreter's stack
+                _unreadable(ctx, note, TOO_DEEP)
+                return
+        else:
+            doc, problem = read_json(body)
+            if problem is not None:
+                note["problem"] = note["problem"] or problem
+                if _meant_as_json(ctx, endpoint) and ref is not None and not ref.truncated:
+                    ctx.row.properties[RESPONSE_PARSE_ERROR] = problem
+                return
+            if not isinstance(doc, dict) and endpoint in _JSON:
+                _unreadable(ctx, note, WRONG_SHAPE)
                 return
             family = endpoint if endpoint in _JSON else _sniff_json(doc)
             if family is None:
@@ -129,6 +138,20 @@ class ResponseParser:
             # labelled compressed but captured after decoding: readable as it is
             return body, None
         return body, f"undecodable_encoding:{encoding}" if encoding else "undecodable_encoding"
+
+
+def _unreadable(ctx: Context, note: dict[str, Any], problem: str) -> None:
+    note["problem"] = note["problem"] or problem
+    ctx.row.properties[RESPONSE_PARSE_ERROR] = problem
+
+
+def _meant_as_json(ctx: Context, endpoint: str) -> bool:
+    """The provider answered a JSON endpoint or said the body is JSON (an HTML error page from
+    a front proxy is not a parse failure of ours, unless it claims to be JSON)."""
+    content_type = (_header(ctx.record.response_headers, "content-type") or "").lower()
+    if content_type:
+        return "json" in content_type
+    return endpoint in _JSON
 
 
 def _apply(ctx: Context, parsed: ParsedResponse, note: dict[str, Any]) -> None:

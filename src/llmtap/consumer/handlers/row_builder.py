@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from llmtap.consumer.notes import callers_own
 from llmtap.record import LogRecord
 from llmtap.stores.row import RequestRow
 
@@ -37,7 +38,7 @@ class RowBuilder:
             session_id=record.session_id,
             session_path=record.session_path,
             session_name=record.session_name,
-            properties=dict(record.properties),
+            properties=callers_own(record.properties),
             latency_ms=timing.total_ms,
             ttft_ms=timing.first_chunk_ms,
             upstream_headers_ms=timing.upstream_headers_ms,

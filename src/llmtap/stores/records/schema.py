@@ -116,6 +116,7 @@ requests = sa.Table(
     sa.Column("trace_id", sa.String(64), nullable=True),
     sa.Column("span_id", sa.String(64), nullable=True),
     sa.Column("parent_span_id", sa.String(64), nullable=True),
+    sa.Column("record_digest", sa.String(64), nullable=True),
     sa.PrimaryKeyConstraint("org_id", "request_id", name="pk_requests"),
     # A negative count or size is a bug upstream; refusing the row makes it visible (poison)
     # instead of letting it skew every sum.

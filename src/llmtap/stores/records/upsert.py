@@ -1,9 +1,12 @@
 """Idempotent batch writes of ``RequestRow``s: ``INSERT ... ON CONFLICT DO UPDATE``.
 
 A redelivered or replayed row replaces the stored one, so writing the same batch any number of
-times leaves the same rows. The batch goes in one transaction as one executemany; only if that
-fails on a data error is it redone row by row, each in its own SAVEPOINT, to find the rows that
-can never be stored (``PoisonRows``) and keep the rest.
+times leaves the same rows. A *different* call that claims a stored request id never replaces it:
+``claims.settle`` moves it to a fresh id first, in the same transaction, and the upsert's
+``WHERE`` refuses to overwrite a row whose digest differs (a concurrent writer that settled
+against an older state: that batch is settled again). The batch goes in one transaction as one
+executemany; only if that fails on a data error is it redone row by row, each in its own
+SAVEPOINT, to find the rows that can never be stored (``PoisonRows``) and keep the rest.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from sqlalchemy import exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 from llmtap.consumer.sink import PoisonRows
+from llmtap.errors import StoreUnavailable
+from llmtap.stores.records.claims import settle
 from llmtap.stores.records.engine import (
     WRITE_ERRORS,
     describe,
@@ -28,14 +33,24 @@ from llmtap.stores.records.schema import requests
 from llmtap.stores.row import RequestRow
 
 _KEY = ("org_id", "request_id")
+_SETTLE_TRIES = 3
+
+
+class _ClaimedMeanwhile(Exception):
+    """Another writer took a request id between ``settle`` and the upsert: roll back, redo."""
 
 
 def upsert_statement(dialect_name: str) -> sa.Insert:
-    """The dialect's ``INSERT ... ON CONFLICT (org_id, request_id) DO UPDATE SET <all>``."""
+    """The dialect's ``INSERT ... ON CONFLICT (org_id, request_id) DO UPDATE SET <all>
+    WHERE <same call> RETURNING org_id, request_id``: a row comes back only if it was written."""
     insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     stmt = insert(requests)
     updates = {c.name: stmt.excluded[c.name] for c in requests.columns if c.name not in _KEY}
-    return stmt.on_conflict_do_update(index_elements=list(_KEY), set_=updates)
+    stored, incoming = requests.c.record_digest, stmt.excluded.record_digest
+    same_call = sa.or_(stored.is_(None), incoming.is_(None), stored == incoming)
+    return stmt.on_conflict_do_update(
+        index_elements=list(_KEY), set_=updates, where=same_call
+    ).returning(requests.c.org_id, requests.c.request_id)
 
 
 def row_params(row: RequestRow) -> dict[str, Any]:
@@ -55,34 +70,51 @@ def _last_per_key(rows: Sequence[RequestRow]) -> list[dict[str, Any]]:
 
 
 def write_rows(engine: sa.Engine, rows: Sequence[RequestRow]) -> None:
-    """Upsert ``rows`` in one transaction; ``PoisonRows`` after storing the good ones."""
+    """Upsert ``rows`` in one transaction; ``PoisonRows`` after storing the good ones.
+
+    Rows moved to a fresh request id (``claims.settle``) are changed in place, so the sinks after
+    this one write the same ids.
+    """
     if not rows:
         return
-    params = _last_per_key(rows)
     stmt = upsert_statement(engine.dialect.name)
-    try:
-        with engine.begin() as conn:
-            conn.execute(stmt, params)
-        return
-    except WRITE_ERRORS as err:
-        if not is_row_error(err):
-            assert isinstance(err, exc.SQLAlchemyError)  # every value error is a row's
-            raise translate(err, "write batch") from err
+    for _ in range(_SETTLE_TRIES):
+        try:
+            with engine.begin() as conn:
+                settle(conn, rows)
+                params = _last_per_key(rows)
+                written = {(r.org_id, r.request_id) for r in conn.execute(stmt, params)}
+                if len(written) < len(params):
+                    raise _ClaimedMeanwhile
+            return
+        except _ClaimedMeanwhile:
+            continue
+        except WRITE_ERRORS as err:
+            if not is_row_error(err):
+                assert isinstance(err, exc.SQLAlchemyError)  # every value error is a row's
+                raise translate(err, "write batch") from err
+            break
+    else:
+        raise StoreUnavailable("request ids were claimed by another writer meanwhile; retrying")
     # some row is bad: find which, keep the others
-    refused = _write_one_by_one(engine, stmt, params)
+    refused = _write_one_by_one(engine, stmt, rows)
     if refused:
         raise PoisonRows(refused)
 
 
 def _write_one_by_one(
-    engine: sa.Engine, stmt: sa.Insert, params: list[dict[str, Any]]
+    engine: sa.Engine, stmt: sa.Insert, rows: Sequence[RequestRow]
 ) -> dict[str, str]:
     refused: dict[str, str] = {}
     with translated("write batch row by row"), engine.begin() as conn:
-        for one in params:
+        settle(conn, rows)
+        for one in _last_per_key(rows):
             try:
                 with conn.begin_nested():
-                    conn.execute(stmt, one)
+                    if conn.execute(stmt, one).first() is None:
+                        raise StoreUnavailable(
+                            "a request id was claimed by another writer meanwhile; retrying"
+                        )
             except WRITE_ERRORS as err:
                 if not is_row_error(err):
                     raise
