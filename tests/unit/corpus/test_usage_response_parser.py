@@ -57,9 +57,9 @@ def context(
         (None, "no_body"),
         (b"", "no_body"),
         (b"<html>502 Bad Gateway</html>", "not_json"),
-        (b"\x00\xff\xfe garbage", "not_json"),
-        (b"[1, 2, 3]", None),
-        (b'"just a string"', None),
+        (b"\x00\xff\xfe garbage", "invalid_utf8"),
+        (b"[1, 2, 3]", "wrong_shape"),
+        (b'"just a string"', "wrong_shape"),
         (b'{"choices": 7, "usage": {"prompt_tokens": -3, "completion_tokens": true}}', None),
     ],
 )
