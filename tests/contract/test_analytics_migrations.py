@@ -9,13 +9,12 @@ is closed before the next opens.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
+from test_analytics_store import CLICKHOUSE_URL, _clickhouse_database
 
 from llmtap.stores.analytics.client import ClickHouseClient
 from llmtap.stores.analytics.ddl import COLUMN_TYPES, TABLE
@@ -24,8 +23,6 @@ from llmtap.stores.analytics.store import AnalyticsStore
 from llmtap.stores.row import RequestRow
 
 T0 = 1_764_072_000_000.0  # 2025-11-25 12:00:00 UTC
-CLICKHOUSE_URL = os.environ.get("LLMTAP_TEST_CLICKHOUSE_URL", "")
-
 OpenClient = Callable[[], ClickHouseClient]
 
 # The analytics table exactly as llmtap created it before it had migrations (main, 2026-12-01):
@@ -128,25 +125,10 @@ def open_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Open
         path = tmp_path / "analytics"
         yield lambda: ChdbClient(path)
         return
-    import clickhouse_connect
-
     from llmtap.stores.analytics.clickhouse_client import ClickHouseHttpClient
 
-    parts = urlsplit(CLICKHOUSE_URL)
-    admin = clickhouse_connect.get_client(
-        host=parts.hostname,
-        port=parts.port or 8123,
-        username=parts.username or "default",
-        password=parts.password or "",
-    )
-    database = f"llmtap_test_{secrets.token_hex(6)}"
-    admin.command(f"CREATE DATABASE {database}")
-    url = f"{CLICKHOUSE_URL.split('?')[0].rstrip('/')}/{database}"
-    try:
-        yield lambda: ClickHouseHttpClient(url)
-    finally:
-        admin.command(f"DROP DATABASE {database}")
-        admin.close()
+    for url in _clickhouse_database():
+        yield partial(ClickHouseHttpClient, url)
 
 
 def _describe(client: ClickHouseClient) -> dict[str, str]:

@@ -15,8 +15,7 @@ from alembic.runtime.migration import MigrationContext
 
 from llmtap.api.filters import FIELDS as FILTER_FIELDS
 from llmtap.api.filters import parse_filter
-from llmtap.api.metrics_query import GROUP_KEYS
-from llmtap.stores.analytics.ddl import COLUMN_TYPES, COLUMNS, TABLE
+from llmtap.stores.analytics.ddl import COLUMN_TYPES, COLUMNS, GROUP_KEYS, TABLE
 from llmtap.stores.factory import open_analytics_store
 from llmtap.stores.fields import FIELDS, Field, Kind
 from llmtap.stores.records import migrate
