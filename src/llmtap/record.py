@@ -76,6 +76,9 @@ class LogRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     span_id: str | None = None
     parent_span_id: str | None = None
     extra: dict[str, str] = msgspec.field(default_factory=dict)
+    attempts: int | None = None
+    """How many times the proxy sent the call upstream (2: retried once on a fresh connection;
+    0: answered without a provider). ``None`` from ingestion and from proxies before it."""
 
 
 class RecordDecodeError(ValueError):

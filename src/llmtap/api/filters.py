@@ -23,42 +23,27 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from llmtap.stores.fields import FIELDS as LOGGED_FIELDS
+from llmtap.stores.fields import INT_RANGES, Kind
+
 FieldKind = Literal["str", "int", "float", "bool", "time", "cost", "text"]
 
+_KIND_OF: dict[Kind, FieldKind] = {
+    "text": "str",
+    "int32": "int",
+    "int64": "int",
+    "nano_usd": "cost",
+    "float": "float",
+    "time_ms": "time",
+    "bool": "bool",
+}
+
 FIELDS: dict[str, FieldKind] = {
-    "request_id": "str",
-    "created": "time",
-    "source": "str",
-    "provider": "str",
-    "method": "str",
-    "path": "str",
-    "status": "int",
-    "error": "str",
-    "streamed": "bool",
-    "model": "str",
-    "response_model": "str",
-    "endpoint": "str",
-    "finish_reason": "str",
-    "user_id": "str",
-    "session_id": "str",
-    "session_path": "str",
-    "session_name": "str",
-    "usage_source": "str",
-    "cost_source": "str",
-    "input_tokens": "int",
-    "output_tokens": "int",
-    "total_tokens": "int",
-    "cache_read_tokens": "int",
-    "cache_write_tokens": "int",
-    "reasoning_tokens": "int",
-    "request_size": "int",
-    "response_size": "int",
-    "cost_usd": "cost",
-    "latency_ms": "float",
-    "ttft_ms": "float",
+    **{f.filter: _KIND_OF[f.kind] for f in LOGGED_FIELDS if f.filter is not None},
     "body": "text",
 }
-"""Every filterable field; ``properties.<name>`` (a string) is accepted besides these."""
+"""Every filterable field (the logged fields declared filterable in ``stores/fields.py``, and
+text in bodies); ``properties.<name>`` (a string) is accepted besides these."""
 
 PROPERTY_PREFIX = "properties."
 
@@ -75,9 +60,11 @@ _OPS_BY_KIND: dict[FieldKind, frozenset[str]] = {
 MAX_NODES = 200
 """A bound on the tree's size while parsing; ``FilterLimits`` is the tighter one a query runs with."""
 
-INT64 = (-(2**63), 2**63 - 1)
-_INT_RANGES: dict[str, tuple[int, int]] = {"status": (-(2**31), 2**31 - 1)}
-"""Columns narrower than Int64 (``stores/analytics/ddl.py``); every other integer is Int64."""
+INT64 = INT_RANGES["int64"]
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    f.filter: INT_RANGES[f.kind] for f in LOGGED_FIELDS if f.filter and f.kind in INT_RANGES
+}
+"""What each integer field's columns can hold (``stores/fields.py``)."""
 TIME_MIN_MS = -62_135_596_800_000.0
 TIME_MAX_MS = 253_402_300_799_999.0
 """0001-01-01 to 9999-12-31: the times a date can name (and an ISO string can spell)."""
@@ -287,7 +274,7 @@ def _whole(raw: int | float, field: str, where: str) -> int:
         if not math.isfinite(raw) or not raw.is_integer():
             raise FilterError(f"{where}: {field}: expected a whole number")
         raw = int(raw)
-    low, high = _INT_RANGES.get(field, INT64)
+    low, high = _INT_RANGES[field]
     if not low <= raw <= high:
         raise FilterError(f"{where}: {field} must be between {low} and {high}")
     return raw

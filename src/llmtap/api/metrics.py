@@ -19,6 +19,7 @@ from llmtap.api.errors import MetricsUnavailable
 from llmtap.api.filters import TIME_MIN_MS, parse_filter, parse_time
 from llmtap.api.metrics_query import MetricsQuery, bucket_seconds, compute
 from llmtap.api.schemas import ERROR_RESPONSES
+from llmtap.stores.analytics.ddl import GROUP_KEYS
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], responses=ERROR_RESPONSES)
 
@@ -36,7 +37,8 @@ class MetricsBody(BaseModel):
         None, description="minute, hour, day or seconds; none: totals per group only"
     )
     group_by: str | None = Field(
-        None, description="model, provider, user, status, endpoint, session or property:<name>"
+        None,
+        description=f"{', '.join(GROUP_KEYS)} or property:<name>",
     )
     filter: dict[str, Any] | None = Field(
         None,

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 from llmtap.api.filter_clickhouse import to_clickhouse
 from llmtap.api.filters import Filter, FilterError, FilterLimits, check_property_name, check_size
 from llmtap.api.rows import iso_time
-from llmtap.stores.analytics.ddl import TABLE
+from llmtap.stores.analytics.ddl import GROUP_KEYS, TABLE
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 MAX_BUCKETS = 10_000
@@ -27,16 +27,6 @@ MAX_BUCKET_S = 2**32 - 1
 """The bucket is bound as UInt32 (``toIntervalSecond``)."""
 MAX_ROWS = 50_000
 BUCKET_NAMES = {"minute": 60, "hour": 3600, "day": 86400}
-
-GROUP_KEYS = {
-    "model": "model",
-    "provider": "provider",
-    "user": "user_id",
-    "status": "toString(status)",
-    "endpoint": "endpoint",
-    "session": "session_id",
-}
-"""``group_by`` values and the column each one reads; ``property:<name>`` besides these."""
 
 
 @runtime_checkable

@@ -130,5 +130,6 @@ def build_record(exchange: Exchange, org_id: str | None) -> Captured:
         model_override=tap.model_override,
         error=exchange.error,
         extra=extra,
+        attempts=(2 if exchange.retried else 1) if exchange.request_bytes else 0,
     )
     return Captured(record, org_id, request_data, response_data)

@@ -1,11 +1,13 @@
 """RequestRow: one processed call, as every store and the API see it.
 
-The consumer's handler chain turns a ``LogRecord`` into a ``RequestRow``; sinks write rows
-idempotently keyed on ``request_id``. Notes llmtap itself makes on a call (an unknown key, a
-body it could not parse, a claimed request id) are properties named ``llmtap-*``
-(``llmtap.consumer.notes``), filterable like any other. Token counts are ``None`` when the provider did not report
-them (``usage_source == "unknown"``): a missing number is never stored as 0. Cost is an integer
-number of nano-dollars (1e-9 USD), ``None`` when the model has no known price (unpriced).
+Its columns are declared in ``stores/fields.py`` (types, stores, what the API may do with each);
+a test keeps the two in step. The consumer's handler chain turns a ``LogRecord`` into a
+``RequestRow``; sinks write rows idempotently keyed on ``request_id``. Notes llmtap itself makes
+on a call (an unknown key, a body it could not parse, a claimed request id) are properties named
+``llmtap-*`` (``llmtap.consumer.notes``), filterable like any other. Token counts are ``None``
+when the provider did not report them (``usage_source == "unknown"``): a missing number is never
+stored as 0. Cost is an integer number of nano-dollars (1e-9 USD), ``None`` when the model has no
+known price (unpriced).
 """
 
 from __future__ import annotations
@@ -77,3 +79,9 @@ class RequestRow(msgspec.Struct, kw_only=True):
     how the records store tells a redelivery (same digest: replace) from a different call that
     claims a logged request id (kept beside it under a fresh id, see ``stores.records.claims``).
     ``None`` for rows written without a record (they replace, as before)."""
+
+    attempts: int | None = None
+    """How many times the proxy sent the call upstream: 1, 2 when it was retried once on a fresh
+    connection (a replayable call whose pooled connection had gone stale), 0 when the proxy
+    answered without a provider. ``None`` for calls logged by ingestion, or before llmtap
+    counted attempts."""

@@ -53,4 +53,5 @@ class RowBuilder:
             trace_id=record.trace_id,
             span_id=record.span_id,
             parent_span_id=record.parent_span_id,
+            attempts=record.attempts,
         )

@@ -1,96 +1,79 @@
-"""The analytics table, one definition for chDB and ClickHouse.
+"""The analytics table, one definition for chDB and ClickHouse, generated from the logged fields
+(``stores/fields.py``).
 
 ``ReplacingMergeTree(version)`` keyed by organization and request id keeps the newest copy of a
 redelivered row once parts merge; queries never wait for that: they read with ``FINAL``
 (docs/decisions/2026-11-25-analytics-dedup.md). ``created`` is in the sorting key for time-range
 scans; it is part of every record and identical across redeliveries, so dedup still holds.
+
+A table made by an older llmtap is brought up to this one by ``migrate.py``.
 """
 
 from __future__ import annotations
 
+from llmtap.stores.fields import FIELDS, INT_RANGES, Field
+
 TABLE = "llmtap_requests"
 
-CREATE_REQUESTS = f"""
-CREATE TABLE IF NOT EXISTS {TABLE}
-(
-    org_id String,
-    request_id String,
-    created DateTime64(3, 'UTC'),
-    version UInt64,
-    source LowCardinality(String),
-    provider LowCardinality(String),
-    method LowCardinality(String),
-    path String,
-    status Int32,
-    error Nullable(String),
-    streamed Bool,
-    model LowCardinality(Nullable(String)),
-    response_model LowCardinality(Nullable(String)),
-    endpoint LowCardinality(Nullable(String)),
-    finish_reason LowCardinality(Nullable(String)),
-    user_id Nullable(String),
-    session_id Nullable(String),
-    session_path Nullable(String),
-    session_name Nullable(String),
-    properties Map(String, String),
-    usage_source LowCardinality(String),
-    input_tokens Nullable(Int64),
-    output_tokens Nullable(Int64),
-    total_tokens Nullable(Int64),
-    cache_read_tokens Nullable(Int64),
-    cache_write_tokens Nullable(Int64),
-    reasoning_tokens Nullable(Int64),
-    audio_input_tokens Nullable(Int64),
-    audio_output_tokens Nullable(Int64),
-    cost_nano_usd Nullable(Int64),
-    cost_source LowCardinality(String),
-    latency_ms Float64,
-    ttft_ms Nullable(Float64),
-    upstream_headers_ms Nullable(Float64),
-    request_size Int64,
-    response_size Int64,
-    trace_id Nullable(String)
-)
-ENGINE = ReplacingMergeTree(version)
-PARTITION BY toYYYYMM(created)
-ORDER BY (org_id, toStartOfHour(created), request_id)
-"""
+_BASE_TYPES = {
+    "text": "String",
+    "int32": "Int32",
+    "int64": "Int64",
+    "nano_usd": "Int64",
+    "float": "Float64",
+    "time_ms": "DateTime64(3, 'UTC')",
+    "bool": "Bool",
+    "map": "Map(String, String)",
+}
 
-COLUMNS = (
-    "org_id",
-    "request_id",
-    "source",
-    "provider",
-    "method",
-    "path",
-    "status",
-    "error",
-    "streamed",
-    "model",
-    "response_model",
-    "endpoint",
-    "finish_reason",
-    "user_id",
-    "session_id",
-    "session_path",
-    "session_name",
-    "properties",
-    "usage_source",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "audio_input_tokens",
-    "audio_output_tokens",
-    "cost_nano_usd",
-    "cost_source",
-    "latency_ms",
-    "ttft_ms",
-    "upstream_headers_ms",
-    "request_size",
-    "response_size",
-    "trace_id",
-)
+
+def column_type(field: Field) -> str:
+    """The ClickHouse type of ``field``'s analytics column."""
+    spelled = _BASE_TYPES[field.kind]
+    if field.nullable:
+        spelled = f"Nullable({spelled})"
+    if field.low_cardinality:
+        spelled = f"LowCardinality({spelled})"
+    return spelled
+
+
+KEPT = tuple(field for field in FIELDS if field.analytics is not None)
+"""The logged fields the analytics table keeps."""
+
+
+def _column_types() -> dict[str, str]:
+    types: dict[str, str] = {}
+    for field in KEPT:
+        assert field.analytics is not None
+        types[field.analytics] = column_type(field)
+        if field.kind == "time_ms":
+            # each copy of a row is stamped when written; the newest wins (ReplacingMergeTree)
+            types["version"] = "UInt64"
+    return types
+
+
+COLUMN_TYPES = _column_types()
+"""Every column of the table and its type, in table order."""
+
+COLUMNS = tuple(field.name for field in KEPT if field.kind != "time_ms")
 """``RequestRow`` fields copied as they are (``created`` and ``version`` are computed)."""
+
+INT_COLUMNS: tuple[tuple[str, int, int], ...] = tuple(
+    (field.name, *INT_RANGES[field.kind]) for field in KEPT if field.kind in INT_RANGES
+)
+"""``(field, lowest, highest)`` of every integer column: what it can hold."""
+
+GROUP_KEYS: dict[str, str] = {
+    field.group: f"toString({field.analytics})" if field.kind in INT_RANGES else field.analytics
+    for field in KEPT
+    if field.group is not None and field.analytics is not None
+}
+"""Metrics ``group_by`` values and the expression each groups by (keys are read as text)."""
+
+CREATE_REQUESTS = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE}\n(\n"
+    + ",\n".join(f"    {name} {spelled}" for name, spelled in COLUMN_TYPES.items())
+    + "\n)\nENGINE = ReplacingMergeTree(version)\n"
+    "PARTITION BY toYYYYMM(created)\n"
+    "ORDER BY (org_id, toStartOfHour(created), request_id)\n"
+)

@@ -17,19 +17,14 @@ import msgspec
 
 from llmtap.consumer.sink import PoisonRows
 from llmtap.stores.analytics.client import ClickHouseClient, RowRejected
-from llmtap.stores.analytics.ddl import COLUMNS, CREATE_REQUESTS, TABLE
+from llmtap.stores.analytics.ddl import COLUMNS, INT_COLUMNS, TABLE
+from llmtap.stores.analytics.migrate import migrate
 from llmtap.stores.row import RequestRow
 
 # what ``breakdown`` may group by: fixed column names, never text from a request
 GROUPABLE = ("model", "provider", "endpoint", "user_id", "session_id", "status", "cost_source")
 
 _encoder = msgspec.json.Encoder()
-_INT64 = (-(2**63), 2**63 - 1)
-_INT_RANGES = [("status", -(2**31), 2**31 - 1)] + [
-    (name, *_INT64)
-    for name in COLUMNS
-    if name.endswith(("_tokens", "_size")) or name == "cost_nano_usd"
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +88,7 @@ class AnalyticsStore:
 
     def __init__(self, client: ClickHouseClient, retention_days: int | None = None) -> None:
         self._client = client
-        self._client.command(CREATE_REQUESTS)
+        migrate(self._client)
         self._retention_days = retention_days or 0
         self._next_prune = 0.0
         if retention_days is not None:
@@ -272,7 +267,7 @@ class AnalyticsStore:
 def _encode(row: RequestRow, version: int) -> bytes:
     values: dict[str, Any] = {name: getattr(row, name) for name in COLUMNS}
     # ClickHouse wraps integers that do not fit its column without a word: refuse them here
-    for name, low, high in _INT_RANGES:
+    for name, low, high in INT_COLUMNS:
         value = values[name]
         if value is not None and not low <= value <= high:
             raise RowRejected(f"analytics store: {name}={value} does not fit the column")

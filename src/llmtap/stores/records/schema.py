@@ -1,8 +1,8 @@
 """The records schema, one definition for SQLite and Postgres.
 
 This is what the code reads and writes; the database is shaped by the Alembic migrations in
-``stores/migrations`` (tests check the two agree). ``requests`` has one column per
-``RequestRow`` field, named like the field. Its key is ``(org_id, request_id)``: request ids can
+``stores/migrations`` (tests check the two agree). ``requests`` has one column per logged field
+(``stores/fields.py``), named like the ``RequestRow`` attribute. Its key is ``(org_id, request_id)``: request ids can
 be chosen by callers (``Helicone-Request-Id``), so one organization must never be able to
 overwrite another's row by reusing an id.
 """
@@ -14,7 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from llmtap.stores.fields import FIELDS, Field
 
 metadata = sa.MetaData()
 
@@ -39,6 +41,20 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _sql_type(field: Field) -> TypeEngine[Any]:
+    if field.kind == "text":
+        return sa.String(field.length) if field.length else sa.Text()
+    if field.kind == "int32":
+        return sa.Integer()
+    if field.kind in ("int64", "nano_usd"):
+        return sa.BigInteger()
+    if field.kind in ("float", "time_ms"):
+        return sa.Double()
+    if field.kind == "bool":
+        return sa.Boolean()
+    return JsonDict
 
 
 organizations = sa.Table(
@@ -71,52 +87,7 @@ api_keys = sa.Table(
 requests = sa.Table(
     "requests",
     metadata,
-    sa.Column("org_id", sa.String(64), nullable=False),
-    sa.Column("request_id", sa.String(128), nullable=False),
-    sa.Column("created_unix_ms", sa.Double(), nullable=False),
-    sa.Column("source", sa.String(32), nullable=False),
-    sa.Column("provider", sa.String(200), nullable=False),
-    sa.Column("method", sa.String(16), nullable=False),
-    sa.Column("target_url", sa.Text(), nullable=False),
-    sa.Column("path", sa.Text(), nullable=False),
-    sa.Column("status", sa.Integer(), nullable=False),
-    sa.Column("error", sa.Text(), nullable=True),
-    sa.Column("streamed", sa.Boolean(), nullable=False),
-    sa.Column("model", sa.String(200), nullable=True),
-    sa.Column("response_model", sa.String(200), nullable=True),
-    sa.Column("endpoint", sa.String(64), nullable=True),
-    sa.Column("finish_reason", sa.String(64), nullable=True),
-    sa.Column("user_id", sa.String(256), nullable=True),
-    sa.Column("session_id", sa.String(256), nullable=True),
-    sa.Column("session_path", sa.Text(), nullable=True),
-    sa.Column("session_name", sa.Text(), nullable=True),
-    sa.Column("properties", JsonDict, nullable=False),
-    sa.Column("usage_source", sa.String(32), nullable=False),
-    sa.Column("input_tokens", sa.BigInteger(), nullable=True),
-    sa.Column("output_tokens", sa.BigInteger(), nullable=True),
-    sa.Column("total_tokens", sa.BigInteger(), nullable=True),
-    sa.Column("cache_read_tokens", sa.BigInteger(), nullable=True),
-    sa.Column("cache_write_tokens", sa.BigInteger(), nullable=True),
-    sa.Column("reasoning_tokens", sa.BigInteger(), nullable=True),
-    sa.Column("audio_input_tokens", sa.BigInteger(), nullable=True),
-    sa.Column("audio_output_tokens", sa.BigInteger(), nullable=True),
-    sa.Column("cost_nano_usd", sa.BigInteger(), nullable=True),
-    sa.Column("cost_source", sa.String(32), nullable=False),
-    sa.Column("latency_ms", sa.Double(), nullable=False),
-    sa.Column("ttft_ms", sa.Double(), nullable=True),
-    sa.Column("upstream_headers_ms", sa.Double(), nullable=True),
-    sa.Column("request_size", sa.BigInteger(), nullable=False),
-    sa.Column("response_size", sa.BigInteger(), nullable=False),
-    sa.Column("request_body_key", sa.Text(), nullable=True),
-    sa.Column("response_body_key", sa.Text(), nullable=True),
-    sa.Column("request_omitted", sa.Boolean(), nullable=False),
-    sa.Column("response_omitted", sa.Boolean(), nullable=False),
-    sa.Column("request_headers", JsonDict, nullable=False),
-    sa.Column("response_headers", JsonDict, nullable=False),
-    sa.Column("trace_id", sa.String(64), nullable=True),
-    sa.Column("span_id", sa.String(64), nullable=True),
-    sa.Column("parent_span_id", sa.String(64), nullable=True),
-    sa.Column("record_digest", sa.String(64), nullable=True),
+    *(sa.Column(field.name, _sql_type(field), nullable=field.nullable) for field in FIELDS),
     sa.PrimaryKeyConstraint("org_id", "request_id", name="pk_requests"),
     # A negative count or size is a bug upstream; refusing the row makes it visible (poison)
     # instead of letting it skew every sum.
