@@ -55,6 +55,8 @@ class ProxyApp:
         self.max_headers = settings.max_request_headers
         self.head_timeout_ns = int(settings.header_read_timeout_s * 1e9)
         self.keepalive_timeout_ns = int(settings.keepalive_timeout_s * 1e9)
+        self.body_timeout_ns = int(settings.body_read_timeout_s * 1e9)
+        self.max_pipelined = settings.max_pipelined_requests
         self.inject_usage = settings.inject_stream_usage
         self._idle_timeout_ns = int(settings.idle_timeout_s * 1e9)
         self._total_timeout_ns = int(settings.total_timeout_s * 1e9)

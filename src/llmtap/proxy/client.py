@@ -76,6 +76,7 @@ class ClientConnection(asyncio.Protocol):
         "parser",
         "pending",
         "transport",
+        "writing_paused",
     )
 
     def __init__(self, app: ProxyApp) -> None:
@@ -88,6 +89,9 @@ class ClientConnection(asyncio.Protocol):
         self.deadline_ns = 0
         """When the sweep closes this connection (0: never): a head or a next request is due."""
         self._paused = False
+        self.writing_paused = False
+        """The transport said its buffer is over the limit (it says so once per crossing): a
+        provider connection that starts meanwhile must start paused."""
         self._url = b""
         self._headers: HeaderList = []
         self._body: list[bytes] = []
@@ -149,11 +153,13 @@ class ClientConnection(asyncio.Protocol):
             self.current.client_gone()
 
     def pause_writing(self) -> None:
+        self.writing_paused = True
         conn = self.current.conn if self.current is not None else None
         if conn is not None:
             conn.pause_reading()
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         conn = self.current.conn if self.current is not None else None
         if conn is not None:
             conn.resume_reading()
@@ -258,6 +264,16 @@ class ClientConnection(asyncio.Protocol):
         self._body = []
         if self.current is None:
             self._start(exchange, refusal)
+        elif len(self.pending) >= self.app.max_pipelined:
+            # one read can hold thousands of small requests: each would be an exchange held
+            self.app.metrics.rejected_pipelined += 1
+            self._refuse(
+                429,
+                "too_many_pipelined_requests",
+                f"more than {self.app.max_pipelined} requests pipelined behind the one being "
+                "answered (LLMTAP_MAX_PIPELINED_REQUESTS)",
+            )
+            raise _Refused
         else:
             # pipelined: answer in order; stop reading until the backlog is served
             self.pending.append((exchange, refusal))

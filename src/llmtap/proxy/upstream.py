@@ -102,6 +102,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers = []
         self._head_done = False
         self._head_bytes = 0
+        if exchange.client.writing_paused:
+            # the client is not reading what it already has: read nothing for it until it does
+            self.pause_reading()
         self.transport.write(exchange.request_bytes)
 
     def abort(self) -> None:
