@@ -155,7 +155,7 @@ class ProxyApp:
 
     def sweep(self) -> None:
         """Time out exchanges that waited too long on the provider, and client connections whose
-        request head (or next request) is overdue (called every second)."""
+        request head, body or next request is overdue (called every second)."""
         now = time.perf_counter_ns()
         for exchange in list(self.active):
             if now - exchange.t0_ns > self._total_timeout_ns:
