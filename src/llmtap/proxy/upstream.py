@@ -234,6 +234,8 @@ class UpstreamConnection(asyncio.Protocol):
                 return
             self._interim = True
             self._headers = []
+            # a provider may send 102s to say it is still working: that is not idleness
+            exchange.last_activity_ns = time.perf_counter_ns()
             return
         self._head_done = True
         self._chunked = any(
