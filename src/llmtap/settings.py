@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     header_read_timeout_s: float = 15.0
     """A request head must arrive whole within this, counted from connect (first request) or
     from its first byte (later ones): else a 408 and the connection is closed."""
+    body_read_timeout_s: float = 60.0
+    """A request body must arrive whole within this once its head is in: else a 408 and the
+    connection is closed (checked by the once-a-second sweep, so up to a second later)."""
+    max_pipelined_requests: Annotated[int, Field(ge=1)] = 32
+    """Complete requests one connection may queue behind the one being answered (HTTP/1.1
+    pipelining); the next one gets a 429 after the answers ahead of it, then the connection
+    closes."""
     keepalive_timeout_s: float = 75.0
     """An idle keep-alive client connection (no byte of a next request) is closed after this."""
     connect_timeout_s: float = 10.0

@@ -191,6 +191,12 @@ BAD_INPUT: list[tuple[str, str, Any, str]] = [
     ("POST", "/v1/requests/search", {"cursor": _cursor(BIG)}, "cursor"),
     ("POST", "/v1/requests/search", {"cursor": _cursor(10**400)}, "cursor"),
     ("GET", f"/v1/requests?cursor={_cursor(BIG)}", None, "cursor"),
+    (
+        "POST",
+        "/v1/requests/search",
+        {"cursor": base64.urlsafe_b64encode(b"[" * 100_000).decode()},
+        "cursor",
+    ),
     ("GET", "/v1/metrics?start=1e300", None, "start"),
     ("GET", "/v1/metrics?end=1e300", None, "end"),
     ("POST", "/v1/metrics", {"start": 0, "end": 10**400}, "end"),

@@ -174,3 +174,29 @@ def test_bytes_beyond_content_length_never_reach_the_next_caller(
         assert [len(c.requests) for c in upstream.connections] == [1, 2]
         idle = proxy.upstream_pool.idle_connections()
         assert len(idle) == len(set(map(id, idle))) == 1
+
+
+@pytest.mark.parametrize(
+    "codings",
+    [b"chunked, identity", b"notchunked", b"chunked\r\ntransfer-encoding: identity"],
+)
+def test_a_body_is_chunked_only_when_chunked_is_the_final_coding(
+    tmp_path: Path, codings: bytes
+) -> None:
+    # llhttp frames such a response by the connection's close: so must the proxy, or the
+    # complete answer is taken for one cut short
+    async def close_delimited(conn: RawConnection) -> None:
+        await conn.send(
+            b'HTTP/1.1 200 OK\r\ntransfer-encoding: %s\r\n\r\n{"answer_for":"te"}' % codings
+        )
+        conn.writer.close()
+
+    request_id = str(uuid.uuid4())
+    with (
+        RawUpstream(first_call_gets(close_delimited)) as upstream,
+        ThreadedProxy(settings_for(tmp_path, upstream)) as proxy,
+    ):
+        assert call(proxy.url, "first", request_id) == (200, {"answer_for": "te"})
+        record = logged(settings_for(tmp_path, upstream), request_id)
+        assert (record["status"], record.get("error")) == (200, None)
+        assert call(proxy.url, "next") == (200, {"answer_for": "next"})

@@ -186,3 +186,26 @@ def test_the_pool_never_holds_a_connection_twice(tmp_path: Path) -> None:
         with ThreadPoolExecutor(2) as executor:
             replies = list(executor.map(lambda c: call(proxy.url, c).json(), ["x", "y"]))
         assert replies == [{"answer_for": "x"}, {"answer_for": "y"}]
+
+
+async def processing_keepalives_then_answer(conn: RawConnection) -> None:
+    """A slow provider that says it is still working: ``102 Processing`` every 0.3 s."""
+    while (request := await conn.read_request()) is not None:
+        for _ in range(8):  # 2.4 s in all, more than twice the idle timeout
+            await conn.send(b"HTTP/1.1 102 Processing\r\n\r\n")
+            await asyncio.sleep(0.3)
+        await conn.send(answer(request.header(b"x-caller") or b"?"))
+
+
+def test_interim_replies_count_as_activity_for_the_idle_timeout(tmp_path: Path) -> None:
+    with RawUpstream(processing_keepalives_then_answer) as upstream:
+        settings = Settings(
+            data_dir=tmp_path / "data",
+            proxy_port=0,
+            openai_base_url=upstream.url,
+            idle_timeout_s=1.0,
+        )
+        with ThreadedProxy(settings) as proxy:
+            reply = call(proxy.url, "patient")
+    assert reply.status_code == 200
+    assert reply.json() == {"answer_for": "patient"}

@@ -180,3 +180,36 @@ def test_a_queue_record_that_cannot_be_decoded_still_goes_to_the_dead_letter_top
         what="the dead letter",
     )
     assert letter.stage == "decode" and "not a LogRecord" in letter.error
+
+
+@pytest.mark.parametrize("depth", [DEPTH, 900, 120])
+def test_the_api_shows_a_deeply_nested_body_as_text_not_a_500(
+    depth: int, gateway: GatewayProcess, records: RecordsStore
+) -> None:
+    nested = b"[" * depth + b"]" * depth
+    request_body = b'{"model":"gpt-4o-mini","messages":' + nested + b"}"
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        content=request_body,
+        headers={"authorization": "Bearer sk-provider", "content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    request_id = response.headers["helicone-id"]
+    wait_for(lambda: records.get_request(None, request_id), timeout_s=20, what="the row")
+    gateway.wait_api()
+    key = gateway.first_key()
+    assert key is not None
+    detail = httpx.get(
+        f"{gateway.api_url}/v1/requests/{request_id}",
+        params={"bodies": "true"},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert detail.status_code == 200, detail.text[:500]
+    shown = detail.json()["bodies"]["request"]
+    assert shown["status"] == "stored" and shown["size"] == len(request_body)
+    assert shown["text"] == request_body.decode()
+    assert shown["json"] is None and "nested deeper than 100" in shown["note"]
+    # the readable answer beside it is still shown as JSON
+    assert detail.json()["bodies"]["response"]["json"]["object"] == "chat.completion"

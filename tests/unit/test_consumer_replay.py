@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ import pytest
 from llmtap.cli import main
 from llmtap.consumer.dlq import DeadLetter, decode_dead_letter
 from llmtap.consumer.redrive import HEADER_HISTORY, HEADER_REDRIVES, RedriveReport, redrive
-from llmtap.consumer.replay import replay
+from llmtap.consumer.replay import replay, start_ms
 from llmtap.consumer.replay_cli import parse_time_ms
 from llmtap.consumer.service import ConsumerService
 from llmtap.errors import ConfigError
@@ -274,3 +274,22 @@ def test_following_the_dlq_waits_a_growing_backoff_between_redrives_then_gives_u
     # 0.3 s after the first failure, then 0.6 s after the second: never sooner
     assert failed_at[1] - failed_at[0] >= base_s * 1000
     assert failed_at[2] - failed_at[1] >= 2 * base_s * 1000
+
+
+@pytest.mark.parametrize("bound", [start_ms])
+def test_a_message_published_right_after_a_pass_starts_is_stamped_after_its_bound(
+    settings: Settings, bound: Callable[[], int]
+) -> None:
+    # The cause of a flaky re-drive: its own dead letter, written within the millisecond it
+    # started, passed for one that was on the topic before and was re-driven a second time.
+    producer = open_producer(settings)
+    consumer = open_consumer(settings, group="stamps")
+    try:
+        for _ in range(5):
+            until = bound()
+            producer.publish(settings.topic, b"k", b"v")
+            (message,) = consumer.poll_batch(10, 2.0)
+            assert message.timestamp_ms > until
+    finally:
+        producer.close()
+        consumer.close()

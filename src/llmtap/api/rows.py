@@ -19,6 +19,11 @@ INLINE_BODY_MAX_BYTES = 4 * 1024 * 1024
 """Bodies up to this size are inlined in ``GET /v1/requests/{id}?bodies=true``; larger ones are
 fetched whole from ``/v1/requests/{id}/bodies/{kind}``."""
 
+JSON_VIEW_MAX_DEPTH = 100
+"""A stored body nested deeper than this is shown as text: parsing and rendering it recurse
+once per level (a 100,000-deep body stopped both with RecursionError: a 500); bodies real
+calls carry nest a few dozen levels at most."""
+
 _DETAIL_ONLY = ("request_headers", "response_headers")
 
 
@@ -48,7 +53,8 @@ def row_detail(row: RequestRow) -> dict[str, Any]:
 
 
 def body_view(store: BodyStore, key: str | None, omitted: bool) -> dict[str, Any]:
-    """``{"status": "stored", "json"|"text"|"base64": ...}``, or why there is no body."""
+    """``{"status": "stored", "json"|"text"|"base64": ...}`` (with a ``note`` when JSON is shown
+    as text), or why there is no body."""
     if omitted:
         return {"status": "omitted", "reason": "the caller asked for it not to be stored"}
     if key is None:
@@ -73,7 +79,35 @@ def body_view(store: BodyStore, key: str | None, omitted: bool) -> dict[str, Any
         view["base64"] = base64.b64encode(data).decode()
         return view
     try:
-        view["json"] = json.loads(text)
+        parsed = json.loads(text)
     except ValueError:
         view["text"] = text
+        return view
+    except RecursionError:
+        parsed = None
+        too_deep = True
+    else:
+        too_deep = _deeper_than(parsed, JSON_VIEW_MAX_DEPTH)
+    if too_deep:
+        view["text"] = text
+        view["note"] = f"JSON nested deeper than {JSON_VIEW_MAX_DEPTH} levels: shown as text"
+    else:
+        view["json"] = parsed
     return view
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` deep (a loop, not recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False

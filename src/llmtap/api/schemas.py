@@ -41,6 +41,7 @@ class BodyOut(BaseModel):
     json_: Any = Field(None, alias="json")
     text: str | None = None
     base64: str | None = None
+    note: str | None = Field(None, description="why a body that looks like JSON is shown as text")
 
 
 class RequestDetailOut(RequestDetailBase):  # type: ignore[misc,valid-type]

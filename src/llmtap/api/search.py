@@ -113,7 +113,8 @@ def decode_cursor(query: SearchQuery) -> _Position | None:
         padded = query.cursor + "=" * (-len(query.cursor) % 4)
         raw = json.loads(base64.urlsafe_b64decode(padded.encode()))
         sort, direction, value, request_id = raw["s"], raw["d"], raw["v"], raw["i"]
-    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError) as exc:
+        # (RecursionError: a cursor of nested brackets, which json.loads recurses into)
         raise FilterError("cursor: not a cursor this API returned") from exc
     if sort != query.sort or direction != ("desc" if query.descending else "asc"):
         raise FilterError(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmtap.consumer.dlq import DeadLetter, DeadLetterDecodeError, decode_dead_letter
-from llmtap.consumer.replay import DEFAULT_IDLE_S, CatchUp, now_ms, run_until
+from llmtap.consumer.replay import DEFAULT_IDLE_S, CatchUp, now_ms, run_until, start_ms
 from llmtap.consumer.service import ConsumerService
 from llmtap.queue.factory import open_consumer
 from llmtap.queue.port import GroupConsumer, Message, OnRevoke
@@ -253,6 +253,8 @@ def redrive(
     stop = stop or threading.Event()
     group = f"{settings.consumer_group}-dlq"
     sources: list[DeadLetterSource] = []
+    # once: the letters on the topic now, not the ones this run writes (nor a reopened source's)
+    until_ms = None if follow else start_ms()
 
     def due_at(letter: DeadLetter) -> int:
         return letter.last_failure_unix_ms + backoff_ms(settings, redrives(letter))
@@ -263,7 +265,7 @@ def redrive(
             s.dlq_topic,
             max_redrives=s.dlq_max_redrives,
             due_at=due_at if follow else None,
-            until_ms=None if follow else now_ms(),
+            until_ms=until_ms,
             idle_s=idle_s,
             stop=stop,
         )

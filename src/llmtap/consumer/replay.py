@@ -38,6 +38,19 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def start_ms() -> int:
+    """When a one-pass reader starts, as the bound ``timestamp_ms <= start`` of what it reads.
+
+    Returns only once the clock has moved past that millisecond: a message published after
+    the start (a re-drive's own dead letters, written a fraction of a millisecond later) could
+    otherwise carry the same stamp, be taken for one that was there before, and be read again.
+    """
+    started = now_ms()
+    while now_ms() <= started:
+        time.sleep(0.0001)
+    return started
+
+
 class CatchUp:
     """Says when a one-pass reader has caught up: its polls have found nothing new for
     ``idle_s`` since it owned partitions (Kafka assigns them a moment after joining, and until
@@ -155,7 +168,7 @@ def replay(
         raise ConfigError("replay needs exactly one of from_offset and from_time_ms")
     if from_offset is not None and from_offset < 0:
         raise ConfigError("replay: the offset must be >= 0")
-    until_ms = now_ms()
+    until_ms = start_ms()
     group = f"{settings.consumer_group}-replay-{uuid.uuid4().hex[:12]}"
     sources: list[ReplaySource] = []
 

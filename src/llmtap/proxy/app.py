@@ -55,6 +55,8 @@ class ProxyApp:
         self.max_headers = settings.max_request_headers
         self.head_timeout_ns = int(settings.header_read_timeout_s * 1e9)
         self.keepalive_timeout_ns = int(settings.keepalive_timeout_s * 1e9)
+        self.body_timeout_ns = int(settings.body_read_timeout_s * 1e9)
+        self.max_pipelined = settings.max_pipelined_requests
         self.inject_usage = settings.inject_stream_usage
         self._idle_timeout_ns = int(settings.idle_timeout_s * 1e9)
         self._total_timeout_ns = int(settings.total_timeout_s * 1e9)
@@ -153,7 +155,7 @@ class ProxyApp:
 
     def sweep(self) -> None:
         """Time out exchanges that waited too long on the provider, and client connections whose
-        request head (or next request) is overdue (called every second)."""
+        request head, body or next request is overdue (called every second)."""
         now = time.perf_counter_ns()
         for exchange in list(self.active):
             if now - exchange.t0_ns > self._total_timeout_ns:

@@ -8,8 +8,8 @@ the answer to the one ahead of it is complete (refusals and ``100 Continue`` inc
 Limits on what a client may make the proxy hold, checked with arithmetic in callbacks that run
 anyway: the request head (line + headers, and chunked trailers) is bounded by
 ``max_request_head_bytes`` and ``max_request_headers`` (431); a head must arrive within
-``header_read_timeout_s`` and an idle keep-alive connection is closed after
-``keepalive_timeout_s``. The deadlines are one number per connection, checked by the app's
+``header_read_timeout_s``, its body within ``body_read_timeout_s`` of the head (408), and an
+idle keep-alive connection is closed after ``keepalive_timeout_s``. The deadlines are one number per connection, checked by the app's
 once-a-second sweep: no timer per request.
 """
 
@@ -76,6 +76,7 @@ class ClientConnection(asyncio.Protocol):
         "parser",
         "pending",
         "transport",
+        "writing_paused",
     )
 
     def __init__(self, app: ProxyApp) -> None:
@@ -88,6 +89,9 @@ class ClientConnection(asyncio.Protocol):
         self.deadline_ns = 0
         """When the sweep closes this connection (0: never): a head or a next request is due."""
         self._paused = False
+        self.writing_paused = False
+        """The transport said its buffer is over the limit (it says so once per crossing): a
+        provider connection that starts meanwhile must start paused."""
         self._url = b""
         self._headers: HeaderList = []
         self._body: list[bytes] = []
@@ -149,11 +153,13 @@ class ClientConnection(asyncio.Protocol):
             self.current.client_gone()
 
     def pause_writing(self) -> None:
+        self.writing_paused = True
         conn = self.current.conn if self.current is not None else None
         if conn is not None:
             conn.pause_reading()
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         conn = self.current.conn if self.current is not None else None
         if conn is not None:
             conn.resume_reading()
@@ -202,7 +208,8 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._phase = _BODY
         self._progress = True
-        self.deadline_ns = 0
+        # the body is due within its own timeout, however slowly its bytes come
+        self.deadline_ns = time.perf_counter_ns() + self.app.body_timeout_ns
         url = self._url
         if not url or url[0] != _SLASH:
             self._refuse_as = "bad_target"  # absolute-form, authority-form, "*": origin-form only
@@ -239,6 +246,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self._phase = _BETWEEN
         self._progress = True
+        self.deadline_ns = 0
         self._continue_owed = False  # the body came without it: no 100 is due any more
         parser = self.parser
         body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
@@ -258,6 +266,16 @@ class ClientConnection(asyncio.Protocol):
         self._body = []
         if self.current is None:
             self._start(exchange, refusal)
+        elif len(self.pending) >= self.app.max_pipelined:
+            # one read can hold thousands of small requests: each would be an exchange held
+            self.app.metrics.rejected_pipelined += 1
+            self._refuse(
+                429,
+                "too_many_pipelined_requests",
+                f"more than {self.app.max_pipelined} requests pipelined behind the one being "
+                "answered (LLMTAP_MAX_PIPELINED_REQUESTS)",
+            )
+            raise _Refused
         else:
             # pipelined: answer in order; stop reading until the backlog is served
             self.pending.append((exchange, refusal))
@@ -295,6 +313,9 @@ class ClientConnection(asyncio.Protocol):
         elif phase == _HEAD:
             # a head began while the answer ahead of it was written: its clock starts now
             self.deadline_ns = time.perf_counter_ns() + self.app.head_timeout_ns
+        else:
+            # the same for a body
+            self.deadline_ns = time.perf_counter_ns() + self.app.body_timeout_ns
         if self._continue_owed:
             self._continue_owed = False
             self.write(CONTINUE)
@@ -305,6 +326,15 @@ class ClientConnection(asyncio.Protocol):
     def time_out(self) -> None:
         """The deadline passed with no response in flight (called by the app's sweep)."""
         if self.closed:
+            return
+        if self._phase == _BODY:
+            self.app.metrics.body_timeouts += 1
+            limit = self.app.body_timeout_ns / 1e9
+            self._refuse(
+                408,
+                "request_timeout",
+                f"the request body did not arrive within {limit:g}s (LLMTAP_BODY_READ_TIMEOUT_S)",
+            )
             return
         if self._phase != _HEAD:
             # nothing of a request came: close quietly (a 408 here could be read by the client

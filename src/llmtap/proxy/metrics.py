@@ -19,8 +19,12 @@ class ProxyMetrics:
     """431s: a request line + headers over ``max_request_head_bytes`` or ``max_request_headers``."""
     rejected_malformed: int = 0
     """400s for bytes that are not HTTP/1.1 (or ask for a protocol upgrade); the connection closes."""
+    rejected_pipelined: int = 0
+    """429s: more than ``max_pipelined_requests`` requests queued on one connection."""
     head_timeouts: int = 0
     """Connections closed because a request head did not arrive within ``header_read_timeout_s``."""
+    body_timeouts: int = 0
+    """408s: a request body that did not arrive within ``body_read_timeout_s`` of its head."""
     idle_timeouts: int = 0
     """Keep-alive connections closed after ``keepalive_timeout_s`` without a next request."""
     upstream_errors: int = 0

@@ -102,6 +102,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers = []
         self._head_done = False
         self._head_bytes = 0
+        if exchange.client.writing_paused:
+            # the client is not reading what it already has: read nothing for it until it does
+            self.pause_reading()
         self.transport.write(exchange.request_bytes)
 
     def abort(self) -> None:
@@ -231,11 +234,11 @@ class UpstreamConnection(asyncio.Protocol):
                 return
             self._interim = True
             self._headers = []
+            # a provider may send 102s to say it is still working: that is not idleness
+            exchange.last_activity_ns = time.perf_counter_ns()
             return
         self._head_done = True
-        self._chunked = any(
-            n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in self._headers
-        )
+        self._chunked = _chunked_last(self._headers)
         exchange.on_response_head(status, self._reason, self._headers, self._chunked)
         if exchange.method == b"HEAD":
             self._end_at_head(exchange)
@@ -276,6 +279,17 @@ class UpstreamConnection(asyncio.Protocol):
         self._complete = True
         self._keep_alive = self.parser.should_keep_alive()
         exchange.on_response_complete()
+
+
+def _chunked_last(headers: HeaderList) -> bool:
+    """Whether llhttp reads the body as chunked: only when ``chunked`` is the final coding of
+    all the ``Transfer-Encoding`` fields together; any other is read until the connection
+    closes, and the proxy must frame it the same way."""
+    final = b""
+    for name, value in headers:
+        if name.lower() == b"transfer-encoding":
+            final = value.rsplit(b",", 1)[-1].strip(b" \t").lower()
+    return final == b"chunked"
 
 
 class UpstreamPool:
