@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from llmtap.consumer.sink import PoisonRows, Sink
 from llmtap.errors import StoreUnavailable
 from llmtap.stores.analytics import AnalyticsStore
 from llmtap.stores.factory import open_analytics_store
 from llmtap.stores.row import RequestRow
+from llmtap.stores.sink import PoisonRows, Sink
 
 HOUR_MS = 3_600_000
 T0 = 1_764_072_000_000.0  # 2025-11-25 12:00:00 UTC

@@ -15,10 +15,10 @@ from typing import Any
 
 import msgspec
 
-from llmtap.consumer.sink import PoisonRows
 from llmtap.stores.analytics.client import ClickHouseClient, RowRejected
 from llmtap.stores.analytics.ddl import COLUMNS, CREATE_REQUESTS, TABLE
 from llmtap.stores.row import RequestRow
+from llmtap.stores.sink import PoisonRows
 
 # what ``breakdown`` may group by: fixed column names, never text from a request
 GROUPABLE = ("model", "provider", "endpoint", "user_id", "session_id", "status", "cost_source")
