@@ -40,7 +40,7 @@ def _num(value: int | None) -> str:
     return "?" if value is None else str(value)
 
 
-def _usd(nano: int | None) -> str:
+def usd_text(nano: int | None) -> str:
     """Dollars to the micro-dollar, at least to the cent: ``$0.000123``, ``$12.50``."""
     if nano is None:
         return "unpriced"
@@ -62,7 +62,7 @@ def table_row(row: RequestRow) -> tuple[str, ...]:
         str(row.status) + (f" {row.error}" if row.error else ""),
         _num(row.input_tokens),
         _num(row.output_tokens),
-        _usd(row.cost_nano_usd),
+        usd_text(row.cost_nano_usd),
         _ms(row.latency_ms),
         _ms(row.ttft_ms),
         row.user_id or "-",
