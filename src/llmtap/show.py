@@ -1,7 +1,7 @@
 """``llmtap requests`` and ``llmtap request ID``: a look at what was logged, from a terminal.
 
-These read the records store directly as the local administrator (every organization); the
-query API is the tenant-filtered way in.
+These read the records store directly (its reader, as the API does) as the local administrator
+(every organization); the query API is the tenant-filtered way in.
 """
 
 from __future__ import annotations
@@ -9,13 +9,26 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import msgspec
 
 from llmtap.settings import Settings
 from llmtap.stores.row import RequestRow
 
-COLUMNS = ("time", "id", "model", "status", "in", "out", "latency", "ttft", "user", "properties")
+COLUMNS = (
+    "time",
+    "id",
+    "model",
+    "status",
+    "in",
+    "out",
+    "cost",
+    "latency",
+    "ttft",
+    "user",
+    "properties",
+)
 
 
 def _when(row: RequestRow) -> str:
@@ -25,6 +38,15 @@ def _when(row: RequestRow) -> str:
 
 def _num(value: int | None) -> str:
     return "?" if value is None else str(value)
+
+
+def usd_text(nano: int | None) -> str:
+    """Dollars to the micro-dollar, at least to the cent: ``$0.000123``, ``$12.50``."""
+    if nano is None:
+        return "unpriced"
+    text = f"{Decimal(nano) / 1_000_000_000:.6f}".rstrip("0")
+    whole, _, cents = text.partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}"
 
 
 def _ms(value: float | None) -> str:
@@ -40,6 +62,7 @@ def table_row(row: RequestRow) -> tuple[str, ...]:
         str(row.status) + (f" {row.error}" if row.error else ""),
         _num(row.input_tokens),
         _num(row.output_tokens),
+        usd_text(row.cost_nano_usd),
         _ms(row.latency_ms),
         _ms(row.ttft_ms),
         row.user_id or "-",
@@ -60,7 +83,7 @@ def print_requests(settings: Settings, limit: int, as_json: bool) -> int:
 
     store = open_records_store(settings.records_url)
     try:
-        rows = store.recent_requests(None, limit)
+        rows = store.reader.latest(None, limit)
     finally:
         store.close()
     if as_json:
@@ -84,7 +107,7 @@ def print_request(settings: Settings, request_id: str, as_json: bool) -> int:
 
     store = open_records_store(settings.records_url)
     try:
-        row = store.get_request(None, request_id)
+        row = store.reader.get(None, request_id)
     finally:
         store.close()
     if row is None:

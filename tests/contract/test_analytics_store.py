@@ -16,16 +16,19 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from llmtap.consumer.sink import PoisonRows, Sink
 from llmtap.errors import StoreUnavailable
-from llmtap.stores.analytics import AnalyticsStore
+from llmtap.stores.analytics import AnalyticsStore, Metrics, MetricsQuery
 from llmtap.stores.factory import open_analytics_store
+from llmtap.stores.filter import FilterError, Leaf
 from llmtap.stores.row import RequestRow
+from llmtap.stores.sink import PoisonRows, Sink
 
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 T0 = 1_764_072_000_000.0  # 2025-11-25 12:00:00 UTC
 
 
@@ -104,57 +107,66 @@ def test_analytics_store_is_a_sink(store: AnalyticsStore) -> None:
     assert sink.name == "analytics"
 
 
+def totals(store: AnalyticsStore, org_id: str = "org_a", **query: Any) -> Metrics:
+    """The metrics the API asks for, over a day either side of ``T0`` unless told otherwise."""
+    query.setdefault("start_unix_ms", T0 - DAY_MS)
+    query.setdefault("end_unix_ms", T0 + DAY_MS)
+    return store.metrics(MetricsQuery(org_id, **query)).totals
+
+
 def test_replayed_batches_are_counted_once_without_waiting_for_merges(
     store: AnalyticsStore,
 ) -> None:
     batch = [row(f"req-{i}", input_tokens=i, cost_nano_usd=i * 1_000) for i in range(100)]
     for _ in range(3):
         store.write_batch(batch)
-    summary = store.summary("org_a")
+    summary = totals(store)
     assert summary.requests == 100
-    assert summary.input_tokens == sum(range(100))
+    assert summary.tokens["input"] == sum(range(100))
     assert summary.cost_nano_usd == sum(range(100)) * 1_000
-    assert store.count("org_a") == 100
 
 
 def test_the_newest_copy_of_a_row_wins(store: AnalyticsStore) -> None:
     store.write_batch([row("req-1", cost_nano_usd=None, cost_source="unpriced")])
     store.write_batch([row("req-1", cost_nano_usd=5_000)])  # reprocessed with a price
-    summary = store.summary("org_a")
-    assert (summary.requests, summary.cost_nano_usd, summary.unpriced) == (1, 5_000, 0)
+    summary = totals(store)
+    assert (summary.requests, summary.cost_nano_usd, summary.unpriced_requests) == (1, 5_000, 0)
 
 
-def test_summary_counts_errors_unpriced_and_latency(store: AnalyticsStore) -> None:
+def test_totals_count_errors_unpriced_latency_and_users(store: AnalyticsStore) -> None:
     store.write_batch(
         [
-            row("ok-1", latency_ms=100.0, ttft_ms=10.0),
-            row("ok-2", latency_ms=200.0, ttft_ms=30.0),
-            row("ok-3", latency_ms=300.0, ttft_ms=None, cost_nano_usd=None),
+            row("ok-1", latency_ms=100.0, ttft_ms=10.0, user_id="ann"),
+            row("ok-2", latency_ms=200.0, ttft_ms=30.0, user_id="ann"),
+            row("ok-3", latency_ms=300.0, ttft_ms=None, cost_nano_usd=None, user_id="bob"),
             row("fail-1", status=500, latency_ms=50.0, input_tokens=None, output_tokens=None),
             row("fail-2", status=200, error="client_disconnected", latency_ms=60.0),
         ]
     )
-    s = store.summary("org_a")
-    assert (s.requests, s.errors, s.unpriced) == (5, 2, 1)
-    assert s.input_tokens == 40 and s.output_tokens == 80
+    s = totals(store)
+    assert (s.requests, s.errors, s.priced_requests, s.unpriced_requests) == (5, 2, 4, 1)
+    assert s.tokens["input"] == 40 and s.tokens["output"] == 80
     assert s.cost_nano_usd == 4_000  # the unpriced call adds nothing, and is counted apart
-    assert s.latency_p50_ms == pytest.approx(100.0)
-    assert s.ttft_avg_ms == pytest.approx((10.0 + 30.0 + 40.0 + 40.0) / 4)
+    # exact quantiles: the value at floor(level * n) of the sorted values
+    assert s.latency_ms == {"p50": 100.0, "p90": 300.0, "p95": 300.0, "p99": 300.0}
+    assert s.ttft_ms == {"p50": 40.0, "p90": 40.0, "p95": 40.0, "p99": 40.0}
+    assert s.active_users == 2
 
 
-def test_empty_summary_has_no_latency(store: AnalyticsStore) -> None:
-    s = store.summary("org_nobody")
-    assert (s.requests, s.cost_nano_usd, s.latency_p50_ms, s.ttft_avg_ms) == (0, 0, None, None)
+def test_empty_totals_have_no_latency(store: AnalyticsStore) -> None:
+    s = totals(store, "org_nobody")
+    assert (s.requests, s.cost_nano_usd, s.active_users) == (0, 0, 0)
+    assert set(s.latency_ms.values()) == set(s.ttft_ms.values()) == {None}
 
 
 def test_queries_see_only_the_callers_organization(store: AnalyticsStore) -> None:
     store.write_batch(
         [row("same-id", "org_a"), row("same-id", "org_b", cost_nano_usd=7), row("a-2", "org_a")]
     )
-    assert store.summary("org_a").requests == 2
-    assert store.summary("org_b").cost_nano_usd == 7
-    assert [b.requests for b in store.breakdown("org_b", "model")] == [1]
-    assert store.summary(None).requests == 3
+    assert totals(store, "org_a").requests == 2
+    assert totals(store, "org_b").cost_nano_usd == 7
+    by_model = store.metrics(MetricsQuery("org_b", T0 - DAY_MS, T0 + DAY_MS, group_by="model"))
+    assert [(m.group, m.requests) for m in by_model.series] == [("gpt-4o-mini", 1)]
 
 
 def test_time_range_and_buckets(store: AnalyticsStore) -> None:
@@ -166,15 +178,16 @@ def test_time_range_and_buckets(store: AnalyticsStore) -> None:
             row("h5-a", created=T0 + 5 * HOUR_MS),
         ]
     )
-    buckets = store.timeseries("org_a", T0, T0 + 5 * HOUR_MS, 3600)
-    assert [(b.start_unix_ms, b.requests, b.errors) for b in buckets] == [
+    hourly = store.metrics(MetricsQuery("org_a", T0, T0 + 5 * HOUR_MS, bucket_s=3600))
+    assert hourly.totals.requests == 3  # the end is exclusive
+    assert [(m.bucket_start_unix_ms, m.requests, m.errors) for m in hourly.series] == [
         (int(T0), 2, 0),
         (int(T0 + 2 * HOUR_MS), 1, 1),
     ]
-    assert store.summary("org_a", since_unix_ms=T0 + HOUR_MS).requests == 2
+    assert totals(store, start_unix_ms=T0 + HOUR_MS).requests == 2
 
 
-def test_breakdown_by_column_and_property(store: AnalyticsStore) -> None:
+def test_group_by_column_and_property(store: AnalyticsStore) -> None:
     store.write_batch(
         [
             row("r1", model="gpt-4o", properties={"feature": "search"}),
@@ -182,27 +195,36 @@ def test_breakdown_by_column_and_property(store: AnalyticsStore) -> None:
             row("r3", model="claude-sonnet-4", properties={}),
         ]
     )
-    by_model = store.breakdown("org_a", "model")
-    assert [(b.key, b.requests, b.input_tokens) for b in by_model] == [
-        ("gpt-4o", 2, 20),
+    day = (T0 - DAY_MS, T0 + DAY_MS)
+    by_model = store.metrics(MetricsQuery("org_a", *day, group_by="model")).series
+    assert [(m.group, m.requests, m.tokens["input"]) for m in by_model] == [
         ("claude-sonnet-4", 1, 10),
+        ("gpt-4o", 2, 20),
     ]
-    by_feature = {b.key: b.requests for b in store.breakdown("org_a", "property:feature")}
-    assert by_feature == {"search": 1, "chat": 1, None: 1}
-    with pytest.raises(ValueError):
-        store.breakdown("org_a", "model; DROP TABLE llmtap_requests")
+    by_feature = store.metrics(MetricsQuery("org_a", *day, group_by="property:Feature")).series
+    assert {m.group: m.requests for m in by_feature} == {"search": 1, "chat": 1, None: 1}
+    with pytest.raises(FilterError):
+        store.metrics(MetricsQuery("org_a", *day, group_by="model; DROP TABLE llmtap_requests"))
+
+
+def test_filters_choose_the_calls_and_text_in_bodies_is_refused(store: AnalyticsStore) -> None:
+    store.write_batch([row("r1", model="gpt-4o"), row("r2", properties={"feature": "x"})])
+    prop = Leaf("properties.feature", "eq", "x", "str")
+    assert totals(store, filter=prop).requests == 1
+    with pytest.raises(FilterError):
+        totals(store, filter=Leaf("body", "contains", "refund", "text"))
 
 
 def test_rows_that_do_not_fit_are_poison_and_the_rest_stored(store: AnalyticsStore) -> None:
     with pytest.raises(PoisonRows) as caught:
         store.write_batch([row("good-1"), row("huge", cost_nano_usd=2**70), row("good-2")])
     assert set(caught.value.reasons) == {"huge"}
-    assert store.count("org_a") == 2
+    assert totals(store).requests == 2
 
 
 def test_big_batch_in_one_insert(store: AnalyticsStore) -> None:
     store.write_batch([row(f"req-{i}", created=T0 + i) for i in range(20_000)])
-    assert store.count("org_a") == 20_000
+    assert totals(store).requests == 20_000
 
 
 def test_data_survive_a_restart(data_dir: Path) -> None:
@@ -210,7 +232,7 @@ def test_data_survive_a_restart(data_dir: Path) -> None:
     first.write_batch([row("req-1"), row("req-2")])
     first.close()
     second = open_analytics_store(f"chdb:///{data_dir}")
-    assert second.count("org_a") == 2
+    assert totals(second).requests == 2
     second.close()
 
 
@@ -254,14 +276,14 @@ def test_retention_drops_expired_rows_and_sets_the_ttl(tmp_path: Path) -> None:
         store.write_batch([old, recent])  # the first write after start prunes
         store.write_batch([old])  # a late redelivery of an expired row: pruned next time
         store.prune()
-        assert store.count("org") == 1
-        create = store.query_rows("SHOW CREATE TABLE llmtap_requests", {})[0]["statement"]
+        assert totals(store, "org", start_unix_ms=0, end_unix_ms=now_ms + day_ms).requests == 1
+        create = store.table_definition()
         assert "TTL" in create and "30" in create
     finally:
         store.close()
     reader = open_analytics_store(url)
     try:
-        create = reader.query_rows("SHOW CREATE TABLE llmtap_requests", {})[0]["statement"]
+        create = reader.table_definition()
         assert "TTL" in create
     finally:
         reader.close()

@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from llmtap.consumer.sink import PoisonRows, Sink
 from llmtap.errors import StoreError, StoreUnavailable
 from llmtap.keys import hash_key
 from llmtap.stores.records import RecordsStore
 from llmtap.stores.row import RequestRow
+from llmtap.stores.sink import PoisonRows, Sink
 from llmtap.testing.relay import TcpRelay
 
 PG_URL = os.environ.get(

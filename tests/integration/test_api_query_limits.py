@@ -17,6 +17,7 @@ import pytest
 
 from llmtap.api.metrics_query import MetricsSource
 from llmtap.api.query_gate import QueryGate
+from llmtap.stores.analytics import MetricsQuery, MetricsResult
 from llmtap.stores.row import RequestRow
 from llmtap.testing.api_backend import ApiBackend
 from llmtap.testing.probes import wait_for
@@ -35,9 +36,9 @@ class CountingMetrics:
         self.inner = inner
         self.queries = 0
 
-    def query_rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def metrics(self, query: MetricsQuery) -> MetricsResult:
         self.queries += 1
-        return self.inner.query_rows(sql, params)
+        return self.inner.metrics(query)
 
 
 class Limited:

@@ -10,6 +10,7 @@ from typing import Any
 
 import openai
 
+from llmtap.show import usd_text
 from llmtap.stores.row import RequestRow
 from llmtap.testing.gateway import GatewayProcess
 
@@ -42,8 +43,9 @@ def test_requests_lists_and_request_shows_bodies(
 
     table = llmtap(gateway, "requests", "--limit", "5")
     header, first = table.splitlines()[:2]
-    assert header.split()[:4] == ["time", "id", "model", "status"]
+    assert header.split()[:7] == ["time", "id", "model", "status", "in", "out", "cost"]
     assert request_id[:8] in first and "gpt-4o-mini" in first and "carol" in first
+    assert row.cost_nano_usd is not None and f" {usd_text(row.cost_nano_usd)} " in first
     assert "screen=cli" in first and f" {row.input_tokens} " in first
 
     listed = json.loads(llmtap(gateway, "requests", "--json", "--limit", "1"))

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 
 from llmtap.api.filter_match import matches
-from llmtap.api.filters import Branch, FilterError, Leaf, parse_filter
+from llmtap.api.filters import parse_filter
 from llmtap.api.helicone_query import translate
-from llmtap.api.search import RequestSearch, SearchQuery, SortField
+from llmtap.api.search import RequestSearch, SearchQuery
 from llmtap.stores.factory import open_body_store
+from llmtap.stores.filter import Branch, FilterError, Leaf
+from llmtap.stores.records.reader import SortField
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
 from llmtap.testing.api_backend import postgres_schema
@@ -55,12 +57,12 @@ def test_a_malformed_filter_is_refused_naming_the_problem(data: Any, named: str)
 
 def test_property_names_match_case_insensitively_like_the_proxy_stores_them() -> None:
     leaf = parse_filter({"field": "properties.Env", "value": "prod"})
-    assert leaf == Leaf("properties.env", "eq", "prod")
+    assert leaf == Leaf("properties.env", "eq", "prod", "str")
 
 
 def test_cost_filters_are_exact_in_nano_dollars() -> None:
     leaf = parse_filter({"field": "cost_usd", "op": "gt", "value": 0.1})
-    assert leaf == Leaf("cost_usd", "gt", Decimal("100000000.0"))
+    assert leaf == Leaf("cost_usd", "gt", Decimal("100000000.0"), "cost")
 
 
 def test_helicone_filters_translate_to_the_same_tree() -> None:
@@ -76,10 +78,13 @@ def test_helicone_filters_translate_to_the_same_tree() -> None:
     assert translate(helicone) == Branch(
         "and",
         (
-            Leaf("model", "eq", "gpt-4o"),
+            Leaf("model", "eq", "gpt-4o", "str"),
             Branch(
                 "or",
-                (Leaf("properties.env", "eq", "prod"), Leaf("latency_ms", "gt", 100.0)),
+                (
+                    Leaf("properties.env", "eq", "prod", "str"),
+                    Leaf("latency_ms", "gt", 100.0, "float"),
+                ),
             ),
         ),
     )
@@ -181,9 +186,8 @@ def search(tmp_path: Path, records_url: str) -> Iterator[tuple[RequestSearch, li
     rows += [random_row(rng, i, org="org_b") for i in range(300, 400)]
     store.write_batch(rows)
     bodies = open_body_store(f"file://{tmp_path / 'bodies'}")
-    searcher = RequestSearch(url, bodies)
+    searcher = RequestSearch(store.reader, bodies)
     yield searcher, rows
-    searcher.close()
     bodies.close()
     store.close()
 
@@ -224,7 +228,7 @@ def test_cursor_pages_are_stable_while_calls_arrive(
     url = records_url
     store = RecordsStore(url)
     bodies = open_body_store(f"file://{tmp_path / 'bodies'}")
-    searcher = RequestSearch(url, bodies)
+    searcher = RequestSearch(store.reader, bodies)
     try:
         rng = random.Random(3)
         first = [random_row(rng, i) for i in range(120)]
@@ -248,7 +252,6 @@ def test_cursor_pages_are_stable_while_calls_arrive(
         keys = [(_sort_value(sort, r), r.request_id) for r in seen]
         assert keys == sorted(keys, reverse=descending)
     finally:
-        searcher.close()
         bodies.close()
         store.close()
 
@@ -282,7 +285,7 @@ def test_text_search_pages_through_every_match_once(
     url = f"sqlite:///{tmp_path / 'records.db'}"
     store = RecordsStore(url)
     bodies = open_body_store(f"file://{tmp_path / 'bodies'}")
-    searcher = RequestSearch(url, bodies, scan_limit=scan_limit)
+    searcher = RequestSearch(store.reader, bodies, scan_limit=scan_limit)
     try:
         rng = random.Random(9)
         rows = [random_row(rng, i) for i in range(250)]
@@ -311,6 +314,5 @@ def test_text_search_pages_through_every_match_once(
         latencies = [next(r.latency_ms for r in rows if r.request_id == i) for i in found]
         assert latencies == sorted(latencies, reverse=True)
     finally:
-        searcher.close()
         bodies.close()
         store.close()

@@ -21,7 +21,6 @@ from llmtap.consumer.chain import build_chain
 from llmtap.consumer.context import Context
 from llmtap.consumer.dlq import DeadLetter, decode_dead_letter
 from llmtap.consumer.runner import BatchRunner, RunnerConfig
-from llmtap.consumer.sink import PoisonRows, Sink
 from llmtap.errors import QueueError, StoreUnavailable
 from llmtap.keys import hash_key
 from llmtap.queue.factory import open_consumer, open_producer
@@ -32,6 +31,7 @@ from llmtap.stores.bodies.port import BodyStore, BodyStream, body_key
 from llmtap.stores.factory import open_body_store, open_records_store
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
+from llmtap.stores.sink import PoisonRows, Sink
 from llmtap.testing.probes import wait_for
 
 

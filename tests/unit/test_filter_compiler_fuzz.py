@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from llmtap.api.filter_match import matches
-from llmtap.api.filters import FIELDS, FilterError, FilterLimits, check_size, has_text, parse_filter
-from llmtap.api.metrics_query import MetricsQuery, compute
+from llmtap.api.filters import FIELDS, FilterLimits, check_size, parse_filter
+from llmtap.api.metrics_query import compute
 from llmtap.api.search import RequestSearch, SearchQuery
-from llmtap.stores.analytics import AnalyticsStore
+from llmtap.stores.analytics import AnalyticsStore, MetricsQuery
 from llmtap.stores.factory import open_analytics_store, open_body_store
+from llmtap.stores.filter import FilterError, has_text
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
 
@@ -68,13 +69,12 @@ class Engines:
         self.records = RecordsStore(url)
         self.records.write_batch(self.rows)
         self.bodies = open_body_store(f"file://{tmp / 'bodies'}")
-        self.search = RequestSearch(url, self.bodies)
+        self.search = RequestSearch(self.records.reader, self.bodies)
         self.analytics: AnalyticsStore = open_analytics_store(f"chdb:///{tmp / 'analytics'}")
         self.analytics.write_batch(self.rows)
 
     def close(self) -> None:
         self.analytics.close()
-        self.search.close()
         self.bodies.close()
         self.records.close()
 

@@ -24,9 +24,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from llmtap.api.auth import Unauthorized
-from llmtap.api.filters import FilterError
 from llmtap.api.query_gate import QueryBusy
 from llmtap.errors import StoreError, StoreUnavailable
+from llmtap.stores.filter import FilterError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from llmtap.api.filters import Branch, Filter, Leaf
+from llmtap.stores.filter import Branch, Filter, Leaf
 from llmtap.stores.row import RequestRow
 
 BodyText = Callable[[RequestRow], str]

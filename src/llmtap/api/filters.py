@@ -1,4 +1,5 @@
-"""The filter tree the query API accepts, parsed and checked before any store sees it.
+"""Filters as the query API accepts them (JSON), parsed and checked into the tree of
+``stores/filter.py`` before any store sees it.
 
 A filter is a leaf or an ``and``/``or`` of filters::
 
@@ -25,8 +26,7 @@ from typing import Any, Literal
 
 from llmtap.stores.fields import FIELDS as LOGGED_FIELDS
 from llmtap.stores.fields import INT_RANGES, Kind
-
-FieldKind = Literal["str", "int", "float", "bool", "time", "cost", "text"]
+from llmtap.stores.filter import PROPERTY_PREFIX, Branch, FieldKind, Filter, FilterError, Leaf
 
 _KIND_OF: dict[Kind, FieldKind] = {
     "text": "str",
@@ -44,8 +44,6 @@ FIELDS: dict[str, FieldKind] = {
 }
 """Every filterable field (the logged fields declared filterable in ``stores/fields.py``, and
 text in bodies); ``properties.<name>`` (a string) is accepted besides these."""
-
-PROPERTY_PREFIX = "properties."
 
 _OPS_BY_KIND: dict[FieldKind, frozenset[str]] = {
     "str": frozenset({"eq", "ne", "in", "contains", "not_contains", "exists"}),
@@ -68,10 +66,6 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 TIME_MIN_MS = -62_135_596_800_000.0
 TIME_MAX_MS = 253_402_300_799_999.0
 """0001-01-01 to 9999-12-31: the times a date can name (and an ISO string can spell)."""
-
-
-class FilterError(ValueError):
-    """A filter the API cannot run; the message names the offending part."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,35 +124,6 @@ def check_property_name(name: str, where: str) -> str:
     if "\x00" in name:
         raise FilterError(f"{where}: a property name cannot hold a NUL character")
     return name
-
-
-@dataclass(frozen=True, slots=True)
-class Leaf:
-    field: str
-    """A name in ``FIELDS``, or ``properties.<name>``."""
-    op: str
-    value: Any
-    """Normalised: unix ms for ``created``, nano-dollars (``Decimal``) for ``cost_usd``,
-    a tuple for ``in``, a bool for ``exists``."""
-
-    @property
-    def kind(self) -> FieldKind:
-        return "str" if self.property_name is not None else FIELDS[self.field]
-
-    @property
-    def property_name(self) -> str | None:
-        if self.field.startswith(PROPERTY_PREFIX):
-            return self.field[len(PROPERTY_PREFIX) :]
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class Branch:
-    op: Literal["and", "or"]
-    items: tuple[Filter, ...]
-
-
-Filter = Leaf | Branch
 
 
 def parse_filter(data: Any, where: str = "filter") -> Filter:
@@ -221,7 +186,7 @@ def _parse_leaf(data: dict[str, Any], where: str) -> Leaf:
     if field.startswith(PROPERTY_PREFIX):
         # the proxy stores property names lower-cased (Helicone-Property-Env -> "env")
         field = PROPERTY_PREFIX + field[len(PROPERTY_PREFIX) :].lower()
-    return Leaf(field, op, value)
+    return Leaf(field, op, value, kind)
 
 
 def _value(raw: Any, field: str, kind: FieldKind, op: str, where: str) -> Any:
@@ -333,12 +298,3 @@ def all_of(*filters: Filter | None) -> Filter | None:
     if len(present) == 1:
         return present[0]
     return Branch("and", tuple(present))
-
-
-def has_text(node: Filter | None) -> bool:
-    """Whether any leaf needs the bodies (the database cannot answer it alone)."""
-    if node is None:
-        return False
-    if isinstance(node, Leaf):
-        return node.kind == "text"
-    return any(has_text(item) for item in node.items)

@@ -17,10 +17,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from llmtap.api.context import Ctx, Org
-from llmtap.api.filters import MAX_NODES, Branch, Filter, FilterError, check_size, parse_filter
+from llmtap.api.filters import MAX_NODES, check_size, parse_filter
 from llmtap.api.rows import iso_time, nano_to_usd
 from llmtap.api.schemas import ERROR_RESPONSES
-from llmtap.api.search import SearchQuery, SortField
+from llmtap.api.search import SearchQuery
+from llmtap.stores.filter import Branch, Filter, FilterError
+from llmtap.stores.records.reader import SortField
 from llmtap.stores.row import RequestRow
 
 router = APIRouter(tags=["helicone"], responses=ERROR_RESPONSES)

@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmtap.api.context import ApiContext, Ctx, Org
 from llmtap.api.errors import MetricsUnavailable
 from llmtap.api.filters import TIME_MIN_MS, parse_filter, parse_time
-from llmtap.api.metrics_query import MetricsQuery, bucket_seconds, compute
+from llmtap.api.metrics_query import bucket_seconds, compute
 from llmtap.api.schemas import ERROR_RESPONSES
 from llmtap.stores.analytics.ddl import GROUP_KEYS
+from llmtap.stores.analytics.metrics import MetricsQuery
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], responses=ERROR_RESPONSES)
 

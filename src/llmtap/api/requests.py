@@ -12,18 +12,11 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from llmtap.api.context import Ctx, Org
-from llmtap.api.filters import (
-    Filter,
-    FilterError,
-    Leaf,
-    all_of,
-    check_size,
-    parse_filter,
-    parse_time,
-)
+from llmtap.api.filters import all_of, check_size, parse_filter, parse_time
 from llmtap.api.rows import body_view, row_detail, row_summary
 from llmtap.api.schemas import ERROR_RESPONSES, RequestDetailOut, SearchBody, SearchPageOut
 from llmtap.api.search import SearchPage, SearchQuery
+from llmtap.stores.filter import Filter, FilterError, Leaf
 from llmtap.stores.row import RequestRow
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"], responses=ERROR_RESPONSES)
@@ -34,9 +27,9 @@ _STREAM_CHUNK = 64 * 1024
 def time_range(start: float | str | None, end: float | str | None) -> Filter | None:
     leaves: list[Filter] = []
     if start is not None:
-        leaves.append(Leaf("created", "gte", parse_time(start, "start")))
+        leaves.append(Leaf("created", "gte", parse_time(start, "start"), "time"))
     if end is not None:
-        leaves.append(Leaf("created", "lt", parse_time(end, "end")))
+        leaves.append(Leaf("created", "lt", parse_time(end, "end"), "time"))
     return all_of(*leaves)
 
 

@@ -1,8 +1,8 @@
-"""Searching logged calls in the records store: filter, sort, keyset (cursor) pagination.
+"""Searching logged calls for the API: filter, sort, cursor pagination, text in bodies.
 
-Every query is scoped to one organization before anything else is added. Pages are cut by
-keyset, not offset: the cursor holds the sort value and request id of the last row returned, so
-calls logged while someone pages never shift or repeat what they see.
+The records reader (``stores/records/reader.py``) runs the SQL, scoped to one organization and
+cut by keyset; the cursor given to clients is that keyset position (the sort value and request
+id of the last row returned), encoded.
 
 Text in bodies lives in the body store, not the database. A filter that asks for it runs the rest
 of the tree in SQL (the text leaves relaxed to "true") and reads the candidates' bodies in sort
@@ -15,58 +15,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
-
-import sqlalchemy as sa
 
 from llmtap.api.filter_match import BodyText, matches
-from llmtap.api.filter_sql import to_sql
-from llmtap.api.filters import (
-    INT64,
-    Filter,
-    FilterError,
-    check_text,
-    has_text,
-)
+from llmtap.api.filters import INT64, check_text
 from llmtap.stores.bodies.port import BodyStore
-from llmtap.stores.records.engine import create_engine, translated
-from llmtap.stores.records.schema import requests
-from llmtap.stores.records.upsert import row_from_mapping
+from llmtap.stores.filter import Filter, FilterError, has_text
+from llmtap.stores.records.reader import PageQuery, Position, RecordsReader, SortField, sort_value
 from llmtap.stores.row import RequestRow
-
-SortField = Literal["created", "latency", "cost", "tokens"]
-SORT_FIELDS: tuple[SortField, ...] = ("created", "latency", "cost", "tokens")
-
-# Unknown cost/tokens sort below every known value (-1 < 0) instead of NULL's dialect-specific
-# place, so the keyset comparison is the same plain comparison on both databases.
-_SORT_KEYS: dict[str, sa.ColumnElement[Any]] = {
-    "created": requests.c.created_unix_ms,
-    "latency": requests.c.latency_ms,
-    "cost": sa.func.coalesce(requests.c.cost_nano_usd, -1),
-    "tokens": sa.func.coalesce(requests.c.total_tokens, -1),
-}
-
-
-def sort_value(sort: SortField, row: RequestRow) -> float | int:
-    """The row's value of the sort key, as ``_SORT_KEYS`` computes it in SQL."""
-    if sort == "created":
-        return row.created_unix_ms
-    if sort == "latency":
-        return row.latency_ms
-    if sort == "cost":
-        return -1 if row.cost_nano_usd is None else row.cost_nano_usd
-    return -1 if row.total_tokens is None else row.total_tokens
-
 
 _BODY_TEXT_MAX_BYTES = 4 * 1024 * 1024
 """Text search reads at most this much of each body."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class SearchQuery:
     org_id: str
     filter: Filter | None = None
@@ -78,7 +43,7 @@ class SearchQuery:
     """Rows to skip first (Helicone-style paging); cursors are the stable way to page."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class SearchPage:
     rows: list[RequestRow]
     next_cursor: str | None
@@ -88,12 +53,6 @@ class SearchPage:
     truncated: bool = False
     """A text search stopped at its scan budget before the page was full: ``next_cursor``
     continues it (the rows after it may still match)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Position:
-    value: float | int
-    request_id: str
 
 
 def encode_cursor(query: SearchQuery, row: RequestRow) -> str:
@@ -106,7 +65,7 @@ def encode_cursor(query: SearchQuery, row: RequestRow) -> str:
     return base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
 
 
-def decode_cursor(query: SearchQuery) -> _Position | None:
+def decode_cursor(query: SearchQuery) -> Position | None:
     if not query.cursor:
         return None
     try:
@@ -127,7 +86,7 @@ def decode_cursor(query: SearchQuery) -> _Position | None:
         or not _in_range(value)
     ):
         raise FilterError("cursor: not a cursor this API returned")
-    return _Position(value, check_text(request_id, "cursor"))
+    return Position(value, check_text(request_id, "cursor"))
 
 
 def _in_range(value: int | float) -> bool:
@@ -138,66 +97,57 @@ def _in_range(value: int | float) -> bool:
 
 
 class RequestSearch:
-    """Reads calls for the API. Opens its own engine on the records URL (reads never block the
-    consumer's writes: SQLite runs in WAL mode)."""
+    """Searches calls for the API: the records reader's pages, and the bodies for text."""
 
     def __init__(
         self,
-        records_url: str,
+        reader: RecordsReader,
         bodies: BodyStore,
         *,
         scan_limit: int = 5000,
         scan_max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        self._engine = create_engine(records_url)
+        self._reader = reader
         self._bodies = bodies
         self._scan_limit = scan_limit
         self._scan_max_bytes = scan_max_bytes
 
     @property
-    def dialect(self) -> str:
-        return self._engine.dialect.name
-
-    @property
     def bodies(self) -> BodyStore:
         return self._bodies
 
-    def close(self) -> None:
-        self._engine.dispose()
-
     def get(self, org_id: str, request_id: str) -> RequestRow | None:
-        query = sa.select(requests).where(
-            requests.c.org_id == org_id, requests.c.request_id == request_id
-        )
-        with translated("read request"), self._engine.connect() as conn:
-            found = conn.execute(query).mappings().first()
-        return None if found is None else row_from_mapping(found)
+        return self._reader.get(org_id, request_id)
 
     def search(self, query: SearchQuery) -> SearchPage:
         if not 1 <= query.limit <= 1000:
             raise FilterError("limit: must be between 1 and 1000")
-        position = decode_cursor(query)
-        needs_bodies = has_text(query.filter)
-        where: list[sa.ColumnElement[bool]] = [requests.c.org_id == query.org_id]
-        if query.filter is not None:
-            where.append(to_sql(query.filter, self.dialect, relax_text=needs_bodies))
-        if not needs_bodies:
-            rows = self._fetch(query, where, position, query.limit + 1, query.offset)
+        page = PageQuery(
+            query.org_id,
+            query.filter,
+            query.sort,
+            query.descending,
+            after=decode_cursor(query),
+            relax_text=has_text(query.filter),
+        )
+        if not page.relax_text:
+            rows = self._reader.page(
+                dataclasses.replace(page, limit=query.limit + 1, offset=query.offset)
+            )
             more = len(rows) > query.limit
             rows = rows[: query.limit]
             cursor = encode_cursor(query, rows[-1]) if more and rows else None
             return SearchPage(rows, cursor, len(rows))
-        return self._search_with_text(query, where, position)
+        return self._search_with_text(query, page)
 
-    def _search_with_text(
-        self, query: SearchQuery, where: list[sa.ColumnElement[bool]], position: _Position | None
-    ) -> SearchPage:
+    def _search_with_text(self, query: SearchQuery, page: PageQuery) -> SearchPage:
         assert query.filter is not None
         found: list[RequestRow] = []
         skip = query.offset
         scanned = 0
         last: RequestRow | None = None
         chunk = max(100, query.limit * 2)
+        page = dataclasses.replace(page, limit=chunk)
         exhausted = False
         reader = _BodyReader(self._bodies)
 
@@ -207,7 +157,7 @@ class RequestSearch:
             return scanned >= self._scan_limit or reader.bytes_read >= self._scan_max_bytes
 
         while len(found) < query.limit and not over_budget():
-            candidates = self._fetch(query, where, position, chunk)
+            candidates = self._reader.page(page)
             if not candidates:
                 exhausted = True
                 break
@@ -226,43 +176,11 @@ class RequestSearch:
                     exhausted = True
                     break
             if last is not None:
-                position = _Position(sort_value(query.sort, last), last.request_id)
+                after = Position(sort_value(query.sort, last), last.request_id)
+                page = dataclasses.replace(page, after=after)
         cursor = None if exhausted or last is None else encode_cursor(query, last)
         truncated = cursor is not None and len(found) < query.limit
         return SearchPage(found, cursor, scanned, truncated)
-
-    def _fetch(
-        self,
-        query: SearchQuery,
-        where: list[sa.ColumnElement[bool]],
-        position: _Position | None,
-        limit: int,
-        offset: int = 0,
-    ) -> list[RequestRow]:
-        key = _SORT_KEYS[query.sort]
-        conditions = list(where)
-        if position is not None:
-            if query.descending:
-                after = sa.or_(
-                    key < position.value,
-                    sa.and_(key == position.value, requests.c.request_id < position.request_id),
-                )
-            else:
-                after = sa.or_(
-                    key > position.value,
-                    sa.and_(key == position.value, requests.c.request_id > position.request_id),
-                )
-            conditions.append(after)
-        order = (
-            (key.desc(), requests.c.request_id.desc())
-            if query.descending
-            else (key.asc(), requests.c.request_id.asc())
-        )
-        statement = (
-            sa.select(requests).where(*conditions).order_by(*order).limit(limit).offset(offset)
-        )
-        with translated("search requests"), self._engine.connect() as conn:
-            return [row_from_mapping(m) for m in conn.execute(statement).mappings()]
 
 
 class _BodyReader:

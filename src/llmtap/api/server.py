@@ -46,11 +46,8 @@ class ApiService:
                 max_depth=settings.api_filter_max_depth,
             )
             search = RequestSearch(
-                settings.records_url,
-                bodies,
-                scan_max_bytes=settings.api_text_scan_max_bytes,
+                records.reader, bodies, scan_max_bytes=settings.api_text_scan_max_bytes
             )
-            self._resources.callback(search.close)
             keys = KeyResolver(records.org_for_key_hash)
             ingestion = Ingestion.open(settings, keys)
             self._resources.callback(ingestion.close)

@@ -36,12 +36,12 @@ from llmtap.consumer.batch import Batch, Item, RowKey
 from llmtap.consumer.context import Context, Handler
 from llmtap.consumer.dlq import DeadLetter, dead_letter_headers, encode_dead_letter
 from llmtap.consumer.handlers.row_builder import RowBuilder
-from llmtap.consumer.sink import PoisonRows, Sink
 from llmtap.errors import LlmtapError, QueueError, StoreUnavailable
 from llmtap.queue.port import GroupConsumer, Message, ReportingProducer
 from llmtap.record import RecordDecodeError, decode
 from llmtap.settings import Settings
 from llmtap.stores.row import RequestRow
+from llmtap.stores.sink import PoisonRows, Sink
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from types import FrameType
 
 from llmtap.consumer.chain import build_chain
 from llmtap.consumer.runner import BatchRunner, RunnerConfig, RunnerStats
-from llmtap.consumer.sink import Sink
 from llmtap.errors import LlmtapError
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import GroupConsumer
 from llmtap.settings import Settings
 from llmtap.stores.factory import open_body_store, open_records_store, open_sinks
+from llmtap.stores.sink import Sink
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from llmtap.consumer.sink import Sink
 from llmtap.errors import ConfigError
 from llmtap.settings import Settings
 from llmtap.stores.analytics.client import ClickHouseClient
 from llmtap.stores.analytics.store import AnalyticsStore
 from llmtap.stores.bodies.port import BodyStore
 from llmtap.stores.records.store import RecordsStore
+from llmtap.stores.sink import Sink
 
 
 def open_records_store(url: str) -> RecordsStore:

@@ -4,7 +4,7 @@ Its columns are declared in ``stores/fields.py`` (types, stores, what the API ma
 a test keeps the two in step. The consumer's handler chain turns a ``LogRecord`` into a
 ``RequestRow``; sinks write rows idempotently keyed on ``request_id``. Notes llmtap itself makes
 on a call (an unknown key, a body it could not parse, a claimed request id) are properties named
-``llmtap-*`` (``llmtap.consumer.notes``), filterable like any other. Token counts are ``None``
+``llmtap-*`` (``llmtap.stores.notes``), filterable like any other. Token counts are ``None``
 when the provider did not report them (``usage_source == "unknown"``): a missing number is never
 stored as 0. Cost is an integer number of nano-dollars (1e-9 USD), ``None`` when the model has no
 known price (unpriced).

@@ -13,7 +13,7 @@ import time
 from typing import Protocol
 
 from llmtap.consumer.context import Context
-from llmtap.consumer.notes import AUTH_ERROR
+from llmtap.stores.notes import AUTH_ERROR
 
 # Keys are looked up once per batch-heavy burst, not once per record; a short life keeps a
 # revoked key from being honoured for long.

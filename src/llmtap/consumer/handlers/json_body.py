@@ -2,7 +2,7 @@
 
 A body is what a client or a provider sent, so anything goes: bytes that are not UTF-8, JSON
 nested deeper than the interpreter's stack (msgspec raises ``RecursionError``), a document cut
-off at capture. Each ends as a short reason the row keeps (``consumer.notes``), never as an
+off at capture. Each ends as a short reason the row keeps (``stores.notes``), never as an
 exception that would dead-letter an answered call.
 """
 

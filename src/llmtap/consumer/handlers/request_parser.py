@@ -12,7 +12,7 @@ from typing import Any
 
 from llmtap.consumer.context import Context
 from llmtap.consumer.handlers.json_body import WRONG_SHAPE, read_json
-from llmtap.consumer.notes import REQUEST_PARSE_ERROR
+from llmtap.stores.notes import REQUEST_PARSE_ERROR
 
 # Checked against the end of the upstream path, so prefixes (``/v1``, ``/openai/deployments/x``,
 # a route's base path) do not matter. ``/models/<id>`` is a lookup; Gemini's

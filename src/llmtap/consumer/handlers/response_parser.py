@@ -34,7 +34,7 @@ from llmtap.consumer.handlers.openai_responses import (
 )
 from llmtap.consumer.handlers.sse import SseEvent, looks_like_sse, parse_sse
 from llmtap.consumer.handlers.usage import ParsedResponse, dig, text
-from llmtap.consumer.notes import RESPONSE_PARSE_ERROR
+from llmtap.stores.notes import RESPONSE_PARSE_ERROR
 
 NOTE_USAGE = "usage"
 NOTE_PRICE_CONTEXT = "price_context"

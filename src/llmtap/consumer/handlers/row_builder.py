@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from llmtap.consumer.notes import callers_own
 from llmtap.record import LogRecord
+from llmtap.stores.notes import callers_own
 from llmtap.stores.row import RequestRow
 
 

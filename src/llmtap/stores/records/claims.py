@@ -23,8 +23,8 @@ from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 
-from llmtap.consumer.notes import CLAIMED_REQUEST_ID
 from llmtap.errors import StoreUnavailable
+from llmtap.stores.notes import CLAIMED_REQUEST_ID
 from llmtap.stores.records.schema import requests
 from llmtap.stores.row import RequestRow
 

@@ -2,22 +2,19 @@
 
 One class for both databases; the URL picks (``sqlite:///path``, ``postgresql://...``). It is the
 consumer's first sink (``write_batch``), the consumer's key directory (``org_for_key_hash``) and
-what the api and the CLI read from. Every read of calls takes the caller's organization;
-``None`` is only for the local admin CLI, which sees everything.
+what the api and the CLI read from (``reader``, ``stores/records/reader.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-
 from llmtap.stores.records import keys
-from llmtap.stores.records.engine import create_engine, translated
+from llmtap.stores.records.engine import create_engine
 from llmtap.stores.records.keys import ApiKeyInfo, OrgInfo
 from llmtap.stores.records.migrate import upgrade_with
-from llmtap.stores.records.schema import requests
-from llmtap.stores.records.upsert import row_from_mapping, write_rows
+from llmtap.stores.records.reader import RecordsReader
+from llmtap.stores.records.upsert import write_rows
 from llmtap.stores.row import RequestRow
 
 
@@ -35,6 +32,8 @@ class RecordsStore:
             finally:
                 migration_engine.dispose()
         self._engine = create_engine(url)
+        self.reader = RecordsReader(self._engine)
+        """Every read of logged calls (the CLI's and the API's), on this store's engine."""
 
     @property
     def dialect(self) -> str:
@@ -54,15 +53,10 @@ class RecordsStore:
     def close(self) -> None:
         self._engine.dispose()
 
-    # -- reads ------------------------------------------------------------------------------
+    # -- reads (``reader``; these name it for the callers that hold the store) ---------------
 
     def get_request(self, org_id: str | None, request_id: str) -> RequestRow | None:
-        query = sa.select(requests).where(requests.c.request_id == request_id)
-        if org_id is not None:
-            query = query.where(requests.c.org_id == org_id)
-        with translated("read request"), self._engine.connect() as conn:
-            found = conn.execute(query.limit(1)).mappings().first()
-        return None if found is None else row_from_mapping(found)
+        return self.reader.get(org_id, request_id)
 
     def recent_requests(
         self,
@@ -75,29 +69,17 @@ class RecordsStore:
         session_id: str | None = None,
     ) -> list[RequestRow]:
         """Calls newest first; ``before_unix_ms`` pages back in time (exclusive)."""
-        query = sa.select(requests)
-        if org_id is not None:
-            query = query.where(requests.c.org_id == org_id)
-        if before_unix_ms is not None:
-            query = query.where(requests.c.created_unix_ms < before_unix_ms)
-        if model is not None:
-            query = query.where(requests.c.model == model)
-        if user_id is not None:
-            query = query.where(requests.c.user_id == user_id)
-        if session_id is not None:
-            query = query.where(requests.c.session_id == session_id)
-        query = query.order_by(
-            requests.c.created_unix_ms.desc(), requests.c.request_id.desc()
-        ).limit(max(0, limit))
-        with translated("read requests"), self._engine.connect() as conn:
-            return [row_from_mapping(m) for m in conn.execute(query).mappings()]
+        return self.reader.latest(
+            org_id,
+            limit,
+            before_unix_ms=before_unix_ms,
+            model=model,
+            user_id=user_id,
+            session_id=session_id,
+        )
 
     def count_requests(self, org_id: str | None) -> int:
-        query = sa.select(sa.func.count()).select_from(requests)
-        if org_id is not None:
-            query = query.where(requests.c.org_id == org_id)
-        with translated("count requests"), self._engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+        return self.reader.count(org_id)
 
     # -- organizations and keys -------------------------------------------------------------
 

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.dialects import postgresql, sqlite
 
-from llmtap.consumer.sink import PoisonRows
 from llmtap.errors import StoreUnavailable
 from llmtap.stores.records.claims import settle
 from llmtap.stores.records.engine import (
@@ -31,6 +30,7 @@ from llmtap.stores.records.engine import (
 )
 from llmtap.stores.records.schema import requests
 from llmtap.stores.row import RequestRow
+from llmtap.stores.sink import PoisonRows
 
 _KEY = ("org_id", "request_id")
 _SETTLE_TRIES = 3

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from llmtap.api.filters import Branch, Filter, FilterError, Leaf
+from llmtap.stores.filter import Branch, Filter, FilterError, Leaf
 from llmtap.stores.records.schema import requests
 
 _COLUMN_OF_FIELD = {"created": "created_unix_ms", "cost_usd": "cost_nano_usd"}

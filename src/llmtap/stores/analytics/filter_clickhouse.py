@@ -1,5 +1,5 @@
 """A filter tree as a ClickHouse condition on the analytics table, with the records store's
-meaning (``filter_sql.py``): a missing value matches no comparison, ``contains`` is
+meaning (``stores/records/filter_sql.py``): a missing value matches no comparison, ``contains`` is
 case-sensitive, costs compare exactly in nano-dollars.
 
 Values are always ``{name:Type}`` parameters bound by the engine; column names come from the
@@ -13,7 +13,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from llmtap.api.filters import Branch, Filter, FilterError, Leaf
+from llmtap.stores.filter import Branch, Filter, FilterError, Leaf
 
 _COLUMN_OF_FIELD = {"created": "toUnixTimestamp64Milli(created)", "cost_usd": "cost_nano_usd"}
 _TYPE_OF_KIND = {
