@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 
 from llmtap.api.filters import FIELDS as FILTER_FIELDS
 from llmtap.api.filters import parse_filter
-from llmtap.stores.analytics.ddl import COLUMN_TYPES, COLUMNS, GROUP_KEYS, TABLE
+from llmtap.stores.analytics.ddl import COLUMN_TYPES, COLUMNS, GROUP_KEYS
 from llmtap.stores.factory import open_analytics_store
 from llmtap.stores.fields import FIELDS, Field, Kind
 from llmtap.stores.records import migrate
@@ -112,10 +112,9 @@ def test_a_database_migrated_to_head_has_the_declared_columns(tmp_path: Path) ->
 def _describe(path: Path) -> dict[str, str]:
     store = open_analytics_store(f"chdb:///{path}")
     try:
-        rows = store.query_rows(f"DESCRIBE TABLE {TABLE}", {})
+        return store.column_types()
     finally:
         store.close()
-    return {row["name"]: row["type"] for row in rows}
 
 
 def _clickhouse_type(field: Field) -> str:

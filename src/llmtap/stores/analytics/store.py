@@ -117,6 +117,11 @@ class AnalyticsStore:
         """The table's ``CREATE TABLE`` statement as the engine holds it (its TTL, say)."""
         return str(self._client.query_rows(f"SHOW CREATE TABLE {TABLE}", {})[0]["statement"])
 
+    def column_types(self) -> dict[str, str]:
+        """Each column of the table and its type, as the engine holds them (after migrations)."""
+        rows = self._client.query_rows(f"DESCRIBE TABLE {TABLE}", {})
+        return {str(row["name"]): str(row["type"]) for row in rows}
+
 
 def _encode(row: RequestRow, version: int) -> bytes:
     values: dict[str, Any] = {name: getattr(row, name) for name in COLUMNS}
