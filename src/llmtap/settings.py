@@ -73,9 +73,10 @@ class Settings(BaseSettings):
     auth_gate: bool = True
     """Refuse (401, before forwarding) a call whose ``Helicone-Auth``/``Llmtap-Auth`` llmtap key no
     organization has (never issued, or revoked). Fails open when the records store is away."""
-    auth_gate_ttl_s: float = 10.0
-    """How long the proxy trusts its answer about one key (known or unknown): a revoked key is
-    refused at most this long after ``llmtap keys revoke``."""
+    key_cache_ttl_s: float = 5.0
+    """How long the proxy, the API and the consumer trust an answer about one llmtap key (its
+    organization, or that it has none): a revoked key stops working at most this long after
+    ``llmtap keys revoke``."""
 
     # queue and consumer
     topic: str = TOPIC_LOGS

@@ -25,7 +25,7 @@ import pytest
 from llmtap.errors import QueueError, StoreError
 from llmtap.proxy.metrics import _GAUGES, ProxyMetrics
 from llmtap.proxy.server import ThreadedProxy
-from llmtap.proxy.shipper import Lazy, OrgResolver, Shipper
+from llmtap.proxy.shipper import Lazy, Shipper
 from llmtap.queue.kafka_admin import ensure_topics
 from llmtap.queue.kafka_producer import KafkaProducer
 from llmtap.queue.port import ReportingProducer
@@ -59,9 +59,10 @@ def shipper_for(
         producer=producer,
         bodies=bodies,
         spool=Spool.claim(settings.spool_dir, settings.spool_max_bytes),
-        resolver=OrgResolver(None),
+        keys=None,
         metrics=metrics,
         topic=settings.topic,
+        max_decoded_bytes=settings.max_capture_bytes,
     )
 
 

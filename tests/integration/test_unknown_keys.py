@@ -34,7 +34,7 @@ def gateway(
     tmp_path_factory: pytest.TempPathFactory, mock_upstream: MockUpstream
 ) -> Iterator[GatewayProcess]:
     data = tmp_path_factory.mktemp("keys") / "data"
-    env = gateway_env(mock_upstream, LLMTAP_AUTH_GATE_TTL_S="0.2")
+    env = gateway_env(mock_upstream, LLMTAP_KEY_CACHE_TTL_S="0.2")
     with GatewayProcess(data, env=env) as gw:
         yield gw
 

@@ -1,6 +1,6 @@
-"""Key resolution for the API against a real records store: both headers work, resolutions are
-cached briefly, a revoked key stops working once its cache entry ends, unknown keys are never
-cached; and how bodies are shown (JSON, text, binary, omitted, missing, too large)."""
+"""Key resolution for the API against a real records store: both headers work, missing and
+unknown keys are refused; and how bodies are shown (JSON, text, binary, omitted, missing, too
+large). The cache rules are the key directory's (test_key_directory.py)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,9 @@ import pytest
 
 from llmtap.api.auth import KeyResolver, Unauthorized
 from llmtap.api.rows import INLINE_BODY_MAX_BYTES, body_view
+from llmtap.keys.directory import KeyDirectory
 from llmtap.stores.factory import open_body_store
 from llmtap.stores.records.store import RecordsStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -32,10 +25,14 @@ def store(tmp_path: Path) -> Iterator[RecordsStore]:
     opened.close()
 
 
+def resolver_for(store: RecordsStore) -> KeyResolver:
+    return KeyResolver(KeyDirectory(store.org_for_key_hash, ttl_s=5.0))
+
+
 def test_both_headers_resolve_to_the_keys_organization(store: RecordsStore) -> None:
     org = store.create_org("acme")
     _, key = store.create_key(org, "k")
-    resolver = KeyResolver(store.org_for_key_hash)
+    resolver = resolver_for(store)
     assert resolver.org_for(f"Bearer {key}", None) == org
     assert resolver.org_for(None, f"Bearer {key}") == org
     assert resolver.org_for(key, None) == org  # without the Bearer word too
@@ -54,40 +51,7 @@ def test_no_usable_key_is_unauthorized(
     store: RecordsStore, authorization: str | None, helicone: str | None, message: str
 ) -> None:
     with pytest.raises(Unauthorized, match=message):
-        KeyResolver(store.org_for_key_hash).org_for(authorization, helicone)
-
-
-def test_a_revoked_key_is_refused_when_its_cache_entry_ends(store: RecordsStore) -> None:
-    org = store.create_org("acme")
-    key_id, key = store.create_key(org, "k")
-    clock = Clock()
-    resolver = KeyResolver(store.org_for_key_hash, ttl_s=5.0, clock=clock)
-    assert resolver.org_for(f"Bearer {key}", None) == org
-    store.revoke_key(key_id)
-    clock.now += 4.9
-    assert resolver.org_for(f"Bearer {key}", None) == org  # still cached, at most ttl_s
-    clock.now += 0.2
-    with pytest.raises(Unauthorized):
-        resolver.org_for(f"Bearer {key}", None)
-
-
-def test_unknown_keys_are_not_cached(store: RecordsStore) -> None:
-    org = store.create_org("acme")
-    lookups: list[str] = []
-
-    def counting(key_hash: str) -> str | None:
-        lookups.append(key_hash)
-        return store.org_for_key_hash(key_hash)
-
-    resolver = KeyResolver(counting, clock=Clock())
-    for _ in range(2):
-        with pytest.raises(Unauthorized):
-            resolver.org_for("Bearer sk-llmtap-nobody", None)
-    assert len(lookups) == 2
-    _, key = store.create_key(org, "k")
-    for _ in range(3):
-        assert resolver.org_for(f"Bearer {key}", None) == org
-    assert len(lookups) == 3  # one lookup, then the cache
+        resolver_for(store).org_for(authorization, helicone)
 
 
 def test_bodies_are_shown_by_what_they_hold(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from llmtap.consumer.handlers.request_parser import RequestParser, endpoint_for
 from llmtap.consumer.handlers.row_builder import RowBuilder
 from llmtap.errors import StoreUnavailable
 from llmtap.keys import hash_key
+from llmtap.keys.directory import KeyDirectory
 from llmtap.queue.port import Message
 from llmtap.record import BodyRef, LogRecord, Timing, encode
 from llmtap.stores.bodies.port import BodyStore
@@ -46,6 +47,10 @@ def make_record(**overrides: object) -> LogRecord:
     }
     fields.update(overrides)
     return msgspec.convert(fields, LogRecord, from_attributes=True)
+
+
+def authenticate(records: RecordsStore) -> Authenticate:
+    return Authenticate(KeyDirectory(records.org_for_key_hash, ttl_s=5.0), records.default_org_id)
 
 
 def make_ctx(record: LogRecord, request_body: bytes | None = None) -> Context:
@@ -208,7 +213,7 @@ def bodies(tmp_path: Path) -> Iterator[BodyStore]:
 
 def test_authenticate_trusts_the_org_the_proxy_resolved(records: RecordsStore) -> None:
     ctx = make_ctx(make_record(org_id="org-from-proxy", auth_key_hash="whatever"))
-    Authenticate(records)(ctx)
+    authenticate(records)(ctx)
     assert ctx.row.org_id == "org-from-proxy"
 
 
@@ -216,13 +221,13 @@ def test_authenticate_files_a_keyed_call_under_the_keys_org(records: RecordsStor
     org = records.create_org("acme")
     _, key = records.create_key(org, "ci")
     ctx = make_ctx(make_record(auth_key_hash=hash_key(key)))
-    Authenticate(records)(ctx)
+    authenticate(records)(ctx)
     assert ctx.row.org_id == org
 
 
 def test_authenticate_puts_keyless_calls_in_the_default_org(records: RecordsStore) -> None:
     ctx = make_ctx(make_record())
-    Authenticate(records)(ctx)
+    authenticate(records)(ctx)
     assert ctx.row.org_id == records.default_org_id()
 
 
@@ -230,7 +235,7 @@ def test_authenticate_logs_a_key_nobody_issued_in_the_default_org_flagged(
     records: RecordsStore,
 ) -> None:
     ctx = make_ctx(make_record(auth_key_hash=hash_key("sk-llmtap-made-up")))
-    Authenticate(records)(ctx)
+    authenticate(records)(ctx)
     assert ctx.row.org_id == records.default_org_id()
     assert ctx.row.properties["llmtap-auth-error"] == "unknown_key"
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from ingest_chain import consume
 
+from llmtap.capture.tap import as_header_list
 from llmtap.ingest.errors import BadLog
 from llmtap.ingest.helicone import LogKind, build_async_log, parse_async_log
-from llmtap.ingest.tap import as_header_list
 from llmtap.keys import hash_key
 from llmtap.stores.bodies.port import body_key
 

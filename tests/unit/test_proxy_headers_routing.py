@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from llmtap.proxy.headers import split_headers
-from llmtap.proxy.redaction import redact_headers, redact_url
+from llmtap.capture.redaction import redact_headers, redact_url
+from llmtap.capture.tap import split_headers
 from llmtap.proxy.routing import RouteError, Router, is_public_address
 from llmtap.settings import Settings
 

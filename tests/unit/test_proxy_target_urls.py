@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmtap.proxy.headers import split_headers
+from llmtap.capture.tap import split_headers
 from llmtap.proxy.routing import RouteError, Router, parse_upstream
 from llmtap.settings import Settings
 

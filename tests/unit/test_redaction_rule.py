@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmtap.ingest.tap import as_header_list, read_tap
-from llmtap.proxy.redaction import redact_headers, redact_url
+from llmtap.capture.redaction import redact_headers, redact_url
+from llmtap.capture.tap import as_header_list, read_tap
 
 SECRET = "s3cr3t-canary"
 

@@ -8,7 +8,6 @@ inflating, so a small gzip bomb cannot get through either).
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -19,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from llmtap.api.auth import KeyResolver, Unauthorized
 from llmtap.api.errors import error_response
+from llmtap.capture.decode import COMPRESSED, encoding_name, inflate
 from llmtap.ingest.errors import BadLog, LogTooLarge, UnsupportedMediaType
 from llmtap.ingest.publisher import IngestPublisher, IngestUnavailable
 from llmtap.ingest.values import decode_nested
@@ -80,19 +80,17 @@ class Ingestion:
                 raise LogTooLarge(f"body is over the {limit}-byte limit")
             parts.append(chunk)
         body = b"".join(parts)
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        encoding = encoding_name(request.headers.get("content-encoding"))
         if encoding in ("", "identity"):
             return body
-        if encoding not in ("gzip", "x-gzip", "deflate"):
+        if encoding not in COMPRESSED:
             raise UnsupportedMediaType(f"content-encoding {encoding!r} is not supported")
-        inflater = zlib.decompressobj(47)  # gzip or zlib header
-        try:
-            data = inflater.decompress(body, limit + 1)
-        except zlib.error as exc:
-            raise BadLog(f"body is not valid {encoding}: {exc}") from None
-        if len(data) > limit or inflater.unconsumed_tail:
+        inflated = inflate(body, limit)
+        if inflated is None:
+            raise BadLog(f"body is not valid {encoding}")
+        if inflated.over_limit:
             raise LogTooLarge(f"inflated body is over the {limit}-byte limit")
-        return data
+        return inflated.data
 
 
 async def in_thread(work: Callable[[], T]) -> T:

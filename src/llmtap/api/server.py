@@ -24,6 +24,7 @@ from llmtap.api.ingest_http import Ingestion
 from llmtap.api.metrics_query import MetricsSource
 from llmtap.api.query_gate import QueryGate
 from llmtap.api.search import RequestSearch
+from llmtap.keys.directory import KeyDirectory
 from llmtap.settings import Settings
 from llmtap.stores.factory import open_body_store, open_records_store
 
@@ -48,7 +49,9 @@ class ApiService:
             search = RequestSearch(
                 records.reader, bodies, scan_max_bytes=settings.api_text_scan_max_bytes
             )
-            keys = KeyResolver(records.org_for_key_hash)
+            keys = KeyResolver(
+                KeyDirectory(records.org_for_key_hash, ttl_s=settings.key_cache_ttl_s)
+            )
             ingestion = Ingestion.open(settings, keys)
             self._resources.callback(ingestion.close)
         except BaseException:

@@ -23,14 +23,15 @@ from typing import Any, Literal
 
 import msgspec
 
+from llmtap.capture.bodies import body_ref
+from llmtap.capture.builder import build_log_record
+from llmtap.capture.redaction import redact_headers
+from llmtap.capture.tap import HeaderList, as_header_list, read_tap
 from llmtap.ingest.built import Body, Ingested
 from llmtap.ingest.errors import BadLog
 from llmtap.ingest.ndjson import response_body
-from llmtap.ingest.tap import as_header_list, read_tap
 from llmtap.ingest.values import checked_url, decode_nested
-from llmtap.proxy.headers import HeaderList
-from llmtap.proxy.redaction import redact_headers
-from llmtap.record import BodyRef, LogRecord, Timing
+from llmtap.record import BodyRef, Timing
 from llmtap.stores.bodies.port import body_key
 
 LogKind = Literal["custom", "oai", "anthropic"]
@@ -163,23 +164,25 @@ def build_async_log(
     request_id = tap.request_id
     bodies: list[Body] = []
 
-    request_bytes = _encoder.encode(request.json)
-    if tap.omit_request:
-        request_ref = BodyRef(omitted=True, size=len(request_bytes))
-    else:
-        key = body_key(org_id, request_id, "request")
-        bodies.append(Body(key, request_bytes, "application/json"))
-        request_ref = BodyRef(key=key, size=len(request_bytes), content_type="application/json")
+    key = body_key(org_id, request_id, "request")
+    request_ref, stored = body_ref(
+        _encoder.encode(request.json),
+        omit=tap.omit_request,
+        content_type="application/json",
+        key=key,
+    )
+    if stored is not None:
+        bodies.append(Body(key, stored, "application/json"))
 
     data, content_type, reformatted = response_body(response.textBody, response.json, _encoder)
     response_ref: BodyRef | None = None
     if data is not None:
-        if tap.omit_response:
-            response_ref = BodyRef(omitted=True, size=len(data))
-        else:
-            key = body_key(org_id, request_id, "response")
-            bodies.append(Body(key, data, content_type))
-            response_ref = BodyRef(key=key, size=len(data), content_type=content_type)
+        key = body_key(org_id, request_id, "response")
+        response_ref, stored = body_ref(
+            data, omit=tap.omit_response, content_type=content_type, key=key
+        )
+        if stored is not None:
+            bodies.append(Body(key, stored, content_type))
 
     extra: dict[str, str] = {}
     if inferred:
@@ -192,8 +195,8 @@ def build_async_log(
     if content_type is not None:
         # what the stored body is, which decides how the consumer reads it
         response_headers["content-type"] = content_type
-    record = LogRecord(
-        request_id=request_id,
+    record = build_log_record(
+        tap,
         source="async-log",
         provider=PROVIDERS[kind],
         method="POST",
@@ -207,12 +210,6 @@ def build_async_log(
         request_body=request_ref,
         response_body=response_ref,
         streamed=content_type == "text/event-stream" or request.json.get("stream") is True,
-        user_id=tap.user_id,
-        session_id=tap.session_id,
-        session_path=tap.session_path,
-        session_name=tap.session_name,
-        properties=tap.properties,
-        model_override=tap.model_override,
         error=error,
         extra=extra,
     )

@@ -11,7 +11,7 @@ the rest properties).
 A span is an LLM call when it names a model provider or a request model and its operation is a
 model call; workflow, task, tool and agent spans are not, and are left out (the endpoint counts
 them). The provider's bodies are not in a span: the prompt and completion messages are stored as
-JSON bodies, and usage travels in ``extra`` (``consumer.handlers.carried``). The request id is
+JSON bodies, and usage travels in ``extra`` (``capture.carried``). The request id is
 derived from the trace id and the provider's response id (else the span id), so an exporter's
 retry, or two instrumentations reporting the same call, land on one row.
 """
@@ -23,16 +23,15 @@ from typing import Any
 
 import msgspec
 
-from llmtap.consumer.handlers.carried import (
-    CARRIED_FLAG,
-    FINISH_REASON,
-    RESPONSE_MODEL,
-)
+from llmtap.capture.bodies import body_ref
+from llmtap.capture.builder import build_log_record
+from llmtap.capture.carried import CARRIED_FLAG, FINISH_REASON, RESPONSE_MODEL
+from llmtap.capture.tap import TapHeaders
 from llmtap.ingest.built import Body, Ingested
 from llmtap.ingest.errors import BadLog
 from llmtap.ingest.otlp_decode import AttrValue, Span
 from llmtap.ingest.values import MAX_COUNT, checked_url, decode_nested, digits, whole
-from llmtap.record import BodyRef, LogRecord, Timing
+from llmtap.record import BodyRef, Timing
 from llmtap.stores.bodies.port import body_key
 
 # uuid5 namespace for request ids made from trace ids (fixed: the same span gives the same id)
@@ -230,10 +229,13 @@ def _bodies(
         if not doc:
             refs.append(None)
             continue
-        data = _encoder.encode(doc)
         key = body_key(org_id, request_id, kind)
-        bodies.append(Body(key, data, "application/json"))
-        refs.append(BodyRef(key=key, size=len(data), content_type="application/json"))
+        ref, data = body_ref(
+            _encoder.encode(doc), omit=False, content_type="application/json", key=key
+        )
+        if data is not None:
+            bodies.append(Body(key, data, "application/json"))
+        refs.append(ref)
     return bodies, refs[0], refs[1]
 
 
@@ -298,8 +300,9 @@ def build_span_record(span: Span, *, org_id: str, key_hash: str) -> Ingested:
     service = _text(span.resource.get("service.name"))
     if service:
         extra["service.name"] = service
-    record = LogRecord(
-        request_id=request_id,
+    tap = TapHeaders(request_id=request_id, user_id=user, session_id=session, properties=properties)
+    record = build_log_record(
+        tap,
         source="otel",
         provider=system,
         method="POST",
@@ -314,9 +317,6 @@ def build_span_record(span: Span, *, org_id: str, key_hash: str) -> Ingested:
         request_body=request_ref,
         response_body=response_ref,
         streamed=_first(attrs, "gen_ai.is_streaming", "llm.is_streaming") is True,
-        user_id=user,
-        session_id=session,
-        properties=properties,
         error=error,
         trace_id=span.trace_id,
         span_id=span.span_id,

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from llmtap.capture.redaction import redact_url
 from llmtap.ingest.errors import BadLog
-from llmtap.proxy.redaction import redact_url
 
 T = TypeVar("T")
 MAX_COUNT = 2**63 - 1

@@ -15,10 +15,10 @@ import time
 import uuid
 from typing import Protocol
 
+from llmtap.capture.tap import HOP_BY_HOP, TapHeaders, split_headers
 from llmtap.proxy.auth_gate import AuthGate
 from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.exchange import Exchange
-from llmtap.proxy.headers import HOP_BY_HOP, TapHeaders, split_headers
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import RouteError, Router
 from llmtap.proxy.stream_usage import UsageChunkFilter, inject_include_usage

@@ -2,22 +2,25 @@
 
 Runs on the shipper thread, never on the loop. This is where secrets are redacted (headers,
 URL query) — before anything reaches the body store or the queue. The record's body references
-get their keys once the shipper has stored the batch's pack (``Captured.with_keys``).
+get their keys once the shipper has stored the batch's pack (``Captured.with_keys``). A
+compressed response is stored inflated when it inflates completely within ``max_decoded_bytes``
+(the client got it as sent), else as it came.
 """
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from dataclasses import dataclass
 
 import msgspec
 
+from llmtap.capture.bodies import body_ref, with_key
+from llmtap.capture.builder import build_log_record
+from llmtap.capture.decode import COMPRESSED, encoding_name, inflate
+from llmtap.capture.redaction import redact_headers, redact_url
+from llmtap.capture.tap import header_value
 from llmtap.keys import hash_key
 from llmtap.proxy.exchange import Exchange
-from llmtap.proxy.headers import header_value
-from llmtap.proxy.redaction import redact_headers, redact_url
-from llmtap.record import BodyRef, LogRecord, Timing
+from llmtap.record import LogRecord, Timing
 
 
 @dataclass(slots=True)
@@ -30,13 +33,10 @@ class Captured:
     response_body: bytes | None
 
     def with_keys(self, request_key: str | None, response_key: str | None) -> LogRecord:
-        def keyed(ref: BodyRef | None, key: str | None) -> BodyRef | None:
-            return ref if ref is None or key is None else msgspec.structs.replace(ref, key=key)
-
         return msgspec.structs.replace(
             self.record,
-            request_body=keyed(self.record.request_body, request_key),
-            response_body=keyed(self.record.response_body, response_key),
+            request_body=with_key(self.record.request_body, request_key),
+            response_body=with_key(self.record.response_body, response_key),
         )
 
 
@@ -44,54 +44,43 @@ def _ms(start_ns: int, end_ns: int) -> float | None:
     return round((end_ns - start_ns) / 1e6, 3) if end_ns else None
 
 
-def _decoded(data: bytes, encoding: bytes | None) -> tuple[bytes, str | None]:
+def _decoded(data: bytes, encoding: bytes | None, limit: int) -> tuple[bytes, str | None]:
     """Response bytes as text the consumer and the API can read (the client got them as sent)."""
-    if not encoding or not data:
+    name = encoding_name(encoding)
+    if not data or name not in COMPRESSED:
         return data, None
-    name = encoding.strip().lower()
-    try:
-        if name == b"gzip":
-            return gzip.decompress(data), "gzip"
-        if name == b"deflate":
-            return zlib.decompress(data), "deflate"
-    except (OSError, EOFError, zlib.error):
-        return data, None  # truncated or corrupt: keep the raw bytes, still encoded
-    return data, None
+    inflated = inflate(data, limit)
+    if inflated is None or not inflated.complete or inflated.over_limit:
+        return data, None  # truncated, corrupt or too large: keep the raw bytes, still encoded
+    return inflated.data, name
 
 
-def build_record(exchange: Exchange, org_id: str | None) -> Captured:
+def build_record(exchange: Exchange, org_id: str | None, *, max_decoded_bytes: int) -> Captured:
     tap = exchange.tap
     assert tap is not None
-    request_id = tap.request_id
     extra: dict[str, str] = {}
-    request_data: bytes | None = None
-    response_data: bytes | None = None
 
     req_ctype = header_value(exchange.request_headers, b"content-type")
-    request_ref: BodyRef
-    if tap.omit_request:
-        request_ref = BodyRef(omitted=True, size=len(exchange.request_body))
-    else:
-        ctype = req_ctype.decode("latin-1") if req_ctype else None
-        request_data = exchange.request_body
-        request_ref = BodyRef(size=len(exchange.request_body), content_type=ctype)
+    request_ref, request_data = body_ref(
+        exchange.request_body,
+        omit=tap.omit_request,
+        content_type=req_ctype.decode("latin-1") if req_ctype else None,
+    )
 
     resp_ctype_raw = header_value(exchange.resp_headers, b"content-type")
     resp_ctype = resp_ctype_raw.decode("latin-1") if resp_ctype_raw else None
-    response_ref: BodyRef
-    if tap.omit_response:
-        response_ref = BodyRef(omitted=True, size=exchange.resp_size)
-    else:
-        raw = b"".join(exchange.resp_parts)
-        data, decoded_from = _decoded(raw, header_value(exchange.resp_headers, b"content-encoding"))
-        if decoded_from:
-            extra["response_decoded_from"] = decoded_from
-        response_data = data
-        response_ref = BodyRef(
-            size=exchange.resp_size,
-            content_type=resp_ctype,
-            truncated=exchange.resp_truncated,
-        )
+    raw = b"" if tap.omit_response else b"".join(exchange.resp_parts)
+    encoding = header_value(exchange.resp_headers, b"content-encoding")
+    data, decoded_from = _decoded(raw, encoding, max_decoded_bytes)
+    if decoded_from:
+        extra["response_decoded_from"] = decoded_from
+    response_ref, response_data = body_ref(
+        data,
+        omit=tap.omit_response,
+        size=exchange.resp_size,
+        content_type=resp_ctype,
+        truncated=exchange.resp_truncated,
+    )
 
     upstream = exchange.upstream
     if upstream is not None:
@@ -101,8 +90,8 @@ def build_record(exchange: Exchange, org_id: str | None) -> Captured:
         target = redact_url(exchange.url.decode("latin-1"))
         provider = "unknown"
     t0 = exchange.t0_ns
-    record = LogRecord(
-        request_id=request_id,
+    record = build_log_record(
+        tap,
         source="proxy",
         provider=provider,
         method=exchange.method.decode("latin-1"),
@@ -122,12 +111,6 @@ def build_record(exchange: Exchange, org_id: str | None) -> Captured:
         response_body=response_ref,
         streamed=bool(resp_ctype and resp_ctype.startswith("text/event-stream")),
         usage_injected=exchange.usage_filter is not None,
-        user_id=tap.user_id,
-        session_id=tap.session_id,
-        session_path=tap.session_path,
-        session_name=tap.session_name,
-        properties=tap.properties,
-        model_override=tap.model_override,
         error=exchange.error,
         extra=extra,
         attempts=(2 if exchange.retried else 1) if exchange.request_bytes else 0,

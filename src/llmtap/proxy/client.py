@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from llmtap.capture.tap import HeaderList
 from llmtap.proxy.errors import error_response, provider_for_path
 from llmtap.proxy.exchange import Exchange
-from llmtap.proxy.headers import HeaderList
 
 if TYPE_CHECKING:
     from llmtap.proxy.app import ProxyApp

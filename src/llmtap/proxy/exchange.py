@@ -14,8 +14,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from llmtap.capture.tap import HOP_BY_HOP, HeaderList, TapHeaders
 from llmtap.proxy.errors import error_response
-from llmtap.proxy.headers import HOP_BY_HOP, HeaderList, TapHeaders
 from llmtap.proxy.stream_usage import UsageChunkFilter
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from llmtap.proxy.headers import HeaderList, TapHeaders, header_value
+from llmtap.capture.tap import HeaderList, TapHeaders, header_value
 from llmtap.settings import Settings
 
 KNOWN_PROVIDER_HOSTS = {

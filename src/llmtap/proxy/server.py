@@ -1,8 +1,8 @@
 """Starting and stopping one proxy process.
 
 ``ProxyServer`` owns everything the process needs, created here at start and passed down: the
-router, the upstream pool, the shipper (queue producer, body store, spool, key directory) and the
-metrics. SIGTERM stops accepting, lets in-flight calls finish (bounded), then closes the shipper,
+router, the upstream pool, the key directory (read-only on the records database: no migrations),
+the shipper (queue producer, body store, spool) and the metrics. SIGTERM stops accepting, lets in-flight calls finish (bounded), then closes the shipper,
 which ships and flushes everything the clients were answered for. Several processes can listen
 on one port (``SO_REUSEPORT``), the kernel spreading connections between them.
 """
@@ -20,17 +20,19 @@ import certifi
 import uvloop
 
 from llmtap.errors import LlmtapError, QueueError, StoreError
+from llmtap.keys.directory import KeyDirectory
 from llmtap.proxy.app import ProxyApp, Sweeper
 from llmtap.proxy.auth_gate import AuthGate
 from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Router
-from llmtap.proxy.shipper import KeyDirectory, Lazy, OrgResolver, Shipper
+from llmtap.proxy.shipper import Lazy, Shipper
 from llmtap.proxy.upstream import UpstreamPool
 from llmtap.queue.factory import open_producer
 from llmtap.queue.spool import Spool
 from llmtap.settings import Settings
-from llmtap.stores.factory import open_body_store, open_records_store
+from llmtap.stores.factory import open_body_store
+from llmtap.stores.records.key_table import KeyTable
 
 log = logging.getLogger("llmtap.proxy")
 DRAIN_TIMEOUT_S = 30.0
@@ -40,35 +42,43 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def open_key_directory(settings: Settings) -> KeyDirectory | None:
+    """Key -> organization from the records database, without opening the records store: the
+    proxy runs the key lookup and nothing else there (no migrations, no writes)."""
     try:
-        return open_records_store(settings.records_url)
-    except LlmtapError as exc:
-        log.warning("records store unreachable at start; organizations resolved later: %s", exc)
+        table = KeyTable(settings.records_url)
+    except (LlmtapError, OSError) as exc:
+        log.warning("records store unusable; organizations left to the consumer: %s", exc)
         return None
+    return KeyDirectory(
+        table.org_for_key_hash,
+        ttl_s=settings.key_cache_ttl_s,
+        inline=table.local,
+        on_close=table.close,
+    )
 
 
 def build_auth_gate(
-    settings: Settings, directory: KeyDirectory | None, metrics: ProxyMetrics
+    settings: Settings, keys: KeyDirectory | None, metrics: ProxyMetrics
 ) -> AuthGate | None:
-    """The key check (``auth_gate``); none without a records store to ask (fail open)."""
-    if not settings.auth_gate or directory is None:
+    """The key check (``auth_gate``); none without a key directory to ask (fail open)."""
+    if not settings.auth_gate or keys is None:
         return None
-    local = settings.records_url.startswith("sqlite")
-    return AuthGate(directory, metrics, ttl_s=settings.auth_gate_ttl_s, local=local)
+    return AuthGate(keys, metrics)
 
 
 def build_shipper(
-    settings: Settings, metrics: ProxyMetrics, directory: KeyDirectory | None = None
+    settings: Settings, metrics: ProxyMetrics, keys: KeyDirectory | None = None
 ) -> Shipper:
-    if directory is None:
-        directory = open_key_directory(settings)
+    if keys is None:
+        keys = open_key_directory(settings)
     return Shipper(
         producer=Lazy(lambda: open_producer(settings), QueueError, "queue"),
         bodies=Lazy(lambda: open_body_store(settings.bodies_url), StoreError, "body store"),
         spool=Spool.claim(settings.spool_dir, settings.spool_max_bytes),
-        resolver=OrgResolver(directory),
+        keys=keys,
         metrics=metrics,
         topic=settings.topic,
+        max_decoded_bytes=settings.max_capture_bytes,
         max_backlog=settings.shipper_max_backlog,
     )
 
@@ -81,7 +91,7 @@ class ProxyServer:
         self._server: asyncio.Server | None = None
         self._app: ProxyApp | None = None
         self._sweeper: Sweeper | None = None
-        self._auth_gate: AuthGate | None = None
+        self._keys: KeyDirectory | None = None
         self.port = settings.proxy_port
 
     @property
@@ -90,10 +100,10 @@ class ProxyServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        directory = open_key_directory(self.settings) if self.settings.auth_gate else None
+        self._keys = open_key_directory(self.settings)
         if self._shipper is None:
-            self._shipper = build_shipper(self.settings, self.metrics, directory)
-        self._auth_gate = build_auth_gate(self.settings, directory, self.metrics)
+            self._shipper = build_shipper(self.settings, self.metrics, self._keys)
+        auth_gate = build_auth_gate(self.settings, self._keys, self.metrics)
         self._shipper.start()
         ssl_context = ssl.create_default_context(cafile=certifi.where())
         pool = UpstreamPool(
@@ -104,7 +114,7 @@ class ProxyServer:
             max_head_bytes=self.settings.max_upstream_head_bytes,
         )
         app = ProxyApp(
-            self.settings, Router(self.settings), pool, self._shipper, self.metrics, self._auth_gate
+            self.settings, Router(self.settings), pool, self._shipper, self.metrics, auth_gate
         )
         self._app = app
         self._server = await loop.create_server(
@@ -133,10 +143,10 @@ class ProxyServer:
             app.pool.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if self._auth_gate is not None:
-            self._auth_gate.close()
         if self._shipper is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._shipper.close)
+        if self._keys is not None:
+            self._keys.close()
 
 
 def run_proxy(settings: Settings) -> None:

@@ -1,8 +1,9 @@
 """The shipper: everything that happens after the client has its response, off the loop.
 
 One daemon thread per proxy process takes finished exchanges from an in-memory hand-off queue
-(``submit`` is a lock-free put; the loop never waits), and per batch: resolves the organization,
-redacts and builds the ``LogRecord``, writes the bodies, publishes the records in one call. When
+(``submit`` is a lock-free put; the loop never waits), and per batch: resolves the organization
+(the ``KeyDirectory`` the key check uses too), redacts and builds the ``LogRecord``, writes the
+bodies, publishes the records in one call. When
 the queue refuses (down, full), the records go to the local disk spool and are replayed, oldest
 first, once it takes them again. A record that cannot be kept anywhere is counted in
 ``records_dropped`` and logged — never silently lost. Body-store failures do not stop the record:
@@ -21,12 +22,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 import msgspec
 
 from llmtap.errors import LlmtapError, QueueError
-from llmtap.keys import hash_key
+from llmtap.keys import DEFAULT_ORG_ID, hash_key
+from llmtap.keys.directory import KeyDirectory
 from llmtap.proxy.capture import Captured, build_record
 from llmtap.proxy.exchange import Exchange
 from llmtap.proxy.metrics import ProxyMetrics
@@ -44,43 +46,6 @@ BATCH_MAX = 512
 BATCH_WINDOW_S = 0.002
 SPOOL_RETRY_S = 1.0
 SPOOL_FLUSH_S = 5.0
-
-
-class KeyDirectory(Protocol):
-    """Where the shipper learns which organization a key belongs to (the records store)."""
-
-    def org_for_key_hash(self, key_hash: str) -> str | None: ...
-
-    def default_org_id(self) -> str: ...
-
-
-class OrgResolver:
-    """Caches key → organization lookups so the store is asked once a minute per key."""
-
-    def __init__(self, directory: KeyDirectory | None, ttl_s: float = 60.0) -> None:
-        self._directory = directory
-        self._ttl = ttl_s
-        self._cache: dict[str | None, tuple[str | None, float]] = {}
-
-    def resolve(self, key_hash: str | None) -> str | None:
-        if self._directory is None:
-            return None
-        now = time.monotonic()
-        hit = self._cache.get(key_hash)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        try:
-            org = (
-                self._directory.default_org_id()
-                if key_hash is None
-                else self._directory.org_for_key_hash(key_hash)
-            )
-        except LlmtapError as exc:
-            # The consumer authenticates again; bodies then live under "_unassigned".
-            log.warning("organization lookup failed, left to the consumer: %s", exc)
-            return None
-        self._cache[key_hash] = (org, now + self._ttl)
-        return org
 
 
 class Lazy(Generic[T]):
@@ -127,9 +92,11 @@ class Shipper:
         producer: Lazy[ReportingProducer],
         bodies: Lazy[BodyStore],
         spool: Spool,
-        resolver: OrgResolver,
+        keys: KeyDirectory | None,
         metrics: ProxyMetrics,
         topic: str,
+        *,
+        max_decoded_bytes: int,
         max_backlog: int = 100_000,
     ) -> None:
         self._producer = producer
@@ -137,7 +104,8 @@ class Shipper:
         self._next_backlog_warning = 0.0
         self._bodies = bodies
         self._spool = spool
-        self._resolver = resolver
+        self._keys = keys
+        self._max_decoded_bytes = max_decoded_bytes
         self._metrics = metrics
         self._topic = topic
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -222,8 +190,10 @@ class Shipper:
             try:
                 tap = exchange.tap
                 assert tap is not None
-                org = self._resolver.resolve(hash_key(tap.auth) if tap.auth else None)
-                captured.append(build_record(exchange, org))
+                org = self._org_for(tap.auth)
+                captured.append(
+                    build_record(exchange, org, max_decoded_bytes=self._max_decoded_bytes)
+                )
             except Exception:  # fail-open edge: one broken capture must not stop the others
                 self._metrics.shipper_errors += 1
                 self._count_dropped(1)
@@ -242,6 +212,19 @@ class Shipper:
         except QueueError as exc:
             self._to_spool(items, str(exc))
         self._spool_failed_deliveries()
+
+    def _org_for(self, auth: str | None) -> str | None:
+        """The call's organization, None when the key directory cannot tell (the consumer
+        authenticates again; the bodies then live under ``_unassigned``)."""
+        if self._keys is None:
+            return None
+        if not auth:
+            return DEFAULT_ORG_ID
+        try:
+            return self._keys.org_for_key_hash(hash_key(auth))
+        except LlmtapError as exc:
+            log.warning("organization lookup failed, left to the consumer: %s", exc)
+            return None
 
     def _spool_failed_deliveries(self) -> None:
         """Kafka reports failed deliveries after ``publish`` returned: they go to the spool too."""

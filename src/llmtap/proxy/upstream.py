@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from llmtap.proxy.headers import HeaderList
+from llmtap.capture.tap import HeaderList
 from llmtap.proxy.routing import Upstream, is_public_address
 
 if TYPE_CHECKING:

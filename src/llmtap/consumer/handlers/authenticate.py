@@ -9,56 +9,31 @@ organization with ``llmtap-auth-error: unknown_key`` (docs/decisions/2026-12-01-
 
 from __future__ import annotations
 
-import time
-from typing import Protocol
+from collections.abc import Callable
 
 from llmtap.consumer.context import Context
+from llmtap.keys.directory import KeyDirectory
 from llmtap.stores.notes import AUTH_ERROR
-
-# Keys are looked up once per batch-heavy burst, not once per record; a short life keeps a
-# revoked key from being honoured for long.
-_CACHE_TTL_S = 60.0
-_CACHE_MAX = 10_000
-
-
-class OrgDirectory(Protocol):
-    """The part of the records store this handler needs."""
-
-    def org_for_key_hash(self, key_hash: str) -> str | None: ...
-
-    def default_org_id(self) -> str: ...
 
 
 class Authenticate:
     name = "authenticate"
 
-    def __init__(self, directory: OrgDirectory) -> None:
-        self._directory = directory
+    def __init__(self, keys: KeyDirectory, default_org_id: Callable[[], str]) -> None:
+        self._keys = keys
+        self._default_org_id = default_org_id
         self._default_org: str | None = None
-        self._known: dict[str, tuple[str | None, float]] = {}
 
     def __call__(self, ctx: Context) -> None:
         record = ctx.record
         if record.org_id:
             ctx.row.org_id = record.org_id
             return
-        org = self._org_for(record.auth_key_hash) if record.auth_key_hash else None
+        org = self._keys.org_for_key_hash(record.auth_key_hash) if record.auth_key_hash else None
         if org is None:
             if record.auth_key_hash:
                 ctx.row.properties[AUTH_ERROR] = "unknown_key"
             if self._default_org is None:
-                self._default_org = self._directory.default_org_id()
+                self._default_org = self._default_org_id()
             org = self._default_org
         ctx.row.org_id = org
-
-    def _org_for(self, key_hash: str) -> str | None:
-        now = time.monotonic()
-        cached = self._known.get(key_hash)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        # unknown answers are cached too: a burst of records with a bogus key costs one lookup
-        org = self._directory.org_for_key_hash(key_hash)
-        if len(self._known) >= _CACHE_MAX:
-            self._known.clear()
-        self._known[key_hash] = (org, now + _CACHE_TTL_S)
-        return org

@@ -1,31 +1,13 @@
-"""Usage carried in the record itself, for logs that arrive without the provider's response body.
-
-An OpenTelemetry span (``source="otel"``) reports the provider's numbers as attributes
-(``gen_ai.usage.*``), not as the response the provider sent. The ingestion endpoint copies them
-into ``LogRecord.extra`` under the keys below, and ``ResponseParser`` reads them instead of a body.
-The numbers are still the provider's own, as reported by the instrumentation; a key that is
-missing stays unknown, never 0.
+"""The response facts an ingested record carries in ``extra`` (``capture.carried``), read as a
+``ParsedResponse``. The numbers are still the provider's own, as reported by the instrumentation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from llmtap.capture.carried import CARRIED_FLAG, FINISH_REASON, RESPONSE_MODEL, USAGE_KEYS
 from llmtap.consumer.handlers.usage import ParsedResponse, Usage
-
-CARRIED_FLAG = "usage.carried"
-"""Present (``"1"``) when the record carries its response facts in ``extra``."""
-RESPONSE_MODEL = "response.model"
-FINISH_REASON = "response.finish_reason"
-USAGE_KEYS: dict[str, str] = {
-    "usage.input_tokens": "input",
-    "usage.output_tokens": "output",
-    "usage.total_tokens": "total",
-    "usage.cache_read_tokens": "cache_read",
-    "usage.cache_write_tokens": "cache_write",
-    "usage.reasoning_tokens": "reasoning",
-}
-"""``extra`` key -> ``Usage`` field (same convention: input includes cached reads and writes)."""
 
 
 def carried_response(extra: Mapping[str, str]) -> ParsedResponse | None:

@@ -18,10 +18,10 @@ Notes left for later handlers:
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from llmtap.capture.decode import COMPRESSED, inflate
 from llmtap.consumer.context import Context
 from llmtap.consumer.handlers.anthropic_messages import parse_messages_json, parse_messages_stream
 from llmtap.consumer.handlers.carried import carried_response
@@ -125,15 +125,11 @@ class ResponseParser:
         encoding = (encoding or "").strip().lower()
         if encoding in ("", "identity") and not body.startswith(b"\x1f\x8b"):
             return body, None
-        if encoding in ("", "identity", "gzip", "x-gzip", "deflate"):
-            # wbits 47 reads gzip and zlib headers; raw deflate (some servers) needs -15
-            for wbits in (47, -15):
-                inflater = zlib.decompressobj(wbits)
-                try:
-                    # a capture cut mid-stream inflates to the part that arrived, without error
-                    return inflater.decompress(body, self._max_decoded), None
-                except zlib.error:
-                    continue
+        if encoding in ("", "identity") or encoding in COMPRESSED:
+            # raw deflate too (some servers); a capture cut mid-stream inflates to what arrived
+            inflated = inflate(body, self._max_decoded, raw_deflate=True)
+            if inflated is not None:
+                return inflated.data, None
         if body.lstrip()[:1] in (b"{", b"[") or looks_like_sse(body):
             # labelled compressed but captured after decoding: readable as it is
             return body, None

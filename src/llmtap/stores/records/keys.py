@@ -14,11 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from llmtap.errors import StoreError
-from llmtap.keys import hash_key, new_key
+from llmtap.keys import DEFAULT_ORG_ID, hash_key, new_key
 from llmtap.stores.records.engine import translated
 from llmtap.stores.records.schema import api_keys, organizations
 
-DEFAULT_ORG_ID = "default"
 DEFAULT_ORG_NAME = "default"
 _PREFIX_CHARS = 14  # "sk-llmtap-" and four random characters
 

@@ -1,4 +1,8 @@
-"""llmtap API keys: how they look and how they are hashed (keys are only ever stored hashed)."""
+"""llmtap API keys: how they look and how they are hashed (keys are only ever stored hashed).
+
+``directory.KeyDirectory`` answers which organization a key belongs to, for the proxy, the API
+and the consumer alike.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import hashlib
 import secrets
 
 KEY_PREFIX = "sk-llmtap-"
+DEFAULT_ORG_ID = "default"
+"""The organization of calls made without an llmtap key (single-tenant installs)."""
 
 
 def new_key() -> str:

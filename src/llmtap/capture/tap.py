@@ -1,13 +1,19 @@
-"""Which headers travel where, and what the ``Helicone-*`` / ``Llmtap-*`` headers ask for.
+"""Which request headers are the call's, and what the ``Helicone-*`` / ``Llmtap-*`` ones ask for.
 
-Header names arrive from httptools as raw bytes in the client's casing; everything here compares
-lower-cased names. ``Llmtap-X`` is an alias of ``Helicone-X``; when both are sent, Llmtap wins.
+One parser for the proxy (headers from httptools, as raw bytes in the client's casing) and the
+ingestion endpoints (an async log's headers and its ``meta`` dict), so both read the same names
+the same way. Everything here compares lower-cased names. ``Llmtap-X`` is an alias of
+``Helicone-X``; when both are sent, Llmtap wins. Tap headers and connection headers (hop-by-hop,
+``host``) are never forwarded and never recorded as the call's.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+
+from llmtap.capture.redaction import redact_headers
 
 HeaderList = list[tuple[bytes, bytes]]
 
@@ -106,6 +112,33 @@ def split_headers(headers: HeaderList) -> tuple[HeaderList, TapHeaders]:
         stream_usage=None if stream_usage is None else _truthy(stream_usage),
         properties=properties,
     )
+
+
+def as_header_list(pairs: Mapping[str, str]) -> HeaderList:
+    return [(k.encode("utf-8"), v.encode("utf-8")) for k, v in pairs.items()]
+
+
+def _utf8(text: str) -> str:
+    # split_headers reads bytes as latin-1 (HTTP's rule); JSON and most clients send UTF-8
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
+def read_tap(sources: Iterable[HeaderList]) -> tuple[dict[str, str], TapHeaders]:
+    """For logs sent after the fact: the tap settings from ``sources`` (later ones win) and the
+    call's other headers, redacted, with text read as UTF-8."""
+    headers: HeaderList = []
+    for source in sources:
+        headers.extend(source)
+    others, tap = split_headers(headers)
+    for f in fields(tap):
+        value = getattr(tap, f.name)
+        if isinstance(value, str):
+            setattr(tap, f.name, _utf8(value))
+    tap.properties = {_utf8(k): _utf8(v) for k, v in tap.properties.items()}
+    return {k: _utf8(v) for k, v in redact_headers(others).items()}, tap
 
 
 def header_value(headers: HeaderList, name: bytes) -> bytes | None:
