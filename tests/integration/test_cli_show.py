@@ -11,7 +11,7 @@ from typing import Any
 import openai
 
 from llmtap.stores.row import RequestRow
-from llmtap.testing.gateway import GatewayProcess
+from support.gateway import GatewayProcess
 
 RowWaiter = Callable[..., RequestRow]
 PROMPT: Any = [{"role": "user", "content": "show me in the terminal"}]

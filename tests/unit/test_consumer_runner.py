@@ -32,7 +32,7 @@ from llmtap.stores.bodies.port import BodyStore, BodyStream, body_key
 from llmtap.stores.factory import open_body_store, open_records_store
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
-from llmtap.testing.probes import wait_for
+from support.probes import wait_for
 
 
 @dataclass
