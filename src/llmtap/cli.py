@@ -335,6 +335,7 @@ def _add_keys(parser: argparse.ArgumentParser, options: Sequence[SettingOption])
     def leaf(name: str, help_: str, run: Handler) -> argparse.ArgumentParser:
         p = sub.add_parser(
             name,
+            prog=f"llmtap keys {name}",
             help=help_,
             description=help_,
             usage=f"llmtap keys {name} [options]",
@@ -371,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         p = sub.add_parser(
             command.name,
+            prog=f"llmtap {command.name}",
             help=command.help,
             description=command.help,
             usage=f"llmtap {command.name} [options]"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 SETTINGS_SOURCE = Path(__file__).with_name("settings.py")
 ENV_PREFIX = "LLMTAP_"
 _SETTINGS_CLASS = "Settings"
+_SENTENCE_END = re.compile(r"(?<!\.)\.(?:\s|$)")  # not the dots of "..."
 _OPERATORS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Mult: operator.mul,
     ast.Add: operator.add,
@@ -51,8 +53,8 @@ class SettingOption:
     def summary(self) -> str:
         """The docstring's first sentence, on one line."""
         text = " ".join(self.doc.split()).replace("``", "")
-        end = text.find(". ")
-        return text if end < 0 else text[: end + 1]
+        end = _SENTENCE_END.search(text)
+        return text if end is None else text[: end.start() + 1]
 
     def help(self) -> str:
         default = self.default
@@ -62,6 +64,8 @@ class SettingOption:
             shown = json.dumps(default)
         elif self.kind == "bool":
             shown = "on" if default else "off"
+        elif self.name.endswith("_bytes") and default:
+            shown = _bytes(default)
         else:
             shown = str(default)
         # argparse formats help with %: a literal percent sign must be doubled
@@ -106,6 +110,13 @@ def setting_options(source: Path = SETTINGS_SOURCE) -> list[SettingOption]:
             )
         )
     return options
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n % size == 0:
+            return f"{n // size} {unit}"
+    return str(n)
 
 
 def parse_json(value: str) -> Any:
