@@ -1,74 +1,85 @@
-"""The one entry point: ``llmtap <command>``.
+"""llmtap: an LLM observability gateway — proxy, durable log queue, consumer, stores, query API."""
 
-Each command builds the settings once and hands them to the module that does the work; the
-modules are imported lazily so ``llmtap mock-upstream`` does not pay for SQLAlchemy or chDB.
-"""
+# Each command builds the settings once and hands them to the module that does the work. Those
+# modules, and pydantic with the settings model, are imported only once a command runs, so
+# ``llmtap --help`` and ``llmtap mock-upstream`` start fast (tests/unit/test_cli.py guards it).
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmtap.logs import configure_logging
-from llmtap.private_files import private_root, restrict_umask
-from llmtap.settings import Settings, load_settings
+from llmtap.cli_options import SettingOption, parse_json, setting_options
 
+if TYPE_CHECKING:
+    from llmtap.settings import Settings
 
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    for name in (
-        "data_dir",
-        "queue_url",
-        "records_url",
-        "analytics_url",
-        "bodies_url",
-        "api_host",
-        "api_port",
-    ):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[name] = value
-    for flag, name in (
-        ("port", "proxy_port"),
-        ("host", "proxy_host"),
-        ("processes", "proxy_processes"),
-    ):
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides[name] = value
-    settings = load_settings(args.config, **overrides)
-    # every command that reads settings stores under, or reads from, the data directory
-    private_root(settings.data_dir.absolute())
-    return settings
+GLOBAL_SECTIONS = ("general", "adapters")
+"""Sections of ``settings.py`` every command that reads settings takes, before or after its name."""
+ALIASES: Mapping[str, tuple[str, ...]] = {
+    "queue_url": ("--queue",),
+    "records_url": ("--records",),
+    "analytics_url": ("--analytics",),
+    "bodies_url": ("--bodies",),
+}
+"""Short spellings of global options."""
+
+EPILOG = (
+    "Settings come from a TOML file (--config or $LLMTAP_CONFIG), then LLMTAP_* environment "
+    "variables, then options, the later winning. Global options go before or after the command. "
+    "`llmtap <command> --help` lists a command's options."
+)
+
+Handler = Callable[[argparse.Namespace, "Settings"], int]
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace, Settings], int] | None
+    sections: tuple[str, ...] = ()
+    """Sections of ``settings.py`` whose fields this command takes as options."""
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Short spellings of its settings options (``--port`` for ``--proxy-port``)."""
+    reads_settings: bool = True
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from llmtap.serve import serve
 
-    return serve(_settings(args))
+    return serve(settings)
 
 
-def _cmd_proxy(args: argparse.Namespace) -> int:
+def _cmd_proxy(args: argparse.Namespace, settings: Settings) -> int:
     from llmtap.proxy.server import run_proxy
 
-    run_proxy(_settings(args))
+    run_proxy(settings)
     return 0
 
 
-def _cmd_consume(args: argparse.Namespace) -> int:
+def _cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     from llmtap.consumer.service import run_consumer_until_signalled
 
-    return run_consumer_until_signalled(_settings(args))
+    return run_consumer_until_signalled(settings)
 
 
-def _cmd_replay(args: argparse.Namespace) -> int:
+def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.server import run_api
+
+    return run_api(settings)
+
+
+def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from llmtap.consumer.replay_cli import run_replay_command
 
     return run_replay_command(
-        _settings(args),
+        settings,
         from_offset=args.from_offset,
         partitions=args.partition,
         from_time=args.from_time,
@@ -78,156 +89,349 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     )
 
 
-def _cmd_mock_upstream(args: argparse.Namespace) -> int:
+def _cmd_requests(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.show import print_requests
+
+    return print_requests(settings, limit=args.limit, as_json=args.json)
+
+
+def _cmd_request(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.show import print_request
+
+    return print_request(settings, args.request_id, as_json=args.json)
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.admin import migrate
+
+    return migrate(settings)
+
+
+def _cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.admin import create_key
+
+    return create_key(settings, org_id=args.org, new_org=args.new_org, name=args.name)
+
+
+def _cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.admin import list_keys
+
+    return list_keys(settings, org_id=args.org, as_json=args.json)
+
+
+def _cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.admin import revoke_key
+
+    return revoke_key(settings, args.key_id)
+
+
+def _mock_upstream(args: argparse.Namespace) -> int:
     from llmtap.testing.mock_upstream import run_mock_upstream
 
     run_mock_upstream(
-        host=args.host or "127.0.0.1",
-        port=args.port or 9999,
+        host=args.host,
+        port=args.port,
         latency_ms=args.latency_ms,
         chunk_delay_ms=args.chunk_delay_ms,
     )
     return 0
 
 
-def _cmd_requests(args: argparse.Namespace) -> int:
-    from llmtap.show import print_requests
+_PROXY_ALIASES: Mapping[str, tuple[str, ...]] = {
+    "proxy_host": ("--host",),
+    "proxy_port": ("--port",),
+    "proxy_processes": ("--processes",),
+}
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "serve",
+        "Run the whole gateway on one machine: proxy, consumer and API, supervised.",
+        _cmd_serve,
+        ("proxy", "queue", "consumer", "analytics", "api", "cost"),
+        _PROXY_ALIASES,
+    ),
+    Command(
+        "proxy",
+        "Run only the proxy (the hot path); it publishes to the queue.",
+        _cmd_proxy,
+        ("proxy", "queue"),
+        _PROXY_ALIASES,
+    ),
+    Command(
+        "consume",
+        "Run only a consumer: queue to records and analytics stores.",
+        _cmd_consume,
+        ("queue", "consumer", "analytics", "cost"),
+    ),
+    Command(
+        "api",
+        "Run only the query, metrics and ingestion API.",
+        _cmd_api,
+        ("queue", "api"),
+        {"api_host": ("--host",), "api_port": ("--port",)},
+    ),
+    Command(
+        "replay",
+        "Consume the logs again from an offset or a time, or re-drive dead letters.",
+        _cmd_replay,
+        ("queue", "consumer", "analytics", "cost"),
+    ),
+    Command("requests", "List the latest logged calls.", _cmd_requests),
+    Command("request", "Show one logged call with its bodies.", _cmd_request),
+    Command("migrate", "Bring the records and analytics schemas up to date.", _cmd_migrate),
+    Command("keys", "Manage llmtap API keys (create, list, revoke).", None),
+    Command(
+        "mock-upstream",
+        "Run a fake OpenAI/Anthropic server (tests, benchmarks, trying llmtap offline).",
+        None,
+        reads_settings=False,
+    ),
+)
 
-    return print_requests(_settings(args), limit=args.limit, as_json=args.json)
+
+class _HelpFormatter(argparse.HelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=36)
+
+    def _format_action(self, action: argparse.Action) -> str:
+        # the commands, one line each, without the "<command>" line argparse puts above them
+        if isinstance(action, argparse._SubParsersAction):
+            return "".join(self._format_action(a) for a in action._get_subactions())
+        return super()._format_action(action)
 
 
-def _cmd_request(args: argparse.Namespace) -> int:
-    from llmtap.show import print_request
-
-    return print_request(_settings(args), args.request_id, as_json=args.json)
-
-
-def _cmd_api(args: argparse.Namespace) -> int:
-    from llmtap.api.server import run_api
-
-    return run_api(_settings(args))
+def _json_value(value: str) -> Any:
+    try:
+        return parse_json(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _cmd_keys_create(args: argparse.Namespace) -> int:
-    from llmtap.api.admin import create_key
+def _add_setting(
+    group: argparse._ArgumentGroup, option: SettingOption, aliases: tuple[str, ...]
+) -> None:
+    # SUPPRESS: an option left out sets nothing, so a global option given before the command is
+    # not overwritten by the command's own (absent) copy of it, and the environment still counts
+    flags = [option.flag, *aliases]
+    common: dict[str, Any] = {
+        "dest": option.name,
+        "default": argparse.SUPPRESS,
+        "help": option.help(),
+    }
+    if option.kind == "bool":
+        group.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
+        return
+    converters: dict[str, Callable[[str], Any]] = {
+        "int": int,
+        "float": float,
+        "json": _json_value,
+        "choice": str.upper,
+    }
+    metavar = {
+        "int": "N",
+        "float": "SECONDS" if option.name.endswith("_s") else "X",
+        "json": "JSON",
+        "path": "DIR",
+        "str": option.name.rsplit("_", 1)[-1].upper(),
+    }.get(option.kind)
+    group.add_argument(
+        *flags,
+        type=converters.get(option.kind, str),
+        choices=option.choices or None,
+        metavar=metavar if not option.choices else None,
+        **common,
+    )
 
-    return create_key(_settings(args), org_id=args.org, new_org=args.new_org, name=args.name)
+
+def _add_globals(parser: argparse.ArgumentParser, options: Sequence[SettingOption]) -> None:
+    group = parser.add_argument_group("global options (before or after the command)")
+    group.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="TOML settings file, keys as the settings' names [$LLMTAP_CONFIG; default: none]",
+    )
+    for option in options:
+        if option.section in GLOBAL_SECTIONS:
+            _add_setting(group, option, ALIASES.get(option.name, ()))
 
 
-def _cmd_keys_list(args: argparse.Namespace) -> int:
-    from llmtap.api.admin import list_keys
-
-    return list_keys(_settings(args), org_id=args.org, as_json=args.json)
-
-
-def _cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from llmtap.api.admin import revoke_key
-
-    return revoke_key(_settings(args), args.key_id)
+def _add_settings(
+    parser: argparse.ArgumentParser, command: Command, options: Sequence[SettingOption]
+) -> None:
+    for section in command.sections:
+        group = parser.add_argument_group(f"{section} settings")
+        for option in options:
+            if option.section == section:
+                _add_setting(group, option, command.aliases.get(option.name, ()))
 
 
-def _cmd_migrate(args: argparse.Namespace) -> int:
-    from llmtap.api.admin import migrate
+def _add_command_arguments(
+    parser: argparse.ArgumentParser,
+    command: Command,
+    options: Sequence[SettingOption],
+) -> None:
+    if command.name == "replay":
+        where = parser.add_mutually_exclusive_group(required=True)
+        where.add_argument(
+            "--from-offset", type=int, default=None, metavar="N", help="re-read from this offset"
+        )
+        where.add_argument(
+            "--from-time", default=None, metavar="ISO", help="re-read from this time (UTC)"
+        )
+        where.add_argument("--dlq", action="store_true", help="re-drive the dead-letter topic")
+        parser.add_argument(
+            "--partition",
+            type=int,
+            action="append",
+            metavar="P",
+            help="with --from-offset: only this partition (repeatable; default: all)",
+        )
+        parser.add_argument(
+            "--follow", action="store_true", help="with --dlq: keep running, with backoff"
+        )
+        parser.add_argument(
+            "--idle-s",
+            type=float,
+            default=3.0,
+            metavar="SECONDS",
+            help="caught up after this long without new records (default: 3.0)",
+        )
+    elif command.name == "requests":
+        parser.add_argument(
+            "--limit", type=int, default=20, metavar="N", help="how many (default: 20)"
+        )
+        parser.add_argument("--json", action="store_true", help="one JSON document per call")
+    elif command.name == "request":
+        parser.add_argument("request_id", help="the call's id (its Helicone-Id header)")
+        parser.add_argument("--json", action="store_true", help="as one JSON document")
+    elif command.name == "keys":
+        _add_keys(parser, options)
+    elif command.name == "mock-upstream":
+        parser.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+        parser.add_argument("--port", type=int, default=9999, help="port (default: 9999)")
+        parser.add_argument(
+            "--latency-ms",
+            type=float,
+            default=0.0,
+            metavar="MS",
+            help="delay before each response (default: 0)",
+        )
+        parser.add_argument(
+            "--chunk-delay-ms",
+            type=float,
+            default=0.0,
+            metavar="MS",
+            help="delay between SSE chunks (default: 0)",
+        )
 
-    return migrate(_settings(args))
 
+def _add_keys(parser: argparse.ArgumentParser, options: Sequence[SettingOption]) -> None:
+    sub = parser.add_subparsers(
+        dest="keys_command", required=True, title="commands", metavar="<command>"
+    )
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmtap", description=__doc__)
-    parser.add_argument("--config", type=Path, default=None, help="TOML settings file")
-    parser.add_argument("--data-dir", dest="data_dir", type=Path, default=None)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(
-        name: str, func: Callable[[argparse.Namespace], int], help_: str
-    ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_)
-        p.set_defaults(func=func)
+    def leaf(name: str, help_: str, run: Handler) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            prog=f"llmtap keys {name}",
+            help=help_,
+            description=help_,
+            usage=f"llmtap keys {name} [options]",
+            formatter_class=_HelpFormatter,
+        )
+        p.set_defaults(run=run)
+        _add_globals(p, options)
         return p
 
-    for name, func, help_ in (
-        ("serve", _cmd_serve, "run proxy + consumer (+ api) on embedded defaults"),
-        ("proxy", _cmd_proxy, "run only the proxy (hot path)"),
-        ("consume", _cmd_consume, "run only the consumer"),
-    ):
-        p = command(name, func, help_)
-        p.add_argument("--host", default=None)
-        p.add_argument("--port", type=int, default=None)
-        p.add_argument("--processes", type=int, default=None, help="proxy processes")
-        p.add_argument("--queue", dest="queue_url", default=None)
-        p.add_argument("--records", dest="records_url", default=None)
-        p.add_argument("--analytics", dest="analytics_url", default=None)
-        p.add_argument("--bodies", dest="bodies_url", default=None)
-
-    p = command("replay", _cmd_replay, "consume the logs again, or re-drive dead letters")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--from-offset", dest="from_offset", type=int, default=None)
-    where.add_argument("--from-time", dest="from_time", default=None, help="ISO 8601 (UTC)")
-    where.add_argument("--dlq", action="store_true", help="re-drive the dead-letter topic")
-    p.add_argument("--partition", type=int, action="append", help="with --from-offset")
-    p.add_argument("--follow", action="store_true", help="with --dlq: keep running, with backoff")
-    p.add_argument("--idle-s", dest="idle_s", type=float, default=3.0, help="caught up after")
-    p.add_argument("--queue", dest="queue_url", default=None)
-    p.add_argument("--records", dest="records_url", default=None)
-    p.add_argument("--analytics", dest="analytics_url", default=None)
-    p.add_argument("--bodies", dest="bodies_url", default=None)
-
-    p = command("mock-upstream", _cmd_mock_upstream, "a fake OpenAI/Anthropic server for tests")
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
-    p.add_argument("--latency-ms", type=float, default=0.0, help="delay before the response")
-    p.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay between SSE chunks")
-
-    p = command("requests", _cmd_requests, "list the latest logged calls")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--records", dest="records_url", default=None)
-
-    p = command("request", _cmd_request, "show one logged call with its bodies")
-    p.add_argument("request_id")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--records", dest="records_url", default=None)
-    p.add_argument("--bodies", dest="bodies_url", default=None)
-
-    p = command("api", _cmd_api, "run only the query & metrics API")
-    p.add_argument("--host", dest="api_host", default=None)
-    p.add_argument("--port", dest="api_port", type=int, default=None)
-    p.add_argument("--queue", dest="queue_url", default=None, help="for ingestion routes")
-    p.add_argument("--records", dest="records_url", default=None)
-    p.add_argument("--analytics", dest="analytics_url", default=None)
-    p.add_argument("--bodies", dest="bodies_url", default=None)
-
-    p = command("migrate", _cmd_migrate, "bring the records/analytics schemas up to date")
-    p.add_argument("--records", dest="records_url", default=None)
-    p.add_argument("--analytics", dest="analytics_url", default=None)
-
-    keys = command("keys", lambda _args: 2, "manage llmtap API keys")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    p = keys_sub.add_parser("create", help="create a key (shown once)")
-    p.set_defaults(func=_cmd_keys_create)
+    p = leaf("create", "Create a key (shown once).", _cmd_keys_create)
     p.add_argument("--org", default=None, help="organization id (default: the default org)")
-    p.add_argument("--new-org", dest="new_org", default=None, help="create this organization")
-    p.add_argument("--name", default="cli", help="a label to tell keys apart")
-    p.add_argument("--records", dest="records_url", default=None)
-    p = keys_sub.add_parser("list", help="list keys (never the keys themselves)")
-    p.set_defaults(func=_cmd_keys_list)
-    p.add_argument("--org", default=None)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--records", dest="records_url", default=None)
-    p = keys_sub.add_parser("revoke", help="revoke a key by its id")
-    p.set_defaults(func=_cmd_keys_revoke)
-    p.add_argument("key_id")
-    p.add_argument("--records", dest="records_url", default=None)
+    p.add_argument("--new-org", default=None, metavar="NAME", help="create this organization")
+    p.add_argument("--name", default="cli", help="a label to tell keys apart (default: cli)")
+    p = leaf("list", "List keys (their ids and labels, never the keys).", _cmd_keys_list)
+    p.add_argument("--org", default=None, help="organization id (default: the default org)")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p = leaf("revoke", "Revoke a key by its id.", _cmd_keys_revoke)
+    p.add_argument("key_id", help="the id `llmtap keys list` shows")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    options = setting_options()
+    parser = argparse.ArgumentParser(
+        prog="llmtap",
+        usage="llmtap [global options] <command> [options]",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, title="commands", metavar="<command>"
+    )
+    _add_globals(parser, options)
+    for command in COMMANDS:
+        p = sub.add_parser(
+            command.name,
+            prog=f"llmtap {command.name}",
+            help=command.help,
+            description=command.help,
+            usage=f"llmtap {command.name} [options]"
+            + (" <command>" if command.name == "keys" else ""),
+            formatter_class=_HelpFormatter,
+        )
+        p.set_defaults(command_spec=command, run=command.run)
+        if command.reads_settings:
+            _add_globals(p, options)
+        _add_settings(p, command, options)
+        _add_command_arguments(p, command, options)
     return parser
 
 
+def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as options (only those given: the rest come from file or env)."""
+    return {o.name: getattr(args, o.name) for o in setting_options() if hasattr(args, o.name)}
+
+
+def load_from_args(args: argparse.Namespace) -> Settings:
+    from llmtap.settings import load_settings
+
+    config = getattr(args, "config", None) or os.environ.get("LLMTAP_CONFIG") or None
+    return load_settings(Path(config) if config else None, **settings_overrides(args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    configure_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Command = args.command_spec
+    from llmtap.logs import configure_logging
+    from llmtap.private_files import private_root, restrict_umask
+
+    if not command.reads_settings:
+        if settings_overrides(args) or hasattr(args, "config"):
+            parser.error(f"{command.name} takes no settings options")
+        configure_logging()
+        return _mock_upstream(args)
+    settings = _settings_or_exit(parser, args)
+    configure_logging(settings.log_level)
     # whatever this process or its children write (chDB, SQLite journals, ours) is owner-only
     restrict_umask()
-    result: int = args.func(args)
+    # every command that reads settings stores under, or reads from, the data directory
+    private_root(settings.data_dir.absolute())
+    result: int = args.run(args, settings)
     return result
+
+
+def _settings_or_exit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
+    import tomllib
+
+    from pydantic import ValidationError
+
+    try:
+        return load_from_args(args)
+    except ValidationError as exc:
+        parser.error(f"invalid settings:\n{exc}")
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        parser.error(f"cannot read the settings file: {exc}")
 
 
 if __name__ == "__main__":

@@ -32,14 +32,14 @@ STOP_TIMEOUT_S = 60.0
 
 
 def _proxy_main(settings: Settings) -> None:
-    configure_logging()
+    configure_logging(settings.log_level)
     from llmtap.proxy.server import run_proxy
 
     run_proxy(settings)
 
 
 def _backend_main(settings: Settings) -> None:
-    configure_logging()
+    configure_logging(settings.log_level)
     from llmtap.backend import run_backend
 
     sys.exit(run_backend(settings))
@@ -88,7 +88,7 @@ def banner(settings: Settings) -> str:
 
 
 def serve(settings: Settings) -> int:
-    configure_logging()
+    configure_logging(settings.log_level)
     prepare(settings)
     ctx = multiprocessing.get_context("spawn")
     backend = Child("backend", _backend_main)

@@ -4,13 +4,17 @@ Every value can be set from the environment (``LLMTAP_<NAME>``), from a TOML fil
 ``LLMTAP_CONFIG`` or ``--config``, or from CLI flags (which win). Adapters are picked by URL:
 ``queue_url``, ``records_url``, ``analytics_url`` and ``bodies_url``; left empty, they default to
 the embedded adapters under ``data_dir``.
+
+Every field carries a docstring: its first sentence is the field's ``--help`` line, and the
+comment above a group of fields (``# proxy``, ``# api`` …) names the section that decides which
+commands take it as an option (``llmtap.cli_options``).
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,22 +24,37 @@ TOPIC_DLQ = "request-response-logs-dlq"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LLMTAP_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="LLMTAP_", extra="forbid", frozen=True, use_attribute_docstrings=True
+    )
 
+    # general
     data_dir: Path = Path("llmtap-data")
+    """Directory of everything embedded (queue, records, analytics, bodies, spool)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Lowest level of log lines written to stderr."""
 
     # adapters, chosen by URL (empty = embedded default under data_dir)
     queue_url: str = ""
+    """Queue: ``kafka://host:9092``; empty is SQLite at ``<data_dir>/queue.db``."""
     records_url: str = ""
+    """Records store: ``postgresql://user:pw@host/db``; empty is SQLite at ``<data_dir>/records.db``."""
     analytics_url: str = ""
+    """Analytics store: ``clickhouse://host:8123``; empty is chDB at ``<data_dir>/analytics``."""
     bodies_url: str = ""
+    """Body store: ``s3://bucket?endpoint=http://host:8333``; empty is ``<data_dir>/bodies``."""
 
     # proxy (hot path)
     proxy_host: str = "127.0.0.1"
+    """Address the proxy listens on."""
     proxy_port: int = 8787
+    """Port the proxy listens on."""
     proxy_processes: int = 1
+    """Proxy processes sharing the port (``SO_REUSEPORT``)."""
     openai_base_url: str = "https://api.openai.com"
+    """Where OpenAI calls (``/v1/...``) are forwarded."""
     anthropic_base_url: str = "https://api.anthropic.com"
+    """Where Anthropic calls (``/v1/messages``...) are forwarded."""
     routes: dict[str, str] = Field(default_factory=dict)
     """Named OpenAI-compatible upstreams: ``/router/<name>/v1/...`` is forwarded to ``routes[name]``."""
     allowed_target_hosts: list[str] = Field(default_factory=list)
@@ -43,7 +62,9 @@ class Settings(BaseSettings):
     allow_private_targets: bool = False
     """Let target URLs resolve to loopback/private/link-local addresses (tests, local models)."""
     max_request_body_bytes: int = 32 * 1024 * 1024
+    """Largest request body the proxy forwards: larger gets a 413."""
     max_capture_bytes: int = 16 * 1024 * 1024
+    """Bytes of each request and response body kept for the log; the rest is forwarded, not kept."""
     max_request_head_bytes: int = 64 * 1024
     """Request line + headers of one request (and its chunked trailers): larger gets a 431."""
     max_request_headers: int = 256
@@ -61,13 +82,19 @@ class Settings(BaseSettings):
     keepalive_timeout_s: float = 75.0
     """An idle keep-alive client connection (no byte of a next request) is closed after this."""
     connect_timeout_s: float = 10.0
+    """Time to connect to a provider before the call is answered 502."""
     idle_timeout_s: float = 300.0
+    """Silence from a provider (between chunks) before the call is cut off."""
     total_timeout_s: float = 900.0
+    """Longest a whole call may take before it is cut off."""
     max_upstream_head_bytes: int = 64 * 1024
     """Largest response head (status line, headers, interim 1xx replies) taken from a provider;
     beyond it the call is answered 502 ``upstream_head_too_large`` and the connection dropped."""
     inject_stream_usage: bool = True
+    """Ask OpenAI streams for their usage (``stream_options.include_usage``) and hide the extra
+    chunk from the client."""
     spool_max_bytes: int = 256 * 1024 * 1024
+    """Disk spool for records while the queue is down; past it records are dropped and counted."""
     shipper_max_backlog: int = 100_000
     """Finished calls waiting in memory for the shipper; beyond it records are dropped and counted."""
     auth_gate: bool = True
@@ -78,21 +105,33 @@ class Settings(BaseSettings):
     organization, or that it has none): a revoked key stops working at most this long after
     ``llmtap keys revoke``."""
 
-    # queue and consumer
+    # queue
     topic: str = TOPIC_LOGS
+    """Topic the logs are published to and consumed from."""
     dlq_topic: str = TOPIC_DLQ
+    """Topic of dead letters (records the consumer could not store)."""
     partitions: int = 4
+    """Partitions of each topic, when llmtap creates it."""
+
+    # consumer
     consumer_group: str = "llmtap-consumer"
+    """Consumer group whose committed offsets mark progress."""
     batch_max_records: int = 1000
+    """Records per consumer batch."""
     batch_max_wait_s: float = 0.2
+    """How long a poll waits for a batch to fill."""
     max_attempts: int = 3
+    """Tries of a record that fails retriably before it is dead-lettered."""
     retry_backoff_s: float = 0.5
+    """First backoff for record retries and store or queue outages (doubling)."""
     retry_backoff_max_s: float = 30.0
+    """Cap of the retry backoff."""
     dlq_max_redrives: int = 3
     """Re-drives of a dead letter (``llmtap replay --dlq``) before it stays dead for good."""
     dlq_redrive_backoff_s: float = 60.0
+    """A following DLQ re-drive waits base * 2^re-drives after a letter's last failure."""
     dlq_redrive_backoff_max_s: float = 3600.0
-    """A following DLQ re-drive waits base * 2^re-drives (capped) after a letter's last failure."""
+    """Cap of the DLQ re-drive backoff."""
 
     # analytics
     analytics_retention_days: int = 0
@@ -100,7 +139,9 @@ class Settings(BaseSettings):
 
     # api
     api_host: str = "127.0.0.1"
+    """Address the query & metrics API listens on."""
     api_port: int = 8788
+    """Port the query & metrics API listens on."""
     max_ingest_body_bytes: int = 32 * 1024 * 1024
     """Largest async-log or OTLP body the ingestion endpoints accept (after decompression): 413."""
     api_filter_max_values: Annotated[int, Field(ge=1)] = 1000
@@ -130,8 +171,9 @@ class Settings(BaseSettings):
     """Open connections (or running requests) the API serves at once; past it a new request
     gets ``503`` at once, so a flood cannot queue work in the process the consumer shares."""
 
-    # cost: user price overrides, model -> {"input": $/Mtok, "output": $/Mtok, ...}
+    # cost
     price_overrides: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Your prices, ``{"model": {"input": 3.0, "output": 12.0}}`` in $ per million tokens."""
 
     @model_validator(mode="after")
     def _default_urls(self) -> Settings:

@@ -13,7 +13,7 @@ import pytest
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import Consumer, GroupConsumer, Message, ReportingProducer
 from llmtap.settings import Settings
-from llmtap.testing.probes import wait_for
+from support.probes import wait_for
 
 PARTITIONS = 3
 WAIT_S = 30.0  # generous: a Kafka consumer's first poll includes joining its group

@@ -21,7 +21,7 @@ from llmtap.keys import hash_key
 from llmtap.stores.records import RecordsStore
 from llmtap.stores.row import RequestRow
 from llmtap.stores.sink import PoisonRows, Sink
-from llmtap.testing.relay import TcpRelay
+from support.relay import TcpRelay
 
 PG_URL = os.environ.get(
     "LLMTAP_TEST_POSTGRES_URL", "postgresql://llmtap:llmtap@127.0.0.1:5432/llmtap"

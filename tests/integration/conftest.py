@@ -11,9 +11,9 @@ from llmtap.stores.bodies.port import BodyStore
 from llmtap.stores.factory import open_body_store, open_records_store
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
-from llmtap.testing.gateway import GatewayProcess
 from llmtap.testing.mock_upstream import MockUpstream
-from llmtap.testing.probes import wait_for
+from support.gateway import GatewayProcess
+from support.probes import wait_for
 
 RowWaiter = Callable[..., RequestRow]
 

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import openai
 
-from llmtap.testing.gateway import GatewayProcess
-from llmtap.testing.probes import wait_for
+from support.gateway import GatewayProcess
+from support.probes import wait_for
 
 PROMPT: Any = [{"role": "user", "content": "find me through the api"}]
 

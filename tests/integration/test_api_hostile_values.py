@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from llmtap.stores.row import RequestRow
-from llmtap.testing.api_backend import ApiBackend, postgres_schema
+from support.api_backend import ApiBackend, postgres_schema
 
 PG_URL = os.environ.get(
     "LLMTAP_TEST_POSTGRES_URL", "postgresql://llmtap:llmtap@127.0.0.1:5432/llmtap"

@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llmtap.testing.api_backend import ApiBackend
-from llmtap.testing.probes import wait_for
-from llmtap.testing.processes import LlmtapProcess, free_port, llmtap_env
+from support.api_backend import ApiBackend
+from support.probes import wait_for
+from support.processes import LlmtapProcess, free_port, llmtap_env
 
 MiB = 1024 * 1024
 HUGE = 600_000_000

@@ -22,8 +22,8 @@ from llmtap.api.server import ApiService
 from llmtap.settings import Settings
 from llmtap.stores.factory import open_records_store
 from llmtap.stores.row import RequestRow
-from llmtap.testing.api_backend import ApiBackend
-from llmtap.testing.processes import free_port
+from support.api_backend import ApiBackend
+from support.processes import free_port
 
 HOUR_MS = 3_600_000
 T0 = 1_764_064_800_000  # 2025-11-25 10:00:00 UTC, on an hour

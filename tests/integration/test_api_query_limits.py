@@ -19,8 +19,8 @@ from llmtap.api.metrics_query import MetricsSource
 from llmtap.api.query_gate import QueryGate
 from llmtap.stores.analytics import MetricsQuery, MetricsResult
 from llmtap.stores.row import RequestRow
-from llmtap.testing.api_backend import ApiBackend
-from llmtap.testing.probes import wait_for
+from support.api_backend import ApiBackend
+from support.probes import wait_for
 
 T0 = 1_764_072_000_000.0
 WINDOW = {"start": T0 - 3_600_000, "end": T0 + 3_600_000}

@@ -25,10 +25,10 @@ from llmtap.consumer.service import ConsumerService
 from llmtap.proxy.server import ThreadedProxy
 from llmtap.settings import Settings
 from llmtap.stores.row import RequestRow
-from llmtap.testing.api_backend import ApiBackend
 from llmtap.testing.mock_upstream import MockUpstream
-from llmtap.testing.probes import wait_for
-from llmtap.testing.raw_upstream import RawUpstream
+from support.api_backend import ApiBackend
+from support.probes import wait_for
+from support.raw_upstream import RawUpstream
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 

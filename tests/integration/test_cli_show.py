@@ -12,7 +12,7 @@ import openai
 
 from llmtap.show import usd_text
 from llmtap.stores.row import RequestRow
-from llmtap.testing.gateway import GatewayProcess
+from support.gateway import GatewayProcess
 
 RowWaiter = Callable[..., RequestRow]
 PROMPT: Any = [{"role": "user", "content": "show me in the terminal"}]

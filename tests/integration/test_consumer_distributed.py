@@ -25,8 +25,8 @@ from llmtap.record import BodyRef, LogRecord, Timing, encode
 from llmtap.settings import Settings
 from llmtap.stores.bodies.port import body_key
 from llmtap.stores.factory import open_body_store, open_records_store
-from llmtap.testing.probes import wait_for
-from llmtap.testing.relay import TcpRelay
+from support.probes import wait_for
+from support.relay import TcpRelay
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.s3]
 

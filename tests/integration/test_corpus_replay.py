@@ -52,9 +52,9 @@ from llmtap.stores.bodies.port import BodyStore
 from llmtap.stores.factory import open_body_store, open_records_store
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
-from llmtap.testing.gateway import GatewayProcess
 from llmtap.testing.mock_canned import Ending
 from llmtap.testing.mock_upstream import MockUpstream
+from support.gateway import GatewayProcess
 
 CASES = load_corpus()
 OPENAI_KEY = "sk-replay-openai"

@@ -20,9 +20,9 @@ import pytest
 
 from conftest import gateway_env, wait_row_in
 from llmtap.stores.factory import open_records_store
-from llmtap.testing.gateway import GatewayProcess
 from llmtap.testing.mock_upstream import MockUpstream
-from llmtap.testing.probes import files_containing, wait_for
+from support.gateway import GatewayProcess
+from support.probes import files_containing, wait_for
 
 PROMPT: Any = [{"role": "user", "content": "hello"}]
 CANARY = f"sk-canary-{uuid.uuid4().hex}"

@@ -10,8 +10,8 @@ import pytest
 
 from llmtap.stores.bodies.port import BodyStore
 from llmtap.stores.row import RequestRow
-from llmtap.testing.gateway import GatewayProcess
 from llmtap.testing.mock_upstream import MockUpstream, expected_usage
+from support.gateway import GatewayProcess
 
 RowWaiter = Callable[..., RequestRow]
 MESSAGES: Any = [{"role": "user", "content": "write three lines about the sea"}]

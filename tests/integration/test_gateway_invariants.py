@@ -26,10 +26,10 @@ from llmtap.settings import Settings
 from llmtap.stores.factory import open_records_store
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
-from llmtap.testing.gateway import GatewayProcess
 from llmtap.testing.mock_upstream import MockUpstream
-from llmtap.testing.probes import files_containing, wait_for
-from llmtap.testing.processes import free_port
+from support.gateway import GatewayProcess
+from support.probes import files_containing, wait_for
+from support.processes import free_port
 
 RowWaiter = Callable[..., RequestRow]
 PROMPT: Any = [{"role": "user", "content": "hello"}]

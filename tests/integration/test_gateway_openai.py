@@ -14,9 +14,9 @@ import pytest
 
 from llmtap.stores.bodies.port import BodyStore
 from llmtap.stores.row import RequestRow
-from llmtap.testing.gateway import GatewayProcess
 from llmtap.testing.mock_upstream import MockUpstream, expected_usage
-from llmtap.testing.probes import files_containing
+from support.gateway import GatewayProcess
+from support.probes import files_containing
 
 RowWaiter = Callable[..., RequestRow]
 

@@ -22,10 +22,10 @@ import pytest
 from genai_prices import Usage, calc_price
 from helicone_helpers import HeliconeManualLogger
 
-from llmtap.testing.gateway import GatewayProcess
 from llmtap.testing.mock_upstream import MockUpstream
-from llmtap.testing.probes import wait_for
-from llmtap.testing.processes import free_port
+from support.gateway import GatewayProcess
+from support.probes import wait_for
+from support.processes import free_port
 
 
 class Api:

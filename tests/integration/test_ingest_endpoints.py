@@ -23,7 +23,7 @@ from llmtap.queue.factory import open_consumer
 from llmtap.queue.port import Message
 from llmtap.record import LogRecord, decode
 from llmtap.stores.bodies.port import body_key
-from llmtap.testing.api_backend import ApiBackend
+from support.api_backend import ApiBackend
 
 LIMIT = 64 * 1024
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from llmtap.queue.factory import open_consumer
-from llmtap.testing.api_backend import ApiBackend
+from support.api_backend import ApiBackend
 
 DEEP = 100_000
 INTERNAL_WORDS = ("Traceback", "ValueError", "RecursionError", "int()", "Exceeds the limit")

@@ -35,10 +35,10 @@ from sqlalchemy.engine import make_url
 
 from llmtap.consumer.dlq import HEADER_SOURCE, decode_dead_letter
 from llmtap.stores.factory import open_body_store, open_records_store
-from llmtap.testing.kafka_broker import KafkaBroker, cached_kafka_lib
 from llmtap.testing.mock_upstream import MockUpstream
-from llmtap.testing.probes import wait_for
-from llmtap.testing.processes import LlmtapProcess, ProxyProcess, llmtap_env
+from support.kafka_broker import KafkaBroker, cached_kafka_lib
+from support.probes import wait_for
+from support.processes import LlmtapProcess, ProxyProcess, llmtap_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.s3]
 

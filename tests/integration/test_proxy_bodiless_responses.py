@@ -17,8 +17,8 @@ import httpx
 
 from llmtap.proxy.server import ThreadedProxy
 from llmtap.settings import Settings
-from llmtap.testing.probes import published_records, wait_for
-from llmtap.testing.raw_upstream import RawConnection, RawUpstream, response
+from support.probes import published_records, wait_for
+from support.raw_upstream import RawConnection, RawUpstream, response
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 HEAD_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1234\r\n\r\n"

@@ -15,7 +15,7 @@ import pytest
 from llmtap.proxy.server import ThreadedProxy
 from llmtap.settings import Settings
 from llmtap.testing.mock_upstream import MockUpstream
-from llmtap.testing.probes import wait_for
+from support.probes import wait_for
 
 HEAD = (
     b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer k\r\n"

@@ -23,7 +23,7 @@ from llmtap.proxy.server import ThreadedProxy, build_shipper
 from llmtap.queue.factory import open_consumer
 from llmtap.settings import Settings
 from llmtap.testing.mock_upstream import MockUpstream
-from llmtap.testing.probes import wait_for
+from support.probes import wait_for
 
 PROMPT: Any = [{"role": "user", "content": "hello there"}]
 

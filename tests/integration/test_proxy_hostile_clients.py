@@ -24,7 +24,7 @@ from llmtap.proxy.server import ThreadedProxy
 from llmtap.queue.factory import open_consumer
 from llmtap.settings import Settings
 from llmtap.testing.mock_upstream import MockUpstream
-from llmtap.testing.probes import wait_for
+from support.probes import wait_for
 
 PROMPT: Any = [{"role": "user", "content": "hello there"}]
 CHAT = json.dumps({"model": "gpt-4o-mini", "messages": PROMPT}).encode()

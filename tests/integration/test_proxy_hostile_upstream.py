@@ -18,8 +18,8 @@ import pytest
 
 from llmtap.proxy.server import ThreadedProxy
 from llmtap.settings import Settings
-from llmtap.testing.probes import published_records, wait_for
-from llmtap.testing.raw_upstream import RawConnection, RawUpstream, response
+from support.probes import published_records, wait_for
+from support.raw_upstream import RawConnection, RawUpstream, response
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 Misbehaviour = Callable[[RawConnection], Awaitable[None]]

@@ -23,9 +23,9 @@ import pytest
 from llmtap.proxy.server import ThreadedProxy
 from llmtap.settings import Settings
 from llmtap.stores.factory import open_body_store, open_records_store
-from llmtap.testing.gateway import GatewayProcess
-from llmtap.testing.probes import wait_for
-from llmtap.testing.raw_upstream import RawConnection, RawUpstream, response
+from support.gateway import GatewayProcess
+from support.probes import wait_for
+from support.raw_upstream import RawConnection, RawUpstream, response
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -13,7 +13,7 @@ import pytest
 
 from llmtap.proxy.server import ThreadedProxy
 from llmtap.settings import Settings
-from llmtap.testing.raw_upstream import RawConnection, RawUpstream, response
+from support.raw_upstream import RawConnection, RawUpstream, response
 
 
 def has_ipv6_loopback() -> bool:

@@ -25,8 +25,8 @@ import pytest
 from llmtap.proxy.server import ThreadedProxy
 from llmtap.settings import Settings
 from llmtap.stores.factory import open_body_store
-from llmtap.testing.probes import published_records, wait_for
-from llmtap.testing.raw_upstream import RawConnection, RawRequest, RawUpstream, response
+from support.probes import published_records, wait_for
+from support.raw_upstream import RawConnection, RawRequest, RawUpstream, response
 
 AUTH = {"authorization": "Bearer sk-x"}
 

@@ -23,8 +23,8 @@ from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.server import ThreadedProxy
 from llmtap.settings import Settings
 from llmtap.testing.mock_upstream import MockUpstream
-from llmtap.testing.probes import wait_for
-from llmtap.testing.raw_upstream import RawConnection, RawUpstream, response
+from support.probes import wait_for
+from support.raw_upstream import RawConnection, RawUpstream, response
 
 FILLER_BYTES = 60 * 1024
 """One filler answer: under one loopback segment, so it reaches the proxy in a single read."""

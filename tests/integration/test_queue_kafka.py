@@ -26,7 +26,7 @@ from llmtap.queue.port import GroupConsumer, Message, PublishIncomplete
 from llmtap.queue.spool import Spool
 from llmtap.queue.urls import parse_queue_url
 from llmtap.settings import Settings
-from llmtap.testing.probes import wait_for
+from support.probes import wait_for
 
 pytestmark = pytest.mark.kafka
 

@@ -21,8 +21,8 @@ from llmtap.record import decode, encode
 from llmtap.settings import Settings
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
-from llmtap.testing.gateway import GatewayProcess
-from llmtap.testing.probes import wait_for
+from support.gateway import GatewayProcess
+from support.probes import wait_for
 
 CLAIMED = "llmtap-claimed-request-id"
 

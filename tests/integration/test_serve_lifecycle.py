@@ -11,9 +11,9 @@ import pytest
 
 from conftest import gateway_env
 from llmtap.stores.factory import open_records_store
-from llmtap.testing.gateway import GatewayProcess
 from llmtap.testing.mock_upstream import MockUpstream
-from llmtap.testing.probes import wait_for
+from support.gateway import GatewayProcess
+from support.probes import wait_for
 
 PROMPT: Any = [{"role": "user", "content": "keep talking"}]
 

@@ -35,9 +35,9 @@ from llmtap.settings import Settings
 from llmtap.stores.bodies.file import FileBodyStore
 from llmtap.stores.bodies.port import BodyStore
 from llmtap.testing.mock_upstream import MockUpstream
-from llmtap.testing.probes import wait_for
-from llmtap.testing.processes import free_port
-from llmtap.testing.relay import TcpRelay
+from support.probes import wait_for
+from support.processes import free_port
+from support.relay import TcpRelay
 
 PROMPT: Any = [{"role": "user", "content": "hello"}]
 BROKER = os.environ.get("LLMTAP_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")

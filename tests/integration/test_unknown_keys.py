@@ -21,9 +21,9 @@ from llmtap.record import decode, encode
 from llmtap.settings import Settings
 from llmtap.stores.factory import open_records_store
 from llmtap.stores.records.store import RecordsStore
-from llmtap.testing.gateway import GatewayProcess
 from llmtap.testing.mock_upstream import MockUpstream
-from llmtap.testing.probes import wait_for
+from support.gateway import GatewayProcess
+from support.probes import wait_for
 
 PROMPT: Any = [{"role": "user", "content": "hello"}]
 BOGUS = "sk-llmtap-not-a-real-key"

@@ -24,8 +24,8 @@ from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.settings import Settings
 from llmtap.stores.factory import open_body_store, open_records_store
 from llmtap.stores.records.store import RecordsStore
-from llmtap.testing.gateway import GatewayProcess
-from llmtap.testing.probes import wait_for
+from support.gateway import GatewayProcess
+from support.probes import wait_for
 
 REQUEST_NOTE = "llmtap-request-parse-error"
 RESPONSE_NOTE = "llmtap-response-parse-error"

@@ -22,7 +22,7 @@ from llmtap.stores.filter import Branch, FilterError, Leaf
 from llmtap.stores.records.reader import SortField
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
-from llmtap.testing.api_backend import postgres_schema
+from support.api_backend import postgres_schema
 
 PG_URL = os.environ.get(
     "LLMTAP_TEST_POSTGRES_URL", "postgresql://llmtap:llmtap@127.0.0.1:5432/llmtap"

@@ -24,7 +24,7 @@ from llmtap.record import BodyRef, LogRecord, Timing, encode
 from llmtap.settings import Settings
 from llmtap.stores.bodies.port import body_key
 from llmtap.stores.factory import open_body_store, open_records_store
-from llmtap.testing.probes import wait_for
+from support.probes import wait_for
 
 IDLE_S = 0.3
 

@@ -18,6 +18,7 @@ from llmtap.consumer.chain import build_chain
 from llmtap.consumer.runner import BatchRunner, RunnerConfig
 from llmtap.errors import QueueError
 from llmtap.queue.factory import open_consumer, open_producer
+from llmtap.queue.forwarding import ForwardingConsumer
 from llmtap.queue.port import GroupConsumer, Message, OnRevoke
 from llmtap.record import BodyRef, LogRecord, Timing, encode
 from llmtap.settings import Settings
@@ -25,30 +26,18 @@ from llmtap.stores.bodies.port import body_key
 from llmtap.stores.factory import open_body_store, open_records_store
 
 
-class Coordinator:
+class Coordinator(ForwardingConsumer):
     """The real consumer; commits fail while ``down``; ``revoke`` runs the registered hook."""
 
     def __init__(self, inner: GroupConsumer) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.down = False
         self.hook: OnRevoke | None = None
-
-    def poll_batch(self, max_records: int, timeout_s: float) -> list[Message]:
-        return self.inner.poll_batch(max_records, timeout_s)
 
     def commit(self, messages: Sequence[Message]) -> None:
         if self.down:
             raise QueueError("kafka: commit failed: Local: Waiting for coordinator")
-        self.inner.commit(messages)
-
-    def seek(self, partition: int, offset: int, topic: str | None = None) -> None:
-        self.inner.seek(partition, offset, topic)
-
-    def seek_to_time(self, timestamp_ms: int) -> None:
-        self.inner.seek_to_time(timestamp_ms)
-
-    def lag(self) -> dict[tuple[str, int], int]:
-        return self.inner.lag()
+        self._inner.commit(messages)
 
     def set_on_revoke(self, callback: OnRevoke | None) -> None:
         self.hook = callback
@@ -56,9 +45,6 @@ class Coordinator:
     def revoke(self, partitions: list[tuple[str, int]]) -> None:
         assert self.hook is not None, "the runner registered no revocation hook"
         self.hook(partitions)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from llmtap.consumer.runner import BatchRunner, RunnerConfig
 from llmtap.errors import QueueError, StoreUnavailable
 from llmtap.keys import hash_key
 from llmtap.queue.factory import open_consumer, open_producer
-from llmtap.queue.port import Failed, GroupConsumer, Message, OnRevoke, ReportingProducer
+from llmtap.queue.forwarding import ForwardingConsumer
+from llmtap.queue.port import Failed, GroupConsumer, Message, ReportingProducer
 from llmtap.record import BodyRef, LogRecord, Timing, encode
 from llmtap.settings import Settings
 from llmtap.stores.bodies.port import BodyStore, BodyStream, body_key
@@ -32,7 +33,7 @@ from llmtap.stores.factory import open_body_store, open_records_store
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
 from llmtap.stores.sink import PoisonRows, Sink
-from llmtap.testing.probes import wait_for
+from support.probes import wait_for
 
 
 @dataclass
@@ -464,11 +465,11 @@ def test_offsets_wait_until_the_dead_letters_are_durable(env: Env) -> None:
     assert letter.original == b"garbage"
 
 
-class FlakyPolls:
+class FlakyPolls(ForwardingConsumer):
     """The real embedded consumer behind a switch that makes polling fail (a queue outage)."""
 
     def __init__(self, inner: GroupConsumer) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.down = threading.Event()
         self.failures = 0
 
@@ -476,25 +477,10 @@ class FlakyPolls:
         if self.down.is_set():
             self.failures += 1
             raise QueueError("embedded queue: poll failed: disk I/O error")
-        return self.inner.poll_batch(max_records, timeout_s)
-
-    def commit(self, messages: Sequence[Message]) -> None:
-        self.inner.commit(messages)
-
-    def seek(self, partition: int, offset: int, topic: str | None = None) -> None:
-        self.inner.seek(partition, offset, topic)
-
-    def seek_to_time(self, timestamp_ms: int) -> None:
-        self.inner.seek_to_time(timestamp_ms)
-
-    def lag(self) -> dict[tuple[str, int], int]:
-        return self.inner.lag()
-
-    def set_on_revoke(self, callback: OnRevoke | None) -> None:
-        self.inner.set_on_revoke(callback)
+        return self._inner.poll_batch(max_records, timeout_s)
 
     def close(self) -> None:
-        pass
+        pass  # the test's environment closes the real consumer
 
 
 def test_a_queue_that_cannot_be_polled_is_waited_out(env: Env) -> None:

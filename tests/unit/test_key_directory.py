@@ -15,7 +15,7 @@ from llmtap.errors import StoreUnavailable
 from llmtap.keys import hash_key
 from llmtap.keys.directory import PENDING, KeyDirectory
 from llmtap.stores.records.store import RecordsStore
-from llmtap.testing.probes import wait_for
+from support.probes import wait_for
 
 
 class Clock:

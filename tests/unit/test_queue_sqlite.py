@@ -16,7 +16,7 @@ from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import Message
 from llmtap.queue.sqlite import SqliteConsumer, SqliteProducer
 from llmtap.settings import Settings
-from llmtap.testing.probes import wait_for
+from support.probes import wait_for
 
 TOPIC = "logs"
 

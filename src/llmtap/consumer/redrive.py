@@ -29,7 +29,8 @@ from llmtap.consumer.dlq import DeadLetter, DeadLetterDecodeError, decode_dead_l
 from llmtap.consumer.replay import DEFAULT_IDLE_S, CatchUp, now_ms, run_until, start_ms
 from llmtap.consumer.service import ConsumerService
 from llmtap.queue.factory import open_consumer
-from llmtap.queue.port import GroupConsumer, Message, OnRevoke
+from llmtap.queue.forwarding import ForwardingConsumer
+from llmtap.queue.port import GroupConsumer, Message
 from llmtap.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class RedriveCounts:
     """DLQ messages that are not dead letters (read past, with a warning)."""
 
 
-class DeadLetterSource:
+class DeadLetterSource(ForwardingConsumer):
     """The runner's ``GroupConsumer`` over the DLQ: yields the unwrapped originals and commits,
     for each one the runner commits, the dead letter it came from.
 
@@ -111,7 +112,7 @@ class DeadLetterSource:
         idle_s: float = DEFAULT_IDLE_S,
         stop: threading.Event | None = None,
     ) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._topic = dlq_topic
         self._max_redrives = max_redrives
         self._due_at = due_at
@@ -186,18 +187,6 @@ class DeadLetterSource:
             if id(letter) in in_batch:
                 del self._origin[key]
         self._decided = []
-
-    def seek_to_time(self, timestamp_ms: int) -> None:
-        self._inner.seek_to_time(timestamp_ms)
-
-    def lag(self) -> dict[tuple[str, int], int]:
-        return self._inner.lag()
-
-    def set_on_revoke(self, callback: OnRevoke | None) -> None:
-        self._inner.set_on_revoke(callback)
-
-    def close(self) -> None:
-        self._inner.close()
 
     def _letter(self, m: Message) -> DeadLetter | None:
         try:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from llmtap.consumer.service import ConsumerService
 from llmtap.errors import ConfigError, QueueError
 from llmtap.queue.factory import open_consumer
-from llmtap.queue.port import GroupConsumer, Message, OnRevoke
+from llmtap.queue.forwarding import ForwardingConsumer
+from llmtap.queue.port import GroupConsumer, Message
 from llmtap.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class CatchUp:
         return since is not None and time.monotonic() - since >= self._idle_s
 
 
-class ReplaySource:
+class ReplaySource(ForwardingConsumer):
     """The runner's ``GroupConsumer`` for a replay: hands on only messages put on the queue up to
     ``until_ms`` (the replay's start), at or after ``from_offset`` and, if given, of
     ``partitions``; swallows commits. (The caller seeks too; the offset check here covers
@@ -100,7 +101,7 @@ class ReplaySource:
         partitions: Collection[int] | None = None,
         idle_s: float = DEFAULT_IDLE_S,
     ) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._until_ms = until_ms
         self._from_offset = from_offset
         self._partitions = frozenset(partitions) if partitions is not None else None
@@ -126,21 +127,6 @@ class ReplaySource:
 
     def commit(self, messages: Sequence[Message]) -> None:
         """Nothing to record: the replay's progress dies with it."""
-
-    def seek(self, partition: int, offset: int, topic: str | None = None) -> None:
-        self._inner.seek(partition, offset, topic)
-
-    def seek_to_time(self, timestamp_ms: int) -> None:
-        self._inner.seek_to_time(timestamp_ms)
-
-    def lag(self) -> dict[tuple[str, int], int]:
-        return self._inner.lag()
-
-    def set_on_revoke(self, callback: OnRevoke | None) -> None:
-        self._inner.set_on_revoke(callback)
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import msgspec
-
+from llmtap.consumer.handlers.json_body import json_events
 from llmtap.consumer.handlers.sse import SseEvent
 from llmtap.consumer.handlers.usage import ParsedResponse, Usage, count, dig, text
-
-_decoder = msgspec.json.Decoder()
 
 # Anthropic usage member -> the raw counter it feeds
 _RAW = {
@@ -84,14 +81,7 @@ def parse_messages_stream(events: Iterable[SseEvent]) -> ParsedResponse:
     parsed = ParsedResponse(complete=False)
     raw: dict[str, int | None] = {}
     final_usage = False
-    for event in events:
-        parsed.events += 1
-        try:
-            data = _decoder.decode(event.data)
-        except msgspec.DecodeError:
-            continue
-        if not isinstance(data, dict):
-            continue
+    for event, data in json_events(events, parsed):
         kind = text(data.get("type")) or event.event
         if kind == "message_start":
             message = data.get("message")

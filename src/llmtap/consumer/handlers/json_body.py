@@ -8,9 +8,13 @@ exception that would dead-letter an answered call.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
+
+from llmtap.consumer.handlers.sse import SseEvent
+from llmtap.consumer.handlers.usage import ParsedResponse
 
 INVALID_UTF8 = "invalid_utf8"
 TOO_DEEP = "too_deep"
@@ -35,3 +39,26 @@ def read_json(data: bytes) -> tuple[Any, str | None]:
         except UnicodeDecodeError:
             return None, INVALID_UTF8
         return None, NOT_JSON
+
+
+def json_events(
+    events: Iterable[SseEvent],
+    parsed: ParsedResponse,
+    skip: Callable[[str], bool] | None = None,
+) -> Iterator[tuple[SseEvent, dict[str, Any]]]:
+    """Each event of a stream whose data is a JSON object, with that object.
+
+    Every event counts in ``parsed.events``; one that is not JSON, or not an object, is passed
+    over (a cut-off last event is never valid JSON). ``skip`` sees an event's data first and
+    passes over it without decoding (a stream parser's fast path).
+    """
+    for event in events:
+        parsed.events += 1
+        if skip is not None and skip(event.data):
+            continue
+        try:
+            doc = _decoder.decode(event.data)
+        except msgspec.DecodeError:
+            continue
+        if type(doc) is dict:
+            yield event, doc

@@ -11,12 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import msgspec
-
+from llmtap.consumer.handlers.json_body import json_events
 from llmtap.consumer.handlers.sse import SseEvent
 from llmtap.consumer.handlers.usage import ParsedResponse, Usage, count, dig, items, text
-
-_decoder = msgspec.json.Decoder()
 
 
 def error_name(error: Any) -> str | None:
@@ -102,21 +99,15 @@ def _plain_delta(data: str) -> bool:
 def parse_chat_stream(events: Iterable[SseEvent]) -> ParsedResponse:
     parsed = ParsedResponse(complete=False)
     tier: Any = None
-    # This loop runs once per token of every streamed call: it touches only what it needs.
-    for event in events:
-        parsed.events += 1
-        data = event.data
+
+    def skip(data: str) -> bool:
         if data == "[DONE]" or data.strip() == "[DONE]":
             parsed.complete = True
-            continue
-        if parsed.model is not None and _plain_delta(data):
-            continue
-        try:
-            chunk = _decoder.decode(data)
-        except msgspec.DecodeError:
-            continue
-        if type(chunk) is not dict:
-            continue
+            return True
+        return parsed.model is not None and _plain_delta(data)
+
+    # This loop runs once per token of every streamed call: it touches only what it needs.
+    for _event, chunk in json_events(events, parsed, skip):
         choices = chunk.get("choices")
         if "error" in chunk and not choices:
             parsed.error = error_name(chunk["error"])

@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import msgspec
-
+from llmtap.consumer.handlers.json_body import json_events
 from llmtap.consumer.handlers.openai_chat import error_name
 from llmtap.consumer.handlers.sse import SseEvent
 from llmtap.consumer.handlers.usage import ParsedResponse, Usage, count, dig, items, text
 
-_decoder = msgspec.json.Decoder()
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -70,14 +68,7 @@ def parse_responses_json(doc: Any) -> ParsedResponse:
 def parse_responses_stream(events: Iterable[SseEvent]) -> ParsedResponse:
     parsed = ParsedResponse(complete=False)
     tool_calls = 0
-    for event in events:
-        parsed.events += 1
-        try:
-            data = _decoder.decode(event.data)
-        except msgspec.DecodeError:
-            continue
-        if not isinstance(data, dict):
-            continue
+    for event, data in json_events(events, parsed):
         kind = text(data.get("type")) or event.event
         if kind in _TERMINAL:
             parsed.complete = True

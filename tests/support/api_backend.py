@@ -24,7 +24,7 @@ from llmtap.stores.bodies.port import BodyStore, body_key
 from llmtap.stores.factory import open_body_store, open_records_store, open_sinks
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
-from llmtap.testing.processes import free_port
+from support.processes import free_port
 
 
 class ApiBackend:

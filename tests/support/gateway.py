@@ -10,8 +10,8 @@ import http.client
 import re
 from pathlib import Path
 
-from llmtap.testing.probes import wait_for
-from llmtap.testing.processes import LlmtapProcess, free_port, llmtap_env
+from support.probes import wait_for
+from support.processes import LlmtapProcess, free_port, llmtap_env
 
 _KEY_LINE = re.compile(r"^\s+(sk-llmtap-\S+)\s*$", re.MULTILINE)
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from llmtap.testing.probes import wait_for
+from support.probes import wait_for
 
 
 def free_port() -> int:

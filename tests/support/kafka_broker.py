@@ -19,8 +19,8 @@ from typing import IO
 
 from confluent_kafka.admin import AdminClient
 
-from llmtap.testing.probes import wait_for
-from llmtap.testing.processes import free_port
+from support.probes import wait_for
+from support.processes import free_port
 
 _HEAP = ["-Xms96m", "-Xmx256m"]
 
