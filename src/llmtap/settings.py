@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     """Directory of everything embedded (queue, records, analytics, bodies, spool)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Lowest level of log lines written to stderr."""
+    key_cache_ttl_s: float = 5.0
+    """How long the proxy, the API and the consumer trust an answer about one llmtap key (its
+    organization, or that it has none): a revoked key stops working at most this long after
+    ``llmtap keys revoke``."""
 
     # adapters, chosen by URL (empty = embedded default under data_dir)
     queue_url: str = ""
@@ -100,10 +104,6 @@ class Settings(BaseSettings):
     auth_gate: bool = True
     """Refuse (401, before forwarding) a call whose ``Helicone-Auth``/``Llmtap-Auth`` llmtap key no
     organization has (never issued, or revoked). Fails open when the records store is away."""
-    key_cache_ttl_s: float = 5.0
-    """How long the proxy, the API and the consumer trust an answer about one llmtap key (its
-    organization, or that it has none): a revoked key stops working at most this long after
-    ``llmtap keys revoke``."""
 
     # queue
     topic: str = TOPIC_LOGS
