@@ -261,6 +261,17 @@ def usd_to_nano(raw: int | float | str, where: str, field: str = "cost_usd") -> 
     return nano
 
 
+def query_time(value: str | None) -> float | str | None:
+    """A time from a query parameter as ``parse_time`` takes it: a number is unix milliseconds,
+    anything else is kept as text (an ISO-8601 time, or an error ``parse_time`` names)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
 def parse_time(raw: Any, where: str) -> float:
     """Unix milliseconds from a number (unix ms) or an ISO-8601 string with a time zone, within
     years 1 to 9999."""

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmtap.api.context import ApiContext, Ctx, Org
 from llmtap.api.errors import MetricsUnavailable
-from llmtap.api.filters import TIME_MIN_MS, parse_filter, parse_time
+from llmtap.api.filters import TIME_MIN_MS, parse_filter, parse_time, query_time
 from llmtap.api.metrics_query import bucket_seconds, compute
 from llmtap.api.schemas import ERROR_RESPONSES
 from llmtap.stores.analytics.ddl import GROUP_KEYS
@@ -119,15 +119,6 @@ def get_metrics(
     group_by: str | None = None,
 ) -> dict[str, Any]:
     body = MetricsBody(
-        start=_num(start), end=_num(end), bucket=bucket, group_by=group_by, filter=None
+        start=query_time(start), end=query_time(end), bucket=bucket, group_by=group_by, filter=None
     )
     return _run(ctx, org, body)
-
-
-def _num(value: str | None) -> float | str | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return value

@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from llmtap.api.context import Ctx, Org
-from llmtap.api.filters import all_of, check_size, parse_filter, parse_time
+from llmtap.api.filters import all_of, check_size, parse_filter, parse_time, query_time
 from llmtap.api.rows import body_view, row_detail, row_summary
 from llmtap.api.schemas import ERROR_RESPONSES, RequestDetailOut, SearchBody, SearchPageOut
 from llmtap.api.search import SearchPage, SearchQuery
@@ -77,7 +77,7 @@ def list_requests(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    leaves: list[Filter | None] = [time_range(_number_or_text(start), _number_or_text(end))]
+    leaves: list[Filter | None] = [time_range(query_time(start), query_time(end))]
     for field, value in (
         ("model", model),
         ("provider", provider),
@@ -107,15 +107,6 @@ def list_requests(
     )
     with ctx.gate.slot():
         return page_json(ctx.search.search(query))
-
-
-def _number_or_text(value: str | None) -> float | str | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return value
 
 
 def _own_row(ctx: Ctx, org: str, request_id: str) -> RequestRow:

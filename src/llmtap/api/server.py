@@ -26,7 +26,7 @@ from llmtap.api.query_gate import QueryGate
 from llmtap.api.search import RequestSearch
 from llmtap.keys.directory import KeyDirectory
 from llmtap.settings import Settings
-from llmtap.stores.factory import open_body_store, open_records_store
+from llmtap.stores.factory import open_records_and_bodies
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 30.0
@@ -35,12 +35,8 @@ START_TIMEOUT_S = 30.0
 class ApiService:
     def __init__(self, settings: Settings, *, metrics: MetricsSource | None) -> None:
         self._settings = settings
-        self._resources = ExitStack()
-        try:
-            records = open_records_store(settings.records_url)
-            self._resources.callback(records.close)
-            bodies = open_body_store(settings.bodies_url)
-            self._resources.callback(bodies.close)
+        with ExitStack() as opened:  # closes what was opened if anything after it fails
+            records, bodies = open_records_and_bodies(settings, opened)
             limits = FilterLimits(
                 max_values=settings.api_filter_max_values,
                 max_leaves=settings.api_filter_max_leaves,
@@ -53,10 +49,8 @@ class ApiService:
                 KeyDirectory(records.org_for_key_hash, ttl_s=settings.key_cache_ttl_s)
             )
             ingestion = Ingestion.open(settings, keys)
-            self._resources.callback(ingestion.close)
-        except BaseException:
-            self._resources.close()
-            raise
+            opened.callback(ingestion.close)
+            self._resources = opened.pop_all()
         self.context = ApiContext(
             search=search,
             keys=keys,

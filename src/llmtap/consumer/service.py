@@ -19,7 +19,7 @@ from llmtap.errors import LlmtapError
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import GroupConsumer
 from llmtap.settings import Settings
-from llmtap.stores.factory import open_body_store, open_records_store, open_sinks
+from llmtap.stores.factory import open_records_and_bodies, open_sinks
 from llmtap.stores.sink import Sink
 
 log = logging.getLogger(__name__)
@@ -47,23 +47,17 @@ class ConsumerService:
         source: Callable[[Settings], GroupConsumer] | None = None,
     ) -> None:
         self._settings = settings
-        self._resources = ExitStack()
-        try:
-            records = open_records_store(settings.records_url)
-            self._resources.callback(records.close)
-            bodies = open_body_store(settings.bodies_url)
-            self._resources.callback(bodies.close)
+        with ExitStack() as opened:  # closes what was opened if anything after it fails
+            records, bodies = open_records_and_bodies(settings, opened)
             if sinks is None:
                 sinks = open_sinks(settings)
                 for sink in sinks:
-                    self._resources.callback(sink.close)
+                    opened.callback(sink.close)
             producer = open_producer(settings)
-            self._resources.callback(producer.close)
+            opened.callback(producer.close)
             consumer = (source or open_consumer)(settings)
-            self._resources.callback(consumer.close)
-        except BaseException:
-            self._resources.close()
-            raise
+            opened.callback(consumer.close)
+            self._resources = opened.pop_all()
         self._sinks = list(sinks)
         self.runner = BatchRunner(
             consumer,

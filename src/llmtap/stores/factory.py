@@ -5,6 +5,7 @@ Adding an adapter means one branch here; nothing that uses a store changes.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -71,6 +72,19 @@ def open_analytics_store(url: str, retention_days: int | None = None) -> Analyti
         # chDB holds its directory until closed: never leave it held by a store that failed
         client.close()
         raise
+
+
+def open_records_and_bodies(
+    settings: Settings, resources: ExitStack
+) -> tuple[RecordsStore, BodyStore]:
+    """The records and body stores of ``settings``, each closed by ``resources`` (in reverse
+    order); what the consumer and the API both read. If the second cannot open, the first is
+    closed when ``resources`` unwinds."""
+    records = open_records_store(settings.records_url)
+    resources.callback(records.close)
+    bodies = open_body_store(settings.bodies_url)
+    resources.callback(bodies.close)
+    return records, bodies
 
 
 def open_sinks(settings: Settings) -> list[Sink]:
