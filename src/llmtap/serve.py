@@ -1,6 +1,6 @@
 """``llmtap serve``: the whole gateway on one machine, supervised.
 
-Process layout (embedded topology, ARCHITECTURE.md):
+Process layout (embedded topology, docs/architecture.md):
 
 * N proxy processes (``proxy_processes``) sharing the port with ``SO_REUSEPORT``;
 * one backend process: the consumer (and the API, which shares its stores);

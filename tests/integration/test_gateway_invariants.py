@@ -1,4 +1,4 @@
-"""ARCHITECTURE.md's invariants, checked against a running ``llmtap serve``.
+"""The invariants of docs/architecture.md, checked against a running ``llmtap serve``.
 
 Secrets never stored (5), no open relay (8), at-least-once + exactly-once visible (3), poison never
 blocks (4), upstream failures answered in the provider's shape, limits, client disconnects.

@@ -1,7 +1,8 @@
 """The proxy in-process (``ThreadedProxy``) with parts of llmtap broken on purpose.
 
-Fail-open (invariant 1): whatever breaks in llmtap's own logging path, the call goes through and
-the failure is counted. The relay guard at connect time (invariant 8), timeouts, pipelining.
+Fail-open (docs/architecture.md, invariant 1): whatever breaks in llmtap's own logging path, the
+call goes through and the failure is counted. The relay guard at connect time (invariant 8),
+timeouts, pipelining.
 """
 
 from __future__ import annotations

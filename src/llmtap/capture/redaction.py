@@ -2,8 +2,8 @@
 reaches the queue.
 
 Applied by the shipper to every captured request and response header and to the URL, and by the
-ingestion endpoints to the headers of async logs (ARCHITECTURE invariant 5). The rule is a name
-rule, not a list of known names, because providers and gateways keep inventing new ones
+ingestion endpoints to the headers of async logs (docs/architecture.md, invariant 5). The rule
+is a name rule, not a list of known names, because providers and gateways keep inventing new ones
 (``openai-api-key``, ``x-foo-key``, ``x-auth-token``): a name is secret when, lower-cased, it
 contains one of :data:`SECRET_WORDS`, unless it is in :data:`HARMLESS_NAMES` or is a rate-limit
 header. ``token`` followed by ``s`` (``x-ratelimit-remaining-tokens``) counts tokens, not

@@ -4,7 +4,8 @@
 streamed OpenAI chat calls) ask for usage, and write the request upstream. ``finish`` hands the
 exchange to the shipper after its last byte was written. Anything of llmtap's own that fails on
 the way (header parsing, usage injection, the hand-off) is logged, counted in
-``llmtap_internal_errors_total`` and skipped: the call itself always goes through (invariant 1).
+``llmtap_proxy_internal_errors_total`` and skipped: the call itself always goes through
+(docs/architecture.md, invariant 1).
 """
 
 from __future__ import annotations

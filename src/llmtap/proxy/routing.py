@@ -3,7 +3,7 @@
 Routing, first match wins:
 
 1. ``Helicone-Target-URL`` / ``Llmtap-Target-URL``: ``<target base URL><request path>``; the host
-   must be a known provider or in ``allowed_target_hosts`` (invariant 8).
+   must be a known provider or in ``allowed_target_hosts`` (docs/architecture.md, invariant 8).
 2. ``/router/<name>/<path>``: the operator-configured route ``routes[name]``.
 3. ``/openai/<path>`` and ``/anthropic/<path>``: the configured base URLs.
 4. Anything else: Anthropic when the call carries ``anthropic-version`` (what the Anthropic SDK
