@@ -90,7 +90,10 @@ def _sqlite_engine(parsed: URL, *, immediate: bool) -> sa.Engine:
     if database and database != ":memory:" and not database.startswith("file:"):
         # created 0600 before SQLite opens it: its -wal and -shm take the file's mode
         private_file(Path(database))
-    engine = sa.create_engine(parsed, json_serializer=_json_text)
+    # Migrations take the write lock at BEGIN and several processes may start at once: give a
+    # waiting one longer than sqlite3's default 5 s, which a loaded machine can exceed.
+    connect_args = {"timeout": 60.0} if immediate else {}
+    engine = sa.create_engine(parsed, json_serializer=_json_text, connect_args=connect_args)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
