@@ -18,16 +18,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import httptools
 
 from llmtap.capture.tap import HeaderList
 from llmtap.proxy.errors import error_response, provider_for_path
 from llmtap.proxy.exchange import Exchange
-
-if TYPE_CHECKING:
-    from llmtap.proxy.app import ProxyApp
+from llmtap.proxy.types import ClientExchange, ConnectionHost
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _HEADER_FRAMING = 4
@@ -57,6 +55,7 @@ class ClientConnection(asyncio.Protocol):
         "_head_bytes",
         "_headers",
         "_idle",
+        "_limits",
         "_max_head",
         "_max_headers",
         "_paused",
@@ -79,11 +78,11 @@ class ClientConnection(asyncio.Protocol):
         "writing_paused",
     )
 
-    def __init__(self, app: ProxyApp) -> None:
+    def __init__(self, app: ConnectionHost[Exchange]) -> None:
         self.app = app
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.current: Exchange | None = None
+        self.current: ClientExchange | None = None
         self.pending: deque[tuple[Exchange, Refusal]] = deque()
         self.closed = False
         self.deadline_ns = 0
@@ -107,8 +106,9 @@ class ClientConnection(asyncio.Protocol):
         self._idle = False
         self._continue_owed = False
         self._refusal: bytes | None = None
-        self._max_head = app.max_head
-        self._max_headers = app.max_headers
+        self._limits = limits = app.limits
+        self._max_head = limits.max_head
+        self._max_headers = limits.max_headers
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -117,7 +117,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.app.connections.add(self)
         # the first head is due a timeout after connecting, however slowly its bytes come
-        self.deadline_ns = time.perf_counter_ns() + self.app.head_timeout_ns
+        self.deadline_ns = time.perf_counter_ns() + self._limits.head_timeout_ns
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
@@ -181,7 +181,7 @@ class ClientConnection(asyncio.Protocol):
         if self._idle or not self.deadline_ns:
             # a keep-alive or pipelined request: its head is due a timeout after its first byte
             self._idle = False
-            self.deadline_ns = t0 + self.app.head_timeout_ns
+            self.deadline_ns = t0 + self._limits.head_timeout_ns
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -209,7 +209,7 @@ class ClientConnection(asyncio.Protocol):
         self._phase = _BODY
         self._progress = True
         # the body is due within its own timeout, however slowly its bytes come
-        self.deadline_ns = time.perf_counter_ns() + self.app.body_timeout_ns
+        self.deadline_ns = time.perf_counter_ns() + self._limits.body_timeout_ns
         url = self._url
         if not url or url[0] != _SLASH:
             self._refuse_as = "bad_target"  # absolute-form, authority-form, "*": origin-form only
@@ -217,7 +217,7 @@ class ClientConnection(asyncio.Protocol):
         for name, value in self._headers:  # one pass: this runs for every request
             lower = name.lower()
             if lower == b"content-length":
-                if value.isdigit() and int(value) > self.app.max_body:
+                if value.isdigit() and int(value) > self._limits.max_body:
                     self._too_large = True
             elif lower == b"expect":
                 expects_continue = value.lower() == b"100-continue"
@@ -237,7 +237,7 @@ class ClientConnection(asyncio.Protocol):
         if self._too_large:
             return
         self._body_size += len(body)
-        if self._body_size > self.app.max_body:
+        if self._body_size > self._limits.max_body:
             self._too_large = True
             self._body = []
         else:
@@ -266,13 +266,13 @@ class ClientConnection(asyncio.Protocol):
         self._body = []
         if self.current is None:
             self._start(exchange, refusal)
-        elif len(self.pending) >= self.app.max_pipelined:
+        elif len(self.pending) >= self._limits.max_pipelined:
             # one read can hold thousands of small requests: each would be an exchange held
             self.app.metrics.rejected_pipelined += 1
             self._refuse(
                 429,
                 "too_many_pipelined_requests",
-                f"more than {self.app.max_pipelined} requests pipelined behind the one being "
+                f"more than {self._limits.max_pipelined} requests pipelined behind the one being "
                 "answered (LLMTAP_MAX_PIPELINED_REQUESTS)",
             )
             raise _Refused
@@ -309,13 +309,13 @@ class ClientConnection(asyncio.Protocol):
         phase = self._phase
         if phase == _BETWEEN:
             self._idle = True
-            self.deadline_ns = time.perf_counter_ns() + self.app.keepalive_timeout_ns
+            self.deadline_ns = time.perf_counter_ns() + self._limits.keepalive_timeout_ns
         elif phase == _HEAD:
             # a head began while the answer ahead of it was written: its clock starts now
-            self.deadline_ns = time.perf_counter_ns() + self.app.head_timeout_ns
+            self.deadline_ns = time.perf_counter_ns() + self._limits.head_timeout_ns
         else:
             # the same for a body
-            self.deadline_ns = time.perf_counter_ns() + self.app.body_timeout_ns
+            self.deadline_ns = time.perf_counter_ns() + self._limits.body_timeout_ns
         if self._continue_owed:
             self._continue_owed = False
             self.write(CONTINUE)
@@ -329,7 +329,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self._phase == _BODY:
             self.app.metrics.body_timeouts += 1
-            limit = self.app.body_timeout_ns / 1e9
+            limit = self._limits.body_timeout_ns / 1e9
             self._refuse(
                 408,
                 "request_timeout",
@@ -346,7 +346,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         self.app.metrics.head_timeouts += 1
-        limit = self.app.head_timeout_ns / 1e9
+        limit = self._limits.head_timeout_ns / 1e9
         self._refuse(
             408,
             "request_timeout",
@@ -364,7 +364,7 @@ class ClientConnection(asyncio.Protocol):
                 exchange,
                 413,
                 "request_too_large",
-                f"request body is larger than {self.app.max_body} bytes "
+                f"request body is larger than {self._limits.max_body} bytes "
                 "(LLMTAP_MAX_REQUEST_BODY_BYTES)",
             )
         elif refusal == "upgrade":
