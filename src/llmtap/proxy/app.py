@@ -5,6 +5,9 @@ streamed OpenAI chat calls) ask for usage, and write the request upstream. ``fin
 exchange to the shipper after its last byte was written. Anything of llmtap's own that fails on
 the way (header parsing, usage injection, the hand-off) is logged, counted in
 ``llmtap_internal_errors_total`` and skipped: the call itself always goes through (invariant 1).
+
+The app keeps the promises ``ConnectionHost`` and ``ExchangeHost`` of ``llmtap.proxy.types`` and
+holds the provider pool and the client connections only as ``Pool`` and ``SweptConnection``.
 """
 
 from __future__ import annotations

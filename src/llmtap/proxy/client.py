@@ -5,12 +5,16 @@ Requests on one connection are answered in order (HTTP/1.1 pipelining): while on
 later ones wait and reading from the socket pauses. Nothing is ever written for a request before
 the answer to the one ahead of it is complete (refusals and ``100 Continue`` included).
 
-Limits on what a client may make the proxy hold, checked with arithmetic in callbacks that run
-anyway: the request head (line + headers, and chunked trailers) is bounded by
-``max_request_head_bytes`` and ``max_request_headers`` (431); a head must arrive within
-``header_read_timeout_s``, its body within ``body_read_timeout_s`` of the head (408), and an
-idle keep-alive connection is closed after ``keepalive_timeout_s``. The deadlines are one number per connection, checked by the app's
+Limits on what a client may make the proxy hold (``limits.ClientLimits``, which also words the
+answers) are checked with arithmetic in callbacks that run anyway: the request head (line +
+headers, and chunked trailers) is bounded by ``max_request_head_bytes`` and
+``max_request_headers`` (431); a head must arrive within ``header_read_timeout_s``, its body
+within ``body_read_timeout_s`` of the head (408), and an idle keep-alive connection is closed
+after ``keepalive_timeout_s``. The deadlines are one number per connection, checked by the app's
 once-a-second sweep: no timer per request.
+
+The connection sees the app as ``ConnectionHost`` and keeps the promises ``ClientSide`` (to its
+exchanges) and ``SweptConnection`` (to the app) of ``llmtap.proxy.types``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import httptools
 from llmtap.capture.tap import HeaderList
 from llmtap.proxy.errors import error_response, provider_for_path
 from llmtap.proxy.exchange import Exchange
+from llmtap.proxy.limits import Refusal
 from llmtap.proxy.types import ClientExchange, ConnectionHost
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -38,9 +43,6 @@ _SLASH = 0x2F
 _BETWEEN = 0
 _HEAD = 1
 _BODY = 2
-
-Refusal = str | None
-"""Why a complete request is answered by llmtap itself: "too_large", "bad_target", "upgrade"."""
 
 
 class _Refused(Exception):
@@ -83,7 +85,7 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.current: ClientExchange | None = None
-        self.pending: deque[tuple[Exchange, Refusal]] = deque()
+        self.pending: deque[tuple[Exchange, Refusal | None]] = deque()
         self.closed = False
         self.deadline_ns = 0
         """When the sweep closes this connection (0: never): a head or a next request is due."""
@@ -96,7 +98,7 @@ class ClientConnection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._too_large = False
-        self._refuse_as: Refusal = None
+        self._refuse_as: Refusal | None = None
         self._t0_ns = 0
         self._start_unix_ms = 0.0
         self._phase = _BETWEEN
@@ -128,7 +130,7 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             if self._refuse_as != "upgrade":  # else: answered in turn as an exchange, then closed
                 self.app.metrics.rejected_malformed += 1
-                self._refuse(400, "upgrade_not_supported", "protocol upgrades are not proxied")
+                self._refuse(*self._limits.refusal("upgrade"))
             return
         except httptools.HttpParserError as exc:
             if self._refusal is None and not self.closed:  # else: a callback refused (_Refused)
@@ -262,19 +264,14 @@ class ClientConnection(asyncio.Protocol):
             # httptools reads Connection: and the HTTP version for us
             client_closes=self.app.draining or not parser.should_keep_alive(),
         )
-        refusal: Refusal = "too_large" if self._too_large else self._refuse_as
+        refusal: Refusal | None = "too_large" if self._too_large else self._refuse_as
         self._body = []
         if self.current is None:
             self._start(exchange, refusal)
         elif len(self.pending) >= self._limits.max_pipelined:
             # one read can hold thousands of small requests: each would be an exchange held
             self.app.metrics.rejected_pipelined += 1
-            self._refuse(
-                429,
-                "too_many_pipelined_requests",
-                f"more than {self._limits.max_pipelined} requests pipelined behind the one being "
-                "answered (LLMTAP_MAX_PIPELINED_REQUESTS)",
-            )
+            self._refuse(*self._limits.refusal("pipelined"))
             raise _Refused
         else:
             # pipelined: answer in order; stop reading until the backlog is served
@@ -329,12 +326,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self._phase == _BODY:
             self.app.metrics.body_timeouts += 1
-            limit = self._limits.body_timeout_ns / 1e9
-            self._refuse(
-                408,
-                "request_timeout",
-                f"the request body did not arrive within {limit:g}s (LLMTAP_BODY_READ_TIMEOUT_S)",
-            )
+            self._refuse(*self._limits.refusal("body_timeout"))
             return
         if self._phase != _HEAD:
             # nothing of a request came: close quietly (a 408 here could be read by the client
@@ -346,48 +338,19 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         self.app.metrics.head_timeouts += 1
-        limit = self._limits.head_timeout_ns / 1e9
-        self._refuse(
-            408,
-            "request_timeout",
-            f"the request head did not arrive within {limit:g}s (LLMTAP_HEADER_READ_TIMEOUT_S)",
-        )
+        self._refuse(*self._limits.refusal("head_timeout"))
 
-    def _start(self, exchange: Exchange, refusal: Refusal) -> None:
+    def _start(self, exchange: Exchange, refusal: Refusal | None) -> None:
         self.current = exchange
         if refusal is None:
             self.app.dispatch(exchange)
             return
         exchange.client_closes = True
-        if refusal == "too_large":
-            self.app.reject(
-                exchange,
-                413,
-                "request_too_large",
-                f"request body is larger than {self._limits.max_body} bytes "
-                "(LLMTAP_MAX_REQUEST_BODY_BYTES)",
-            )
-        elif refusal == "upgrade":
-            self.app.reject(
-                exchange, 400, "upgrade_not_supported", "protocol upgrades are not proxied"
-            )
-        else:
-            self.app.reject(
-                exchange,
-                400,
-                "invalid_request_target",
-                "the request target must be a path starting with '/' (origin-form)",
-            )
+        self.app.reject(exchange, *self._limits.refusal(refusal))
 
     def _head_too_large(self) -> None:
         self.app.metrics.rejected_head_too_large += 1
-        self._refuse(
-            431,
-            "request_head_too_large",
-            f"request line and headers are larger than {self._max_head} bytes or more than "
-            f"{self._max_headers} fields (LLMTAP_MAX_REQUEST_HEAD_BYTES, "
-            "LLMTAP_MAX_REQUEST_HEADERS)",
-        )
+        self._refuse(*self._limits.refusal("head_too_large"))
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         """Answer a request that never became an exchange, then close the connection."""

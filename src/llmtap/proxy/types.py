@@ -1,18 +1,25 @@
 """The proxy's seams: what its parts promise each other, stated once, as Protocols.
 
-One call crosses four parts; each holds the others only through the Protocols below::
+One call crosses four parts::
 
-    ClientConnection --dispatch/reject--> ProxyApp --send--> UpstreamPool --start--> UpstreamConnection
-      (ConnectionHost)                    (Pool)                 (ConnectionPool)              |
-            ^                                ^                                                 |
-            | write, exchange_done           | finish                                          |
-            +----------- Exchange -----------+ <-- on_response_head/body/complete, fail -------+
-                  (ClientSide, ExchangeHost)          (UpstreamExchange)
+    client connection --dispatch/reject--> app --send--> pool --start--> provider connection
+           ^                                ^                                   |
+           | write, exchange_done           | finish                            | on_response_*, fail
+           +---------------------------- Exchange <-----------------------------+
+
+Each part holds the others only as the Protocols below:
+
+    ``Exchange``            the app as ``ExchangeHost``, its client as ``ClientSide``, the
+                            provider connection carrying it as ``UpstreamSide``
+    ``ClientConnection``    the app as ``ConnectionHost``, the exchange it waits on as
+                            ``ClientExchange``
+    ``ProxyApp``            the pool as ``Pool``, the client connections as ``SweptConnection``
+    ``UpstreamConnection``  its exchange as ``UpstreamExchange``, its pool as ``ConnectionPool``
 
 Typing only: nothing here runs on a call (no ``isinstance`` against a Protocol, no wrapper
-objects); the concrete classes are checked against these shapes by mypy where they meet (the
-server and the client connection wire them together). ``Exchange`` imports nothing of the client,
-the app or the upstream side, so it can be driven by plain objects in a unit test.
+objects); mypy checks each concrete class against these shapes where they meet (the server, the
+app, the client connection and the pool wire them together). ``Exchange`` imports nothing of the
+client, the app or the upstream side, so plain objects can drive it in a unit test.
 
 ``ExchangeHost``/``ConnectionHost``/``ConnectionPool`` are generic in the concrete type they are
 handed back (the exchange, the connection): this module cannot name those classes without an
