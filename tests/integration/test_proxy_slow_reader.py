@@ -21,6 +21,7 @@ import pytest
 
 from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.server import ThreadedProxy
+from llmtap.proxy.upstream import UpstreamConnection
 from llmtap.settings import Settings
 from llmtap.testing.mock_upstream import MockUpstream
 from support.probes import wait_for
@@ -84,6 +85,7 @@ def the_client(proxy: ThreadedProxy) -> ClientConnection:
     assert app is not None
     wait_for(lambda: len(app.connections) == 1, what="the connection accepted")
     (client,) = list(app.connections)
+    assert isinstance(client, ClientConnection)
     assert client.transport is not None
     sock = client.transport.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
@@ -121,7 +123,7 @@ def test_a_pipelined_stream_for_a_client_that_does_not_read_is_not_buffered(
                 async def check() -> bool:
                     current = client.current
                     conn = current.conn if current is not None else None
-                    return conn is not None and conn._paused
+                    return isinstance(conn, UpstreamConnection) and conn._paused
 
                 return asyncio.run_coroutine_threadsafe(check(), proxy._loop).result(5)
 

@@ -6,6 +6,9 @@ exchange to the shipper after its last byte was written. Anything of llmtap's ow
 the way (header parsing, usage injection, the hand-off) is logged, counted in
 ``llmtap_proxy_internal_errors_total`` and skipped: the call itself always goes through
 (docs/architecture.md, invariant 1).
+
+The app keeps the promises ``ConnectionHost`` and ``ExchangeHost`` of ``llmtap.proxy.types`` and
+holds the provider pool and the client connections only as ``Pool`` and ``SweptConnection``.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ from typing import Protocol
 
 from llmtap.capture.tap import HOP_BY_HOP, TapHeaders, split_headers
 from llmtap.proxy.auth_gate import AuthGate
-from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.exchange import Exchange
+from llmtap.proxy.limits import ClientLimits
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import RouteError, Router
 from llmtap.proxy.stream_usage import UsageChunkFilter, inject_include_usage
-from llmtap.proxy.upstream import UpstreamPool
+from llmtap.proxy.types import Pool, SweptConnection
 from llmtap.settings import Settings
 
 log = logging.getLogger("llmtap.proxy")
@@ -40,7 +43,7 @@ class ProxyApp:
         self,
         settings: Settings,
         router: Router,
-        pool: UpstreamPool,
+        pool: Pool,
         sink: ExchangeSink,
         metrics: ProxyMetrics,
         auth_gate: AuthGate | None = None,
@@ -50,19 +53,13 @@ class ProxyApp:
         self.pool = pool
         self.sink = sink
         self.metrics = metrics
-        self.max_body = settings.max_request_body_bytes
+        self.limits = ClientLimits.from_settings(settings)
         self.max_capture = settings.max_capture_bytes
-        self.max_head = settings.max_request_head_bytes
-        self.max_headers = settings.max_request_headers
-        self.head_timeout_ns = int(settings.header_read_timeout_s * 1e9)
-        self.keepalive_timeout_ns = int(settings.keepalive_timeout_s * 1e9)
-        self.body_timeout_ns = int(settings.body_read_timeout_s * 1e9)
-        self.max_pipelined = settings.max_pipelined_requests
         self.inject_usage = settings.inject_stream_usage
         self._idle_timeout_ns = int(settings.idle_timeout_s * 1e9)
         self._total_timeout_ns = int(settings.total_timeout_s * 1e9)
         self.active: set[Exchange] = set()
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[SweptConnection] = set()
         self.draining = False
         self._idle: asyncio.Event | None = None
 

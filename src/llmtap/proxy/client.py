@@ -5,12 +5,16 @@ Requests on one connection are answered in order (HTTP/1.1 pipelining): while on
 later ones wait and reading from the socket pauses. Nothing is ever written for a request before
 the answer to the one ahead of it is complete (refusals and ``100 Continue`` included).
 
-Limits on what a client may make the proxy hold, checked with arithmetic in callbacks that run
-anyway: the request head (line + headers, and chunked trailers) is bounded by
-``max_request_head_bytes`` and ``max_request_headers`` (431); a head must arrive within
-``header_read_timeout_s``, its body within ``body_read_timeout_s`` of the head (408), and an
-idle keep-alive connection is closed after ``keepalive_timeout_s``. The deadlines are one number per connection, checked by the app's
+Limits on what a client may make the proxy hold (``limits.ClientLimits``, which also words the
+answers) are checked with arithmetic in callbacks that run anyway: the request head (line +
+headers, and chunked trailers) is bounded by ``max_request_head_bytes`` and
+``max_request_headers`` (431); a head must arrive within ``header_read_timeout_s``, its body
+within ``body_read_timeout_s`` of the head (408), and an idle keep-alive connection is closed
+after ``keepalive_timeout_s``. The deadlines are one number per connection, checked by the app's
 once-a-second sweep: no timer per request.
+
+The connection sees the app as ``ConnectionHost`` and keeps the promises ``ClientSide`` (to its
+exchanges) and ``SweptConnection`` (to the app) of ``llmtap.proxy.types``.
 """
 
 from __future__ import annotations
@@ -18,16 +22,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import httptools
 
 from llmtap.capture.tap import HeaderList
 from llmtap.proxy.errors import error_response, provider_for_path
 from llmtap.proxy.exchange import Exchange
-
-if TYPE_CHECKING:
-    from llmtap.proxy.app import ProxyApp
+from llmtap.proxy.limits import Refusal
+from llmtap.proxy.types import ClientExchange, ConnectionHost
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _HEADER_FRAMING = 4
@@ -40,9 +43,6 @@ _SLASH = 0x2F
 _BETWEEN = 0
 _HEAD = 1
 _BODY = 2
-
-Refusal = str | None
-"""Why a complete request is answered by llmtap itself: "too_large", "bad_target", "upgrade"."""
 
 
 class _Refused(Exception):
@@ -57,6 +57,7 @@ class ClientConnection(asyncio.Protocol):
         "_head_bytes",
         "_headers",
         "_idle",
+        "_limits",
         "_max_head",
         "_max_headers",
         "_paused",
@@ -79,12 +80,12 @@ class ClientConnection(asyncio.Protocol):
         "writing_paused",
     )
 
-    def __init__(self, app: ProxyApp) -> None:
+    def __init__(self, app: ConnectionHost[Exchange]) -> None:
         self.app = app
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.current: Exchange | None = None
-        self.pending: deque[tuple[Exchange, Refusal]] = deque()
+        self.current: ClientExchange | None = None
+        self.pending: deque[tuple[Exchange, Refusal | None]] = deque()
         self.closed = False
         self.deadline_ns = 0
         """When the sweep closes this connection (0: never): a head or a next request is due."""
@@ -97,7 +98,7 @@ class ClientConnection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._too_large = False
-        self._refuse_as: Refusal = None
+        self._refuse_as: Refusal | None = None
         self._t0_ns = 0
         self._start_unix_ms = 0.0
         self._phase = _BETWEEN
@@ -107,8 +108,9 @@ class ClientConnection(asyncio.Protocol):
         self._idle = False
         self._continue_owed = False
         self._refusal: bytes | None = None
-        self._max_head = app.max_head
-        self._max_headers = app.max_headers
+        self._limits = limits = app.limits
+        self._max_head = limits.max_head
+        self._max_headers = limits.max_headers
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -117,7 +119,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.app.connections.add(self)
         # the first head is due a timeout after connecting, however slowly its bytes come
-        self.deadline_ns = time.perf_counter_ns() + self.app.head_timeout_ns
+        self.deadline_ns = time.perf_counter_ns() + self._limits.head_timeout_ns
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
@@ -128,7 +130,7 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             if self._refuse_as != "upgrade":  # else: answered in turn as an exchange, then closed
                 self.app.metrics.rejected_malformed += 1
-                self._refuse(400, "upgrade_not_supported", "protocol upgrades are not proxied")
+                self._refuse(*self._limits.refusal("upgrade"))
             return
         except httptools.HttpParserError as exc:
             if self._refusal is None and not self.closed:  # else: a callback refused (_Refused)
@@ -181,7 +183,7 @@ class ClientConnection(asyncio.Protocol):
         if self._idle or not self.deadline_ns:
             # a keep-alive or pipelined request: its head is due a timeout after its first byte
             self._idle = False
-            self.deadline_ns = t0 + self.app.head_timeout_ns
+            self.deadline_ns = t0 + self._limits.head_timeout_ns
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -209,7 +211,7 @@ class ClientConnection(asyncio.Protocol):
         self._phase = _BODY
         self._progress = True
         # the body is due within its own timeout, however slowly its bytes come
-        self.deadline_ns = time.perf_counter_ns() + self.app.body_timeout_ns
+        self.deadline_ns = time.perf_counter_ns() + self._limits.body_timeout_ns
         url = self._url
         if not url or url[0] != _SLASH:
             self._refuse_as = "bad_target"  # absolute-form, authority-form, "*": origin-form only
@@ -217,7 +219,7 @@ class ClientConnection(asyncio.Protocol):
         for name, value in self._headers:  # one pass: this runs for every request
             lower = name.lower()
             if lower == b"content-length":
-                if value.isdigit() and int(value) > self.app.max_body:
+                if value.isdigit() and int(value) > self._limits.max_body:
                     self._too_large = True
             elif lower == b"expect":
                 expects_continue = value.lower() == b"100-continue"
@@ -237,7 +239,7 @@ class ClientConnection(asyncio.Protocol):
         if self._too_large:
             return
         self._body_size += len(body)
-        if self._body_size > self.app.max_body:
+        if self._body_size > self._limits.max_body:
             self._too_large = True
             self._body = []
         else:
@@ -262,19 +264,14 @@ class ClientConnection(asyncio.Protocol):
             # httptools reads Connection: and the HTTP version for us
             client_closes=self.app.draining or not parser.should_keep_alive(),
         )
-        refusal: Refusal = "too_large" if self._too_large else self._refuse_as
+        refusal: Refusal | None = "too_large" if self._too_large else self._refuse_as
         self._body = []
         if self.current is None:
             self._start(exchange, refusal)
-        elif len(self.pending) >= self.app.max_pipelined:
+        elif len(self.pending) >= self._limits.max_pipelined:
             # one read can hold thousands of small requests: each would be an exchange held
             self.app.metrics.rejected_pipelined += 1
-            self._refuse(
-                429,
-                "too_many_pipelined_requests",
-                f"more than {self.app.max_pipelined} requests pipelined behind the one being "
-                "answered (LLMTAP_MAX_PIPELINED_REQUESTS)",
-            )
+            self._refuse(*self._limits.refusal("pipelined"))
             raise _Refused
         else:
             # pipelined: answer in order; stop reading until the backlog is served
@@ -309,13 +306,13 @@ class ClientConnection(asyncio.Protocol):
         phase = self._phase
         if phase == _BETWEEN:
             self._idle = True
-            self.deadline_ns = time.perf_counter_ns() + self.app.keepalive_timeout_ns
+            self.deadline_ns = time.perf_counter_ns() + self._limits.keepalive_timeout_ns
         elif phase == _HEAD:
             # a head began while the answer ahead of it was written: its clock starts now
-            self.deadline_ns = time.perf_counter_ns() + self.app.head_timeout_ns
+            self.deadline_ns = time.perf_counter_ns() + self._limits.head_timeout_ns
         else:
             # the same for a body
-            self.deadline_ns = time.perf_counter_ns() + self.app.body_timeout_ns
+            self.deadline_ns = time.perf_counter_ns() + self._limits.body_timeout_ns
         if self._continue_owed:
             self._continue_owed = False
             self.write(CONTINUE)
@@ -329,12 +326,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self._phase == _BODY:
             self.app.metrics.body_timeouts += 1
-            limit = self.app.body_timeout_ns / 1e9
-            self._refuse(
-                408,
-                "request_timeout",
-                f"the request body did not arrive within {limit:g}s (LLMTAP_BODY_READ_TIMEOUT_S)",
-            )
+            self._refuse(*self._limits.refusal("body_timeout"))
             return
         if self._phase != _HEAD:
             # nothing of a request came: close quietly (a 408 here could be read by the client
@@ -346,48 +338,19 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         self.app.metrics.head_timeouts += 1
-        limit = self.app.head_timeout_ns / 1e9
-        self._refuse(
-            408,
-            "request_timeout",
-            f"the request head did not arrive within {limit:g}s (LLMTAP_HEADER_READ_TIMEOUT_S)",
-        )
+        self._refuse(*self._limits.refusal("head_timeout"))
 
-    def _start(self, exchange: Exchange, refusal: Refusal) -> None:
+    def _start(self, exchange: Exchange, refusal: Refusal | None) -> None:
         self.current = exchange
         if refusal is None:
             self.app.dispatch(exchange)
             return
         exchange.client_closes = True
-        if refusal == "too_large":
-            self.app.reject(
-                exchange,
-                413,
-                "request_too_large",
-                f"request body is larger than {self.app.max_body} bytes "
-                "(LLMTAP_MAX_REQUEST_BODY_BYTES)",
-            )
-        elif refusal == "upgrade":
-            self.app.reject(
-                exchange, 400, "upgrade_not_supported", "protocol upgrades are not proxied"
-            )
-        else:
-            self.app.reject(
-                exchange,
-                400,
-                "invalid_request_target",
-                "the request target must be a path starting with '/' (origin-form)",
-            )
+        self.app.reject(exchange, *self._limits.refusal(refusal))
 
     def _head_too_large(self) -> None:
         self.app.metrics.rejected_head_too_large += 1
-        self._refuse(
-            431,
-            "request_head_too_large",
-            f"request line and headers are larger than {self._max_head} bytes or more than "
-            f"{self._max_headers} fields (LLMTAP_MAX_REQUEST_HEAD_BYTES, "
-            "LLMTAP_MAX_REQUEST_HEADERS)",
-        )
+        self._refuse(*self._limits.refusal("head_too_large"))
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         """Answer a request that never became an exchange, then close the connection."""

@@ -5,6 +5,10 @@ it through ``on_response_head`` → ``on_response_body``* → ``on_response_comp
 ``fail``); every piece of the response is written to the client as it arrives, and only after
 the last byte is written is the exchange handed to the shipper (``ProxyApp.finish``).
 
+It holds the app and both connections only through the Protocols in ``llmtap.proxy.types``
+(``ExchangeHost``, ``ClientSide``, ``UpstreamSide``) and keeps the promises stated there as
+``UpstreamExchange`` and ``ClientExchange``.
+
 The capture is plain references to the bytes that were forwarded anyway (bounded by
 ``max_capture_bytes``): no copies, no parsing on the hot path.
 """
@@ -12,17 +16,12 @@ The capture is plain references to the bytes that were forwarded anyway (bounded
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from llmtap.capture.tap import HOP_BY_HOP, HeaderList, TapHeaders
 from llmtap.proxy.errors import error_response
+from llmtap.proxy.routing import Upstream
 from llmtap.proxy.stream_usage import UsageChunkFilter
-
-if TYPE_CHECKING:
-    from llmtap.proxy.app import ProxyApp
-    from llmtap.proxy.client import ClientConnection
-    from llmtap.proxy.routing import Upstream
-    from llmtap.proxy.upstream import UpstreamConnection
+from llmtap.proxy.types import ClientSide, ExchangeHost, UpstreamSide
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -63,8 +62,8 @@ class Exchange:
 
     def __init__(
         self,
-        app: ProxyApp,
-        client: ClientConnection,
+        app: ExchangeHost[Exchange],
+        client: ClientSide,
         method: bytes,
         url: bytes,
         headers: HeaderList,
@@ -87,7 +86,7 @@ class Exchange:
         self.upstream: Upstream | None = None
         self.upstream_path = b""
         self.request_bytes = b""
-        self.conn: UpstreamConnection | None = None
+        self.conn: UpstreamSide | None = None
         self.usage_filter: UsageChunkFilter | None = None
         self.retried = False
         self.head_sent = False

@@ -27,7 +27,7 @@ from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Router
 from llmtap.proxy.shipper import Lazy, Shipper
-from llmtap.proxy.upstream import UpstreamPool
+from llmtap.proxy.upstream_pool import UpstreamPool
 from llmtap.queue.factory import open_producer
 from llmtap.queue.spool import Spool
 from llmtap.settings import Settings
@@ -90,6 +90,7 @@ class ProxyServer:
         self._shipper = shipper
         self._server: asyncio.Server | None = None
         self._app: ProxyApp | None = None
+        self._pool: UpstreamPool | None = None
         self._sweeper: Sweeper | None = None
         self._keys: KeyDirectory | None = None
         self.port = settings.proxy_port
@@ -97,6 +98,10 @@ class ProxyServer:
     @property
     def app(self) -> ProxyApp | None:
         return self._app
+
+    @property
+    def pool(self) -> UpstreamPool | None:
+        return self._pool
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -106,7 +111,7 @@ class ProxyServer:
         auth_gate = build_auth_gate(self.settings, self._keys, self.metrics)
         self._shipper.start()
         ssl_context = ssl.create_default_context(cafile=certifi.where())
-        pool = UpstreamPool(
+        self._pool = pool = UpstreamPool(
             loop,
             ssl_context,
             connect_timeout_s=self.settings.connect_timeout_s,
@@ -140,7 +145,8 @@ class ProxyServer:
                     await app.wait_idle()
             except TimeoutError:
                 log.warning("%d call(s) still in flight at shutdown", len(app.active))
-            app.pool.close()
+        if self._pool is not None:
+            self._pool.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._shipper is not None:
@@ -192,8 +198,8 @@ class ThreadedProxy:
     @property
     def upstream_pool(self) -> UpstreamPool:
         """The pool of provider connections (tests look at what it holds)."""
-        assert self._server.app is not None
-        return self._server.app.pool
+        assert self._server.pool is not None
+        return self._server.pool
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)

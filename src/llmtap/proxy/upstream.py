@@ -1,44 +1,36 @@
-"""Connections to providers: a keep-alive pool of ``asyncio.Protocol`` connections.
+"""One connection to a provider: an ``asyncio.Protocol`` that reads a response into an exchange.
 
-A call takes an idle connection for its origin when there is one (no task, no await: the request
-is written in the same loop iteration) and opens a new one otherwise. A reused connection the
-provider closes before any response byte arrives (it closed while idle, just as we wrote) has the
-call retried once on a fresh connection, but only a call that can be replayed: the provider may
-have read the request and acted on it, and a proxy must not replay a non-idempotent one
+The pool (``upstream_pool.py``) hands it one exchange at a time (``start``). A reused connection
+the provider closes before any response byte arrives (it closed while idle, just as we wrote) has
+the call retried once on a fresh connection, but only a call that can be replayed: the provider
+may have read the request and acted on it, and a proxy must not replay a non-idempotent one
 (docs/decisions/2026-12-01-upstream-pool-attacks.md).
+
+It drives the exchange through ``UpstreamExchange`` and sees the pool as ``ConnectionPool``
+(``llmtap.proxy.types``); it imports neither.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import ssl
 import time
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import httptools
 
 from llmtap.capture.tap import HeaderList
-from llmtap.proxy.routing import Upstream, is_public_address
-
-if TYPE_CHECKING:
-    from llmtap.proxy.exchange import Exchange
+from llmtap.proxy.types import ConnectionPool, UpstreamExchange
 
 OriginKey = tuple[str, str, int]
-MAX_IDLE_PER_ORIGIN = 256
 # RFC 9110 9.2.2; a POST is replayable only when the caller said so with an idempotency key
 IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 IDEMPOTENCY_HEADERS = frozenset({b"idempotency-key", b"x-idempotency-key"})
 
 
-def replayable(exchange: Exchange) -> bool:
+def replayable(exchange: UpstreamExchange) -> bool:
     if exchange.method in IDEMPOTENT_METHODS:
         return True
     return any(name.lower() in IDEMPOTENCY_HEADERS for name, _ in exchange.request_headers)
-
-
-class RelayRefused(Exception):
-    """A caller-named target resolved to a private, loopback or link-local address."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -72,12 +64,12 @@ class UpstreamConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, pool: UpstreamPool, key: OriginKey) -> None:
+    def __init__(self, pool: ConnectionPool[UpstreamConnection], key: OriginKey) -> None:
         self.pool = pool
         self.key = key
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.exchange: Exchange | None = None
+        self.exchange: UpstreamExchange | None = None
         self.closed = False
         self.pooled = False
         """In the pool's idle list (so it is never put there twice)."""
@@ -93,7 +85,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._paused = False
 
-    def start(self, exchange: Exchange, reused: bool) -> None:
+    def start(self, exchange: UpstreamExchange, reused: bool) -> None:
         assert self.transport is not None
         self.exchange = exchange
         exchange.conn = self
@@ -243,7 +235,7 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange.method == b"HEAD":
             self._end_at_head(exchange)
 
-    def _end_at_head(self, exchange: Exchange) -> None:
+    def _end_at_head(self, exchange: UpstreamExchange) -> None:
         """A HEAD response has no body whatever its length headers say. httptools cannot be
         told to skip it, so the exchange ends here and the connection is closed: whatever
         follows on it could not be framed (docs/decisions/2026-12-01-head-requests.md)."""
@@ -290,125 +282,3 @@ def _chunked_last(headers: HeaderList) -> bool:
         if name.lower() == b"transfer-encoding":
             final = value.rsplit(b",", 1)[-1].strip(b" \t").lower()
     return final == b"chunked"
-
-
-class UpstreamPool:
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        ssl_context: ssl.SSLContext,
-        connect_timeout_s: float,
-        allow_private: bool,
-        max_head_bytes: int,
-    ) -> None:
-        self._loop = loop
-        self.max_head_bytes = max_head_bytes
-        self._ssl = ssl_context
-        self._connect_timeout = connect_timeout_s
-        self._allow_private = allow_private
-        self._idle: dict[OriginKey, list[UpstreamConnection]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def send(self, exchange: Exchange) -> None:
-        """Write the exchange's request on a pooled connection, or connect first."""
-        upstream = exchange.upstream
-        assert upstream is not None
-        key = (upstream.scheme, upstream.host, upstream.port)
-        idle = self._idle.get(key)
-        while idle:
-            conn = idle.pop()
-            conn.pooled = False
-            if not conn.closed:
-                conn.start(exchange, reused=True)
-                return
-        self.connect(exchange)
-
-    def connect(self, exchange: Exchange) -> None:
-        """Write the exchange's request on a new connection (a retry must not take another
-        idle one: it sat idle as long as the one that just failed)."""
-        upstream = exchange.upstream
-        assert upstream is not None
-        key = (upstream.scheme, upstream.host, upstream.port)
-        task = self._loop.create_task(self._connect_and_send(upstream, key, exchange))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def release(self, conn: UpstreamConnection) -> None:
-        """Keep a connection whose exchange completed for the next call to its origin."""
-        if conn.pooled or conn.closed or conn.exchange is not None:
-            return
-        idle = self._idle.setdefault(conn.key, [])
-        if len(idle) < MAX_IDLE_PER_ORIGIN:
-            conn.pooled = True
-            idle.append(conn)
-        else:
-            conn.abort()
-
-    def idle_connections(self) -> list[UpstreamConnection]:
-        """Every idle connection the pool holds, all origins (a copy, for tests)."""
-        return [conn for idle in self._idle.values() for conn in idle]
-
-    def forget(self, conn: UpstreamConnection) -> None:
-        if conn.pooled:
-            conn.pooled = False
-            self._idle[conn.key].remove(conn)
-
-    def close(self) -> None:
-        for idle in self._idle.values():
-            for conn in idle:
-                conn.pooled = False
-                conn.abort()
-        self._idle.clear()
-        for task in self._tasks:
-            task.cancel()
-
-    async def _connect_and_send(
-        self, upstream: Upstream, key: OriginKey, exchange: Exchange
-    ) -> None:
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                host = await self._checked_host(upstream)
-                _, conn = await self._loop.create_connection(
-                    lambda: UpstreamConnection(self, key),
-                    host,
-                    upstream.port,
-                    ssl=self._ssl if upstream.tls else None,
-                    server_hostname=upstream.host if upstream.tls else None,
-                )
-        except TimeoutError:
-            exchange.fail(
-                504,
-                "upstream_connect_timeout",
-                f"could not connect to {upstream.origin} within {self._connect_timeout:g}s",
-            )
-            return
-        except RelayRefused as exc:
-            exchange.fail(403, "target_not_allowed", str(exc))
-            return
-        except (OSError, ssl.SSLError) as exc:
-            exchange.fail(
-                502,
-                "upstream_connect_error",
-                f"could not connect to {upstream.origin} after "
-                f"{(time.perf_counter() - started) * 1000:.0f} ms: {exc}",
-            )
-            return
-        if exchange.finished:  # the client left while we were connecting
-            conn.abort()
-            return
-        conn.start(exchange, reused=False)
-
-    async def _checked_host(self, upstream: Upstream) -> str:
-        """The address to connect to; for caller-named targets, one that passed the guard."""
-        if not upstream.check_address or self._allow_private:
-            return upstream.host
-        infos = await self._loop.getaddrinfo(upstream.host, upstream.port, type=socket.SOCK_STREAM)
-        addresses = [str(info[4][0]) for info in infos]
-        private = [a for a in addresses if not is_public_address(a)]
-        if not addresses or private:
-            raise RelayRefused(
-                f"target {upstream.host!r} resolves to a private, loopback or link-local address "
-                f"({', '.join(private) or 'none'}); set LLMTAP_ALLOW_PRIVATE_TARGETS=true to allow it"
-            )
-        return addresses[0]

@@ -1,0 +1,417 @@
+"""One ``Exchange`` driven through its seams, without sockets.
+
+The exchange is the real one; the client connection, the provider connection and the app are
+plain objects that keep the promises stated in ``llmtap.proxy.types`` (mypy checks them against
+those Protocols), and record, in one ordered log, every byte written to the client, the
+hand-off to logging and the end of the answer. What the client read is parsed back with
+httptools, and the handed-off exchange is turned into the record the shipper would log
+(``build_record``). The same paths run on real sockets in ``tests/integration/test_proxy_*.py``;
+here each case is a few microseconds and names the one promise it holds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import httptools
+import msgspec
+import pytest
+
+from llmtap.capture.tap import HeaderList, TapHeaders
+from llmtap.proxy.capture import Captured, build_record
+from llmtap.proxy.exchange import Exchange
+from llmtap.proxy.routing import Upstream
+from llmtap.proxy.stream_usage import UsageChunkFilter
+from llmtap.proxy.types import UpstreamExchange
+
+REQUEST_ID = "5f0c7a2e-8d4b-4c1e-9a57-3b2f6d1e0c88"
+Event = tuple[str, object]
+"""("write", bytes) | ("finish", None) | ("done", keep_alive) | ("abort", None)"""
+
+
+class FakeClient:
+    """The client connection: records what is written to it and how the answer ended."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.writing_paused = False
+
+    def write(self, data: bytes) -> None:
+        self.events.append(("write", data))
+
+    def exchange_done(self, keep_alive: bool) -> None:
+        self.events.append(("done", keep_alive))
+
+
+class FakeApp:
+    """The app: turns the handed-off exchange into its record at the moment of the hand-off."""
+
+    def __init__(self, events: list[Event], draining: bool, max_capture: int) -> None:
+        self.events = events
+        self.draining = draining
+        self.max_capture = max_capture
+        self.handed_off: list[Captured] = []
+
+    def finish(self, exchange: Exchange) -> None:
+        self.events.append(("finish", None))
+        self.handed_off.append(build_record(exchange, None, max_decoded_bytes=1 << 20))
+
+
+class FakeProvider:
+    """The provider connection: takes the exchange as the pool's ``start`` does and drives it
+    through ``UpstreamExchange`` only, as ``UpstreamConnection`` does."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.exchange: UpstreamExchange | None = None
+        self.paused = False
+
+    def start(self, exchange: UpstreamExchange) -> None:
+        self.exchange = exchange
+        exchange.conn = self
+        self.paused = exchange.client.writing_paused
+
+    def abort(self) -> None:
+        self.events.append(("abort", None))
+        self.exchange = None
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def head(self, status: int, headers: HeaderList, chunked: bool = False) -> None:
+        assert self.exchange is not None
+        self.exchange.on_response_head(status, b"OK" if status == 200 else b"X", headers, chunked)
+
+    def body(self, *pieces: bytes) -> None:
+        for piece in pieces:
+            assert self.exchange is not None
+            self.exchange.on_response_body(piece)
+
+    def complete(self) -> None:
+        assert self.exchange is not None
+        exchange, self.exchange = self.exchange, None
+        exchange.on_response_complete()
+
+    def fail(self, status: int, code: str, message: str) -> None:
+        assert self.exchange is not None
+        exchange, self.exchange = self.exchange, None
+        exchange.fail(status, code, message)
+
+
+@dataclass
+class Call:
+    exchange: Exchange
+    client: FakeClient
+    app: FakeApp
+    provider: FakeProvider
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def written(self) -> bytes:
+        return b"".join(data for _, data in self.events if isinstance(data, bytes))
+
+    @property
+    def record(self) -> Captured:
+        (captured,) = self.app.handed_off
+        return captured
+
+    def kinds(self) -> list[str]:
+        """The log with consecutive writes folded into one: the order of what happened."""
+        out: list[str] = []
+        for kind, _ in self.events:
+            if not (kind == "write" and out and out[-1] == "write"):
+                out.append(kind)
+        return out
+
+
+def call(
+    method: bytes = b"POST",
+    *,
+    client_closes: bool = False,
+    draining: bool = False,
+    provider: str = "openai",
+    usage_filter: bool = False,
+    max_capture: int = 1 << 20,
+) -> Call:
+    """An exchange as ``ProxyApp.dispatch`` leaves it: routed, its request written upstream."""
+    events: list[Event] = []
+    client, app, conn = (
+        FakeClient(events),
+        FakeApp(events, draining, max_capture),
+        FakeProvider(events),
+    )
+    # mypy holds the fakes to the Protocols here (ExchangeHost, ClientSide) and in
+    # FakeProvider.start (UpstreamSide, and Exchange to UpstreamExchange)
+    exchange = Exchange(
+        app,
+        client,
+        method,
+        b"/v1/chat/completions",
+        [(b"content-type", b"application/json"), (b"authorization", b"Bearer sk-test")],
+        b'{"model":"m"}',
+        time.perf_counter_ns(),
+        time.time() * 1000.0,
+        client_closes,
+    )
+    exchange.tap = TapHeaders(request_id=REQUEST_ID)
+    exchange.upstream = Upstream(provider, "https", "api.example.com", 443, "", False)
+    exchange.upstream_path = b"/v1/chat/completions"
+    exchange.request_bytes = b"POST /v1/chat/completions HTTP/1.1\r\n\r\n{}"
+    if usage_filter:
+        exchange.usage_filter = UsageChunkFilter()
+    conn.start(exchange)
+    return Call(exchange, client, app, conn, events)
+
+
+@dataclass
+class Response:
+    status: int = 0
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    body: bytes = b""
+    complete: bool = False
+
+
+def read_response(data: bytes) -> Response:
+    """The one response the client read, parsed as an HTTP client would."""
+    response = Response()
+
+    class Callbacks:
+        def on_header(self, name: bytes, value: bytes) -> None:
+            response.headers[name.lower()] = value
+
+        def on_body(self, body: bytes) -> None:
+            response.body += body
+
+        def on_message_complete(self) -> None:
+            response.complete = True
+
+    parser = httptools.HttpResponseParser(Callbacks())
+    parser.feed_data(data)
+    response.status = parser.get_status_code()
+    return response
+
+
+JSON_BODY = (
+    b'{"id":"chatcmpl-1","choices":[{"message":{"content":"hi"}}],"usage":{"total_tokens":3}}'
+)
+
+
+def test_a_json_answer_reaches_the_client_whole_and_in_order_before_the_hand_off() -> None:
+    c = call()
+    c.provider.head(
+        200,
+        [
+            (b"Content-Type", b"application/json"),
+            (b"Content-Length", b"%d" % len(JSON_BODY)),
+            (b"Connection", b"keep-alive"),
+            (b"x-request-id", b"req_1"),
+        ],
+    )
+    c.provider.body(JSON_BODY[:20], JSON_BODY[20:])
+    c.provider.complete()
+
+    # the head first, the body pieces as they came, then (and only then) the hand-off
+    assert c.written.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert c.kinds() == ["write", "finish", "done"]
+    assert c.events[-1] == ("done", True)
+    response = read_response(c.written)
+    assert response.complete and response.status == 200
+    assert response.body == JSON_BODY
+    assert response.headers[b"content-length"] == b"%d" % len(JSON_BODY)
+    assert b"transfer-encoding" not in response.headers
+    assert b"connection" not in response.headers  # hop-by-hop: the provider's is not passed on
+    assert response.headers[b"x-request-id"] == b"req_1"
+    assert response.headers[b"llmtap-id"] == response.headers[b"helicone-id"] == REQUEST_ID.encode()
+
+    # what the sink got: status, the whole body, timings in causal order, no error
+    assert c.exchange.finished and c.exchange.conn is None
+    captured = c.record
+    record = captured.record
+    assert (record.status, record.error, record.request_id) == (200, None, REQUEST_ID)
+    assert captured.response_body == JSON_BODY
+    assert record.target_url == "https://api.example.com/v1/chat/completions"
+    timing = record.timing
+    assert timing.upstream_headers_ms is not None and timing.first_chunk_ms is not None
+    assert 0 <= timing.upstream_headers_ms <= timing.first_chunk_ms <= timing.total_ms
+    assert ("abort", None) not in c.events
+
+
+def sse(*chunks: dict[str, object]) -> bytes:
+    return b"".join(b"data: " + msgspec.json.encode(chunk) + b"\n\n" for chunk in chunks)
+
+
+def test_a_streamed_answer_reaches_the_client_without_the_usage_llmtap_asked_for() -> None:
+    c = call(usage_filter=True)
+    choice = {"index": 0, "delta": {"content": "hi"}}
+    stream = (
+        sse(
+            {"id": "c1", "choices": [choice], "usage": None},
+            {"id": "c1", "choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1}},
+        )
+        + b"data: [DONE]\n\n"
+    )
+    # framed by length upstream: the client's copy is shorter, so it must go chunked
+    c.provider.head(
+        200, [(b"content-type", b"text/event-stream"), (b"content-length", b"%d" % len(stream))]
+    )
+    c.provider.body(stream[:9], stream[9:70], stream[70:])  # events split across reads
+    c.provider.complete()
+
+    response = read_response(c.written)
+    assert response.complete
+    assert response.headers[b"transfer-encoding"] == b"chunked"
+    assert b"content-length" not in response.headers
+    assert response.body == sse({"id": "c1", "choices": [choice]}) + b"data: [DONE]\n\n"
+    assert c.kinds() == ["write", "finish", "done"]
+    # the log keeps the provider's own bytes, usage included
+    captured = c.record
+    assert captured.response_body == stream
+    assert captured.record.usage_injected and captured.record.streamed
+
+
+def test_a_filtered_stream_ending_mid_event_still_gives_the_client_its_last_bytes() -> None:
+    c = call(usage_filter=True)
+    c.provider.head(200, [(b"content-type", b"text/event-stream")], chunked=True)
+    c.provider.body(b"data: 1\n\ndata: [DO", b"NE]")  # no blank line after the last event
+    c.provider.complete()
+    response = read_response(c.written)
+    assert response.complete and response.body == b"data: 1\n\ndata: [DONE]"
+
+
+@pytest.mark.parametrize(
+    ("upstream_chunked", "length", "client_framing"),
+    [
+        (False, b"11", b"content-length"),  # a length passes through as it came
+        (True, None, b"transfer-encoding"),  # chunked is re-chunked by us, piece by piece
+        (False, None, b"transfer-encoding"),  # read until close upstream: chunked to the client
+    ],
+)
+def test_the_client_gets_a_framing_it_can_read_whatever_the_provider_used(
+    upstream_chunked: bool, length: bytes | None, client_framing: bytes
+) -> None:
+    c = call()
+    headers: HeaderList = [(b"content-type", b"text/plain")]
+    if length is not None:
+        headers.append((b"content-length", length))
+    if upstream_chunked:
+        headers.append((b"transfer-encoding", b"chunked"))
+    c.provider.head(200, headers, chunked=upstream_chunked)
+    c.provider.body(b"hello ", b"world")
+    c.provider.complete()
+    response = read_response(c.written)
+    assert response.complete and response.body == b"hello world"
+    assert client_framing in response.headers
+    assert len([k for k in (b"content-length", b"transfer-encoding") if k in response.headers]) == 1
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_failure_before_the_head_answers_in_the_providers_error_shape(provider: str) -> None:
+    c = call(provider=provider)
+    c.provider.fail(502, "upstream_connect_error", "could not connect to https://api.example.com")
+
+    response = read_response(c.written)
+    assert response.complete and response.status == 502
+    assert response.headers[b"llmtap-error"] == b"upstream_connect_error"
+    assert response.headers[b"llmtap-id"] == REQUEST_ID.encode()
+    error = msgspec.json.decode(response.body)
+    if provider == "anthropic":
+        assert error["type"] == "error" and error["error"]["type"] == "api_error"
+    else:
+        assert error["error"]["code"] == "upstream_connect_error"
+    assert c.kinds() == ["write", "finish", "done"]
+    assert c.events[-1] == ("done", True)  # an answer like any other: the connection stays
+    record = c.record.record
+    assert (record.status, record.error) == (502, "upstream_connect_error")
+    assert c.record.response_body == response.body
+
+
+def test_a_failure_after_the_head_cuts_the_response_and_closes_the_connection() -> None:
+    c = call()
+    c.provider.head(200, [(b"content-type", b"text/event-stream")], chunked=True)
+    c.provider.body(b"data: 1\n\n")
+    written_before = c.written
+    c.provider.fail(502, "upstream_disconnected", "the provider closed the connection early")
+
+    # nothing more reaches the client: no error body, no last chunk that would end it cleanly
+    assert c.written == written_before
+    assert not read_response(c.written).complete
+    assert c.events[-2:] == [("finish", None), ("done", False)]
+    record = c.record.record
+    assert (record.status, record.error) == (200, "upstream_disconnected")
+    assert c.record.response_body == b"data: 1\n\n"
+
+
+def test_a_client_gone_mid_stream_stops_the_provider_call_and_is_logged_as_such() -> None:
+    c = call()
+    provider = c.provider
+    provider.head(200, [(b"content-type", b"text/event-stream")], chunked=True)
+    provider.body(b"data: 1\n\n")
+    c.exchange.client_gone()
+
+    assert c.kinds() == ["write", "abort", "finish", "done"]
+    assert c.events[-1] == ("done", False)
+    assert provider.exchange is None and c.exchange.conn is None
+    record = c.record.record
+    assert (record.status, record.error) == (200, "client_disconnected")
+    # a timeout or a late failure after that is no second answer and no second record
+    c.exchange.fail(504, "upstream_idle_timeout", "the provider sent nothing for 1s")
+    c.exchange.client_gone()
+    assert len(c.app.handed_off) == 1 and c.events[-1] == ("done", False)
+
+
+def test_a_client_gone_before_any_answer_is_logged_without_a_status() -> None:
+    c = call()
+    c.exchange.client_gone()
+    assert c.kinds() == ["abort", "finish", "done"]
+    assert (c.record.record.status, c.record.record.error) == (0, "client_disconnected")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+@pytest.mark.parametrize(("method", "status"), [(b"HEAD", 200), (b"GET", 204), (b"GET", 304)])
+def test_an_answer_without_a_body_ends_at_its_head(
+    method: bytes, status: int, chunked: bool
+) -> None:
+    c = call(method)
+    framing = (b"transfer-encoding", b"chunked") if chunked else (b"content-length", b"123")
+    c.provider.head(status, [(b"content-type", b"application/json"), framing], chunked=chunked)
+    c.provider.complete()  # as UpstreamConnection does at the head of a HEAD answer
+
+    head = c.written
+    assert head.endswith(b"\r\n\r\n") and head.count(b"\r\n\r\n") == 1  # the head, nothing after
+    # the length a GET would have had, as the provider said it; never a framing of our own
+    assert (b"content-length: 123\r\n" in head) is not chunked
+    assert b"transfer-encoding" not in head
+    assert c.kinds() == ["write", "finish", "done"] and c.events[-1] == ("done", True)
+
+
+@pytest.mark.parametrize(
+    ("client_closes", "draining", "says_close", "keep_alive"),
+    [
+        (False, False, False, True),
+        (True, False, True, False),  # the client asked (Connection: close, HTTP/1.0)
+        (False, True, True, True),  # shutting down: the client connection closes it after
+    ],
+)
+def test_the_answer_says_whether_the_connection_stays(
+    client_closes: bool, draining: bool, says_close: bool, keep_alive: bool
+) -> None:
+    c = call(client_closes=client_closes, draining=draining)
+    c.provider.head(200, [(b"content-length", b"2")])
+    c.provider.body(b"{}")
+    c.provider.complete()
+    assert (read_response(c.written).headers.get(b"connection") == b"close") is says_close
+    assert c.events[-1] == ("done", keep_alive)
+
+
+def test_the_client_gets_every_byte_and_the_log_keeps_the_capture_limit() -> None:
+    c = call(max_capture=10)
+    c.provider.head(200, [(b"content-length", b"24")])
+    c.provider.body(b"0123456", b"789abcdefghijklmn")
+    c.provider.complete()
+    assert read_response(c.written).body == b"0123456789abcdefghijklmn"
+    assert c.exchange.resp_parts == [b"0123456", b"789"] and c.exchange.resp_truncated
+    assert c.exchange.resp_size == 24
