@@ -129,3 +129,57 @@ def test_the_mock_upstream_stands_alone() -> None:
         if target.startswith("llmtap") and not target.startswith("llmtap.testing")
     ]
     assert outside == [], "the mock upstream reaches into llmtap:\n" + "\n".join(outside)
+
+
+# Inside proxy/ the seams are Protocols (proxy/types.py): the exchange and each side of it know
+# one another only through them (docs/architecture.md, "proxy/").
+PROXY_MUST_NOT_IMPORT = {
+    "exchange": {"app", "client", "upstream", "upstream_pool", "server"},
+    "upstream": {"exchange", "upstream_pool", "app", "client", "server"},
+    "client": {"app", "upstream", "upstream_pool", "server"},
+    "app": {"client", "upstream", "upstream_pool", "server"},
+    "types": {"app", "client", "exchange", "upstream", "upstream_pool", "server"},
+}
+
+
+def _proxy_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in sorted((SRC / "proxy").glob("*.py")):
+        module = module_name(path)
+        graph[path.stem] = {
+            target.split(".")[2]
+            for _, target in imported(path, module)
+            if target.startswith("llmtap.proxy.")
+        }
+    return graph
+
+
+def test_the_proxy_modules_meet_only_through_their_protocols() -> None:
+    graph = _proxy_graph()
+    broken = [
+        f"proxy/{mine}.py imports proxy/{other}.py"
+        for mine, forbidden in PROXY_MUST_NOT_IMPORT.items()
+        for other in sorted(graph[mine] & forbidden)
+    ]
+    assert broken == [], "\n".join(broken)
+
+
+def test_the_proxy_has_no_import_cycle() -> None:
+    graph = _proxy_graph()
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return None
+        for nxt in sorted(graph.get(node, ())):
+            cycle = visit(nxt, [*path, node])
+            if cycle:
+                return cycle
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        cycle = visit(start, [])
+        assert cycle is None, "import cycle: " + " -> ".join(cycle)
