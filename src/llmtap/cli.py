@@ -147,7 +147,7 @@ COMMANDS: tuple[Command, ...] = (
         "serve",
         "Run the whole gateway on one machine: proxy, consumer and API, supervised.",
         _cmd_serve,
-        ("proxy", "queue", "consumer", "analytics", "api", "cost"),
+        ("proxy", "queue", "consumer", "analytics", "api", "cost", "demo"),
         _PROXY_ALIASES,
     ),
     Command(

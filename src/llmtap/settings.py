@@ -171,6 +171,17 @@ class Settings(BaseSettings):
     """Open connections (or running requests) the API serves at once; past it a new request
     gets ``503`` at once, so a flood cannot queue work in the process the consumer shares."""
 
+    # demo (``llmtap serve --demo``)
+    demo: bool = False
+    """Also run the mock upstream and a steady trickle of synthetic calls through the proxy, so
+    the dashboard has data without a provider key; for this run every provider base URL and
+    route points at the mock, never at a real provider."""
+    demo_calls_per_s: Annotated[float, Field(gt=0, le=50)] = 2.0
+    """Synthetic calls the demo sends per second (steady, with a little jitter)."""
+    demo_max_in_flight: Annotated[int, Field(ge=1, le=64)] = 8
+    """Synthetic calls the demo keeps open at once; a tick that finds them all busy is skipped,
+    so a slow gateway is never flooded."""
+
     # cost
     price_overrides: dict[str, dict[str, float]] = Field(default_factory=dict)
     """Your prices, ``{"model": {"input": 3.0, "output": 12.0}}`` in $ per million tokens."""

@@ -37,7 +37,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "api": _BASE | {"keys", "capture", "queue", "stores", "ingest"},
     "show": _BASE | {"stores"},
     "backend": _BASE | {"stores", "consumer", "api"},
-    "serve": _BASE | {"stores", "proxy", "backend"},
+    "serve": _BASE | {"stores", "proxy", "backend", "demo", "testing"},
+    # synthetic traffic for ``llmtap serve --demo``
+    "demo": _BASE,
     "cli_options": _BASE,
     "cli": _BASE
     | {"cli_options", "keys", "stores", "proxy", "consumer", "api", "serve", "show"}

@@ -1,0 +1,1 @@
+"""Data to look at without a provider key: synthetic calls for ``llmtap serve --demo``."""
