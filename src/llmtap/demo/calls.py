@@ -7,8 +7,9 @@ one into an HTTP request through the proxy.
 
 ``MiniCatalogue`` is deliberately small (seven models over four providers, eight users, two
 session scripts, two properties): enough for every dashboard page to have something on it. The
-full vocabulary of realistic calls belongs to one shared generator (``llmtap seed``); a source
-over it replaces this one without touching the driver.
+full vocabulary of realistic calls belongs to one shared generator (``llmtap seed``'s
+``Synthetic``); ``ConversationCalls`` is the source over it, typed by the few fields it reads, so
+switching the demo to it changes one line of ``traffic.run_traffic`` and nothing else.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -45,7 +47,7 @@ class CallParams:
     reply_words: int = 8
     latency_ms: int = 300
     """Time the mock waits before its response head."""
-    chunk_delay_ms: int = 0
+    chunk_delay_ms: float = 0.0
     """Time the mock waits before each streamed delta."""
     fail_status: int | None = None
     """The mock answers with this error status (and the provider's error body) instead."""
@@ -216,3 +218,93 @@ class MiniCatalogue:
 
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+
+MAX_REPLY_WORDS = 1000
+"""Longest reply a converted conversation call asks the mock for (its pace sets the time a
+stream takes, so this bounds only the bytes)."""
+
+
+class _ModelLike(Protocol):
+    @property
+    def provider(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+class ConversationCall(Protocol):
+    """The fields of one generated call (``llmtap.demo.synthetic.Call``) the traffic uses."""
+
+    @property
+    def model(self) -> _ModelLike: ...
+    @property
+    def system(self) -> str: ...
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cache_read_tokens(self) -> int: ...
+    @property
+    def latency_ms(self) -> float: ...
+    @property
+    def ttft_ms(self) -> float: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def session_path(self) -> str | None: ...
+    @property
+    def session_name(self) -> str | None: ...
+    @property
+    def properties(self) -> Mapping[str, str]: ...
+
+
+class Conversations(Protocol):
+    def conversation(self) -> Sequence[ConversationCall]:
+        """One user's sitting: a single call, or a session's calls in order."""
+        ...
+
+
+def from_conversation(call: ConversationCall) -> CallParams:
+    """What to send for a generated call: the mock is asked for its status, its reply length,
+    and its timing (head after the time to first token, then the rest spread over the words)."""
+    words = max(1, min(call.output_tokens, MAX_REPLY_WORDS))
+    streamed_ok = call.stream and call.status == 200
+    latency = call.ttft_ms if streamed_ok else call.latency_ms
+    pace = max(0.0, call.latency_ms - call.ttft_ms) / words if streamed_ok else 0.0
+    session = None
+    if call.session_id is not None:
+        session = SessionStep(call.session_id, call.session_path or "/", call.session_name or "")
+    return CallParams(
+        call.model.provider,
+        call.model.name,
+        (("system", call.system), ("user", call.prompt)),
+        stream=call.stream,
+        reply_words=words,
+        latency_ms=round(latency),
+        chunk_delay_ms=pace,
+        fail_status=None if call.status == 200 else call.status,
+        cached_tokens=call.cache_read_tokens,
+        user_id=call.user_id,
+        session=session,
+        properties=tuple(call.properties.items()),
+    )
+
+
+class ConversationCalls:
+    """A ``CallSource`` over a conversation generator: each conversation's calls in order."""
+
+    def __init__(self, conversations: Conversations) -> None:
+        self._conversations = conversations
+        self._pending: deque[ConversationCall] = deque()
+
+    def next_call(self) -> CallParams:
+        while not self._pending:
+            self._pending.extend(self._conversations.conversation())
+        return from_conversation(self._pending.popleft())

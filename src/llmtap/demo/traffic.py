@@ -80,7 +80,7 @@ def render(call: CallParams) -> WireRequest:
 def _mock_knobs(call: CallParams) -> list[tuple[str, str]]:
     knobs = [("x-mock-latency-ms", str(call.latency_ms)), ("x-mock-chunks", str(call.reply_words))]
     if call.stream:
-        knobs.append(("x-mock-chunk-delay-ms", str(call.chunk_delay_ms)))
+        knobs.append(("x-mock-chunk-delay-ms", f"{call.chunk_delay_ms:.3f}"))
     if call.fail_status is not None:
         knobs.append(("x-mock-status", str(call.fail_status)))
     if call.cached_tokens:
@@ -148,6 +148,7 @@ def _one_line(value: str) -> str:
 
 @dataclass(slots=True)
 class TrafficStats:
+    started: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     """Answered calls by HTTP status."""
     unanswered: int = 0
@@ -194,6 +195,7 @@ class TrafficDriver:
         while not stop.is_set():
             if len(self._open) < self.max_in_flight:
                 task = asyncio.create_task(self._one(render(self.source.next_call())))
+                self.stats.started += 1
                 self._open.add(task)
                 task.add_done_callback(self._open.discard)
             else:
