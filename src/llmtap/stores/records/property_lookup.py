@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from llmtap.stores.records.engine import translated
-from llmtap.stores.records.schema import requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,55 +32,54 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _recent(lookup: Lookup) -> sa.Subquery:
-    return (
-        sa.select(requests.c.properties)
-        .where(
-            requests.c.org_id == lookup.org_id,
-            requests.c.created_unix_ms >= lookup.start_unix_ms,
-            requests.c.created_unix_ms < lookup.end_unix_ms,
-        )
-        .order_by(requests.c.created_unix_ms.desc())
-        .limit(lookup.scan_rows)
-        .subquery("recent")
-    )
+_RECENT = (
+    "SELECT properties FROM requests WHERE org_id = :org"
+    " AND created_unix_ms >= :start AND created_unix_ms < :end"
+    " ORDER BY created_unix_ms DESC LIMIT :scan"
+)
+# the property name is always a bound parameter; LIKE patterns escape their wildcards
+_SQL = {
+    ("sqlite", "names"): (
+        f"SELECT DISTINCT each.key AS v FROM ({_RECENT}) AS recent, json_each(recent.properties) AS each"
+        " WHERE (:pattern = '' OR lower(each.key) LIKE :pattern ESCAPE '\\') ORDER BY v LIMIT :limit"
+    ),
+    ("postgresql", "names"): (
+        f"SELECT DISTINCT k.v FROM ({_RECENT}) AS recent, jsonb_object_keys(recent.properties) AS k(v)"
+        " WHERE (:pattern = '' OR lower(k.v) LIKE :pattern ESCAPE '\\') ORDER BY k.v LIMIT :limit"
+    ),
+    ("sqlite", "values"): (
+        f"SELECT DISTINCT CAST(each.value AS TEXT) AS v FROM ({_RECENT}) AS recent,"
+        " json_each(recent.properties) AS each WHERE each.key = :name"
+        " AND (:pattern = '' OR lower(CAST(each.value AS TEXT)) LIKE :pattern ESCAPE '\\')"
+        " ORDER BY v LIMIT :limit"
+    ),
+    ("postgresql", "values"): (
+        f"SELECT DISTINCT recent.properties ->> :name AS v FROM ({_RECENT}) AS recent"
+        " WHERE recent.properties ->> :name IS NOT NULL"
+        " AND (:pattern = '' OR lower(recent.properties ->> :name) LIKE :pattern ESCAPE '\\')"
+        " ORDER BY v LIMIT :limit"
+    ),
+}
+
+
+def _run(engine: sa.Engine, kind: str, lookup: Lookup, name: str = "") -> list[str]:
+    sql = sa.text(_SQL[(engine.dialect.name, kind)])
+    params = {
+        "org": lookup.org_id,
+        "start": lookup.start_unix_ms,
+        "end": lookup.end_unix_ms,
+        "scan": lookup.scan_rows,
+        "limit": lookup.limit,
+        "pattern": _like(lookup.contains) if lookup.contains else "",
+        "name": name,
+    }
+    with translated(f"look up property {kind}"), engine.connect() as conn:
+        return [str(v) for v in conn.execute(sql, params).scalars() if v is not None]
 
 
 def property_names(engine: sa.Engine, lookup: Lookup) -> list[str]:
-    recent = _recent(lookup)
-    if engine.dialect.name == "postgresql":
-        key = sa.func.jsonb_object_keys(recent.c.properties).column_valued("key")
-        name: sa.ColumnElement[str] = key
-    else:
-        each = sa.func.json_each(recent.c.properties).table_valued("key", "value")
-        name = each.c.key
-    query = sa.select(name).distinct().select_from(recent)
-    if engine.dialect.name == "sqlite":
-        query = query.join(each, sa.true())
-    if lookup.contains:
-        query = query.where(sa.func.lower(name).like(_like(lookup.contains), escape="\\"))
-    query = query.order_by(name).limit(lookup.limit)
-    with translated("look up property names"), engine.connect() as conn:
-        return [str(v) for v in conn.execute(query).scalars() if v is not None]
+    return _run(engine, "names", lookup)
 
 
 def property_values(engine: sa.Engine, lookup: Lookup, name: str) -> list[str]:
-    recent = _recent(lookup)
-    if engine.dialect.name == "postgresql":
-        value: sa.ColumnElement[str] = recent.c.properties.op("->>")(sa.bindparam("pname", name))
-        query = sa.select(value).distinct().select_from(recent).where(value.is_not(None))
-    else:
-        each = sa.func.json_each(recent.c.properties).table_valued("key", "value")
-        value = sa.cast(each.c.value, sa.Text())
-        query = (
-            sa.select(value)
-            .distinct()
-            .select_from(recent)
-            .join(each, sa.true())
-            .where(each.c.key == name)
-        )
-    if lookup.contains:
-        query = query.where(sa.func.lower(value).like(_like(lookup.contains), escape="\\"))
-    query = query.order_by(value).limit(lookup.limit)
-    with translated("look up property values"), engine.connect() as conn:
-        return [str(v) for v in conn.execute(query).scalars() if v is not None]
+    return _run(engine, "values", lookup, name)
