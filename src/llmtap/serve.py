@@ -135,6 +135,7 @@ def banner(settings: Settings) -> str:
         f"  OpenAI SDK:    OpenAI(base_url='{proxy}/v1')\n"
         f"  Anthropic SDK: Anthropic(base_url='{proxy}')\n"
         f"  logged calls:  llmtap requests\n"
+        f"  dashboard:     {api}/  (sign in with an llmtap key)\n"
         f"  query API:     {api}/v1/requests  (docs: {api}/v1/docs; key: Authorization: Bearer)\n"
     )
     if settings.demo:

@@ -171,6 +171,17 @@ class Settings(BaseSettings):
     """Open connections (or running requests) the API serves at once; past it a new request
     gets ``503`` at once, so a flood cannot queue work in the process the consumer shares."""
 
+    dashboard_session_ttl_s: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
+    """How long a dashboard sign-in lasts; the session also ends when its key is revoked (within
+    ``key_cache_ttl_s``) or on sign-out."""
+    dashboard_login_max_failures: Annotated[int, Field(ge=1)] = 10
+    """Failed dashboard sign-ins one client address may make per
+    ``dashboard_login_window_s``: past it the sign-in page answers 429 until the window ends."""
+    dashboard_login_window_s: Annotated[float, Field(gt=0)] = 300.0
+    """The window over which failed sign-ins are counted per client address."""
+    dashboard_refresh_s: Annotated[int, Field(ge=2)] = 10
+    """Seconds between refreshes of the Overview when live refresh is switched on."""
+
     # demo (``llmtap serve --demo``)
     demo: bool = False
     """Also run the mock upstream and a steady trickle of synthetic calls through the proxy, so

@@ -34,7 +34,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     "proxy": _BASE | {"keys", "capture", "queue", "stores"},
     "ingest": _BASE | {"keys", "capture", "queue", "stores"},
     "consumer": _BASE | {"keys", "capture", "queue", "stores"},
-    "api": _BASE | {"keys", "capture", "queue", "stores", "ingest"},
+    # api/app.py mounts the dashboard (its one import of it); the dashboard reads through api's
+    # services (search, metrics, keys, the query gate) and never imports api/app.py back
+    "api": _BASE | {"keys", "capture", "queue", "stores", "ingest", "dashboard"},
+    "dashboard": _BASE | {"keys", "stores", "api"},
     "show": _BASE | {"stores"},
     "backend": _BASE | {"stores", "consumer", "api"},
     "serve": _BASE | {"stores", "proxy", "backend", "demo", "testing"},
@@ -185,3 +188,18 @@ def test_the_proxy_has_no_import_cycle() -> None:
     for start in sorted(graph):
         cycle = visit(start, [])
         assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_api_and_the_dashboard_meet_in_one_place() -> None:
+    """api/app.py mounts the dashboard; nothing else of api imports it, and the dashboard never
+    imports api/app.py back (docs/architecture.md)."""
+    broken = []
+    for path in sorted((SRC / "api").rglob("*.py")):
+        for line, target in imported(path, module_name(path)):
+            if part_of(target) == "dashboard" and path.name != "app.py":
+                broken.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+    for path in sorted((SRC / "dashboard").rglob("*.py")):
+        for line, target in imported(path, module_name(path)):
+            if target == "llmtap.api.app":
+                broken.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+    assert broken == [], "\n".join(broken)

@@ -13,6 +13,7 @@ from llmtap.api.errors import install_error_handlers
 from llmtap.api.guard import GuardLimits, RequestGuard
 from llmtap.api.ingest import ingest_router
 from llmtap.api.openapi import DOCS_URL, OPENAPI_URL, install_openapi
+from llmtap.dashboard.mount import install_dashboard
 from llmtap.settings import Settings
 
 DESCRIPTION = """Query and metrics API of llmtap, the LLM observability gateway.
@@ -32,7 +33,7 @@ def create_app(context: ApiContext, settings: Settings) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         openapi_url=OPENAPI_URL,
-        docs_url=DOCS_URL,
+        docs_url=None,  # served by the dashboard from vendored files (dashboard/docs.py)
         redoc_url=None,
     )
     app.state.llmtap = context
@@ -54,10 +55,13 @@ def create_app(context: ApiContext, settings: Settings) -> FastAPI:
     public = {HEALTH_URL, OPENAPI_URL, DOCS_URL, app.swagger_ui_oauth2_redirect_url or DOCS_URL}
     limits = GuardLimits(
         public_paths=frozenset(public),
+        key_prefix="/v1/",
         ingest_paths=frozenset(ingest_paths),
         max_query_body_bytes=settings.max_query_body_bytes,
         max_ingest_body_bytes=settings.max_ingest_body_bytes,
         body_read_timeout_s=settings.api_body_read_timeout_s,
     )
     app.add_middleware(RequestGuard, keys=context.keys, limits=limits)
+    # after the guard, so its headers (CSP...) are on the guard's refusals too
+    install_dashboard(app, context, settings, docs_url=DOCS_URL, openapi_url=OPENAPI_URL)
     return app

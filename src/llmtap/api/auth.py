@@ -31,3 +31,8 @@ class KeyResolver:
         if org is None:
             raise Unauthorized("invalid or revoked API key")
         return org
+
+    def org_for_key_hash(self, key_hash: str) -> str | None:
+        """The organization of the key with this hash, through the same cache (``None``: no
+        organization has it, or it was revoked)."""
+        return self._keys.org_for_key_hash(key_hash)

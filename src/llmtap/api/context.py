@@ -18,6 +18,7 @@ from llmtap.api.ingest_http import Ingestion
 from llmtap.api.metrics_query import MetricsSource
 from llmtap.api.query_gate import QueryGate
 from llmtap.api.search import RequestSearch
+from llmtap.stores.records.store import RecordsStore
 
 
 @dataclass
@@ -32,6 +33,9 @@ class ApiContext:
     """Bounds the searches and metrics queries running at once (``api_query_concurrency``)."""
     ingestion: Ingestion | None = None
     """Async-log and OTLP ingestion (``api/ingest.py``); ``None``: those routes are not mounted."""
+    records: RecordsStore | None = None
+    """The records store the search reads: the dashboard keeps its sessions there, and reads
+    organizations and keys (``None``: no dashboard sign-in)."""
 
 
 def context(request: Request) -> ApiContext:

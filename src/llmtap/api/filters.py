@@ -55,6 +55,9 @@ _OPS_BY_KIND: dict[FieldKind, frozenset[str]] = {
     "text": frozenset({"contains", "not_contains"}),
 }
 
+OPS_BY_KIND = _OPS_BY_KIND
+"""The operators each kind of field takes (the dashboard's filter builder offers these)."""
+
 MAX_NODES = 200
 """A bound on the tree's size while parsing; ``FilterLimits`` is the tighter one a query runs with."""
 

@@ -3,7 +3,7 @@
 The API shares its process (and the GIL) with the consumer in ``llmtap serve``, so a request
 must not be able to make the process read or hold much on its behalf:
 
-* the key is checked from the headers alone, before a byte of the body is read: a caller
+* the key of an API path (``/v1/...``) is checked from the headers alone, before a byte of the body is read: a caller
   without a valid key gets the same 401 the routes give, and the connection is closed instead of
   draining whatever body it announced;
 * the body is capped per route (``max_query_body_bytes`` for queries, ``max_ingest_body_bytes``
@@ -37,11 +37,19 @@ CLOSE = {"Connection": "close"}
 class GuardLimits:
     public_paths: frozenset[str]
     """Paths answered without a key (health, the OpenAPI document and its viewer)."""
+    key_prefix: str
+    """Paths under it need a key (the API, ``/v1/``); the others are the dashboard's, which
+    signs people in with a session cookie instead (``llmtap.dashboard.auth``). Body caps apply
+    to every path."""
     ingest_paths: frozenset[str]
     """Paths whose bodies may be up to ``max_ingest_body_bytes``; all others ``max_query_body_bytes``."""
     max_query_body_bytes: int
     max_ingest_body_bytes: int
     body_read_timeout_s: float
+
+    def needs_key(self, path: str) -> bool:
+        api = path.startswith(self.key_prefix) or path in self.ingest_paths
+        return api and path not in self.public_paths
 
 
 class BodyTooLarge(HTTPException):
@@ -81,7 +89,7 @@ class RequestGuard:
             return
         path: str = scope["path"]
         headers = Headers(scope=scope)
-        if path not in self.limits.public_paths:
+        if self.limits.needs_key(path):
             try:
                 await anyio.to_thread.run_sync(
                     self.keys.org_for, headers.get("authorization"), headers.get("helicone-auth")

@@ -56,6 +56,7 @@ class ApiService:
             keys=keys,
             metrics=metrics,
             ingestion=ingestion,
+            records=records,
             limits=limits,
             gate=QueryGate(settings.api_query_concurrency, settings.api_query_wait_s),
         )
@@ -84,7 +85,12 @@ class ApiService:
 
     def run(self) -> None:
         """Serve in this thread until ``stop`` (or SIGTERM/SIGINT in the main thread)."""
-        log.info("api listening on %s (docs at %s/v1/docs)", self.url, self.url)
+        log.info(
+            "api listening on %s (dashboard at %s/, docs at %s/v1/docs)",
+            self.url,
+            self.url,
+            self.url,
+        )
         self._server.run()
 
     def start(self, on_exit: Callable[[], None] | None = None) -> None:

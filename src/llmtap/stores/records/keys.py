@@ -80,6 +80,13 @@ def list_orgs(engine: sa.Engine) -> list[OrgInfo]:
         return [OrgInfo(id=r.id, name=r.name, created=r.created) for r in conn.execute(query)]
 
 
+def org_name(engine: sa.Engine, org_id: str) -> str | None:
+    query = sa.select(organizations.c.name).where(organizations.c.id == org_id)
+    with translated("read organization"), engine.connect() as conn:
+        name: str | None = conn.execute(query).scalar_one_or_none()
+        return name
+
+
 def create_key(engine: sa.Engine, org_id: str, name: str) -> tuple[str, str]:
     """A new key for ``org_id``: ``(key id, plaintext key)``; the plaintext is not kept."""
     key = new_key()

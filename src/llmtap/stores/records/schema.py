@@ -106,3 +106,23 @@ requests = sa.Table(
     sa.Index("ix_requests_org_user_created", "org_id", "user_id", "created_unix_ms"),
     sa.Index("ix_requests_org_session", "org_id", "session_id", "created_unix_ms"),
 )
+
+dashboard_sessions = sa.Table(
+    "dashboard_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column(
+        "org_id",
+        sa.String(64),
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created", UtcDateTime(), nullable=False),
+    sa.Column("expires", UtcDateTime(), nullable=False),
+    sa.Column("last_seen", UtcDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("token_hash", name="pk_dashboard_sessions"),
+    sa.Index("ix_dashboard_sessions_expires", "expires"),
+)
+"""Signed-in dashboard browsers (``stores/records/sessions.py``)."""

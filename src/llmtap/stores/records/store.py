@@ -13,7 +13,9 @@ from llmtap.stores.records import keys
 from llmtap.stores.records.engine import create_engine
 from llmtap.stores.records.keys import ApiKeyInfo, OrgInfo
 from llmtap.stores.records.migrate import upgrade_with
+from llmtap.stores.records.property_lookup import Lookup, property_names, property_values
 from llmtap.stores.records.reader import RecordsReader
+from llmtap.stores.records.sessions import SessionTable
 from llmtap.stores.records.upsert import write_rows
 from llmtap.stores.row import RequestRow
 
@@ -34,6 +36,8 @@ class RecordsStore:
         self._engine = create_engine(url)
         self.reader = RecordsReader(self._engine)
         """Every read of logged calls (the CLI's and the API's), on this store's engine."""
+        self.sessions = SessionTable(self._engine)
+        """Signed-in dashboard browsers."""
 
     @property
     def dialect(self) -> str:
@@ -81,6 +85,14 @@ class RecordsStore:
     def count_requests(self, org_id: str | None) -> int:
         return self.reader.count(org_id)
 
+    def property_names(self, lookup: Lookup) -> list[str]:
+        """Property names logged in the range containing ``lookup.contains`` (a few, sorted)."""
+        return property_names(self._engine, lookup)
+
+    def property_values(self, lookup: Lookup, name: str) -> list[str]:
+        """Values of property ``name`` logged in the range containing ``lookup.contains``."""
+        return property_values(self._engine, lookup, name)
+
     # -- organizations and keys -------------------------------------------------------------
 
     def default_org_id(self) -> str:
@@ -91,6 +103,9 @@ class RecordsStore:
 
     def list_orgs(self) -> list[OrgInfo]:
         return keys.list_orgs(self._engine)
+
+    def org_name(self, org_id: str) -> str | None:
+        return keys.org_name(self._engine, org_id)
 
     def create_key(self, org_id: str, name: str) -> tuple[str, str]:
         """``(key id, plaintext key)``: show the key once, it is stored only hashed."""
