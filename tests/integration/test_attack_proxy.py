@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from llmtap.proxy.server import ThreadedProxy
@@ -74,3 +75,34 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent(
         records = wait_for(lambda: published_records(settings) or None, what="the refusal's record")
         (record,) = records.values()
         assert (record["status"], record["user_id"]) == (413, "too-big")
+
+
+def test_secrets_in_url_valued_headers_are_redacted_like_the_url(
+    tmp_path: Path, mock: MockUpstream
+) -> None:
+    """``Helicone-Target-URL`` is stored with the call's headers: its query key and user info
+    must not be kept there in clear while the target URL column redacts them."""
+    host = mock.url.split("://", 1)[1]
+    settings = proxy_settings(
+        tmp_path, mock, allowed_target_hosts=[host], allow_private_targets=True
+    )
+    target = f"http://user:hunter2@{host}/v1?key=AIzaSECRET&alt=sse"
+    with ThreadedProxy(settings) as proxy:
+        answer = httpx.post(
+            proxy.url + "/v1/chat/completions",
+            content=CHAT,
+            headers={
+                "Authorization": "Bearer sk-provider",
+                "Content-Type": "application/json",
+                "Helicone-Target-URL": target,
+                "Referer": "https://app.example/page?access_token=REFSECRET",
+            },
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        records = wait_for(lambda: published_records(settings) or None, what="the record")
+    (record,) = records.values()
+    stored = json.dumps(record)
+    for secret in ("AIzaSECRET", "hunter2", "REFSECRET"):
+        assert secret not in stored, secret
+    assert "alt=sse" in record["request_headers"]["helicone-target-url"]
