@@ -17,6 +17,9 @@ __all__ = ["Ingestion", "ingest_router"]
 
 def ingest_router(ingestion: Ingestion) -> APIRouter:
     router = APIRouter()
-    router.include_router(helicone_log_router(ingestion))
-    router.include_router(otlp_traces_router(ingestion))
+    # the routes themselves, not include_router: FastAPI (0.165) wraps an included router in an
+    # object without a ``path``, and the app's request guard reads these routes' paths to give
+    # them the ingestion body limit (with no paths, every log over 1 MiB was refused 413)
+    router.routes.extend(helicone_log_router(ingestion).routes)
+    router.routes.extend(otlp_traces_router(ingestion).routes)
     return router

@@ -48,6 +48,11 @@ HARMLESS_NAMES = frozenset(
 )
 """Names that match :data:`SECRET_WORDS` but carry nothing secret: kept as sent."""
 _HARMLESS_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "ratelimit-", "helicone-ratelimit-")
+URL_HEADER_NAMES = frozenset(
+    {"helicone-target-url", "llmtap-target-url", "referer", "location", "content-location"}
+)
+"""Headers whose value is a URL: stored through :func:`redact_url`, like the call's own URL (a
+``?key=`` or ``user:pw@`` there is as secret as in the target)."""
 SECRET_QUERY_NAMES = frozenset({"sig"})
 """Query parameters secret by their exact name (Azure SAS ``sig``)."""
 
@@ -75,6 +80,8 @@ def redact_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
         value = raw_value.decode("latin-1")
         if is_secret_name(name):
             value = redact_value(value)
+        elif name in URL_HEADER_NAMES:
+            value = _redacted_url_value(value)
         out[name] = f"{out[name]}, {value}" if name in out else value
     return out
 
@@ -95,3 +102,12 @@ def redact_url(url: str) -> str:
         if any(_secret_param(k) for k, _ in pairs):
             query = urlencode([(k, redact_value(v) if _secret_param(k) else v) for k, v in pairs])
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _redacted_url_value(value: str) -> str:
+    if "?" not in value and "@" not in value:
+        return value  # nothing to redact: skip the parse on every call with a target URL
+    try:
+        return redact_url(value)
+    except ValueError:  # not a URL we can take apart: keep none of it
+        return redact_value(value)

@@ -43,6 +43,9 @@ from llmtap.settings import Settings
 from llmtap.stores.row import RequestRow
 from llmtap.stores.sink import PoisonRows, Sink
 
+INGESTED_DIGEST_PREFIX = "source:"
+"""``record_digest`` of a row from an ingested log: ``source:<record source>`` (never a hex digest)."""
+
 log = logging.getLogger(__name__)
 
 
@@ -213,9 +216,14 @@ class BatchRunner:
         row = self._build_row(item.record)
         if item.record.source == "proxy":
             # the proxy publishes one record per call, and its bytes are the same for every
-            # redelivery of that call only. Ingested logs are re-sent by their (authenticated)
-            # senders with fresh receive times, so for them a write replaces, as before.
+            # redelivery of that call only.
             row.record_digest = hashlib.blake2b(item.message.value, digest_size=16).hexdigest()
+        else:
+            # Ingested logs are re-sent by their (authenticated) senders with fresh receive
+            # times, so their bytes cannot tell a re-send from another call: one digest per
+            # source makes a re-send replace its own source's row, while a proxied call (no key
+            # needed in the default organization) can no longer adopt the row as a pre-digest one.
+            row.record_digest = (INGESTED_DIGEST_PREFIX + item.record.source)[:64]
         ctx = Context(message=item.message, record=item.record, row=row)
         for handler in self._handlers:
             item.stage = f"handler:{handler.name}"

@@ -103,7 +103,7 @@ def build_record(exchange: Exchange, org_id: str | None, *, max_decoded_bytes: i
             upstream_headers_ms=_ms(t0, exchange.upstream_headers_ns),
             first_chunk_ms=_ms(t0, exchange.first_chunk_ns),
         ),
-        auth_key_hash=hash_key(tap.auth) if tap.auth else None,
+        auth_key_hash=None if tap.auth is None else hash_key(tap.auth),
         org_id=org_id,
         request_headers=redact_headers(exchange.request_headers),
         response_headers=redact_headers(exchange.resp_headers),

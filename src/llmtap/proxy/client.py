@@ -225,6 +225,12 @@ class ClientConnection(asyncio.Protocol):
                 expects_continue = value.lower() == b"100-continue"
             elif lower == b"upgrade":
                 upgrade = True
+        if self._too_large and self.current is None:
+            # the declared body is over the limit: answer now instead of reading (and dropping)
+            # all of it first; a client that sent Expect: 100-continue is waiting for this
+            self._phase = _BETWEEN
+            self._start(self._exchange(b"", client_closes=True), "too_large")
+            raise _Refused
         if upgrade and self.parser.should_upgrade():
             # httptools completes the message, then stops: answer it in turn like any refusal
             self._refuse_as = "upgrade"
@@ -250,20 +256,9 @@ class ClientConnection(asyncio.Protocol):
         self._progress = True
         self.deadline_ns = 0
         self._continue_owed = False  # the body came without it: no 100 is due any more
-        parser = self.parser
         body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
-        exchange = Exchange(
-            self.app,
-            self,
-            parser.get_method(),
-            self._url,
-            self._headers,
-            body,
-            self._t0_ns,
-            self._start_unix_ms,
-            # httptools reads Connection: and the HTTP version for us
-            client_closes=self.app.draining or not parser.should_keep_alive(),
-        )
+        # httptools reads Connection: and the HTTP version for us
+        exchange = self._exchange(body, self.app.draining or not self.parser.should_keep_alive())
         refusal: Refusal | None = "too_large" if self._too_large else self._refuse_as
         self._body = []
         if self.current is None:
@@ -277,6 +272,19 @@ class ClientConnection(asyncio.Protocol):
             # pipelined: answer in order; stop reading until the backlog is served
             self.pending.append((exchange, refusal))
             self._pause()
+
+    def _exchange(self, body: bytes, client_closes: bool) -> Exchange:
+        return Exchange(
+            self.app,
+            self,
+            self.parser.get_method(),
+            self._url,
+            self._headers,
+            body,
+            self._t0_ns,
+            self._start_unix_ms,
+            client_closes=client_closes,
+        )
 
     # -- used by the exchange and the app ----------------------------------------------------------
 

@@ -218,7 +218,7 @@ class Shipper:
         authenticates again; the bodies then live under ``_unassigned``)."""
         if self._keys is None:
             return None
-        if not auth:
+        if auth is None:  # an empty Helicone-Auth is a key (an unknown one), as at the gate
             return DEFAULT_ORG_ID
         try:
             return self._keys.org_for_key_hash(hash_key(auth))
