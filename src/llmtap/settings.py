@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     to about one core, so it cannot starve the consumer running beside it."""
     api_query_wait_s: Annotated[float, Field(ge=0)] = 5.0
     """How long a query waits for a free slot before the answer is 503 with ``Retry-After``."""
+    api_query_max_waiting: Annotated[int, Field(ge=0)] = 8
+    """Queries that may wait for a slot at once; one more is answered 503 at once (each waiter
+    holds a server worker thread that other requests need)."""
     max_query_body_bytes: int = 1024 * 1024
     """Largest body any other API route accepts (queries, metrics): 413, refused by its
     ``Content-Length`` before reading, or as soon as a chunked body passes it."""

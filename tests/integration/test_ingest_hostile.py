@@ -129,6 +129,24 @@ def test_a_deeply_nested_otlp_export_gets_a_400(backend: ApiBackend, client: htt
     assert nothing_queued(backend)
 
 
+@pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested-array"])
+def test_a_span_with_too_many_attribute_values_gets_a_400(
+    backend: ApiBackend, client: httpx.Client, nested: bool
+) -> None:
+    # A body made to cost CPU: 5,000 values (the OpenTelemetry SDKs keep 128 per span).
+    export = otlp({} if nested else {f"a{i}": i for i in range(5000)})
+    span = export["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    if nested:
+        many = [{"intValue": str(i)} for i in range(5000)]
+        span["attributes"].append({"key": "many", "value": {"arrayValue": {"values": many}}})
+    assert_400(client.post("/v1/traces", content=json.dumps(export)), "more than 4096")
+    assert nothing_queued(backend)
+
+    # a span at the limit is taken
+    at_limit = otlp({f"a{i}": i for i in range(4000)})
+    assert client.post("/v1/traces", content=json.dumps(at_limit)).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [

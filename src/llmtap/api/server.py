@@ -58,7 +58,11 @@ class ApiService:
             ingestion=ingestion,
             records=records,
             limits=limits,
-            gate=QueryGate(settings.api_query_concurrency, settings.api_query_wait_s),
+            gate=QueryGate(
+                settings.api_query_concurrency,
+                settings.api_query_wait_s,
+                max_waiting=settings.api_query_max_waiting,
+            ),
         )
         self.app = create_app(self.context, settings)
         config = uvicorn.Config(

@@ -25,6 +25,26 @@ from llmtap.ingest.values import decode_nested
 
 AttrValue = str | bool | int | float | bytes | list[Any] | dict[str, Any] | None
 STATUS_ERROR = Status.STATUS_CODE_ERROR
+MAX_ATTRIBUTE_VALUES = 4096
+"""Attribute values one span (or one resource) may carry, nested arrays and maps counted: the
+OpenTelemetry SDKs keep 128 by default, so this only refuses a body built to make the backend
+spend CPU (and the consumer's GIL time) walking hundreds of thousands of values."""
+
+
+class _Budget:
+    __slots__ = ("left", "where")
+
+    def __init__(self, where: str) -> None:
+        self.left = MAX_ATTRIBUTE_VALUES
+        self.where = where
+
+    def take(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise BadLog(
+                f"invalid OTLP export: {self.where} has more than {MAX_ATTRIBUTE_VALUES} "
+                "attribute values"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +63,7 @@ class Span:
     resource: dict[str, AttrValue] = field(default_factory=dict)
 
 
-def _value(value: AnyValue) -> AttrValue:
+def _value(value: AnyValue, budget: _Budget) -> AttrValue:
     kind = value.WhichOneof("value")
     if kind == "string_value":
         return value.string_value
@@ -56,17 +76,20 @@ def _value(value: AnyValue) -> AttrValue:
     if kind == "bytes_value":
         return value.bytes_value
     if kind == "array_value":
-        return [_value(v) for v in value.array_value.values]
+        values = value.array_value.values
+        budget.take(len(values))
+        return [_value(v, budget) for v in values]
     if kind == "kvlist_value":
-        return _attributes(value.kvlist_value.values)
+        return _attributes(value.kvlist_value.values, budget)
     return None
 
 
-def _attributes(pairs: Any) -> dict[str, AttrValue]:
+def _attributes(pairs: Any, budget: _Budget) -> dict[str, AttrValue]:
+    budget.take(len(pairs))
     out: dict[str, AttrValue] = {}
     kv: KeyValue
     for kv in pairs:
-        out[kv.key] = _value(kv.value)
+        out[kv.key] = _value(kv.value, budget)
     return out
 
 
@@ -84,7 +107,7 @@ def _span(span: PbSpan, resource: dict[str, AttrValue], where: str) -> Span:
         name=span.name,
         start_unix_nano=span.start_time_unix_nano,
         end_unix_nano=max(span.end_time_unix_nano, span.start_time_unix_nano),
-        attributes=_attributes(span.attributes),
+        attributes=_attributes(span.attributes, _Budget(where)),
         status_error=span.status.code == STATUS_ERROR,
         status_message=span.status.message,
         resource=resource,
@@ -94,7 +117,9 @@ def _span(span: PbSpan, resource: dict[str, AttrValue], where: str) -> Span:
 def spans_of(request: ExportTraceServiceRequest) -> list[Span]:
     spans: list[Span] = []
     for r, resource_spans in enumerate(request.resource_spans):
-        resource = _attributes(resource_spans.resource.attributes)
+        resource = _attributes(
+            resource_spans.resource.attributes, _Budget(f"resourceSpans[{r}].resource")
+        )
         for s, scope_spans in enumerate(resource_spans.scope_spans):
             for i, span in enumerate(scope_spans.spans):
                 where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
