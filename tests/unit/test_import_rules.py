@@ -37,7 +37,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "api": _BASE | {"keys", "capture", "queue", "stores", "ingest"},
     "show": _BASE | {"stores"},
     # synthetic calls for the dashboard: rows priced by the consumer's cost handler, into stores
-    "demo": _BASE | {"stores", "consumer"},
+    "demo": _BASE | {"queue", "stores", "consumer"},
     "backend": _BASE | {"stores", "consumer", "api"},
     "serve": _BASE | {"stores", "proxy", "backend"},
     "cli_options": _BASE,

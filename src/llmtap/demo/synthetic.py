@@ -18,10 +18,11 @@ calls fail (mostly 429, some 500), a third of chat calls stream.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,15 +292,19 @@ def response_body(call: Call, call_id: str, created_s: int) -> bytes:
         kind = call.error or "api_error"
         message = "Rate limit reached" if call.status == 429 else "The server had an error"
         if call.model.provider == "anthropic":
-            return _json({"type": "error", "error": {"type": kind, "message": message}})
-        return _json({"error": {"message": message, "type": kind, "code": None}})
+            return json_bytes({"type": "error", "error": {"type": kind, "message": message}})
+        return json_bytes({"error": {"message": message, "type": kind, "code": None}})
     if call.model.provider == "anthropic":
         return _anthropic(call, call_id)
     return _openai(call, call_id, created_s)
 
 
-def _json(doc: Any) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
+_encoder = msgspec.json.Encoder()
+
+
+def json_bytes(doc: Any) -> bytes:
+    """Compact JSON, as SDKs send it."""
+    return _encoder.encode(doc)
 
 
 def _openai(call: Call, call_id: str, created_s: int) -> bytes:
@@ -313,7 +318,7 @@ def _openai(call: Call, call_id: str, created_s: int) -> bytes:
     message: dict[str, Any] = {"role": "assistant", "content": call.reply}
     finish = "stop"
     if call.tool_call:
-        arguments = _json({"query": call.prompt[4:40]}).decode()
+        arguments = json_bytes({"query": call.prompt[4:40]}).decode()
         message = {
             "role": "assistant",
             "content": None,
@@ -328,7 +333,9 @@ def _openai(call: Call, call_id: str, created_s: int) -> bytes:
         finish = "tool_calls"
     if not call.stream:
         choice = {"index": 0, "message": message, "finish_reason": finish}
-        return _json({**head, "object": "chat.completion", "choices": [choice], "usage": usage})
+        return json_bytes(
+            {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
+        )
     frames = []
     chunk_head = {**head, "object": "chat.completion.chunk"}
     words = (call.reply or "").split(" ")
@@ -338,7 +345,7 @@ def _openai(call: Call, call_id: str, created_s: int) -> bytes:
         frames.append({**chunk_head, "choices": [delta]})
     frames.append({**chunk_head, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     frames.append({**chunk_head, "choices": [], "usage": usage})
-    return b"".join(b"data: " + _json(f) + b"\n\n" for f in frames) + b"data: [DONE]\n\n"
+    return b"".join(b"data: " + json_bytes(f) + b"\n\n" for f in frames) + b"data: [DONE]\n\n"
 
 
 def _anthropic(call: Call, call_id: str) -> bytes:
@@ -358,7 +365,7 @@ def _anthropic(call: Call, call_id: str) -> bytes:
         "usage": usage,
     }
     if not call.stream:
-        return _json(message)
+        return json_bytes(message)
     start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
     events: list[tuple[str, Any]] = [
         ("message_start", {"type": "message_start", "message": start}),
@@ -393,5 +400,5 @@ def _anthropic(call: Call, call_id: str) -> bytes:
     )
     events.append(("message_stop", {"type": "message_stop"}))
     return b"".join(
-        b"event: " + name.encode() + b"\ndata: " + _json(doc) + b"\n\n" for name, doc in events
+        b"event: " + name.encode() + b"\ndata: " + json_bytes(doc) + b"\n\n" for name, doc in events
     )
