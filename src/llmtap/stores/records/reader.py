@@ -27,7 +27,7 @@ SORT_FIELDS: tuple[SortField, ...] = ("created", "latency", "cost", "tokens")
 # place, so the keyset comparison is the same plain comparison on both databases. The -1 is
 # literal SQL, not a bound parameter: the expression must read exactly as the index on it
 # (revision 0005), or the database sorts every row instead of walking the index.
-_UNKNOWN = sa.literal_column("-1")
+_UNKNOWN: sa.ColumnElement[int] = sa.literal_column("-1")
 _SORT_KEYS: dict[str, sa.ColumnElement[Any]] = {
     "created": requests.c.created_unix_ms,
     "latency": requests.c.latency_ms,
