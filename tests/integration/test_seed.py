@@ -93,3 +93,14 @@ def test_the_command_writes_without_bodies_and_refuses_an_unknown_org(
     assert all(r.request_body_key is None for r in rows)
     with pytest.raises(ConfigError, match="no such organization"):
         seed(settings, SeedPlan(rows=5, org="org_nope"))
+
+
+def test_calls_come_oldest_first_over_the_whole_range_exactly_as_many_as_asked() -> None:
+    from llmtap.demo.seed import Seeder
+
+    seeder = Seeder(SeedPlan(rows=3000, days=1), "org", NOW)
+    times = [when for _, when in seeder.calls()]
+    assert len(times) == 3000
+    assert times == sorted(times)
+    assert times[0] < NOW - 0.9 * DAY_MS and times[-1] > NOW - 0.1 * DAY_MS
+    assert all(NOW - DAY_MS <= t < NOW for t in times)

@@ -17,6 +17,7 @@ stop ``llmtap serve`` first.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 import random
 import sys
@@ -73,7 +74,7 @@ class SeedReport:
 
 
 class _Clock:
-    """Conversation start times over the range, more by day than by night (UTC)."""
+    """Conversation start times over the range, more by day than by night (UTC), in order."""
 
     def __init__(self, rnd: random.Random, start_ms: float, end_ms: float) -> None:
         self._rnd, self._start, self._span = rnd, start_ms, end_ms - start_ms
@@ -86,6 +87,9 @@ class _Clock:
             weight = 0.35 + 0.65 * (0.5 + 0.5 * math.cos((hour - 15) / 24 * 2 * math.pi))
             if self._rnd.random() < weight:
                 return when
+
+    def sorted(self, count: int) -> list[float]:
+        return sorted(self.draw() for _ in range(count))
 
 
 class Seeder:
@@ -109,18 +113,32 @@ class Seeder:
         self._handlers = (RequestParser(), ResponseParser(), CostCalculator(price_overrides))
 
     def calls(self) -> Iterator[tuple[Call, float]]:
-        """``rows`` calls and their start times (unix ms), a conversation's calls together."""
+        """``rows`` calls and their start times (unix ms), oldest first, as a consumer would
+        write them (a part of the analytics table then covers a short stretch of time)."""
+        # how many conversations make ``rows`` calls: drawn once without keeping them, then
+        # again from the same state, so the start times can be spread over the whole range
+        state = self._synthetic.random.getstate()
+        conversations, counted = 0, 0
+        while counted < self.plan.rows:
+            counted += len(self._synthetic.conversation())
+            conversations += 1
+        self._synthetic.random.setstate(state)
+        self._synthetic.restart()
         left = self.plan.rows
-        while left > 0:
-            start = self._clock.draw()
-            for call in self._synthetic.conversation():
-                when = start + call.offset_ms
-                if when >= self.end_ms:
-                    break
+        pending: list[tuple[float, int, Call]] = []  # a heap: the calls of open sessions
+        order = 0
+        latest = self.end_ms - 1.0
+        for start in self._clock.sorted(conversations):
+            while pending and pending[0][0] <= start:
+                when, _, call = heapq.heappop(pending)
                 yield call, when
+            for call in self._synthetic.conversation()[:left]:
+                order += 1
+                heapq.heappush(pending, (min(start + call.offset_ms, latest), order, call))
                 left -= 1
-                if not left:
-                    return
+        while pending:
+            when, _, call = heapq.heappop(pending)
+            yield call, when
 
     def rows(self, chunk: list[tuple[Call, float]], bodies: BodyStore | None) -> list[RequestRow]:
         """The rows of ``chunk``; with ``bodies``, the bodies go there first, in one pack."""

@@ -207,6 +207,11 @@ class Synthetic:
         self._envs = [e for e, _ in ENVS]
         self._env_weights = [w for _, w in ENVS]
 
+    def restart(self) -> None:
+        """Number sessions from 1 again (with ``random`` set back to an earlier state, the same
+        conversations come out again)."""
+        self._sessions = 0
+
     def user(self) -> str:
         # power law: user-00001 calls far more often than user-04999
         index = int(self.users * self.random.random() ** 2.5)
