@@ -119,3 +119,23 @@ def test_a_filtered_page_sorted_by_cost_still_walks_the_cost_index(engine: sa.En
     prop = Leaf("properties.env", "eq", "prod", "str")
     plans = _plans(engine, lambda: reader.page(PageQuery("org_a", prop, sort="cost", limit=10)))
     _assert_indexed(plans)
+
+
+def test_a_three_clause_filter_sorted_by_time_is_not_sorted_from_a_range(
+    engine: sa.Engine,
+) -> None:
+    from llmtap.stores.filter import Branch
+
+    write_rows(engine, _rows(60))
+    reader = RecordsReader(engine)
+    three = Branch(
+        "and",
+        (
+            Leaf("model", "eq", "gpt-4o-mini", "str"),
+            Leaf("properties.env", "eq", "prod", "str"),
+            Leaf("latency_ms", "gt", 500.0, "float"),
+        ),
+    )
+    plans = _plans(engine, lambda: reader.page(PageQuery("org_a", three, limit=50)))
+    for plan in plans:
+        assert "TEMP B-TREE FOR ORDER BY" not in plan, plan

@@ -30,7 +30,8 @@ SORT_FIELDS: tuple[SortField, ...] = ("created", "latency", "cost", "tokens")
 _UNKNOWN: sa.ColumnElement[int] = sa.literal_column("-1")
 _SORT_KEYS: dict[str, sa.ColumnElement[Any]] = {
     "created": requests.c.created_unix_ms,
-    "latency": requests.c.latency_ms,
+    # never NULL: coalesce only makes it the expression its index holds (revision 0005)
+    "latency": sa.func.coalesce(requests.c.latency_ms, _UNKNOWN),
     "cost": sa.func.coalesce(requests.c.cost_nano_usd, _UNKNOWN),
     "tokens": sa.func.coalesce(requests.c.total_tokens, _UNKNOWN),
 }

@@ -109,7 +109,9 @@ requests = sa.Table(
     sa.Index(
         "ix_requests_org_cost", "org_id", sa.text("coalesce(cost_nano_usd, -1)"), "request_id"
     ),
-    sa.Index("ix_requests_org_latency", "org_id", "latency_ms", "request_id"),
+    sa.Index(
+        "ix_requests_org_latency", "org_id", sa.text("coalesce(latency_ms, -1)"), "request_id"
+    ),
     sa.Index(
         "ix_requests_org_tokens", "org_id", sa.text("coalesce(total_tokens, -1)"), "request_id"
     ),
