@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.dashboard import kept_section, render_section, run_dashboard, update_results
 from bench.machine import machine
 from bench.overhead import added_latency, passthrough, run_overhead
 from bench.pipeline import distributed_throughput, embedded_throughput, freshness, soak
@@ -39,7 +41,14 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default="overhead,passthrough,pipeline,freshness",
-        help="comma-separated parts: overhead, passthrough, pipeline, distributed, freshness, soak",
+        help="comma-separated parts: overhead, passthrough, pipeline, distributed, freshness,"
+        " soak, dashboard",
+    )
+    parser.add_argument(
+        "--dashboard-rows",
+        type=int,
+        default=1_000_000,
+        help="rows seeded for the dashboard part (kept under .work/dashboard for the next run)",
     )
     parser.add_argument("--gateways", default=",".join(GATEWAYS))
     parser.add_argument("--duration", type=float, default=None, help="seconds per load run")
@@ -55,7 +64,7 @@ def main() -> int:
     parts = set(args.only.split(","))
     if args.soak:
         parts.add("soak")
-    if not args.quick:
+    if not args.quick and "pipeline" in parts:
         parts.add("distributed")
     duration = args.duration or (5.0 if args.quick else 15.0)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -80,7 +89,9 @@ def main() -> int:
     }
     log(f"machine: {json.dumps(report['machine'])}")
     gateways = [g for g in args.gateways.split(",") if g]
-    with mock_service(logs):
+    # the dashboard part needs no mock upstream (it reads seeded stores)
+    needs_mock = bool(parts - {"dashboard"})
+    with mock_service(logs) if needs_mock else contextlib.nullcontext():
         if "overhead" in parts:
             overhead = run_overhead(gateways, run_dir, logs, [1, 16, 64], duration, log)
             report["profile_proxy"] = overhead.pop("_profiles")
@@ -120,12 +131,20 @@ def main() -> int:
         if "soak" in parts:
             log(f"soak: llmtap serve at 500 req/s for {args.soak_seconds:.0f} s")
             report["soak"] = guarded(log, soak, run_dir, logs, 500.0, args.soak_seconds, 10.0, log)
+    if "dashboard" in parts:
+        log(f"dashboard: the pages' queries at {args.dashboard_rows:,} rows")
+        report["dashboard"] = guarded(log, run_dashboard, log, logs, args.dashboard_rows)
     report["runtime_s"] = round(time.monotonic() - started)
     report["loadavg_end"] = loadavg()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{stamp}-{report['mode']}.json"
     report["file"] = out.name
     out.write_text(json.dumps(report, indent=2))
+    if "dashboard" in report and "error" not in report["dashboard"]:
+        date = datetime.now(UTC).strftime("%Y-%m-%d")
+        section = render_section(report["dashboard"], report["machine"], date)
+        update_results(BENCH_DIR / "RESULTS.md", section)
+        log("wrote the dashboard section of benchmarks/RESULTS.md")
     if "overhead" in parts:
         write_report(report, out)
         log(f"wrote {out.relative_to(BENCH_DIR.parent)} and benchmarks/RESULTS.md")
@@ -141,7 +160,10 @@ def loadavg() -> str:
 
 def write_report(report: dict[str, Any], source: Path) -> None:
     report.setdefault("file", source.name)
-    (BENCH_DIR / "RESULTS.md").write_text(render(report, BENCH_DIR / "FINDINGS.md"))
+    results = BENCH_DIR / "RESULTS.md"
+    dashboard = kept_section(results)  # measured by its own part: a full report keeps it
+    text = render(report, BENCH_DIR / "FINDINGS.md")
+    results.write_text(text.rstrip("\n") + "\n\n" + dashboard if dashboard else text)
 
 
 if __name__ == "__main__":

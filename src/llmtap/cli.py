@@ -125,6 +125,20 @@ def _cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return revoke_key(settings, args.key_id)
 
 
+def _cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.demo.seed import SeedPlan, run_seed
+
+    plan = SeedPlan(
+        rows=args.rows,
+        days=args.days,
+        org=args.org,
+        seed=args.seed,
+        bodies=args.with_bodies,
+        batch=args.batch,
+    )
+    return run_seed(settings, plan)
+
+
 def _mock_upstream(args: argparse.Namespace) -> int:
     from llmtap.testing.mock_upstream import run_mock_upstream
 
@@ -180,6 +194,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("request", "Show one logged call with its bodies.", _cmd_request),
     Command("migrate", "Bring the records and analytics schemas up to date.", _cmd_migrate),
     Command("keys", "Manage llmtap API keys (create, list, revoke).", None),
+    Command(
+        "seed",
+        "Write N realistic synthetic calls straight into the stores (benchmarks, screenshots).",
+        _cmd_seed,
+        ("analytics", "cost"),
+    ),
     Command(
         "mock-upstream",
         "Run a fake OpenAI/Anthropic server (tests, benchmarks, trying llmtap offline).",
@@ -308,6 +328,8 @@ def _add_command_arguments(
         parser.add_argument("--json", action="store_true", help="as one JSON document")
     elif command.name == "keys":
         _add_keys(parser, options)
+    elif command.name == "seed":
+        _add_seed(parser)
     elif command.name == "mock-upstream":
         parser.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
         parser.add_argument("--port", type=int, default=9999, help="port (default: 9999)")
@@ -325,6 +347,52 @@ def _add_command_arguments(
             metavar="MS",
             help="delay between SSE chunks (default: 0)",
         )
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return number
+
+
+def _add_seed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rows", type=int, required=True, metavar="N", help="how many calls to write"
+    )
+    parser.add_argument(
+        "--days",
+        type=_positive,
+        default=7.0,
+        metavar="DAYS",
+        help="spread them over the last DAYS, up to now (default: 7)",
+    )
+    parser.add_argument(
+        "--org",
+        default="default",
+        help="organization id, or 'default' for the default organization (default: default)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        metavar="N",
+        help="random seed: the same seed writes the same calls (default: 42)",
+    )
+    # (--bodies is the body store's URL, a global option: bodies are on unless --no-bodies)
+    parser.add_argument(
+        "--no-bodies",
+        dest="with_bodies",
+        action="store_false",
+        help="do not store request and response bodies (default: stored, in packs)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="rows per write to the stores (default: 10000)",
+    )
 
 
 def _add_keys(parser: argparse.ArgumentParser, options: Sequence[SettingOption]) -> None:

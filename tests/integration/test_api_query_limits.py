@@ -18,6 +18,7 @@ import pytest
 from llmtap.api.metrics_query import MetricsSource
 from llmtap.api.query_gate import QueryGate
 from llmtap.stores.analytics import MetricsQuery, MetricsResult
+from llmtap.stores.analytics.overview import Overview
 from llmtap.stores.row import RequestRow
 from support.api_backend import ApiBackend
 from support.probes import wait_for
@@ -39,6 +40,10 @@ class CountingMetrics:
     def metrics(self, query: MetricsQuery) -> MetricsResult:
         self.queries += 1
         return self.inner.metrics(query)
+
+    def overview(self, query: MetricsQuery) -> Overview:
+        self.queries += 1
+        return self.inner.overview(query)
 
 
 class Limited:

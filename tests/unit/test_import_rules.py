@@ -39,13 +39,13 @@ MAY_IMPORT: dict[str, set[str]] = {
     "api": _BASE | {"keys", "capture", "queue", "stores", "ingest", "dashboard"},
     "dashboard": _BASE | {"keys", "stores", "api"},
     "show": _BASE | {"stores"},
+    # synthetic calls for the dashboard: rows priced by the consumer's cost handler, into stores
+    "demo": _BASE | {"queue", "stores", "consumer"},
     "backend": _BASE | {"stores", "consumer", "api"},
     "serve": _BASE | {"stores", "proxy", "backend", "demo", "testing"},
-    # synthetic traffic for ``llmtap serve --demo``
-    "demo": _BASE,
     "cli_options": _BASE,
     "cli": _BASE
-    | {"cli_options", "keys", "stores", "proxy", "consumer", "api", "serve", "show"}
+    | {"cli_options", "keys", "stores", "proxy", "consumer", "api", "serve", "show", "demo"}
     | {"testing"},
     "__main__": {"cli"},
     # the mock upstream: users and the benchmarks run it; it stands alone

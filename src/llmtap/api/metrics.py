@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmtap.api.context import ApiContext, Ctx, Org
 from llmtap.api.errors import MetricsUnavailable
 from llmtap.api.filters import TIME_MIN_MS, parse_filter, parse_time, query_time
-from llmtap.api.metrics_query import bucket_seconds, compute
+from llmtap.api.metrics_query import bucket_seconds, compute, compute_overview
 from llmtap.api.schemas import ERROR_RESPONSES
 from llmtap.stores.analytics.ddl import GROUP_KEYS
 from llmtap.stores.analytics.metrics import MetricsQuery
@@ -82,7 +82,18 @@ class MetricsOut(BaseModel):
     series: list[Metrics]
 
 
-def _run(ctx: ApiContext, org: str, body: MetricsBody) -> dict[str, Any]:
+class OverviewOut(BaseModel):
+    start: str
+    end: str
+    bucket_s: int | None
+    totals: Metrics
+    series: list[Metrics] = Field(description="per bucket, oldest first")
+    models: list[Metrics] = Field(description="every model (group), most requests first")
+    statuses: list[Metrics] = Field(description="every status (group), most requests first")
+    top_users: list[Metrics] = Field(description="the 10 users with most requests")
+
+
+def _query(ctx: ApiContext, org: str, body: MetricsBody) -> MetricsQuery:
     if ctx.metrics is None:
         raise MetricsUnavailable(
             "metrics need the analytics store, and none is configured for this API"
@@ -92,7 +103,7 @@ def _run(ctx: ApiContext, org: str, body: MetricsBody) -> dict[str, Any]:
         start = max(end - DEFAULT_RANGE_MS, TIME_MIN_MS)
     else:
         start = parse_time(body.start, "start")
-    query = MetricsQuery(
+    return MetricsQuery(
         org_id=org,
         start_unix_ms=start,
         end_unix_ms=end,
@@ -100,8 +111,31 @@ def _run(ctx: ApiContext, org: str, body: MetricsBody) -> dict[str, Any]:
         group_by=body.group_by or None,
         filter=None if body.filter is None else parse_filter(body.filter),
     )
+
+
+def _run(ctx: ApiContext, org: str, body: MetricsBody) -> dict[str, Any]:
+    query = _query(ctx, org, body)
+    assert ctx.metrics is not None
     with ctx.gate.slot():
         return compute(ctx.metrics, query, ctx.limits)
+
+
+@router.post(
+    "/overview",
+    response_model=OverviewOut,
+    summary="The Overview's panels in one query",
+    description=(
+        "Totals, the series per bucket (default: hour), every model and status, and the top"
+        " users, for one range and filter, from one scan. `group_by` is not used."
+    ),
+)
+def post_overview(body: MetricsBody, org: Org, ctx: Ctx) -> dict[str, Any]:
+    if body.bucket is None:
+        body = body.model_copy(update={"bucket": "hour"})
+    query = _query(ctx, org, body)
+    assert ctx.metrics is not None
+    with ctx.gate.slot():
+        return compute_overview(ctx.metrics, query, ctx.limits)
 
 
 @router.post("", response_model=MetricsOut, response_model_exclude_none=False, summary="Metrics")

@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from llmtap.api.filters import FilterLimits, check_property_name, check_size
 from llmtap.api.rows import iso_time, nano_to_usd
 from llmtap.stores.analytics.metrics import Metrics, MetricsQuery, MetricsResult
+from llmtap.stores.analytics.overview import Overview
 from llmtap.stores.filter import FilterError
 
 MAX_BUCKETS = 10_000
@@ -22,9 +23,11 @@ BUCKET_NAMES = {"minute": 60, "hour": 3600, "day": 86400}
 
 @runtime_checkable
 class MetricsSource(Protocol):
-    """What metrics need of the analytics store (``AnalyticsStore.metrics``)."""
+    """What metrics need of the analytics store (``AnalyticsStore.metrics``, ``.overview``)."""
 
     def metrics(self, query: MetricsQuery) -> MetricsResult: ...
+
+    def overview(self, query: MetricsQuery) -> Overview: ...
 
 
 def bucket_seconds(raw: str | int | None) -> int | None:
@@ -70,6 +73,26 @@ def compute(
         "group_by": query.group_by,
         "totals": _json(result.totals),
         "series": [_json(m) for m in result.series],
+    }
+
+
+def compute_overview(
+    source: MetricsSource, query: MetricsQuery, limits: FilterLimits | None = None
+) -> dict[str, Any]:
+    """The Overview document: totals, the series per bucket, models, statuses and top users,
+    from one query (``stores/analytics/overview.py``)."""
+    check(query)
+    check_size(query.filter, limits or FilterLimits())
+    result = source.overview(query)
+    return {
+        "start": iso_time(query.start_unix_ms),
+        "end": iso_time(query.end_unix_ms),
+        "bucket_s": query.bucket_s,
+        "totals": _json(result.totals),
+        "series": [_json(m) for m in result.series],
+        "models": [_json(m) for m in result.models],
+        "statuses": [_json(m) for m in result.statuses],
+        "top_users": [_json(m) for m in result.top_users],
     }
 
 

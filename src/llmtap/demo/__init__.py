@@ -1,1 +1,2 @@
-"""Data to look at without a provider key: synthetic calls for ``llmtap serve --demo``."""
+"""Data to look at: realistic synthetic calls (``synthetic``), written in bulk (``llmtap seed``) or
+sent through the proxy as a steady trickle (``traffic``, ``llmtap serve --demo``)."""

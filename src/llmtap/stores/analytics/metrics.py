@@ -1,6 +1,6 @@
 """The metrics query the analytics store answers: totals over a time range, per bucket and group.
 
-One SELECT per call: ``FROM <table> FINAL`` collapses redelivered copies of a request before any
+One SELECT per call (totals and series from one scan): ``FROM <table> FINAL`` collapses redelivered copies of a request before any
 aggregate sees them, so a replayed batch never counts twice. Percentiles are exact
 (``quantilesExact``: the value at index ``floor(level * n)`` of the sorted values). Costs are
 summed as integer nano-dollars.
@@ -116,39 +116,76 @@ def _group_expression(group_by: str | None, params: dict[str, Any]) -> str | Non
     )
 
 
-def build_sql(query: MetricsQuery) -> tuple[str, dict[str, Any]]:
-    """The SELECT and its parameters for ``query``."""
-    params: dict[str, Any] = {
-        "org": query.org_id,
-        "start": math.floor(query.start_unix_ms),
-        "end": math.ceil(query.end_unix_ms),
-    }
-    keys: list[str] = []
-    select: list[str] = []
-    if query.bucket_s is not None:
-        params["bucket_s"] = query.bucket_s
-        select.append(
-            "toUnixTimestamp64Milli(toDateTime64(toStartOfInterval(created,"
-            " toIntervalSecond({bucket_s:UInt32})), 3, 'UTC')) AS bucket_start"
-        )
-        keys.append("bucket_start")
-    group = _group_expression(query.group_by, params)
-    if group is not None:
-        select.append(f"{group} AS group_key")
-        keys.append("group_key")
-    select.append(_AGGREGATES)
+# Copies of one request always share its partition (the partition key is computed from
+# ``created``, which every copy has the same: ddl.py), so FINAL may collapse copies partition by
+# partition instead of merging the whole range at once: the same rows, exactly.
+FINAL_SETTINGS = "do_not_merge_across_partitions_select_final = 1"
+
+_BUCKET = (
+    "toUnixTimestamp64Milli(toDateTime64(toStartOfInterval(created,"
+    " toIntervalSecond({bucket_s:UInt32})), 3, 'UTC'))"
+)
+
+
+def _where(query: MetricsQuery, params: dict[str, Any]) -> str:
+    params.update(
+        org=query.org_id,
+        start=math.floor(query.start_unix_ms),
+        end=math.ceil(query.end_unix_ms),
+    )
     sql = (
-        f"SELECT {', '.join(select)} FROM {TABLE} FINAL"
+        f" FROM {TABLE} FINAL"
         " WHERE org_id = {org:String}"
         " AND created >= fromUnixTimestamp64Milli({start:Int64}, 'UTC')"
         " AND created < fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
     )
     if query.filter is not None:
         sql += f" AND {to_clickhouse(query.filter, params)}"
+    return sql
+
+
+def build_sql(query: MetricsQuery) -> tuple[str, dict[str, Any]]:
+    """The SELECT and its parameters for ``query``: one scan for the totals and the series.
+
+    With buckets or a group, ``GROUPING SETS ((keys), ())`` gives the series rows and the totals
+    row (``m_total = 1``, first) from the same read of the table; each set is aggregated on its
+    own, so the totals' percentiles and distinct users are exact, not merged from the series.
+    """
+    params: dict[str, Any] = {}
+    keys: list[str] = []
+    select: list[str] = []
+    if query.bucket_s is not None:
+        params["bucket_s"] = query.bucket_s
+        select.append(f"{_BUCKET} AS bucket_start")
+        keys.append(_BUCKET)
+    group = _group_expression(query.group_by, params)
+    if group is not None:
+        select.append(f"{group} AS group_key")
+        keys.append(group)
+    # (the keys are spelled out, not aliased: grouping() does not see through aliases here)
+    expressions = ", ".join(keys)
     if keys:
-        sql += f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}"
-    sql += f" LIMIT {MAX_ROWS}"
+        # grouping() sets a key's bit when the row is aggregated over it: only the totals row
+        select.append(f"grouping({expressions}) != 0 AS m_total")
+    select.append(_AGGREGATES)
+    sql = f"SELECT {', '.join(select)}{_where(query, params)}"
+    settings = FINAL_SETTINGS
+    if keys:
+        sql += f" GROUP BY GROUPING SETS (({expressions}), ()) ORDER BY m_total DESC, {expressions}"
+        # the totals row's keys read as NULL, not as a group's '' or 0
+        settings += ", group_by_use_nulls = 1"
+    sql += f" LIMIT {MAX_ROWS + 1} SETTINGS {settings}"
     return sql, params
+
+
+def result_of(rows: list[dict[str, Any]]) -> MetricsResult:
+    """``build_sql``'s rows as totals and series."""
+    if not rows or "m_total" not in rows[0]:
+        [totals] = rows
+        return MetricsResult(metrics_of(totals))
+    totals = rows[0]
+    assert totals["m_total"], "the totals row comes first"
+    return MetricsResult(metrics_of(totals), [metrics_of(row) for row in rows[1:]])
 
 
 def totals_of(query: MetricsQuery) -> MetricsQuery:
@@ -169,7 +206,7 @@ def metrics_of(row: dict[str, Any]) -> Metrics:
         latency_ms=_quantiles(row["m_latency_q"], requests),
         ttft_ms=_quantiles(row["m_ttft_q"], int(row["m_ttft_count"])),
         active_users=int(row["m_active_users"]),
-        bucket_start_unix_ms=int(row["bucket_start"]) if "bucket_start" in row else None,
+        bucket_start_unix_ms=None if row.get("bucket_start") is None else int(row["bucket_start"]),
         group=None if row.get("group_key") is None else str(row["group_key"]),
     )
 

@@ -16,15 +16,9 @@ import msgspec
 
 from llmtap.stores.analytics.client import ClickHouseClient, RowRejected
 from llmtap.stores.analytics.ddl import COLUMNS, INT_COLUMNS, TABLE
-from llmtap.stores.analytics.metrics import (
-    Metrics,
-    MetricsQuery,
-    MetricsResult,
-    build_sql,
-    metrics_of,
-    totals_of,
-)
+from llmtap.stores.analytics.metrics import MetricsQuery, MetricsResult, build_sql, result_of
 from llmtap.stores.analytics.migrate import migrate
+from llmtap.stores.analytics.overview import Overview, build_overview_sql, overview_of
 from llmtap.stores.row import RequestRow
 from llmtap.stores.sink import PoisonRows
 
@@ -107,11 +101,13 @@ class AnalyticsStore:
 
     def metrics(self, query: MetricsQuery) -> MetricsResult:
         """Totals over the query's range and, with ``bucket_s`` or ``group_by``, the series."""
-        [totals] = self._client.query_rows(*build_sql(totals_of(query)))
-        series: list[Metrics] = []
-        if query.bucket_s is not None or query.group_by:
-            series = [metrics_of(row) for row in self._client.query_rows(*build_sql(query))]
-        return MetricsResult(metrics_of(totals), series)
+        return result_of(self._client.query_rows(*build_sql(query)))
+
+    def overview(self, query: MetricsQuery) -> Overview:
+        """Every Overview panel of the query's range and filter, from one scan
+        (``overview.py``); ``group_by`` is not used."""
+        rows = self._client.query_rows(*build_overview_sql(query))
+        return overview_of(rows, query.bucket_s is not None)
 
     def table_definition(self) -> str:
         """The table's ``CREATE TABLE`` statement as the engine holds it (its TTL, say)."""

@@ -83,13 +83,19 @@ def settle(conn: sa.Connection, rows: Sequence[RequestRow]) -> None:
 
 
 def _stored_digests(conn: sa.Connection, keys: Iterable[Key]) -> dict[Key, str | None]:
+    # one organization per SELECT, ``org_id = ? AND request_id IN (...)``: a lookup of the
+    # primary key. SQLite answers ``(org_id, request_id) IN ((?, ?), ...)`` by scanning the
+    # whole table, which made every batch slower as the table grew.
     found: dict[Key, str | None] = {}
-    wanted = list(keys)
-    for start in range(0, len(wanted), _SELECT_CHUNK):
-        chunk = wanted[start : start + _SELECT_CHUNK]
-        query = sa.select(requests.c.org_id, requests.c.request_id, requests.c.record_digest).where(
-            sa.tuple_(requests.c.org_id, requests.c.request_id).in_(chunk)
-        )
-        for org_id, request_id, digest in conn.execute(query):
-            found[(org_id, request_id)] = digest
+    by_org: dict[str, list[str]] = {}
+    for org_id, request_id in keys:
+        by_org.setdefault(org_id, []).append(request_id)
+    for org_id, ids in by_org.items():
+        for start in range(0, len(ids), _SELECT_CHUNK):
+            query = sa.select(requests.c.request_id, requests.c.record_digest).where(
+                requests.c.org_id == org_id,
+                requests.c.request_id.in_(ids[start : start + _SELECT_CHUNK]),
+            )
+            for request_id, digest in conn.execute(query):
+                found[(org_id, request_id)] = digest
     return found

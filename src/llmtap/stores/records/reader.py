@@ -24,12 +24,16 @@ SortField = Literal["created", "latency", "cost", "tokens"]
 SORT_FIELDS: tuple[SortField, ...] = ("created", "latency", "cost", "tokens")
 
 # Unknown cost/tokens sort below every known value (-1 < 0) instead of NULL's dialect-specific
-# place, so the keyset comparison is the same plain comparison on both databases.
+# place, so the keyset comparison is the same plain comparison on both databases. The -1 is
+# literal SQL, not a bound parameter: the expression must read exactly as the index on it
+# (revision 0005), or the database sorts every row instead of walking the index.
+_UNKNOWN: sa.ColumnElement[int] = sa.literal_column("-1")
 _SORT_KEYS: dict[str, sa.ColumnElement[Any]] = {
     "created": requests.c.created_unix_ms,
-    "latency": requests.c.latency_ms,
-    "cost": sa.func.coalesce(requests.c.cost_nano_usd, -1),
-    "tokens": sa.func.coalesce(requests.c.total_tokens, -1),
+    # never NULL: coalesce only makes it the expression its index holds (revision 0005)
+    "latency": sa.func.coalesce(requests.c.latency_ms, _UNKNOWN),
+    "cost": sa.func.coalesce(requests.c.cost_nano_usd, _UNKNOWN),
+    "tokens": sa.func.coalesce(requests.c.total_tokens, _UNKNOWN),
 }
 
 
@@ -128,17 +132,11 @@ class RecordsReader:
             conditions.append(to_sql(query.filter, self.dialect, relax_text=query.relax_text))
         position = query.after
         if position is not None:
-            if query.descending:
-                after = sa.or_(
-                    key < position.value,
-                    sa.and_(key == position.value, requests.c.request_id < position.request_id),
-                )
-            else:
-                after = sa.or_(
-                    key > position.value,
-                    sa.and_(key == position.value, requests.c.request_id > position.request_id),
-                )
-            conditions.append(after)
+            # a row-value comparison, which both databases answer as a range of the sort index
+            # (the equivalent OR of two conditions makes them scan from the top of it)
+            mine = sa.tuple_(key, requests.c.request_id)
+            seen = sa.tuple_(sa.literal(position.value), sa.literal(position.request_id))
+            conditions.append(mine < seen if query.descending else mine > seen)
         order = (
             (key.desc(), requests.c.request_id.desc())
             if query.descending

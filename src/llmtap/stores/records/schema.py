@@ -105,6 +105,16 @@ requests = sa.Table(
     sa.Index("ix_requests_org_model_created", "org_id", "model", "created_unix_ms"),
     sa.Index("ix_requests_org_user_created", "org_id", "user_id", "created_unix_ms"),
     sa.Index("ix_requests_org_session", "org_id", "session_id", "created_unix_ms"),
+    # the reader's sort keys and their keyset (revision 0005; see ``reader._SORT_KEYS``)
+    sa.Index(
+        "ix_requests_org_cost", "org_id", sa.text("coalesce(cost_nano_usd, -1)"), "request_id"
+    ),
+    sa.Index(
+        "ix_requests_org_latency", "org_id", sa.text("coalesce(latency_ms, -1)"), "request_id"
+    ),
+    sa.Index(
+        "ix_requests_org_tokens", "org_id", sa.text("coalesce(total_tokens, -1)"), "request_id"
+    ),
 )
 
 dashboard_sessions = sa.Table(
