@@ -4,6 +4,7 @@ filterable and groupable fields all say the same thing about every field."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, get_args
 
@@ -97,7 +98,11 @@ def test_a_database_migrated_to_head_has_the_declared_columns(tmp_path: Path) ->
     migrate(url)
     engine = create_engine(url)
     try:
-        with engine.connect() as conn:
+        with engine.connect() as conn, warnings.catch_warnings():
+            # SQLAlchemy cannot reflect expression indexes (the sort indexes of revision 0005);
+            # tests/unit/test_migrations.py compares those by name
+            warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression")
+            warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expression")
             reflected = {c["name"]: c for c in sa.inspect(conn).get_columns("requests")}
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             differences = list(compare_metadata(context, metadata))
