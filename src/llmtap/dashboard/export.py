@@ -26,16 +26,16 @@ import msgspec
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from llmtap.api.context import ApiContext
 from llmtap.api.filters import all_of, check_size
 from llmtap.api.query_gate import QueryBusy
-from llmtap.api.rows import iso_time, nano_to_usd, row_summary
+from llmtap.api.rows import iso_time, nano_to_usd
 from llmtap.api.search import SearchQuery
 from llmtap.dashboard.auth import Signed
-from llmtap.dashboard.context import dashboard
+from llmtap.dashboard.context import DashboardContext, dashboard
 from llmtap.dashboard.state import PageState, parse_state
 from llmtap.errors import StoreError
-from llmtap.stores.filter import Filter, FilterError, Leaf
+from llmtap.stores.filter import Filter, FilterError, Leaf, has_text
+from llmtap.stores.records.reader import PageQuery, Position, SortField
 from llmtap.stores.row import RequestRow
 
 router = APIRouter(include_in_schema=False)
@@ -78,57 +78,97 @@ def _text(value: str | None) -> str:
     return "" if value is None else neutralize(value)
 
 
-def csv_cells(row: RequestRow) -> list[Any]:
-    cost = nano_to_usd(row.cost_nano_usd)
+def _number(value: float | int | None) -> Any:
+    return "" if value is None else value
+
+
+Row = dict[str, Any]
+"""A call's columns but its headers (``RecordsStore.export_page``)."""
+
+
+def csv_cells(row: Row) -> list[Any]:
+    cost = nano_to_usd(row["cost_nano_usd"])
     return [
-        _text(row.request_id),
-        iso_time(row.created_unix_ms),
-        row.status,
-        _text(row.model),
-        _text(row.response_model),
-        _text(row.provider),
-        _text(row.endpoint),
-        "" if row.input_tokens is None else row.input_tokens,
-        "" if row.output_tokens is None else row.output_tokens,
-        "" if row.total_tokens is None else row.total_tokens,
+        _text(row["request_id"]),
+        iso_time(row["created_unix_ms"]),
+        row["status"],
+        _text(row["model"]),
+        _text(row["response_model"]),
+        _text(row["provider"]),
+        _text(row["endpoint"]),
+        _number(row["input_tokens"]),
+        _number(row["output_tokens"]),
+        _number(row["total_tokens"]),
         "" if cost is None else repr(cost),
-        _text(row.cost_source),
-        repr(row.latency_ms),
-        "" if row.ttft_ms is None else repr(row.ttft_ms),
-        _text(row.user_id),
-        _text(row.session_id),
-        _text(row.session_name),
-        _text(row.session_path),
-        _text(row.trace_id),
-        _text(row.error),
+        _text(row["cost_source"]),
+        repr(row["latency_ms"]),
+        "" if row["ttft_ms"] is None else repr(row["ttft_ms"]),
+        _text(row["user_id"]),
+        _text(row["session_id"]),
+        _text(row["session_name"]),
+        _text(row["session_path"]),
+        _text(row["trace_id"]),
+        _text(row["error"]),
         # JSON starts with "{": never a formula
-        json.dumps(dict(row.properties), ensure_ascii=False, separators=(",", ":")),
+        json.dumps(row["properties"], ensure_ascii=False, separators=(",", ":")),
     ]
 
 
+def _sort_value(sort: SortField, row: Row) -> float | int:
+    if sort == "created":
+        return float(row["created_unix_ms"])
+    if sort == "latency":
+        return float(row["latency_ms"])
+    value = row["cost_nano_usd" if sort == "cost" else "total_tokens"]
+    return -1 if value is None else int(value)
+
+
 def _pages(
-    api: ApiContext, org_id: str, tree: Filter | None, state: PageState
-) -> Iterator[list[RequestRow]]:
-    cursor: str | None = None
+    ctx: DashboardContext, org_id: str, tree: Filter | None, state: PageState
+) -> Iterator[list[Row]]:
+    """Keyset pages of the export; each read holds a gate slot, none while bytes are sent."""
+    api = ctx.api
+    if has_text(tree):  # text in bodies: the API's search, which reads the bodies
+        cursor: str | None = None
+        while True:
+            query = SearchQuery(
+                org_id=org_id,
+                filter=tree,
+                sort=state.sort,
+                descending=state.order == "desc",
+                limit=PAGE_ROWS,
+                cursor=cursor,
+            )
+            with api.gate.slot():
+                page = api.search.search(query)
+            if page.rows:
+                yield [_without_headers(row) for row in page.rows]
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+    after: Position | None = None
     while True:
-        query = SearchQuery(
-            org_id=org_id,
-            filter=tree,
-            sort=state.sort,
-            descending=state.order == "desc",
-            limit=PAGE_ROWS,
-            cursor=cursor,
+        read = PageQuery(
+            org_id, tree, state.sort, state.order == "desc", after=after, limit=PAGE_ROWS
         )
         with api.gate.slot():
-            page = api.search.search(query)
-        if page.rows:
-            yield page.rows
-        if page.next_cursor is None:
+            rows = ctx.records.export_page(read)
+        if rows:
+            yield rows
+        if len(rows) < PAGE_ROWS:
             return
-        cursor = page.next_cursor
+        last = rows[-1]
+        after = Position(_sort_value(state.sort, last), last["request_id"])
 
 
-def csv_chunks(pages: Iterator[list[RequestRow]]) -> Iterator[bytes]:
+def _without_headers(row: RequestRow) -> Row:
+    data: Row = msgspec.structs.asdict(row)
+    data.pop("request_headers", None)
+    data.pop("response_headers", None)
+    return data
+
+
+def csv_chunks(pages: Iterator[list[Row]]) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
@@ -140,12 +180,19 @@ def csv_chunks(pages: Iterator[list[RequestRow]]) -> Iterator[bytes]:
         yield buffer.getvalue().encode()
 
 
-def jsonl_chunks(pages: Iterator[list[RequestRow]]) -> Iterator[bytes]:
+def jsonl_chunks(pages: Iterator[list[Row]]) -> Iterator[bytes]:
+    """Each line is the API's search row (``row_summary``): the columns but the headers, the
+    time in ISO-8601 and the cost in USD."""
     for rows in pages:
-        yield b"".join(_encoder.encode(row_summary(row)) + b"\n" for row in rows)
+        lines = []
+        for row in rows:
+            row["created_at"] = iso_time(row["created_unix_ms"])
+            row["cost_usd"] = nano_to_usd(row["cost_nano_usd"])
+            lines.append(_encoder.encode(row))
+        yield b"\n".join(lines) + b"\n"
 
 
-FORMATS: dict[str, tuple[str, Callable[[Iterator[list[RequestRow]]], Iterator[bytes]]]] = {
+FORMATS: dict[str, tuple[str, Callable[[Iterator[list[Row]]], Iterator[bytes]]]] = {
     "csv": ("text/csv; charset=utf-8", csv_chunks),
     "jsonl": ("application/x-ndjson", jsonl_chunks),
 }
@@ -177,7 +224,7 @@ def _export(request: Request, signed: Signed, kind: str) -> Response:
         "Content-Disposition": f'attachment; filename="llmtap-requests-{stamp}.{kind}"',
         "Cache-Control": "no-store",
     }
-    pages = _pages(ctx.api, signed.org_id, tree, state)
+    pages = _pages(ctx, signed.org_id, tree, state)
     # the first page is read before answering, so a busy or failing store is a proper status
     try:
         first = next(pages, None)

@@ -8,13 +8,15 @@ what the api and the CLI read from (``reader``, ``stores/records/reader.py``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from llmtap.stores.records import keys
 from llmtap.stores.records.engine import create_engine
+from llmtap.stores.records.export_reader import export_page
 from llmtap.stores.records.keys import ApiKeyInfo, OrgInfo
 from llmtap.stores.records.migrate import upgrade_with
 from llmtap.stores.records.property_lookup import Lookup, property_names, property_values
-from llmtap.stores.records.reader import RecordsReader
+from llmtap.stores.records.reader import PageQuery, RecordsReader
 from llmtap.stores.records.session_calls import PathFigures, session_calls, session_paths
 from llmtap.stores.records.sessions import SessionTable
 from llmtap.stores.records.upsert import write_rows
@@ -93,6 +95,10 @@ class RecordsStore:
     def property_values(self, lookup: Lookup, name: str) -> list[str]:
         """Values of property ``name`` logged in the range containing ``lookup.contains``."""
         return property_values(self._engine, lookup, name)
+
+    def export_page(self, query: PageQuery) -> list[dict[str, Any]]:
+        """A page of calls as dicts without their headers, for exports (``export_reader.py``)."""
+        return export_page(self._engine, query)
 
     def session_calls(self, org_id: str, session_id: str, limit: int) -> list[RequestRow]:
         """The session's first ``limit`` calls in start order."""
