@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from llmtap.api.context import ApiContext
+from llmtap.dashboard.key_reveal import KeyReveals
 from llmtap.dashboard.login_limit import LoginLimiter
 from llmtap.dashboard.render import Pages
 from llmtap.stores.records.store import RecordsStore
@@ -22,6 +23,8 @@ class DashboardContext:
     login_limiter: LoginLimiter
     session_ttl_s: float
     refresh_s: int
+    key_reveals: KeyReveals
+    """New keys waiting for their one showing (``keys.py``)."""
 
 
 def dashboard(request: Request) -> DashboardContext:

@@ -11,9 +11,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llmtap.api.context import ApiContext
-from llmtap.dashboard import auth, overview, request_view, requests
+from llmtap.dashboard import (
+    auth,
+    export,
+    keys,
+    overview,
+    properties,
+    request_view,
+    requests,
+    sessions,
+    users,
+)
 from llmtap.dashboard.context import DashboardContext, dashboard
 from llmtap.dashboard.docs import docs_router
+from llmtap.dashboard.key_reveal import KeyReveals
 from llmtap.dashboard.login_limit import LoginLimiter
 from llmtap.dashboard.render import Pages
 from llmtap.dashboard.security import SecurityHeaders
@@ -38,9 +49,20 @@ def install_dashboard(
             ),
             session_ttl_s=settings.dashboard_session_ttl_s,
             refresh_s=settings.dashboard_refresh_s,
+            key_reveals=KeyReveals(),
         )
         # one router per page: the pages other engineers add go in this list
-        for router in (auth.router, overview.router, requests.router, request_view.router):
+        for router in (
+            auth.router,
+            overview.router,
+            requests.router,
+            request_view.router,
+            sessions.router,
+            users.router,
+            properties.router,
+            keys.router,
+            export.router,
+        ):
             app.include_router(router)
     app.include_router(docs_router(docs_url, openapi_url))
     app.add_exception_handler(auth.SignInNeeded, _sign_in_needed)

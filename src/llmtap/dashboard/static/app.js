@@ -288,3 +288,13 @@
   document.addEventListener("DOMContentLoaded", function () { setUp(document); });
   document.addEventListener("htmx:afterSettle", function () { drawCharts(document); });
 })();
+
+// ---- keys page (d-pages): select the new key when its box is focused, for copying ----------
+(function () {
+  "use strict";
+  function selectNewKey(event) {
+    var box = event.target;
+    if (box && box.matches && box.matches("input[data-select-on-focus]")) box.select();
+  }
+  document.addEventListener("focusin", selectNewKey);
+})();

@@ -16,6 +16,8 @@ import msgspec
 
 from llmtap.stores.analytics.client import ClickHouseClient, RowRejected
 from llmtap.stores.analytics.ddl import COLUMNS, INT_COLUMNS, TABLE
+from llmtap.stores.analytics.groups import GroupQuery, GroupRow, group_of
+from llmtap.stores.analytics.groups import build_sql as build_groups_sql
 from llmtap.stores.analytics.metrics import MetricsQuery, MetricsResult, build_sql, result_of
 from llmtap.stores.analytics.migrate import migrate
 from llmtap.stores.analytics.overview import Overview, build_overview_sql, overview_of
@@ -117,6 +119,10 @@ class AnalyticsStore:
         """Each column of the table and its type, as the engine holds them (after migrations)."""
         rows = self._client.query_rows(f"DESCRIBE TABLE {TABLE}", {})
         return {str(row["name"]): str(row["type"]) for row in rows}
+
+    def groups(self, query: GroupQuery) -> list[GroupRow]:
+        """A page of sessions or users with their figures (``groups.py``)."""
+        return [group_of(row) for row in self._client.query_rows(*build_groups_sql(query))]
 
 
 def _encode(row: RequestRow, version: int) -> bytes:

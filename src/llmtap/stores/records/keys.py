@@ -152,6 +152,24 @@ def revoke_key(engine: sa.Engine, key_id: str) -> bool:
         return found is not None
 
 
+def revoke_org_key(engine: sa.Engine, org_id: str, key_id: str) -> str | None:
+    """Revoke ``org_id``'s key ``key_id``: its hash (to end its sessions), or ``None`` when the
+    organization has no such key. A key of another organization is answered like a missing one
+    and left as it is. Revoking twice keeps the first time."""
+    owned = sa.and_(api_keys.c.id == key_id, api_keys.c.org_id == org_id)
+    with translated("revoke key"), engine.begin() as conn:
+        key_hash: str | None = conn.execute(
+            sa.select(api_keys.c.key_hash).where(owned)
+        ).scalar_one_or_none()
+        if key_hash is not None:
+            conn.execute(
+                sa.update(api_keys)
+                .where(owned, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=_now())
+            )
+    return key_hash
+
+
 def org_for_key_hash(engine: sa.Engine, key_hash: str) -> str | None:
     """The organization owning the (unrevoked) key with this hash, else ``None``."""
     query = sa.select(api_keys.c.org_id).where(

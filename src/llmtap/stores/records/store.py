@@ -8,13 +8,16 @@ what the api and the CLI read from (``reader``, ``stores/records/reader.py``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from llmtap.stores.records import keys
 from llmtap.stores.records.engine import create_engine
+from llmtap.stores.records.export_reader import export_page
 from llmtap.stores.records.keys import ApiKeyInfo, OrgInfo
 from llmtap.stores.records.migrate import upgrade_with
 from llmtap.stores.records.property_lookup import Lookup, property_names, property_values
-from llmtap.stores.records.reader import RecordsReader
+from llmtap.stores.records.reader import PageQuery, RecordsReader
+from llmtap.stores.records.session_calls import PathFigures, session_calls, session_paths
 from llmtap.stores.records.sessions import SessionTable
 from llmtap.stores.records.upsert import write_rows
 from llmtap.stores.row import RequestRow
@@ -93,6 +96,18 @@ class RecordsStore:
         """Values of property ``name`` logged in the range containing ``lookup.contains``."""
         return property_values(self._engine, lookup, name)
 
+    def export_page(self, query: PageQuery) -> list[dict[str, Any]]:
+        """A page of calls as dicts without their headers, for exports (``export_reader.py``)."""
+        return export_page(self._engine, query)
+
+    def session_calls(self, org_id: str, session_id: str, limit: int) -> list[RequestRow]:
+        """The session's first ``limit`` calls in start order."""
+        return session_calls(self._engine, org_id, session_id, limit)
+
+    def session_paths(self, org_id: str, session_id: str) -> list[PathFigures]:
+        """Figures per ``session_path`` over every call of the session."""
+        return session_paths(self._engine, org_id, session_id)
+
     # -- organizations and keys -------------------------------------------------------------
 
     def default_org_id(self) -> str:
@@ -116,6 +131,10 @@ class RecordsStore:
 
     def revoke_key(self, key_id: str) -> bool:
         return keys.revoke_key(self._engine, key_id)
+
+    def revoke_org_key(self, org_id: str, key_id: str) -> str | None:
+        """Revoke the organization's key; its hash, or ``None`` if it has no such key."""
+        return keys.revoke_org_key(self._engine, org_id, key_id)
 
     def org_for_key_hash(self, key_hash: str) -> str | None:
         return keys.org_for_key_hash(self._engine, key_hash)

@@ -1,0 +1,250 @@
+"""``/export.csv`` and ``/export.jsonl``: every call of the Requests page's filter, range, body
+text and sort (the same ``f``, ``range``/``start``/``end``, ``q``, ``sort``, ``order``), streamed.
+
+The answer is written as it is read: a keyset page of ``PAGE_ROWS`` calls at a time through the
+API's ``RequestSearch`` (so text in bodies pages on past its scan budget too), each page under
+the query gate and let go before the client is sent it. Memory stays at about one page whatever
+the export's size; the end of the range is fixed when the export starts, so calls logged while
+it runs are not in it.
+
+JSONL lines are the API's search rows (``row_summary``). CSV has the Requests table's columns,
+the ids and the properties as JSON; a text cell starting with ``= + - @``, a tab or a carriage
+return gets a leading ``'`` (OWASP's advice against formula injection in spreadsheets).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from llmtap.api.filters import all_of, check_size
+from llmtap.api.query_gate import QueryBusy
+from llmtap.api.rows import iso_time, nano_to_usd
+from llmtap.api.search import SearchQuery
+from llmtap.dashboard.auth import Signed
+from llmtap.dashboard.context import DashboardContext, dashboard
+from llmtap.dashboard.state import PageState, parse_state
+from llmtap.errors import StoreError
+from llmtap.stores.filter import Filter, FilterError, Leaf, has_text
+from llmtap.stores.records.reader import PageQuery, Position, SortField
+from llmtap.stores.row import RequestRow
+
+router = APIRouter(include_in_schema=False)
+
+PAGE_ROWS = 1000
+"""Calls read per keyset page (and per chunk sent)."""
+CSV_COLUMNS = (
+    "request_id",
+    "created_at",
+    "status",
+    "model",
+    "response_model",
+    "provider",
+    "endpoint",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_usd",
+    "cost_source",
+    "latency_ms",
+    "ttft_ms",
+    "user_id",
+    "session_id",
+    "session_name",
+    "session_path",
+    "trace_id",
+    "error",
+    "properties",
+)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_encoder = msgspec.json.Encoder()
+
+
+def neutralize(cell: str) -> str:
+    """A text cell a spreadsheet will not run as a formula."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+def _text(value: str | None) -> str:
+    return "" if value is None else neutralize(value)
+
+
+def _number(value: float | int | None) -> Any:
+    return "" if value is None else value
+
+
+Row = dict[str, Any]
+"""A call's columns but its headers (``RecordsStore.export_page``)."""
+
+
+def csv_cells(row: Row) -> list[Any]:
+    cost = nano_to_usd(row["cost_nano_usd"])
+    return [
+        _text(row["request_id"]),
+        iso_time(row["created_unix_ms"]),
+        row["status"],
+        _text(row["model"]),
+        _text(row["response_model"]),
+        _text(row["provider"]),
+        _text(row["endpoint"]),
+        _number(row["input_tokens"]),
+        _number(row["output_tokens"]),
+        _number(row["total_tokens"]),
+        "" if cost is None else repr(cost),
+        _text(row["cost_source"]),
+        repr(row["latency_ms"]),
+        "" if row["ttft_ms"] is None else repr(row["ttft_ms"]),
+        _text(row["user_id"]),
+        _text(row["session_id"]),
+        _text(row["session_name"]),
+        _text(row["session_path"]),
+        _text(row["trace_id"]),
+        _text(row["error"]),
+        # JSON starts with "{": never a formula
+        json.dumps(row["properties"], ensure_ascii=False, separators=(",", ":")),
+    ]
+
+
+def _sort_value(sort: SortField, row: Row) -> float | int:
+    if sort == "created":
+        return float(row["created_unix_ms"])
+    if sort == "latency":
+        return float(row["latency_ms"])
+    value = row["cost_nano_usd" if sort == "cost" else "total_tokens"]
+    return -1 if value is None else int(value)
+
+
+def _pages(
+    ctx: DashboardContext, org_id: str, tree: Filter | None, state: PageState
+) -> Iterator[list[Row]]:
+    """Keyset pages of the export; each read holds a gate slot, none while bytes are sent."""
+    api = ctx.api
+    if has_text(tree):  # text in bodies: the API's search, which reads the bodies
+        cursor: str | None = None
+        while True:
+            query = SearchQuery(
+                org_id=org_id,
+                filter=tree,
+                sort=state.sort,
+                descending=state.order == "desc",
+                limit=PAGE_ROWS,
+                cursor=cursor,
+            )
+            with api.gate.slot():
+                page = api.search.search(query)
+            if page.rows:
+                yield [_without_headers(row) for row in page.rows]
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+    after: Position | None = None
+    while True:
+        read = PageQuery(
+            org_id, tree, state.sort, state.order == "desc", after=after, limit=PAGE_ROWS
+        )
+        with api.gate.slot():
+            rows = ctx.records.export_page(read)
+        if rows:
+            yield rows
+        if len(rows) < PAGE_ROWS:
+            return
+        last = rows[-1]
+        after = Position(_sort_value(state.sort, last), last["request_id"])
+
+
+def _without_headers(row: RequestRow) -> Row:
+    data: Row = msgspec.structs.asdict(row)
+    data.pop("request_headers", None)
+    data.pop("response_headers", None)
+    return data
+
+
+def csv_chunks(pages: Iterator[list[Row]]) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    yield buffer.getvalue().encode()
+    for rows in pages:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows(csv_cells(row) for row in rows)
+        yield buffer.getvalue().encode()
+
+
+def jsonl_chunks(pages: Iterator[list[Row]]) -> Iterator[bytes]:
+    """Each line is the API's search row (``row_summary``): the columns but the headers, the
+    time in ISO-8601 and the cost in USD."""
+    for rows in pages:
+        lines = []
+        for row in rows:
+            row["created_at"] = iso_time(row["created_unix_ms"])
+            row["cost_usd"] = nano_to_usd(row["cost_nano_usd"])
+            lines.append(_encoder.encode(row))
+        yield b"\n".join(lines) + b"\n"
+
+
+FORMATS: dict[str, tuple[str, Callable[[Iterator[list[Row]]], Iterator[bytes]]]] = {
+    "csv": ("text/csv; charset=utf-8", csv_chunks),
+    "jsonl": ("application/x-ndjson", jsonl_chunks),
+}
+
+
+def _export(request: Request, signed: Signed, kind: str) -> Response:
+    ctx = dashboard(request)
+    state = parse_state(request.query_params, ctx.api.limits, sortable=True)
+    leaves: list[Filter | None] = [state.time_filter, state.filter]
+    if state.text:
+        leaves.append(Leaf("body", "contains", state.text, "text"))
+    tree = all_of(*leaves)
+    problem = "; ".join(state.errors)
+    if not problem:
+        try:
+            check_size(tree, ctx.api.limits)
+        except FilterError as exc:
+            problem = str(exc)
+    if problem:
+        return Response(
+            f"cannot export: {problem}\n",
+            status_code=400,
+            media_type="text/plain; charset=utf-8",
+            headers={"Cache-Control": "no-store"},
+        )
+    media_type, chunks = FORMATS[kind]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    headers = {
+        "Content-Disposition": f'attachment; filename="llmtap-requests-{stamp}.{kind}"',
+        "Cache-Control": "no-store",
+    }
+    pages = _pages(ctx, signed.org_id, tree, state)
+    # the first page is read before answering, so a busy or failing store is a proper status
+    try:
+        first = next(pages, None)
+    except (QueryBusy, StoreError) as exc:
+        reason = str(exc) if isinstance(exc, QueryBusy) else "the records store did not answer"
+        return Response(
+            f"cannot export now: {reason}\n",
+            status_code=503,
+            media_type="text/plain; charset=utf-8",
+            headers={"Cache-Control": "no-store", "Retry-After": "5"},
+        )
+    rows = itertools.chain([first] if first else [], pages)
+    return StreamingResponse(chunks(rows), media_type=media_type, headers=headers)
+
+
+@router.get("/export.csv")
+def export_csv(request: Request, signed: Signed) -> Response:
+    return _export(request, signed, "csv")
+
+
+@router.get("/export.jsonl")
+def export_jsonl(request: Request, signed: Signed) -> Response:
+    return _export(request, signed, "jsonl")
