@@ -21,6 +21,14 @@ from support.browser import GuardedPage, Served, guarded_page, launch, sign_in
 from support.gateway import GatewayProcess
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here is marked ``browser`` (``-m "not browser"`` leaves them out)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     data: Path = tmp_path_factory.mktemp("browser") / "data"

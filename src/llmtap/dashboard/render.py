@@ -50,7 +50,9 @@ def fmt_cost(usd: float | None) -> str:
     if usd == 0:
         return "$0"
     if abs(usd) < 0.01:
-        return f"${usd:.6f}".rstrip("0")
+        text = f"${usd:.6f}".rstrip("0")
+        # an embedding of a few tokens costs less than a millionth of a dollar: never "$0."
+        return "<$0.000001" if text.endswith(".") else text
     return f"${usd:,.2f}"
 
 

@@ -28,7 +28,10 @@
     return function (u, v) {
       if (v == null) return "—";
       if (unit === "usd") return "$" + (v < 0.01 && v > 0 ? v.toPrecision(2) : v.toFixed(2));
-      if (unit === "ms") return (v > 0 && v < 10 ? v.toFixed(1) : Math.round(v)) + " ms";
+      if (unit === "ms") {
+        if (Math.abs(v) >= 1000) return +(v / 1000).toFixed(2) + " s";
+        return (v > 0 && v < 10 ? v.toFixed(1) : Math.round(v)) + " ms";
+      }
       return v >= 1000 ? v.toLocaleString() : String(v);
     };
   }
