@@ -1,8 +1,10 @@
 """Jinja2 for the dashboard: autoescape on for every template, and the filters pages share.
 
-Data for charts and the filter builder goes into ``<script type="application/json">`` blocks
-through ``json_block``, which escapes ``<``, ``>``, ``&`` and the JavaScript line separators as
-``\\uXXXX``: a ``</script>`` inside logged data cannot end the block.
+Data for the filter builder goes into a ``<script type="application/json">`` block through
+``json_block``, which escapes ``<``, ``>``, ``&`` and the JavaScript line separators as
+``\\uXXXX``: a ``</script>`` inside logged data cannot end the block. Data inside a fragment that
+htmx swaps in (the charts) goes into a ``data-`` attribute through ``json_attr`` instead: htmx
+(``allowScriptTags: false``) drops every ``<script>`` of a swapped fragment, JSON ones included.
 """
 
 from __future__ import annotations
@@ -37,13 +39,20 @@ def json_block(value: Any) -> Markup:
     return Markup(text.translate(_JSON_ESCAPES))
 
 
+def json_attr(value: Any) -> str:
+    """``value`` as JSON for an attribute: a plain string, so autoescape escapes it there."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def fmt_cost(usd: float | None) -> str:
     if usd is None:
         return "—"
     if usd == 0:
         return "$0"
     if abs(usd) < 0.01:
-        return f"${usd:.6f}".rstrip("0")
+        text = f"${usd:.6f}".rstrip("0")
+        # an embedding of a few tokens costs less than a millionth of a dollar: never "$0."
+        return "<$0.000001" if text.endswith(".") else text
     return f"${usd:,.2f}"
 
 
@@ -89,6 +98,7 @@ class Pages:
         )
         self.env.filters.update(
             json_block=json_block,
+            json_attr=json_attr,
             cost=fmt_cost,
             ms=fmt_ms,
             num=fmt_int,

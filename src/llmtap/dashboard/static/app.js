@@ -1,6 +1,6 @@
 // llmtap dashboard: the only script of ours (no inline script anywhere: the CSP forbids it).
 // - adds the CSRF token to every htmx request
-// - draws the uPlot charts from <script type="application/json"> blocks
+// - draws the uPlot charts from their data-chart attributes (JSON)
 // - live refresh of the Overview's panels (off by default)
 // - clickable table rows
 // - the filter builder: and/or trees over every field and property, kept in the form's `f`
@@ -28,17 +28,37 @@
     return function (u, v) {
       if (v == null) return "—";
       if (unit === "usd") return "$" + (v < 0.01 && v > 0 ? v.toPrecision(2) : v.toFixed(2));
-      if (unit === "ms") return Math.round(v) + " ms";
+      if (unit === "ms") {
+        if (Math.abs(v) >= 1000) return +(v / 1000).toFixed(2) + " s";
+        return (v > 0 && v < 10 ? v.toFixed(1) : Math.round(v)) + " ms";
+      }
       return v >= 1000 ? v.toLocaleString() : String(v);
     };
+  }
+
+  // A value between two gaps (null) has no line to draw: mark it with a point, or a bucket with
+  // the only calls of the range would show nothing at all.
+  function isolatedPoints(u, seriesIdx) {
+    var values = u.data[seriesIdx], found = [];
+    for (var i = 0; i < values.length; i++) {
+      if (values[i] != null && values[i - 1] == null && values[i + 1] == null) found.push(i);
+    }
+    return found;
+  }
+
+  // wide enough for the longest tick label (a cost such as $0.0000050 is long)
+  function axisSize(u, values) {
+    var longest = 0;
+    (values || []).forEach(function (v) { longest = Math.max(longest, String(v).length); });
+    return Math.max(40, Math.ceil(longest * 7.2) + 16);
   }
 
   function drawCharts(root) {
     if (!window.uPlot) return;
     root.querySelectorAll("[data-chart]").forEach(function (el) {
       if (el._chart) return;
-      var spec = readJson(el.getAttribute("data-chart"));
-      if (!spec) return;
+      var spec;
+      try { spec = JSON.parse(el.getAttribute("data-chart")); } catch (e) { return; }
       el.textContent = "";
       var data = [spec.x].concat(spec.series.map(function (s) { return s.values; }));
       var fmt = formatValue(spec.unit);
@@ -46,9 +66,12 @@
         width: Math.max(200, el.clientWidth || 480),
         height: 200,
         series: [{}].concat(spec.series.map(function (s, i) {
-          return { label: s.label, stroke: PALETTE[i % PALETTE.length], width: 1.5, value: fmt, spanGaps: false };
+          return {
+            label: s.label, stroke: PALETTE[i % PALETTE.length], width: 1.5, value: fmt, spanGaps: false,
+            points: { show: true, size: 5, fill: PALETTE[i % PALETTE.length], filter: isolatedPoints },
+          };
         })),
-        axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return fmt(u, v); }); }, size: 70 }],
+        axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return fmt(u, v); }); }, size: axisSize }],
         scales: { x: { time: true } },
       };
       el._chart = new window.uPlot(opts, data, el);
@@ -104,31 +127,123 @@
     return keep;
   }
 
-  var lookupTimer = null;
-  function lookup(url, params, list) {
-    clearTimeout(lookupTimer);
-    lookupTimer = setTimeout(function () {
-      var query = rangeParams();
-      Object.keys(params).forEach(function (k) { query.set(k, params[k]); });
-      fetch(url + "?" + query.toString(), { credentials: "same-origin", headers: { "HX-Request": "true" } })
-        .then(function (r) { return r.ok ? r.text() : ""; })
-        .then(function (html) {
-          // the server's answer is escaped <option> elements; parse it without running anything
-          var doc = new DOMParser().parseFromString("<datalist>" + html + "</datalist>", "text/html");
-          list.querySelectorAll("option.fetched").forEach(function (o) { o.remove(); });
-          doc.querySelectorAll("option").forEach(function (o) {
-            list.appendChild(el("option", { value: o.getAttribute("value") || "", "class": "fetched" }));
-          });
-        })
-        .catch(function () {});
-    }, 200);
+  // ---- suggestions: a listbox under an input, filled by a lazy look-up ----------------------
+  // Not a <datalist>: its popup is the browser's own (not rendered headless, inconsistent with
+  // options added while it is open, no way to tell a pick from typing).
+  var suggestSeq = 0;
+
+  // source(text, done) for a look-up URL: the server answers escaped <option> elements; they
+  // are parsed without running anything. params(text) gives the query, or null for none.
+  function lookupSource(url, params) {
+    var timer = null;
+    return function (text, done) {
+      clearTimeout(timer);
+      var extra = params(text);
+      if (!extra) { done([]); return; }
+      timer = setTimeout(function () {
+        var query = rangeParams();
+        Object.keys(extra).forEach(function (k) { query.set(k, extra[k]); });
+        fetch(url + "?" + query.toString(), { credentials: "same-origin", headers: { "HX-Request": "true" } })
+          .then(function (r) { return r.ok ? r.text() : ""; })
+          .then(function (html) {
+            var doc = new DOMParser().parseFromString("<datalist>" + html + "</datalist>", "text/html");
+            done(Array.prototype.map.call(doc.querySelectorAll("option"), function (o) {
+              return o.getAttribute("value") || "";
+            }));
+          })
+          .catch(function () { done([]); });
+      }, 150);
+    };
   }
 
+  function Suggest(input, source, onPick) {
+    var self = this;
+    this.input = input; this.source = source; this.onPick = onPick; this.active = -1;
+    this.list = el("ul", { "class": "suggest", role: "listbox", id: "suggest-" + (++suggestSeq) });
+    this.list.hidden = true;
+    input.setAttribute("role", "combobox");
+    input.setAttribute("aria-autocomplete", "list");
+    input.setAttribute("aria-expanded", "false");
+    input.setAttribute("aria-controls", this.list.id);
+    input.setAttribute("autocomplete", "off");
+    this.wrap = el("span", { "class": "suggest-wrap" }, [input, this.list]);
+    input.addEventListener("input", function () { self.refresh(); });
+    input.addEventListener("focus", function () { self.refresh(); });
+    input.addEventListener("blur", function () { self.hide(); });
+    input.addEventListener("keydown", function (event) { self.key(event); });
+    this.list.addEventListener("mousedown", function (event) {
+      event.preventDefault();  // keep the focus (and the caret) in the input
+      var item = event.target.closest("li");
+      if (item) self.pick(item.textContent);
+    });
+  }
+
+  Suggest.prototype.refresh = function () {
+    var self = this, asked = this.input.value;
+    this.source(asked, function (values) {
+      // an answer to older text, or after the input lost the focus, is stale
+      if (self.input.value === asked && document.activeElement === self.input) self.show(values);
+    });
+  };
+
+  Suggest.prototype.show = function (values) {
+    var list = this.list;
+    list.textContent = "";
+    this.active = -1;
+    values.forEach(function (v) { list.appendChild(el("li", { role: "option", "aria-selected": "false", text: v })); });
+    list.hidden = values.length === 0;
+    this.input.setAttribute("aria-expanded", String(!list.hidden));
+  };
+
+  Suggest.prototype.hide = function () {
+    this.list.hidden = true;
+    this.input.setAttribute("aria-expanded", "false");
+  };
+
+  Suggest.prototype.move = function (step) {
+    var items = this.list.children;
+    if (!items.length) return;
+    if (this.active >= 0) items[this.active].setAttribute("aria-selected", "false");
+    this.active = (this.active + step + items.length) % items.length;
+    items[this.active].setAttribute("aria-selected", "true");
+    items[this.active].scrollIntoView({ block: "nearest" });
+  };
+
+  Suggest.prototype.key = function (event) {
+    if (this.list.hidden) {
+      if (event.key === "ArrowDown") { event.preventDefault(); this.refresh(); }
+      return;
+    }
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      this.move(event.key === "ArrowDown" ? 1 : -1);
+    } else if (event.key === "Enter" && this.active >= 0) {
+      event.preventDefault();  // a pick, not a submit
+      this.pick(this.list.children[this.active].textContent);
+    } else if (event.key === "Escape") {
+      this.hide();
+    }
+  };
+
+  Suggest.prototype.pick = function (value) {
+    this.input.value = value;
+    this.hide();
+    this.onPick();
+  };
+
   function Builder(root, textarea, spec) {
-    this.root = root; this.textarea = textarea; this.spec = spec; this.seq = 0;
-    var fieldList = el("datalist", { id: "builder-fields" });
-    Object.keys(spec.fields).forEach(function (name) { fieldList.appendChild(el("option", { value: name })); });
-    this.fieldList = fieldList;
+    this.root = root; this.textarea = textarea; this.spec = spec;
+    var names = Object.keys(spec.fields);
+    var properties = lookupSource("/ui/properties", function (text) {
+      return { q: text.replace(/^properties\./, "") };
+    });
+    // the fields containing the text, then the custom properties whose names contain it
+    this.fieldSource = function (text, done) {
+      var lower = text.toLowerCase();
+      var known = names.filter(function (n) { return n.indexOf(lower) >= 0; });
+      if (spec.fields[text]) { done(known); return; }
+      properties(text, function (found) { done(known.concat(found)); });
+    };
     this.load();
   }
 
@@ -155,7 +270,6 @@
     if (!tree) tree = { and: [] };
     if (!tree.and && !tree.or) tree = { and: [tree] };
     this.root.textContent = "";
-    this.root.appendChild(this.fieldList);
     this.top = this.group(tree);
     this.root.appendChild(this.top);
   };
@@ -188,12 +302,11 @@
   };
 
   Builder.prototype.cond = function (leaf) {
-    var self = this, id = "builder-values-" + (++this.seq);
-    var field = el("input", { "class": "field", list: "builder-fields", value: leaf.field || "", "aria-label": "field", spellcheck: "false" });
+    var self = this;
+    var field = el("input", { "class": "field", value: leaf.field || "", "aria-label": "field", spellcheck: "false" });
     var op = el("select", { "aria-label": "operator" });
-    var values = el("datalist", { id: id });
     var shown = Array.isArray(leaf.value) ? leaf.value.join(", ") : (leaf.value === undefined ? "" : String(leaf.value));
-    var value = el("input", { "class": "value", list: id, value: shown, "aria-label": "value", spellcheck: "false" });
+    var value = el("input", { "class": "value", value: shown, "aria-label": "value", spellcheck: "false" });
     function fillOps() {
       var current = op.value || leaf.op || "eq";
       op.textContent = "";
@@ -201,22 +314,15 @@
       op.value = self.opsOf(field.value).indexOf(current) >= 0 ? current : self.opsOf(field.value)[0];
     }
     fillOps();
-    field.addEventListener("input", function () {
-      var typed = field.value;
-      if (!self.spec.fields[typed]) lookup("/ui/properties", { q: typed.replace(/^properties\./, "") }, self.fieldList);
-      fillOps();
+    var values = lookupSource("/ui/property-values", function (text) {
+      return field.value.indexOf("properties.") === 0 ? { name: field.value, q: text } : null;
     });
-    value.addEventListener("input", function () {
-      if (field.value.indexOf("properties.") === 0)
-        lookup("/ui/property-values", { name: field.value, q: value.value }, values);
-    });
-    value.addEventListener("focus", function () {
-      if (field.value.indexOf("properties.") === 0)
-        lookup("/ui/property-values", { name: field.value, q: value.value }, values);
-    });
+    var fieldBox = new Suggest(field, this.fieldSource, function () { fillOps(); self.save(); });
+    var valueBox = new Suggest(value, values, function () { self.save(); });
+    field.addEventListener("input", fillOps);
     [field, op, value].forEach(function (input) { input.addEventListener("change", function () { self.save(); }); });
     var remove = el("button", { type: "button", "class": "small", text: "×", title: "remove condition" });
-    var row = el("div", { "class": "cond" }, [field, op, value, values, remove]);
+    var row = el("div", { "class": "cond" }, [fieldBox.wrap, op, valueBox.wrap, remove]);
     remove.addEventListener("click", function () { row.remove(); self.save(); });
     row._parts = { field: field, op: op, value: value };
     return row;
