@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+# the test certificate authority (``pki``) for every TLS test
+pytest_plugins = ["support.tls"]
+
 S3_TEST_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "llmtap-test",
     "AWS_SECRET_ACCESS_KEY": "llmtap-test-secret",

@@ -19,6 +19,7 @@ from bench.overhead import added_latency, passthrough, run_overhead
 from bench.pipeline import distributed_throughput, embedded_throughput, freshness, soak
 from bench.report import render
 from bench.targets import BENCH_DIR, GATEWAYS, WORK, mock_service
+from bench.tls import TLS_GATEWAYS, make_certs, tls_mock_service
 
 RESULTS = BENCH_DIR / "results"
 
@@ -42,7 +43,7 @@ def main() -> int:
         "--only",
         default="overhead,passthrough,pipeline,freshness",
         help="comma-separated parts: overhead, passthrough, pipeline, distributed, freshness,"
-        " soak, dashboard",
+        " soak, dashboard, tls",
     )
     parser.add_argument(
         "--dashboard-rows",
@@ -97,6 +98,12 @@ def main() -> int:
             report["profile_proxy"] = overhead.pop("_profiles")
             report["overhead"] = overhead
             report["added_latency_ms"] = added_latency(overhead)
+        if "tls" in parts:
+            log("through TLS: the mock upstream over TLS, nginx and llmtap in front of it")
+            with tls_mock_service(logs, make_certs(run_dir / "tls")):
+                tls = run_overhead(list(TLS_GATEWAYS), run_dir, logs, [1, 16, 64], duration, log)
+            tls.pop("_profiles")
+            report["tls"] = {"overhead": tls, "added_latency_ms": added_latency(tls)}
         if "passthrough" in parts:
             log("streams pass through: 5 chunks 20 ms apart")
             report["passthrough"] = passthrough(

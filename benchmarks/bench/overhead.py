@@ -203,7 +203,7 @@ def run_overhead(
         try:
             with gateway_service(name, logs, run_dir) as gw:
                 results[name] = measure_target(name, gw, run_dir, concurrencies, duration_s, log)
-                if name.startswith("llmtap"):
+                if name in ("llmtap", "llmtap-proxy"):
                     profiles[name] = profile_proxy(name, gw, run_dir, duration_s)
         except (RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
             log(f"  {name} FAILED: {exc}")

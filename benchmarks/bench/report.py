@@ -14,6 +14,9 @@ NAMES = {
     "llmtap-proxy": "llmtap proxy only",
     "litellm": "LiteLLM",
     "portkey": "Portkey",
+    "nginx-tls": "nginx, upstream over TLS",
+    "llmtap-tls": "llmtap serve, upstream over TLS",
+    "llmtap-proxy-tls": "llmtap proxy only, upstream over TLS",
 }
 
 
@@ -282,6 +285,49 @@ def profile_table(title: str, prof: dict[str, Any] | None, top: int = 12) -> lis
     return [*lines, ""]
 
 
+def tls_section(r: dict[str, Any]) -> list[str]:
+    """The "through TLS" rows: each gateway with the mock over TLS, next to its plain row."""
+    t = r.get("tls")
+    if not t:
+        return []
+    o, added = t["overhead"], t["added_latency_ms"]
+    plain, plain_added = r.get("overhead", {}), r.get("added_latency_ms", {})
+    lines = [
+        "## Through TLS",
+        "",
+        "The same loads with the mock upstream served over TLS (a bench CA each gateway trusts;"
+        " nginx with `proxy_ssl_session_reuse on`, SNI and verification). Clients speak plain"
+        " HTTP to the gateway; added = gateway minus direct plain HTTP to the mock (ms), so the"
+        " difference to the plain row is the gateway's TLS to the provider.",
+        "",
+        "| target | c | req/s | added p50 | added p99 | plain req/s | plain added p50 |"
+        " stream req/s | added TTFT p50 | gateway CPU us/call | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in CS:
+        for name, res in o.items():
+            if name == "direct" or "error" in res:
+                continue
+            base = name.removesuffix("-tls")
+            j, s = _get(res, "json", c), _get(res, "stream", c)
+            if j is None:
+                continue
+            add = _get(added, name, "json", c) or {}
+            ttft = _get(added, name, "stream", c, "ttft") or {}
+            pj = _get(plain, base, "json", c) or {}
+            padd = _get(plain_added, base, "json", c) or {}
+            lines.append(
+                f"| {NAMES.get(name, name)} | {c} | {_f(j['rps'], 0)} | {_f(add.get('50'), 3)}"
+                f" | {_f(add.get('99'), 3)} | {_f(pj.get('rps'), 0)} | {_f(padd.get('50'), 3)}"
+                f" | {_f(s['rps'] if s else None, 0)} | {_f(ttft.get('50'), 3)}"
+                f" | {_f(j.get('gateway_cpu_us_per_call'), 0)}"
+                f" | {j['errors_total'] + (s['errors_total'] if s else 0)} |"
+            )
+    failed = [n for n, res in o.items() if "error" in res]
+    lines += [*(f"**{n} failed to run:** `{o[n]['error'][:300]}`" for n in failed), ""]
+    return lines
+
+
 def passthrough_section(r: dict[str, Any]) -> list[str]:
     p = r.get("passthrough")
     if not p:
@@ -399,6 +445,7 @@ def render(r: dict[str, Any], findings: Path | None) -> str:
         lines += ["### Where the proxy's time goes", ""]
         for name, p in prof.items():
             lines += profile_table(f"py-spy on the {name} proxy process at c=64, non-streamed", p)
+    lines += tls_section(r)
     lines += passthrough_section(r)
     lines += pipeline_section(r)
     lines += soak_section(r)

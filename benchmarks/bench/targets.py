@@ -20,7 +20,18 @@ GATEWAY_CORE = "1"
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 
 MOCK_PORT = 18100
-PORTS = {"nginx": 18101, "llmtap": 18102, "litellm": 18103, "portkey": 18104, "llmtap-proxy": 18105}
+MOCK_TLS_PORT = 18110
+PORTS = {
+    "nginx": 18101,
+    "llmtap": 18102,
+    "litellm": 18103,
+    "portkey": 18104,
+    "llmtap-proxy": 18105,
+    # the same gateways with the mock upstream over TLS (bench/tls.py)
+    "nginx-tls": 18111,
+    "llmtap-tls": 18112,
+    "llmtap-proxy-tls": 18113,
+}
 CHAT_PATH = "/v1/chat/completions"
 AUTH = {"Authorization": "Bearer sk-bench-not-a-real-key"}
 GATEWAYS = ("nginx", "llmtap", "llmtap-proxy", "litellm", "portkey")
@@ -61,47 +72,60 @@ def target(name: str) -> Target:
     return Target(name, PORTS[name], dict(AUTH))
 
 
-def llmtap_env(data_dir: Path) -> dict[str, str]:
+def llmtap_env(data_dir: Path, tls_ca: Path | None = None) -> dict[str, str]:
+    if tls_ca is None:
+        return {
+            "LLMTAP_OPENAI_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}",
+            "LLMTAP_DATA_DIR": str(data_dir),
+        }
     return {
-        "LLMTAP_OPENAI_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}",
+        "LLMTAP_OPENAI_BASE_URL": f"https://localhost:{MOCK_TLS_PORT}",
+        "LLMTAP_UPSTREAM_CA_FILE": str(tls_ca),
         "LLMTAP_DATA_DIR": str(data_dir),
     }
 
 
 def gateway_service(name: str, logs: Path, run_dir: Path) -> Service:
+    """``<gateway>-tls`` is the same gateway with the mock over TLS (its CA in
+    ``run_dir/tls/ca.pem``, written by ``bench.tls.make_certs``)."""
     port = PORTS[name]
-    if name == "nginx":
-        conf = (BENCH_DIR / "nginx.conf.in").read_text()
+    tls_ca = run_dir / "tls" / "ca.pem" if name.endswith("-tls") else None
+    base = name.removesuffix("-tls")
+    if base == "nginx":
+        template = "nginx-tls.conf.in" if tls_ca else "nginx.conf.in"
+        conf = (BENCH_DIR / template).read_text()
         conf = conf.replace("@WORK@", str(run_dir)).replace("@PORT@", str(port))
-        conf = conf.replace("@MOCK_PORT@", str(MOCK_PORT))
-        (run_dir / "nginx-tmp").mkdir(parents=True, exist_ok=True)
-        path = run_dir / "nginx.conf"
+        conf = conf.replace("@MOCK_PORT@", str(MOCK_TLS_PORT if tls_ca else MOCK_PORT))
+        conf = conf.replace("@CA_FILE@", str(tls_ca))
+        (run_dir / ("nginx-tls-tmp" if tls_ca else "nginx-tmp")).mkdir(parents=True, exist_ok=True)
+        path = run_dir / f"{name}.conf"
         path.write_text(conf)
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         return Service(
             name,
-            [nginx, "-c", str(path), "-e", str(run_dir / "nginx-error.log")],
+            [nginx, "-c", str(path), "-e", str(run_dir / f"{name}-error.log")],
             port,
             GATEWAY_CORE,
-            logs / "nginx.log",
+            logs / f"{name}.log",
         )
-    if name == "llmtap":
-        data = run_dir / "llmtap-data"
+    if base == "llmtap":
+        data = run_dir / f"{name}-data"
         if data.exists():
             shutil.rmtree(data)
         argv = [PYTHON, "-m", "llmtap", "--data-dir", str(data), "serve"]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--processes", "1"]
-        return Service(name, argv, port, GATEWAY_CORE, logs / "llmtap.log", env=llmtap_env(data))
-    if name == "llmtap-proxy":
+        env = llmtap_env(data, tls_ca)
+        return Service(name, argv, port, GATEWAY_CORE, logs / f"{name}.log", env=env)
+    if base == "llmtap-proxy":
         # the hot path alone: the proxy process publishing to the embedded queue, with no
         # consumer on this machine (the distributed layout, where consumers run elsewhere)
-        data = run_dir / "llmtap-proxy-data"
+        data = run_dir / f"{name}-data"
         if data.exists():
             shutil.rmtree(data)
         argv = [PYTHON, "-m", "llmtap", "--data-dir", str(data), "proxy"]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
         return Service(
-            name, argv, port, GATEWAY_CORE, logs / "llmtap-proxy.log", env=llmtap_env(data)
+            name, argv, port, GATEWAY_CORE, logs / f"{name}.log", env=llmtap_env(data, tls_ca)
         )
     if name == "litellm":
         conf = (BENCH_DIR / "litellm.yaml.in").read_text().replace("@MOCK_PORT@", str(MOCK_PORT))

@@ -147,6 +147,8 @@ def _mock_upstream(args: argparse.Namespace) -> int:
         port=args.port,
         latency_ms=args.latency_ms,
         chunk_delay_ms=args.chunk_delay_ms,
+        tls_cert_file=args.tls_cert,
+        tls_key_file=args.tls_key,
     )
     return 0
 
@@ -347,6 +349,10 @@ def _add_command_arguments(
             metavar="MS",
             help="delay between SSE chunks (default: 0)",
         )
+        parser.add_argument(
+            "--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate chain"
+        )
+        parser.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM)")
 
 
 def _positive(value: str) -> float:

@@ -127,8 +127,10 @@ def prepare(settings: Settings) -> None:
 
 
 def banner(settings: Settings) -> str:
-    proxy = f"http://{settings.proxy_host}:{settings.proxy_port}"
-    api = f"http://{settings.api_host}:{settings.api_port}"
+    proxy_scheme = "https" if settings.proxy_tls_cert_file else "http"
+    api_scheme = "https" if settings.api_tls_cert_file else "http"
+    proxy = f"{proxy_scheme}://{settings.proxy_host}:{settings.proxy_port}"
+    api = f"{api_scheme}://{settings.api_host}:{settings.api_port}"
     text = (
         f"llmtap is running (data in {settings.data_dir.absolute()})\n"
         f"  proxy:     {proxy}  ({settings.proxy_processes} process(es))\n"

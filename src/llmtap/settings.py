@@ -105,6 +105,31 @@ class Settings(BaseSettings):
     """Refuse (401, before forwarding) a call whose ``Helicone-Auth``/``Llmtap-Auth`` llmtap key no
     organization has (never issued, or revoked). Fails open when the records store is away."""
 
+    # proxy: TLS and egress (docs/tls.md)
+    upstream_ca_file: str = ""
+    """A PEM file of extra certificate authorities trusted for provider connections (a private
+    CA), on top of the default trust (certifi, or ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set)."""
+    upstream_ca_dir: str = ""
+    """A directory of extra CA certificates (OpenSSL ``c_rehash`` layout) trusted like
+    ``upstream_ca_file``."""
+    upstream_trust_system_store: bool = False
+    """Also trust the operating system's certificate store (OpenSSL's default paths) for
+    provider connections."""
+    upstream_proxy_url: str = ""
+    """Egress proxy for provider connections, ``http://[user:password@]host:port`` (HTTP
+    CONNECT); wins over ``HTTPS_PROXY``/``HTTP_PROXY``."""
+    upstream_no_proxy: list[str] = Field(default_factory=list)
+    """Hosts reached directly, never through the egress proxy (``NO_PROXY`` syntax: a name
+    matches itself and its subdomains, ``*`` matches all, IPs and CIDR ranges match addresses);
+    added to ``NO_PROXY``."""
+    trust_env_proxy: bool = True
+    """Use ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (or lower-case) from the environment when
+    ``upstream_proxy_url`` is not set."""
+    proxy_tls_cert_file: str = ""
+    """Serve the proxy over HTTPS with this PEM certificate chain (with ``proxy_tls_key_file``)."""
+    proxy_tls_key_file: str = ""
+    """The private key (PEM) of ``proxy_tls_cert_file``."""
+
     # queue
     topic: str = TOPIC_LOGS
     """Topic the logs are published to and consumed from."""
@@ -173,6 +198,10 @@ class Settings(BaseSettings):
     api_max_concurrency: int = 100
     """Open connections (or running requests) the API serves at once; past it a new request
     gets ``503`` at once, so a flood cannot queue work in the process the consumer shares."""
+    api_tls_cert_file: str = ""
+    """Serve the API over HTTPS with this PEM certificate chain (with ``api_tls_key_file``)."""
+    api_tls_key_file: str = ""
+    """The private key (PEM) of ``api_tls_cert_file``."""
 
     dashboard_session_ttl_s: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
     """How long a dashboard sign-in lasts; the session also ends when its key is revoked (within
@@ -212,6 +241,17 @@ class Settings(BaseSettings):
         for name, url in defaults.items():
             if not getattr(self, name):
                 object.__setattr__(self, name, url)
+        return self
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        for side in ("proxy", "api"):
+            cert, key = (
+                getattr(self, f"{side}_tls_cert_file"),
+                getattr(self, f"{side}_tls_key_file"),
+            )
+            if bool(cert) != bool(key):
+                raise ValueError(f"{side}_tls_cert_file and {side}_tls_key_file go together")
         return self
 
     @property

@@ -14,21 +14,44 @@ from llmtap.stores.row import RequestRow
 from llmtap.testing.mock_upstream import MockUpstream
 from support.gateway import GatewayProcess
 from support.probes import wait_for
+from support.tls import TrustedMock
 
 RowWaiter = Callable[..., RequestRow]
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``over_tls`` run twice, with the mock upstream over plain HTTP and over TLS;
+    every other test gets the plain one (one parameter for all, so they share its fixtures)."""
+    if "upstream_scheme" in metafunc.fixturenames:
+        over_tls = metafunc.definition.get_closest_marker("over_tls") is not None
+        schemes = ["http", "https"] if over_tls else ["http"]
+        metafunc.parametrize("upstream_scheme", schemes, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def mock_upstream() -> Iterator[MockUpstream]:
-    with MockUpstream() as mock:
-        yield mock
+def upstream_scheme(request: pytest.FixtureRequest) -> str:
+    scheme: str = getattr(request, "param", "http")
+    return scheme
+
+
+@pytest.fixture(scope="session")
+def mock_upstream(request: pytest.FixtureRequest, upstream_scheme: str) -> Iterator[MockUpstream]:
+    if upstream_scheme == "https":
+        with TrustedMock(request.getfixturevalue("pki")) as tls_mock:
+            yield tls_mock
+    else:
+        with MockUpstream() as mock:
+            yield mock
 
 
 def gateway_env(mock: MockUpstream, **extra: str) -> dict[str, str]:
+    # over TLS the gateway trusts the test CA the way Python tools are told to: SSL_CERT_FILE
+    trust = {"SSL_CERT_FILE": mock.ca_file} if isinstance(mock, TrustedMock) else {}
     return {
         "LLMTAP_OPENAI_BASE_URL": mock.url,
         "LLMTAP_ANTHROPIC_BASE_URL": mock.url,
         "LLMTAP_BATCH_MAX_WAIT_S": "0.05",
+        **trust,
         **extra,
     }
 

@@ -30,6 +30,7 @@ def client(gateway: GatewayProcess) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=gateway.url, api_key="sk-ant-test", max_retries=0)
 
 
+@pytest.mark.over_tls
 def test_message_is_forwarded_and_logged(
     client: anthropic.Anthropic,
     mock_upstream: MockUpstream,
@@ -57,6 +58,7 @@ def test_message_is_forwarded_and_logged(
     assert bodies.get(row.response_body_key) == raw.http_response.content
 
 
+@pytest.mark.over_tls
 def test_streamed_message_has_usage_from_start_and_delta_and_ttft(
     client: anthropic.Anthropic, wait_row: RowWaiter
 ) -> None:

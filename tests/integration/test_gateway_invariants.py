@@ -171,6 +171,7 @@ def test_oversized_request_gets_413(gateway: GatewayProcess, wait_row: RowWaiter
     assert row.status == 413
 
 
+@pytest.mark.over_tls
 def test_client_disconnect_mid_stream_cancels_upstream_and_is_logged(
     gateway: GatewayProcess, mock_upstream: MockUpstream, records: RecordsStore
 ) -> None:

@@ -57,6 +57,7 @@ def test_chat_reaches_the_client_as_the_provider_sent_it(
     assert mock_upstream.requests[-1].headers["authorization"] == "Bearer sk-test-openai"
 
 
+@pytest.mark.over_tls
 def test_chat_is_logged_with_usage_user_properties_and_bodies(
     client: openai.OpenAI, wait_row: RowWaiter, bodies: BodyStore
 ) -> None:
@@ -100,6 +101,7 @@ def test_chat_is_logged_with_usage_user_properties_and_bodies(
     assert bodies.get(row.response_body_key) == raw.http_response.content
 
 
+@pytest.mark.over_tls
 def test_streamed_chat_gets_usage_logged_without_the_client_seeing_it(
     client: openai.OpenAI, mock_upstream: MockUpstream, wait_row: RowWaiter
 ) -> None:
@@ -160,6 +162,7 @@ def test_opting_out_of_stream_usage_is_respected(
     assert row.cost_nano_usd is None and row.cost_source == "unpriced"
 
 
+@pytest.mark.over_tls
 async def test_async_client_chat_stream_embeddings_responses_and_models(
     gateway: GatewayProcess, wait_row: RowWaiter
 ) -> None:

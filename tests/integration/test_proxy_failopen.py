@@ -25,12 +25,18 @@ from llmtap.queue.factory import open_consumer
 from llmtap.settings import Settings
 from llmtap.testing.mock_upstream import MockUpstream
 from support.probes import wait_for
+from support.tls import TrustedMock, upstream_trust
 
 PROMPT: Any = [{"role": "user", "content": "hello there"}]
 
 
 @pytest.fixture(scope="module")
-def mock() -> Iterator[MockUpstream]:
+def mock(request: pytest.FixtureRequest) -> Iterator[MockUpstream]:
+    """The mock upstream over plain HTTP, or over TLS for tests parametrized with "https"."""
+    if getattr(request, "param", "http") == "https":
+        with TrustedMock(request.getfixturevalue("pki")) as tls_upstream:
+            yield tls_upstream
+        return
     with MockUpstream() as upstream:
         yield upstream
 
@@ -41,7 +47,7 @@ def proxy_settings(tmp_path: Path, mock: MockUpstream, **overrides: Any) -> Sett
         proxy_port=0,
         openai_base_url=mock.url,
         anthropic_base_url=mock.url,
-        **overrides,
+        **{**upstream_trust(mock), **overrides},
     )
 
 
@@ -152,6 +158,7 @@ def test_private_targets_are_refused_at_connect_unless_allowed(
     assert allowed_call.json()["object"] == "chat.completion"
 
 
+@pytest.mark.parametrize("mock", ["http", "https"], indirect=True)
 def test_idle_timeout_answers_504_before_the_head_and_cuts_a_stream_after(
     tmp_path: Path, mock: MockUpstream
 ) -> None:

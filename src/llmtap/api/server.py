@@ -74,6 +74,9 @@ class ApiService:
             lifespan="off",
             access_log=False,
             log_config=None,
+            # HTTPS when both are set (settings.py checks they go together)
+            ssl_certfile=settings.api_tls_cert_file or None,
+            ssl_keyfile=settings.api_tls_key_file or None,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
@@ -81,7 +84,8 @@ class ApiService:
 
     @property
     def url(self) -> str:
-        return f"http://{self._settings.api_host}:{self._settings.api_port}"
+        scheme = "https" if self._settings.api_tls_cert_file else "http"
+        return f"{scheme}://{self._settings.api_host}:{self._settings.api_port}"
 
     @property
     def started(self) -> bool:

@@ -12,21 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import ssl
 import sys
 import threading
 
-import certifi
 import uvloop
 
-from llmtap.errors import LlmtapError, QueueError, StoreError
+from llmtap.errors import ConfigError, LlmtapError, QueueError, StoreError
 from llmtap.keys.directory import KeyDirectory
 from llmtap.proxy.app import ProxyApp, Sweeper
 from llmtap.proxy.auth_gate import AuthGate
 from llmtap.proxy.client import ClientConnection
+from llmtap.proxy.egress import Egress
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Router
 from llmtap.proxy.shipper import Lazy, Shipper
+from llmtap.proxy.tls import listener_context, upstream_context
 from llmtap.proxy.upstream_pool import UpstreamPool
 from llmtap.queue.factory import open_producer
 from llmtap.queue.spool import Spool
@@ -105,18 +105,26 @@ class ProxyServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        # configuration errors (a CA file, a proxy URL, a certificate) before anything is opened
+        ssl_context = upstream_context(self.settings)
+        egress = Egress.from_settings(self.settings)
+        listener_tls = listener_context(
+            self.settings.proxy_tls_cert_file,
+            self.settings.proxy_tls_key_file,
+            "LLMTAP_PROXY_TLS_CERT_FILE",
+        )
         self._keys = open_key_directory(self.settings)
         if self._shipper is None:
             self._shipper = build_shipper(self.settings, self.metrics, self._keys)
         auth_gate = build_auth_gate(self.settings, self._keys, self.metrics)
         self._shipper.start()
-        ssl_context = ssl.create_default_context(cafile=certifi.where())
         self._pool = pool = UpstreamPool(
             loop,
             ssl_context,
             connect_timeout_s=self.settings.connect_timeout_s,
             allow_private=self.settings.allow_private_targets,
             max_head_bytes=self.settings.max_upstream_head_bytes,
+            egress=egress,
         )
         app = ProxyApp(
             self.settings, Router(self.settings), pool, self._shipper, self.metrics, auth_gate
@@ -128,10 +136,18 @@ class ProxyServer:
             self.settings.proxy_port,
             reuse_port=True,
             backlog=4096,
+            ssl=listener_tls,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = Sweeper(loop, app)
-        log.info("proxy listening on http://%s:%d", self.settings.proxy_host, self.port)
+        log.info("proxy listening on %s", self.url)
+        if egress is not None:
+            log.info("provider connections go through an egress proxy (%s)", egress.describe())
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.settings.proxy_tls_cert_file else "http"
+        return f"{scheme}://{self.settings.proxy_host}:{self.port}"
 
     async def stop(self) -> None:
         """Stop accepting, finish in-flight calls (bounded), ship and flush every record."""
@@ -170,7 +186,11 @@ def run_proxy(settings: Settings) -> None:
         await server.stop()
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    uvloop.run(main())
+    try:
+        uvloop.run(main())
+    except ConfigError as exc:
+        log.error("proxy cannot start: %s", exc)
+        raise SystemExit(2) from None
 
 
 class ThreadedProxy:
@@ -193,7 +213,7 @@ class ThreadedProxy:
 
     @property
     def url(self) -> str:
-        return f"http://{self._server.settings.proxy_host}:{self._server.port}"
+        return self._server.url
 
     @property
     def upstream_pool(self) -> UpstreamPool:

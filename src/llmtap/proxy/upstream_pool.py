@@ -3,21 +3,32 @@
 A call takes an idle connection for its origin when there is one (no task, no await: the request
 is written in the same loop iteration) and opens a new one otherwise. A connection goes back to
 the pool only after a complete, clean response (``UpstreamConnection`` decides); a caller-named
-target is connected to only at an address that passed the private-address guard.
+target is connected to only at an address that passed the private-address guard; through an
+egress proxy too, the tunnel is asked for that checked address (``egress.py``).
+
+TLS is verified (chain, host name, SNI) by the context built in ``tls.py``; a failed handshake
+is answered 502 ``upstream_tls_error`` naming the reason, never retried without TLS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 import time
 
+from llmtap.proxy.egress import Egress, EgressError, open_tunnel
 from llmtap.proxy.routing import Upstream, is_public_address
+from llmtap.proxy.tls import describe_tls_error
 from llmtap.proxy.types import UpstreamExchange
 from llmtap.proxy.upstream import OriginKey, UpstreamConnection
 
 MAX_IDLE_PER_ORIGIN = 256
+# a failing provider or proxy fails every call to it: one log line per origin and reason this often
+FAILURE_LOG_EVERY_S = 10.0
+
+log = logging.getLogger("llmtap.proxy")
 
 
 class RelayRefused(Exception):
@@ -32,8 +43,11 @@ class UpstreamPool:
         connect_timeout_s: float,
         allow_private: bool,
         max_head_bytes: int,
+        egress: Egress | None = None,
     ) -> None:
         self._loop = loop
+        self._egress = egress
+        self._logged_failures: dict[tuple[str, str], float] = {}
         self.max_head_bytes = max_head_bytes
         self._ssl = ssl_context
         self._connect_timeout = connect_timeout_s
@@ -100,14 +114,7 @@ class UpstreamPool:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._connect_timeout):
-                host = await self._checked_host(upstream)
-                _, conn = await self._loop.create_connection(
-                    lambda: UpstreamConnection(self, key),
-                    host,
-                    upstream.port,
-                    ssl=self._ssl if upstream.tls else None,
-                    server_hostname=upstream.host if upstream.tls else None,
-                )
+                conn = await self._open(upstream, key, await self._checked_host(upstream))
         except TimeoutError:
             exchange.fail(
                 504,
@@ -118,7 +125,13 @@ class UpstreamPool:
         except RelayRefused as exc:
             exchange.fail(403, "target_not_allowed", str(exc))
             return
-        except (OSError, ssl.SSLError) as exc:
+        except ssl.SSLError as exc:
+            self._failed(exchange, upstream, "upstream_tls_error", describe_tls_error(exc))
+            return
+        except EgressError as exc:
+            self._failed(exchange, upstream, "upstream_proxy_error", str(exc))
+            return
+        except OSError as exc:
             exchange.fail(
                 502,
                 "upstream_connect_error",
@@ -130,6 +143,56 @@ class UpstreamPool:
             conn.abort()
             return
         conn.start(exchange, reused=False)
+
+    async def _open(self, upstream: Upstream, key: OriginKey, host: str) -> UpstreamConnection:
+        """A connection to ``host`` (the checked address or the name), directly or through
+        the egress proxy, with TLS when the upstream is https."""
+        proxy = (
+            None
+            if self._egress is None
+            else self._egress.proxy_for(upstream.scheme, upstream.host, upstream.port)
+        )
+        if proxy is None:
+            _, conn = await self._loop.create_connection(
+                lambda: UpstreamConnection(self, key),
+                host,
+                upstream.port,
+                ssl=self._ssl if upstream.tls else None,
+                server_hostname=upstream.host if upstream.tls else None,
+            )
+            return conn
+        raw = await open_tunnel(self._loop, proxy, host, upstream.port, self.max_head_bytes)
+        conn = UpstreamConnection(self, key)
+        try:
+            if upstream.tls:
+                tls = await self._loop.start_tls(
+                    raw, conn, self._ssl, server_hostname=upstream.host
+                )
+                if tls is None:
+                    raise ConnectionResetError("the tunnel closed during the TLS handshake")
+                conn.connection_made(tls)
+            else:
+                raw.set_protocol(conn)
+                conn.connection_made(raw)
+                raw.resume_reading()
+        except BaseException:
+            raw.abort()
+            raise
+        return conn
+
+    def _failed(
+        self, exchange: UpstreamExchange, upstream: Upstream, code: str, reason: str
+    ) -> None:
+        """A 502 naming the reason, and a log line (at most one per origin and reason every
+        ``FAILURE_LOG_EVERY_S``)."""
+        exchange.fail(502, code, f"{code}: {reason} ({upstream.origin})")
+        now = time.monotonic()
+        last = self._logged_failures.get((upstream.origin, reason))
+        if last is None or now - last >= FAILURE_LOG_EVERY_S:
+            if len(self._logged_failures) > 1000:
+                self._logged_failures.clear()
+            self._logged_failures[(upstream.origin, reason)] = now
+            log.warning("call to %s failed: %s: %s", upstream.origin, code, reason)
 
     async def _checked_host(self, upstream: Upstream) -> str:
         """The address to connect to; for caller-named targets, one that passed the guard."""

@@ -8,6 +8,7 @@ other reply (and everything queued behind it) goes through one writer task per c
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from http import HTTPStatus
 from typing import cast
@@ -47,9 +48,10 @@ def _head(reply: Reply, keep_alive: bool, chunked: bool) -> bytes:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, app: MockApp, connections: set[_Connection]) -> None:
+    def __init__(self, app: MockApp, connections: set[_Connection], stats: ServerStats) -> None:
         self._app = app
         self._connections = connections
+        self._stats = stats
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
@@ -67,6 +69,7 @@ class _Connection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods
         self._transport = cast(asyncio.Transport, transport)
         self._connections.add(self)
+        self._stats.connections += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -223,11 +226,42 @@ def _cut(reply: Reply, drop_after: int) -> int:
     return reply.content_start + min(drop_after, reply.content_end - reply.content_start)
 
 
+class ServerStats:
+    """What a test asks about the connections themselves (written on the server's loop)."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        """Connections accepted (over TLS: completed handshakes)."""
+        self.server_names: list[str | None] = []
+        """The SNI name of each TLS handshake, in order (None: the client sent none)."""
+
+    def record_sni(self, _sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        self.server_names.append(name)
+
+
+def server_tls_context(cert_file: str, key_file: str, stats: ServerStats) -> ssl.SSLContext:
+    """A TLS server context for the certificate chain in ``cert_file``, recording the SNI name
+    each handshake carries."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    context.sni_callback = stats.record_sni
+    return context
+
+
 class MockServer:
     """The listening socket and its open connections, on the running event loop."""
 
-    def __init__(self, app: MockApp) -> None:
+    def __init__(
+        self, app: MockApp, tls_cert_file: str | None = None, tls_key_file: str | None = None
+    ) -> None:
+        """With ``tls_cert_file`` (a PEM chain, leaf first) and its key, it serves HTTPS."""
         self._app = app
+        self.stats = ServerStats()
+        self._tls = (
+            server_tls_context(tls_cert_file, tls_key_file or tls_cert_file, self.stats)
+            if tls_cert_file
+            else None
+        )
         self._connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
 
@@ -235,11 +269,12 @@ class MockServer:
         """Listen and return the bound port (useful with ``port=0``)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self._app, self._connections),
+            lambda: _Connection(self._app, self._connections, self.stats),
             host,
             port,
             backlog=4096,
             reuse_port=reuse_port or None,
+            ssl=self._tls,
         )
         bound: int = self._server.sockets[0].getsockname()[1]
         return bound

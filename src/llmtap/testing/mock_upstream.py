@@ -80,7 +80,7 @@ from llmtap.testing.mock_knobs import parse_knobs
 from llmtap.testing.mock_openai import plan_chat
 from llmtap.testing.mock_openai_responses import plan_responses
 from llmtap.testing.mock_plan import MockUsage, words_of
-from llmtap.testing.mock_server import MockServer
+from llmtap.testing.mock_server import MockServer, ServerStats
 
 __all__ = [
     "MockUpstream",
@@ -127,9 +127,17 @@ class MockUpstream:
         *,
         host: str = "127.0.0.1",
         keep: int = 1000,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
+        server_name: str | None = None,
     ) -> None:
+        """With ``tls_cert_file`` (PEM chain, leaf first) and ``tls_key_file`` it serves HTTPS;
+        ``server_name`` is the host its ``url`` names (default: ``localhost`` over TLS, so
+        clients send SNI, which they never do for an IP address; else ``host``)."""
         self.host = host
         self.port = port
+        self._tls_files = (tls_cert_file, tls_key_file)
+        self.server_name = server_name or ("localhost" if tls_cert_file else host)
         self._log = RequestLog(keep)
         self._canned = CannedReplies()
         self._app = MockApp(
@@ -143,11 +151,27 @@ class MockUpstream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._failure: BaseException | None = None
+        self._stats: ServerStats | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self._tls_files[0] is not None
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT`` — OpenAI SDKs want ``mock.url + "/v1"``, Anthropic's not."""
-        return f"http://{self.host}:{self.port}"
+        """``http://127.0.0.1:PORT`` (``https://localhost:PORT`` over TLS) — OpenAI SDKs want
+        ``mock.url + "/v1"``, Anthropic's not."""
+        return f"{'https' if self.tls else 'http'}://{self.server_name}:{self.port}"
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted so far (over TLS: one handshake each)."""
+        return self._stats.connections if self._stats is not None else 0
+
+    @property
+    def server_names(self) -> list[str | None]:
+        """The SNI name each TLS handshake carried, oldest first (None: none was sent)."""
+        return list(self._stats.server_names) if self._stats is not None else []
 
     @property
     def requests(self) -> list[ReceivedRequest]:
@@ -225,7 +249,8 @@ class MockUpstream:
             loop.close()
 
     async def _serve(self) -> None:
-        server = MockServer(self._app)
+        server = MockServer(self._app, *self._tls_files)
+        self._stats = server.stats
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
@@ -240,22 +265,40 @@ class MockUpstream:
 
 
 def run_mock_upstream(
-    host: str, port: int, latency_ms: float = 0.0, chunk_delay_ms: float = 0.0
+    host: str,
+    port: int,
+    latency_ms: float = 0.0,
+    chunk_delay_ms: float = 0.0,
+    tls_cert_file: str | None = None,
+    tls_key_file: str | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (``llmtap mock-upstream``). The socket uses SO_REUSEPORT, so
-    several processes may serve one port to use more cores."""
-    uvloop.run(_serve_until_signalled(host, port, latency_ms, chunk_delay_ms))
+    """Serve until SIGINT/SIGTERM (``llmtap mock-upstream``); HTTPS with ``tls_cert_file`` and
+    ``tls_key_file``. The socket uses SO_REUSEPORT, so several processes may serve one port to
+    use more cores."""
+    uvloop.run(
+        _serve_until_signalled(host, port, latency_ms, chunk_delay_ms, tls_cert_file, tls_key_file)
+    )
 
 
 async def _serve_until_signalled(
-    host: str, port: int, latency_ms: float, chunk_delay_ms: float
+    host: str,
+    port: int,
+    latency_ms: float,
+    chunk_delay_ms: float,
+    tls_cert_file: str | None,
+    tls_key_file: str | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    server = MockServer(MockApp(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms))
+    server = MockServer(
+        MockApp(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms), tls_cert_file, tls_key_file
+    )
     bound = await server.start(host, port, reuse_port=True)
-    print(f"llmtap mock upstream listening on http://{host}:{bound}", file=sys.stderr, flush=True)
+    scheme = "https" if tls_cert_file else "http"
+    print(
+        f"llmtap mock upstream listening on {scheme}://{host}:{bound}", file=sys.stderr, flush=True
+    )
     await stop.wait()
     await server.close()
