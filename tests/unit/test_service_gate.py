@@ -37,6 +37,8 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "pytest.ini").write_text(
         "[pytest]\nfilterwarnings = error\nasyncio_default_fixture_loop_scope = function\n"
         "markers =\n    postgres\n    kafka\n    s3\n"
+        # the conftest loads the test helpers' plugins (support.tls)
+        f"pythonpath = {CONFTEST.parent}\n"
     )
     return tmp_path
 
