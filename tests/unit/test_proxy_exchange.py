@@ -22,6 +22,7 @@ from llmtap.capture.tap import HeaderList, TapHeaders
 from llmtap.proxy.capture import Captured, build_record
 from llmtap.proxy.exchange import Exchange
 from llmtap.proxy.routing import Upstream
+from llmtap.proxy.stream_end import MAX_TAIL_BYTES
 from llmtap.proxy.stream_usage import UsageChunkFilter
 from llmtap.proxy.types import UpstreamExchange
 
@@ -524,6 +525,20 @@ def test_a_client_gone_after_a_json_answer_was_cut_is_a_disconnect() -> None:
     c = call()
     c.provider.head(200, [(b"content-length", b"%d" % len(JSON_BODY))])
     c.provider.body(JSON_BODY[:10])
+    c.exchange.client_gone()
+    assert c.record.record.error == "client_disconnected"
+    assert ("abort", None) in c.events
+
+
+def test_a_final_event_longer_than_the_look_back_stays_a_disconnect() -> None:
+    """A last event past ``MAX_TAIL_BYTES`` is not recognised: the old behaviour, never a wrong
+    'complete'."""
+    c = call()
+    c.provider.head(200, [(b"content-type", b"text/event-stream")], chunked=True)
+    huge = b'{"type":"response.completed","response":{"output":"' + b"x" * (MAX_TAIL_BYTES + 1)
+    c.provider.body(
+        b"event: response.completed\n", b"data: " + huge[:4096], huge[4096:], b'"}}\n\n'
+    )
     c.exchange.client_gone()
     assert c.record.record.error == "client_disconnected"
     assert ("abort", None) in c.events
