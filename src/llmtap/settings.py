@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     max_upstream_head_bytes: int = 64 * 1024
     """Largest response head (status line, headers, interim 1xx replies) taken from a provider;
     beyond it the call is answered 502 ``upstream_head_too_large`` and the connection dropped."""
+    upstream_drain_timeout_s: float = 1.0
+    """A client that leaves right after a stream's final event (``data: [DONE]``,
+    ``message_stop``, ``response.completed``) has its whole answer: the proxy then reads the
+    provider's last bytes for at most this long so the connection can be reused; past it the
+    connection is dropped (the call is logged complete either way)."""
+    upstream_drain_max_bytes: int = 64 * 1024
+    """The most the proxy reads from a provider after such a client left: past it the
+    connection is dropped."""
     inject_stream_usage: bool = True
     """Ask OpenAI streams for their usage (``stream_options.include_usage``) and hide the extra
     chunk from the client."""

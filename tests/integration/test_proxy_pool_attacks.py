@@ -279,7 +279,10 @@ def test_a_client_leaving_mid_stream_never_leaves_its_answer_in_the_pool(tmp_pat
         headers = {**AUTH, "helicone-request-id": request_id}
         with httpx.stream("POST", proxy.url + "/v1/x", json={}, headers=headers, timeout=5) as r:
             assert next(r.iter_raw()) == b"left"
-        left.set()  # the client is gone
+        # the client is gone: once the proxy has seen it (else the rest of the stream may reach
+        # the proxy first, and the call would end as a whole answer)
+        wait_for(lambda: proxy.metrics.client_disconnects == 1, timeout_s=5, what="the close")
+        left.set()
         record = logged(settings_for(tmp_path, upstream), request_id)
         assert record["error"] == "client_disconnected"
         first = upstream.connections[0]

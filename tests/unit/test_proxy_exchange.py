@@ -22,12 +22,13 @@ from llmtap.capture.tap import HeaderList, TapHeaders
 from llmtap.proxy.capture import Captured, build_record
 from llmtap.proxy.exchange import Exchange
 from llmtap.proxy.routing import Upstream
+from llmtap.proxy.stream_end import MAX_TAIL_BYTES
 from llmtap.proxy.stream_usage import UsageChunkFilter
 from llmtap.proxy.types import UpstreamExchange
 
 REQUEST_ID = "5f0c7a2e-8d4b-4c1e-9a57-3b2f6d1e0c88"
 Event = tuple[str, object]
-"""("write", bytes) | ("finish", None) | ("done", keep_alive) | ("abort", None)"""
+"""("write", bytes) | ("finish", None) | ("done", keep_alive) | ("abort", None) | ("drain", None)"""
 
 
 class FakeClient:
@@ -74,6 +75,10 @@ class FakeProvider:
 
     def abort(self) -> None:
         self.events.append(("abort", None))
+        self.exchange = None
+
+    def drain(self) -> None:
+        self.events.append(("drain", None))
         self.exchange = None
 
     def pause_reading(self) -> None:
@@ -415,3 +420,125 @@ def test_the_client_gets_every_byte_and_the_log_keeps_the_capture_limit() -> Non
     assert read_response(c.written).body == b"0123456789abcdefghijklmn"
     assert c.exchange.resp_parts == [b"0123456", b"789"] and c.exchange.resp_truncated
     assert c.exchange.resp_size == 24
+
+
+# -- a client leaving at the stream's final event, before the provider's body ended -----------
+
+OPENAI_STREAM = (
+    sse({"id": "c1", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
+    + sse({"id": "c1", "choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1}})
+    + b"data: [DONE]\n\n"
+)
+FINAL_EVENT_STREAMS = {
+    "openai [DONE]": OPENAI_STREAM,
+    "openai [DONE] crlf": OPENAI_STREAM.replace(b"\n", b"\r\n"),
+    "anthropic message_stop": (
+        b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":3}}\n\n'
+        b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    ),
+    "responses response.completed": (
+        b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta"}\n\n'
+        b"event: response.completed\ndata: "
+        + msgspec.json.encode(
+            {"type": "response.completed", "response": {"output": "x" * 10_000, "usage": {}}}
+        )
+        + b"\n\n"
+    ),
+    "data type only": b'data: {"type":"message_stop"}\n\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(FINAL_EVENT_STREAMS))
+@pytest.mark.parametrize("pieces", [1, 7], ids=["one read", "seven reads"])
+def test_a_client_gone_after_the_final_event_is_complete_and_the_provider_drains(
+    name: str, pieces: int
+) -> None:
+    stream = FINAL_EVENT_STREAMS[name]
+    c = call()
+    c.provider.head(200, [(b"content-type", b"text/event-stream")], chunked=True)
+    step = -(-len(stream) // pieces)
+    c.provider.body(*(stream[i : i + step] for i in range(0, len(stream), step)))
+    provider = c.provider
+    c.exchange.client_gone()  # the terminator has not come yet
+
+    # the provider connection reads the rest alone; the exchange is done with it
+    assert c.kinds() == ["write", "drain", "finish", "done"]
+    assert ("abort", None) not in c.events
+    assert provider.exchange is None and c.exchange.conn is None
+    record = c.record.record
+    assert (record.status, record.error) == (200, None)
+    assert c.record.response_body == stream
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b"data: [DONE]",  # its blank line did not come: the client cannot have read it
+        b"data: [DONE]\n",
+        b'event: message_delta\ndata: {"type":"message_delta"}\n\n',
+        b'event: content_block_stop\ndata: {"type":"message_stop"}\n\n',  # the event: line rules
+        b'data: {"type":"message_stop_soon"}\n\n',
+        b": data: [DONE]\n\n",  # a comment
+        b"data: [DONE]\n\ndata: late\n\n",  # something after the end: not the end
+    ],
+)
+def test_a_client_gone_before_the_final_event_is_still_a_disconnect(tail: bytes) -> None:
+    c = call()
+    c.provider.head(200, [(b"content-type", b"text/event-stream")], chunked=True)
+    c.provider.body(b'data: {"choices":[]}\n\n', tail)
+    c.exchange.client_gone()
+    assert c.kinds() == ["write", "abort", "finish", "done"]
+    assert c.record.record.error == "client_disconnected"
+
+
+def test_a_client_that_stopped_reading_is_a_disconnect_even_after_the_final_event() -> None:
+    c = call()
+    c.provider.head(200, [(b"content-type", b"text/event-stream")], chunked=True)
+    c.client.writing_paused = True  # the proxy's buffer to it is full: it did not read [DONE]
+    c.provider.body(OPENAI_STREAM)
+    c.exchange.client_gone()
+    assert c.kinds() == ["write", "abort", "finish", "done"]
+    assert c.record.record.error == "client_disconnected"
+
+
+def test_a_filtered_stream_the_client_left_at_done_is_complete() -> None:
+    c = call(usage_filter=True)
+    c.provider.head(200, [(b"content-type", b"text/event-stream")], chunked=True)
+    c.provider.body(OPENAI_STREAM)
+    assert read_response(c.written).body.endswith(b"data: [DONE]\n\n")  # relayed whole
+    c.exchange.client_gone()
+    assert c.kinds() == ["write", "drain", "finish", "done"]
+    assert c.record.record.error is None
+
+
+def test_past_the_capture_limit_the_last_piece_relayed_still_tells() -> None:
+    c = call(max_capture=16)
+    c.provider.head(200, [(b"content-type", b"text/event-stream")], chunked=True)
+    c.provider.body(b"data: " + b"x" * 100 + b"\n\n", b"data: [DONE]\n\n")
+    assert c.exchange.resp_truncated
+    c.exchange.client_gone()
+    assert c.kinds() == ["write", "drain", "finish", "done"]
+    assert c.record.record.error is None
+
+
+def test_a_client_gone_after_a_json_answer_was_cut_is_a_disconnect() -> None:
+    c = call()
+    c.provider.head(200, [(b"content-length", b"%d" % len(JSON_BODY))])
+    c.provider.body(JSON_BODY[:10])
+    c.exchange.client_gone()
+    assert c.record.record.error == "client_disconnected"
+    assert ("abort", None) in c.events
+
+
+def test_a_final_event_longer_than_the_look_back_stays_a_disconnect() -> None:
+    """A last event past ``MAX_TAIL_BYTES`` is not recognised: the old behaviour, never a wrong
+    'complete'."""
+    c = call()
+    c.provider.head(200, [(b"content-type", b"text/event-stream")], chunked=True)
+    huge = b'{"type":"response.completed","response":{"output":"' + b"x" * (MAX_TAIL_BYTES + 1)
+    c.provider.body(
+        b"event: response.completed\n", b"data: " + huge[:4096], huge[4096:], b'"}}\n\n'
+    )
+    c.exchange.client_gone()
+    assert c.record.record.error == "client_disconnected"
+    assert ("abort", None) in c.events

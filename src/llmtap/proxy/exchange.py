@@ -20,6 +20,7 @@ import time
 from llmtap.capture.tap import HOP_BY_HOP, HeaderList, TapHeaders
 from llmtap.proxy.errors import error_response
 from llmtap.proxy.routing import Upstream
+from llmtap.proxy.stream_end import relayed_final_event
 from llmtap.proxy.stream_usage import UsageChunkFilter
 from llmtap.proxy.types import ClientSide, ExchangeHost, UpstreamSide
 
@@ -46,6 +47,7 @@ class Exchange:
         "resp_headers",
         "resp_parts",
         "resp_size",
+        "resp_tail",
         "resp_truncated",
         "retried",
         "start_unix_ms",
@@ -98,6 +100,8 @@ class Exchange:
         self.resp_captured = 0
         self.resp_size = 0
         self.resp_truncated = False
+        self.resp_tail = b""
+        """Once the capture is full: the last piece relayed (what ``client_gone`` looks at)."""
         self.upstream_headers_ns = 0
         self.first_chunk_ns = 0
         self.t_end_ns = 0
@@ -152,6 +156,9 @@ class Exchange:
                     self.resp_parts.append(data[:room])
                     self.resp_captured += room
                 self.resp_truncated = True
+                self.resp_tail = data
+        else:
+            self.resp_tail = data
         if self.usage_filter is not None:
             data = self.usage_filter.feed(data)
             if not data:
@@ -200,14 +207,30 @@ class Exchange:
         self._finish(keep_client=not self.client_closes)
 
     def client_gone(self) -> None:
-        """The client disconnected before the response was complete: stop the upstream call."""
+        """The client disconnected before the response was complete: stop the upstream call.
+
+        Unless it left after the provider's final stream event was relayed to it (the
+        ``openai`` SDK closes at ``data: [DONE]``, before the end of the HTTP body may have
+        arrived): then it has its whole answer, the call is logged complete, and the provider
+        connection reads the rest of the response alone, to be pooled if it ends in time.
+        """
         if self.finished:
             return
-        self.error = "client_disconnected"
         conn, self.conn = self.conn, None
-        if conn is not None:
-            conn.abort()
+        if conn is not None and self._client_had_the_final_event():
+            conn.drain()
+        else:
+            self.error = "client_disconnected"
+            if conn is not None:
+                conn.abort()
         self._finish(keep_client=False)
+
+    def _client_had_the_final_event(self) -> bool:
+        if not self.head_sent or self.client.writing_paused:
+            return False  # paused: the client was not reading what it had been sent
+        if self.resp_truncated:
+            return relayed_final_event([self.resp_tail], whole=False)
+        return relayed_final_event(self.resp_parts, whole=True)
 
     def _finish(self, keep_client: bool) -> None:
         self.finished = True

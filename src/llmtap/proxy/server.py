@@ -125,6 +125,8 @@ class ProxyServer:
             allow_private=self.settings.allow_private_targets,
             max_head_bytes=self.settings.max_upstream_head_bytes,
             egress=egress,
+            drain_timeout_s=self.settings.upstream_drain_timeout_s,
+            drain_max_bytes=self.settings.upstream_drain_max_bytes,
         )
         app = ProxyApp(
             self.settings, Router(self.settings), pool, self._shipper, self.metrics, auth_gate

@@ -63,6 +63,11 @@ class UpstreamSide(Protocol):
     def abort(self) -> None:
         """Drop the connection and the call on it; it drives the exchange no more."""
 
+    def drain(self) -> None:
+        """The client left with the whole answer: read the rest of the response alone (within
+        the pool's drain bounds), then pool the connection or drop it; it drives the exchange
+        no more."""
+
     def pause_reading(self) -> None:
         """The client is not reading: read nothing more from the provider for it."""
 
@@ -135,7 +140,8 @@ class ClientExchange(Protocol):
         """The provider connection to pause and resume with the client's reading."""
 
     def client_gone(self) -> None:
-        """The client disconnected: stop the upstream call and log it as disconnected."""
+        """The client disconnected: stop the upstream call and log it as disconnected (unless
+        it already had the provider's final stream event: then the call is complete)."""
 
 
 # -- what the app promises the client connections, and what they promise it ----------------------
@@ -190,6 +196,13 @@ class ConnectionPool(Protocol[C_contra]):
 
     @property
     def max_head_bytes(self) -> int: ...
+    @property
+    def drain_timeout_s(self) -> float:
+        """How long a connection reads a response whose client left with the whole answer."""
+
+    @property
+    def drain_max_bytes(self) -> int:
+        """How many bytes it reads of it at most."""
 
     def connect(self, exchange: UpstreamExchange) -> None:
         """Replay the exchange on a new connection (the reused one closed before answering)."""

@@ -46,6 +46,8 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_chunked",
         "_complete",
+        "_drain_left",
+        "_drain_timer",
         "_got_bytes",
         "_head_bytes",
         "_head_done",
@@ -84,6 +86,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_done = False
         self._head_bytes = 0
         self._paused = False
+        self._drain_left = -1
+        """Bytes still allowed while reading a response nobody waits for (-1: not draining)."""
+        self._drain_timer: asyncio.TimerHandle | None = None
 
     def start(self, exchange: UpstreamExchange, reused: bool) -> None:
         assert self.transport is not None
@@ -102,8 +107,35 @@ class UpstreamConnection(asyncio.Protocol):
     def abort(self) -> None:
         self.exchange = None
         self.closed = True
+        self._stop_draining()
         if self.transport is not None:
             self.transport.abort()
+
+    def drain(self) -> None:
+        """The exchange is done (its client left with the final stream event): read the rest of
+        this response for nobody, and pool the connection if it ends within the pool's bounds.
+        Only this rare path sets a timer; it is cancelled when the response ends."""
+        self.exchange = None
+        if self.closed or self.transport is None:
+            return
+        self._drain_left = self.pool.drain_max_bytes
+        self._drain_timer = asyncio.get_running_loop().call_later(
+            self.pool.drain_timeout_s, self._drain_overdue
+        )
+        if self._paused:
+            self.resume_reading()  # nobody to hold back for any more
+
+    def _drain_overdue(self) -> None:
+        self._drain_timer = None
+        if self._drain_left >= 0 and not self.closed:
+            self.pool.forget(self)
+            self.abort()
+
+    def _stop_draining(self) -> None:
+        self._drain_left = -1
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
@@ -131,10 +163,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.exchange is None:
-            # Nobody asked: a late or unsolicited response would be read as the next call's.
-            self.pool.forget(self)
-            self.abort()
-            return
+            self._drain_left -= len(data)
+            if self._drain_left < 0:
+                # Nobody asked (or a drained response went on too long): a late or unsolicited
+                # response would be read as the next call's.
+                self.pool.forget(self)
+                self.abort()
+                return
         self._got_bytes = True
         try:
             self.parser.feed_data(data)
@@ -176,6 +211,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._stop_draining()
         self.pool.forget(self)
         exchange, self.exchange = self.exchange, None
         if exchange is None or exchange.finished:
@@ -266,6 +302,11 @@ class UpstreamConnection(asyncio.Protocol):
             return
         exchange, self.exchange = self.exchange, None
         if exchange is None:
+            if self._drain_left >= 0:
+                # the end of a response whose client had left with all it needed
+                self._stop_draining()
+                self._complete = True
+                self._keep_alive = self.parser.should_keep_alive()
             return
         # released (or closed) by data_received once this read is parsed to its end
         self._complete = True

@@ -44,11 +44,15 @@ class UpstreamPool:
         allow_private: bool,
         max_head_bytes: int,
         egress: Egress | None = None,
+        drain_timeout_s: float = 1.0,
+        drain_max_bytes: int = 64 * 1024,
     ) -> None:
         self._loop = loop
         self._egress = egress
         self._logged_failures: dict[tuple[str, str], float] = {}
         self.max_head_bytes = max_head_bytes
+        self.drain_timeout_s = drain_timeout_s
+        self.drain_max_bytes = drain_max_bytes
         self._ssl = ssl_context
         self._connect_timeout = connect_timeout_s
         self._allow_private = allow_private
