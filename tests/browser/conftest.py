@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, StorageState, sync_playwright
 
 from llmtap.testing.mock_upstream import MockUpstream
-from support.browser import GuardedPage, Served, guarded_page, launch, sign_in
+from support.browser import GuardedPage, PageAs, Served, guarded_page, launch, sign_in
 from support.gateway import GatewayProcess
 
 
@@ -50,9 +50,6 @@ def browser() -> Iterator[Browser]:
         chromium = launch(playwright)
         yield chromium
         chromium.close()
-
-
-PageAs = Callable[[str | None], AbstractContextManager[GuardedPage]]
 
 
 @pytest.fixture(scope="module")
