@@ -38,6 +38,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "LLMTAP_ANTHROPIC_BASE_URL": mock.url,
             "LLMTAP_BATCH_MAX_WAIT_S": "0.05",
             "LLMTAP_DASHBOARD_REFRESH_S": "2",  # the live-refresh test waits for one refresh
+            "LLMTAP_KEY_CACHE_TTL_S": "1",  # the keys tests wait for a revoked key to be refused
         }
         with GatewayProcess(data, env=env) as gateway:
             gateway.wait_api()
