@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, StorageState, sync_playwright
 
 from llmtap.testing.mock_upstream import MockUpstream
-from support.browser import GuardedPage, Served, guarded_page, launch, sign_in
+from support.browser import GuardedPage, PageAs, Served, guarded_page, launch, sign_in
 from support.gateway import GatewayProcess
 
 
@@ -38,6 +38,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "LLMTAP_ANTHROPIC_BASE_URL": mock.url,
             "LLMTAP_BATCH_MAX_WAIT_S": "0.05",
             "LLMTAP_DASHBOARD_REFRESH_S": "2",  # the live-refresh test waits for one refresh
+            "LLMTAP_KEY_CACHE_TTL_S": "1",  # the keys tests wait for a revoked key to be refused
         }
         with GatewayProcess(data, env=env) as gateway:
             gateway.wait_api()
@@ -50,9 +51,6 @@ def browser() -> Iterator[Browser]:
         chromium = launch(playwright)
         yield chromium
         chromium.close()
-
-
-PageAs = Callable[[str | None], AbstractContextManager[GuardedPage]]
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -35,6 +35,7 @@ from playwright.sync_api import (
     BrowserContext,
     ConsoleMessage,
     Dialog,
+    Locator,
     Page,
     Playwright,
     Route,
@@ -151,6 +152,10 @@ class GuardedPage:
     guard: PageGuard
 
 
+PageAs = Callable[[str | None], AbstractContextManager[GuardedPage]]
+"""The ``page_as`` fixture: ``page_as(key)`` opens a guarded page signed in with ``key``."""
+
+
 @contextmanager
 def guarded_page(
     browser: Browser, base_url: str, storage_state: StorageState | None = None
@@ -183,6 +188,17 @@ def sign_in(page: Page, key: str) -> None:
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
 
+def reload_until(page: Page, path: str, shown: Locator, what: str) -> None:
+    """Open ``path`` until ``shown`` is on it: the analytics store (Sessions, Users, Properties)
+    sees a call a moment after the records store the API answers from."""
+
+    def there() -> bool:
+        page.goto(path)
+        return shown.count() > 0
+
+    wait_for(there, timeout_s=30, interval_s=0.2, what=what)
+
+
 _KEY = re.compile(r"\bsk-llmtap-\S+")
 
 
@@ -207,6 +223,16 @@ class Served:
             max_retries=0,
             default_headers={"Helicone-Auth": f"Bearer {key or self.key}"},
         )
+
+    def call(self, content: str, headers: dict[str, str], key: str | None = None) -> str:
+        """One chat call through the proxy with the OpenAI SDK and extra ``Helicone-*``
+        headers; its request id."""
+        raw = self.openai(key).chat.completions.with_raw_response.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": content}],
+            extra_headers=headers,
+        )
+        return raw.headers["helicone-id"]
 
     def wait_logged(self, *request_ids: str, key: str | None = None) -> None:
         """Wait until the API returns each call (it went through the queue and the consumer)."""

@@ -24,8 +24,19 @@ from support.browser import GuardedPage, guarded_page, launch, sign_in
 from support.gateway import GatewayProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ("login", "overview", "requests", "request", "docs")
+PAGES = (
+    "login",
+    "overview",
+    "requests",
+    "request",
+    "sessions",
+    "users",
+    "properties",
+    "keys",
+    "docs",
+)
 _KEY = re.compile(r"\bsk-llmtap-\S+")
+_KEY_ID = re.compile(r"\bkey_[0-9a-f]+\b")
 
 
 def llmtap(data_dir: Path, *args: str) -> str:
@@ -66,6 +77,26 @@ def pages(guarded: GuardedPage, key: str, out: Path) -> None:
     expect(page.locator("section.conversation article").first).to_be_visible()
     shoot(page, out, "request")
 
+    # the session with the most calls: its tree has every level of the demo's scripts
+    page.goto("/sessions?sort=requests")
+    page.locator("table.groups tbody tr[data-href] td a").first.click()
+    expect(page.locator("section.tree details.node details.node").first).to_be_visible()
+    expect(page.locator("section.timeline svg rect.bar").first).to_be_visible()
+    shoot(page, out, "sessions")
+
+    page.goto("/users?sort=requests")
+    page.locator("table.groups tbody tr[data-href] td a").first.click()
+    expect(page.locator("figure.chart-box canvas")).to_have_count(4)
+    shoot(page, out, "users")
+
+    page.goto("/properties/feature")
+    expect(page.locator("table.groups tbody tr[data-href]").first).to_be_visible()
+    shoot(page, out, "properties")
+
+    page.goto("/keys")
+    expect(page.locator("table.keys tbody tr").first).to_be_visible()
+    shoot(page, out, "keys")
+
     page.goto("/v1/docs")
     expect(page.locator(".opblock-summary-path").first).to_be_visible()
     shoot(page, out, "docs")
@@ -83,6 +114,11 @@ def main() -> int:
         llmtap(data, "seed", "--rows", str(args.rows), "--days", "1")
         found = _KEY.search(llmtap(data, "keys", "create", "--name", "screenshots"))
         assert found is not None
+        # a few more keys, one revoked, so the Keys page shows both states
+        llmtap(data, "keys", "create", "--name", "ci-runner")
+        retired = _KEY_ID.search(llmtap(data, "keys", "create", "--name", "old-laptop"))
+        assert retired is not None
+        llmtap(data, "keys", "revoke", retired.group(0))
         gateway = GatewayProcess(data)
         gateway.args += ["--demo", "--demo-calls-per-s", "5"]
         with gateway, sync_playwright() as playwright:
