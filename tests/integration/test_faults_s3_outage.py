@@ -80,7 +80,7 @@ def test_s3_away_for_the_consumer_and_the_proxy_loses_no_record_and_stores_each_
             relays["consumer"].cut()
             consumer_cut_at = answers.count()
             wait_for(
-                lambda: "holding the batch" in consumer.output(),
+                lambda: "handler:bodies unavailable" in consumer.output(),
                 timeout_s=30,
                 what="the consumer holding its batch",
             )
