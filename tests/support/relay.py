@@ -1,4 +1,4 @@
-"""A real TCP relay the tests put in front of a server (Postgres) to cut and restore it, like
+"""A real TCP relay the tests put in front of a server (Postgres, S3) to cut and restore it, like
 the server going down and coming back on the same address."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import threading
 
 
 class TcpRelay:
-    """A real TCP relay in front of Postgres that the test can cut and restore."""
+    """A real TCP relay in front of a server that the test can cut and restore."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -63,3 +63,7 @@ class TcpRelay:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
             conn.close()
+
+    def restore(self) -> None:
+        """Listen again on the same port: the server is back."""
+        self.start()

@@ -41,6 +41,9 @@ class ProxyMetrics:
     spool_replayed: int = 0
     spool_pending: int = 0
     """Records waiting in the disk spool for the queue to take them."""
+    bodies_dropped: int = 0
+    """Bodies the body store refused: their records were published without them, saying why
+    (``extra.body_error``)."""
     shipper_errors: int = 0
     shipper_backlog: int = 0
 

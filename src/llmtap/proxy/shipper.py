@@ -46,6 +46,7 @@ BATCH_MAX = 512
 BATCH_WINDOW_S = 0.002
 SPOOL_RETRY_S = 1.0
 SPOOL_FLUSH_S = 5.0
+BODY_WARNING_EVERY_S = 10.0
 
 
 class Lazy(Generic[T]):
@@ -102,6 +103,7 @@ class Shipper:
         self._producer = producer
         self._max_backlog = max_backlog
         self._next_backlog_warning = 0.0
+        self._next_body_warning = 0.0
         self._bodies = bodies
         self._spool = spool
         self._keys = keys
@@ -264,7 +266,8 @@ class Shipper:
                 self._bodies.get().put(pack, blob, "application/octet-stream")
             except (LlmtapError, OSError) as exc:
                 self._metrics.shipper_errors += 1
-                log.warning("body store refused a pack of %d body(ies): %s", len(slots), exc)
+                self._metrics.bodies_dropped += len(slots)
+                self._warn_bodies_dropped(exc)
                 for i in indexes:
                     failed[i] = f"{type(exc).__name__}: {exc}"
                 continue
@@ -279,6 +282,19 @@ class Shipper:
                 )
             records.append(record)
         return records
+
+    def _warn_bodies_dropped(self, exc: BaseException) -> None:
+        """One line per ``BODY_WARNING_EVERY_S`` however many packs fail: a store that is down
+        fails every batch."""
+        now = time.monotonic()
+        if now < self._next_body_warning:
+            return
+        self._next_body_warning = now + BODY_WARNING_EVERY_S
+        log.warning(
+            "body store refused a pack; its records go without bodies (%d body(ies) so far): %s",
+            self._metrics.bodies_dropped,
+            exc,
+        )
 
     def _to_spool(self, items: list[tuple[bytes, bytes]], reason: str) -> None:
         kept = self._spool.append_many((self._topic, k, v) for k, v in items)

@@ -17,8 +17,9 @@ Each slot is locked (``flock``) by the one process using it: several proxy proce
 owner has died. A ``Spool`` object is **not thread-safe**: it belongs to one thread (the proxy's
 shipper), which appends and replays.
 
-Bounded by ``max_bytes`` per slot: when full, a new record is dropped and counted in
-``dropped`` with a warning in the log (at most one line per ``log_every_s``) — never silently.
+Bounded by ``max_bytes`` per slot: when full, or when the disk refuses the write (``ENOSPC``), a
+new record is dropped and counted in ``dropped`` with a warning in the log saying which (at most
+one line per ``log_every_s``, however many batches fail meanwhile) — never silently.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class Spool:
         self.dropped = 0
         """Records refused because the spool was full or the disk failed (since start)."""
         self._last_drop_log = -float("inf")
+        self._write_error: str | None = None
+        """Why the last write failed; None once one succeeds."""
         self._active: int | None = None
         self._active_path = directory
         self._active_size = 0
@@ -146,10 +149,16 @@ class Spool:
                 break
             kept.append(frame)
             room -= len(frame)
+        full = len(kept) < len(frames)
         if kept and not self._write(b"".join(kept)):
             kept = []
         if len(kept) < len(frames):
-            self._count_drops(len(frames) - len(kept))
+            reason = (
+                f"full: {self.size_bytes} of {self.max_bytes} bytes"
+                if full or self._write_error is None
+                else f"write failed: {self._write_error}"
+            )
+            self._count_drops(len(frames) - len(kept), reason)
         self.pending += len(kept)
         return len(kept)
 
@@ -201,8 +210,9 @@ class Spool:
             if self._fsync:
                 os.fsync(self._active)
         except OSError as exc:
-            # Disk full or failing: undo any partial frame so the segment stays readable.
-            log.error("spool %s: write failed (%s)", self.directory, exc)
+            # Disk full or failing: undo any partial frame so the segment stays readable. Logged
+            # with the drop it causes (rate-limited): a full disk fails every batch.
+            self._write_error = str(exc)
             if self._active is not None:
                 try:
                     os.ftruncate(self._active, self._active_size)
@@ -211,6 +221,7 @@ class Spool:
             return False
         self._active_size += len(data)
         self._sizes[self._active_path] = self._active_size
+        self._write_error = None
         return True
 
     def _roll(self) -> None:
@@ -233,16 +244,16 @@ class Spool:
             self._active = None
             self._active_size = 0
 
-    def _count_drops(self, n: int) -> None:
+    def _count_drops(self, n: int, reason: str) -> None:
         self.dropped += n
         now = time.monotonic()
         if now - self._last_drop_log >= self._log_every_s:
             self._last_drop_log = now
-            log.warning(
-                "spool %s full (%d of %d bytes): dropped %d record(s) so far",
+            log.error(
+                "spool %s could not keep %d record(s) (%s): dropped %d record(s) so far",
                 self.directory,
-                self.size_bytes,
-                self.max_bytes,
+                n,
+                reason,
                 self.dropped,
             )
 

@@ -78,7 +78,15 @@ class SqliteProducer:
     def _write(self, topic: str, items: Sequence[Item]) -> None:
         if not items:
             return
-        with self._lock, db.translated(f"publish to {topic!r}"), db.write_txn(self._conn):
+        with self._lock:
+            count = self._write_txn(topic, items)
+            # remembered only once committed: a topic created in a transaction that rolled back
+            # (a full disk fails the COMMIT) does not exist, and must be created again next time
+            self._topic_partitions[topic] = count
+
+    def _write_txn(self, topic: str, items: Sequence[Item]) -> int:
+        """Append ``items`` to ``topic`` in one transaction; the topic's partition count."""
+        with db.translated(f"publish to {topic!r}"), db.write_txn(self._conn):
             count = self._topic_partitions.get(topic)
             if count is None:
                 count = db.ensure_topic(self._conn, topic, self._partitions)
@@ -89,7 +97,6 @@ class SqliteProducer:
                         count,
                         self._partitions,
                     )
-                self._topic_partitions[topic] = count
             next_offsets: dict[int, int] = {}
             rows = []
             timestamp = db.now_ms()
@@ -113,6 +120,7 @@ class SqliteProducer:
                 "UPDATE partitions SET next_offset = ? WHERE topic = ? AND part = ?",
                 [(offset, topic, part) for part, offset in next_offsets.items()],
             )
+        return count
 
 
 class SqliteConsumer:

@@ -39,8 +39,11 @@ class RowRejected(StoreError):
 # (CANNOT_PARSE_*, TYPE_MISMATCH, CANNOT_CONVERT_TYPE, INCORRECT_DATA, ARGUMENT_OUT_OF_BOUND, ...)
 _DATA_CODES = {6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 321}
 # the engine is busy or short of something for now
-# (TOO_MANY_PARTS, MEMORY_LIMIT_EXCEEDED, TOO_MANY_SIMULTANEOUS_QUERIES, TIMEOUT_EXCEEDED, ...)
-_BUSY_CODES = {159, 202, 209, 210, 241, 252, 425}
+# (TOO_MANY_PARTS, MEMORY_LIMIT_EXCEEDED, TOO_MANY_SIMULTANEOUS_QUERIES, TIMEOUT_EXCEEDED, ...),
+# or its disk is: CANNOT_FSYNC, CANNOT_WRITE_TO_FILE_DESCRIPTOR, NOT_ENOUGH_SPACE. A full disk is an
+# outage to wait out, not a refusal of the rows: those are already in the records store, and
+# dead-lettering them would leave them there and not here (tests/integration/test_faults_full_disk.py)
+_BUSY_CODES = {74, 75, 159, 202, 209, 210, 241, 243, 252, 425}
 _CODE = re.compile(r"Code: (\d+)")
 
 

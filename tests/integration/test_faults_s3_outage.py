@@ -1,0 +1,125 @@
+"""The S3 body store (SeaweedFS) away for the consumer, and for the proxy's body writes, behind a
+``TcpRelay`` the test cuts and restores. Proxy and consumer are separate processes
+(``llmtap proxy``, ``llmtap consume``) over one embedded queue, each reaching S3 through a relay of
+its own, so the two outages can be told apart:
+
+* the consumer's S3 away (12 s): it cannot read the bodies of the records it holds, so it holds
+  the batch and retries (not poison); afterwards every call is stored once, bodies readable;
+* the proxy's S3 away (5 s, inside the first): the calls are answered, their records published
+  without bodies (``llmtap_proxy_bodies_dropped_total``); the records are stored once.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from pathlib import Path
+
+import pytest
+
+from llmtap.stores.factory import open_body_store, open_records_store
+from llmtap.testing.mock_upstream import MockUpstream
+from support.load import Answers, Load, proxy_metrics
+from support.probes import wait_for
+from support.processes import LlmtapProcess, ProxyProcess, llmtap_env
+from support.relay import TcpRelay
+
+pytestmark = pytest.mark.s3
+
+
+def keep_going(seconds: float) -> None:
+    """Traffic runs on for a stretch of wall time (the outage's length, not a wait for a result)."""
+    threading.Event().wait(seconds)
+
+
+def test_s3_away_for_the_consumer_and_the_proxy_loses_no_record_and_stores_each_once(
+    tmp_path: Path, s3_endpoint: str, mock_upstream: MockUpstream
+) -> None:
+    bucket = f"llmtap-faults-{secrets.token_hex(5)}"
+    host, port = s3_endpoint.removeprefix("http://").rsplit(":", 1)
+    relays = {side: TcpRelay((host, int(port))) for side in ("proxy", "consumer")}
+    for relay in relays.values():
+        relay.start()
+
+    def bodies_url(relay: TcpRelay | None) -> str:
+        endpoint = f"http://127.0.0.1:{relay.port}" if relay else s3_endpoint
+        return f"s3://{bucket}?endpoint={endpoint}&region=us-east-1"
+
+    records_url = f"sqlite:///{tmp_path / 'records.db'}"
+    open_records_store(records_url).close()  # migrated once, before two processes race to it
+    open_body_store(bodies_url(None)).close()  # the bucket
+
+    def env(side: str, **extra: str) -> dict[str, str]:
+        return llmtap_env(
+            {
+                "LLMTAP_DATA_DIR": str(tmp_path / side),
+                "LLMTAP_QUEUE_URL": f"sqlite:///{tmp_path / 'queue.db'}",
+                "LLMTAP_RECORDS_URL": records_url,
+                "LLMTAP_BODIES_URL": bodies_url(relays[side]),
+                "LLMTAP_OPENAI_BASE_URL": mock_upstream.url,
+                "LLMTAP_BATCH_MAX_WAIT_S": "0.05",
+                **extra,
+            }
+        )
+
+    def stored() -> dict[str, str | None]:
+        store = open_records_store(records_url)
+        try:
+            return {r.request_id: r.response_body_key for r in store.recent_requests(None, 10**5)}
+        finally:
+            store.close()
+
+    proxy = ProxyProcess(env("proxy"), tmp_path / "proxy.log").start()
+    consumer = LlmtapProcess(
+        ["consume"], env("consumer", LLMTAP_RETRY_BACKOFF_MAX_S="1"), tmp_path / "consumer.log"
+    ).start()
+    try:
+        answers = Answers()
+        with Load(proxy.url, answers, threads=2, pause_s=0.02):
+            wait_for(lambda: len(stored()) >= 20, timeout_s=60, what="rows stored")
+            relays["consumer"].cut()
+            consumer_cut_at = answers.count()
+            wait_for(
+                lambda: "handler:bodies unavailable" in consumer.output(),
+                timeout_s=30,
+                what="the consumer holding its batch",
+            )
+            keep_going(3.0)
+            relays["proxy"].cut()
+            proxy_cut = answers.count()
+            keep_going(5.0)
+            relays["proxy"].restore()
+            proxy_back = answers.count()
+            keep_going(3.0)
+            relays["consumer"].restore()
+            keep_going(2.0)
+        assert answers.failures == [], answers.failures[:5]
+        answered = answers.snapshot()
+        assert proxy_back - proxy_cut > 20 and proxy_cut > consumer_cut_at + 20, "calls flowed"
+
+        wait_for(
+            lambda: len(stored()) >= len(answered), timeout_s=60, what="every answered call stored"
+        )
+        rows = stored()
+        assert sorted(rows) == sorted(answered)
+        assert "dead-lettering" not in consumer.output(), consumer.output()[-3000:]
+        assert consumer.alive and proxy.alive
+
+        # what the proxy could not write is counted; every other body is in the store
+        metrics = proxy_metrics(proxy.url)
+        dropped = int(metrics["llmtap_proxy_bodies_dropped_total"])
+        without = [rid for rid in answered if rows[rid] is None]
+        assert len(without) > 0 and dropped >= len(without)
+        assert set(without) <= set(answered[proxy_cut - 4 : proxy_back + 4])
+        assert metrics["llmtap_proxy_records_dropped_total"] == 0
+        bodies = open_body_store(bodies_url(None))
+        try:
+            for rid in answered[consumer_cut_at : consumer_cut_at + 20]:
+                key = rows[rid]
+                assert key is not None and bodies.get(key)
+        finally:
+            bodies.close()
+    finally:
+        for process in (proxy, consumer):
+            if process.alive:
+                assert process.stop() == 0, process.output()[-3000:]
