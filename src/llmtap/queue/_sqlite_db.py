@@ -76,6 +76,9 @@ def translated(action: str) -> Iterator[None]:
         raise QueueError(f"embedded queue: {action} failed: {exc}") from exc
 
 
+OPEN_BUSY_TIMEOUT_MS = 30_000
+
+
 def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     try:
         private_file(path)  # before SQLite creates it: its -wal and -shm take the file's mode
@@ -83,17 +86,22 @@ def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
         raise QueueError(f"embedded queue: creating {path} failed: {err}") from err
     with translated(f"opening {path}"):
         # isolation_level=None: transactions are spelled out below, never opened implicitly.
+        # Opening may wait on another process that is creating the same database (serve's
+        # proxies and backend start together): give that longer than a call's busy timeout,
+        # which a loaded machine can exceed, then use the call's own.
+        open_timeout_ms = max(busy_timeout_ms, OPEN_BUSY_TIMEOUT_MS)
         conn = sqlite3.connect(
-            path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+            path, timeout=open_timeout_ms / 1000, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            conn.execute(f"PRAGMA busy_timeout={int(open_timeout_ms)}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             with write_txn(conn):
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         except BaseException:
             conn.close()
             raise
