@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -65,17 +64,44 @@ CSV_COLUMNS = (
     "error",
     "properties",
 )
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CSV_READS = (
+    "request_id",
+    "created_unix_ms",
+    "status",
+    "model",
+    "response_model",
+    "provider",
+    "endpoint",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_nano_usd",
+    "cost_source",
+    "latency_ms",
+    "ttft_ms",
+    "user_id",
+    "session_id",
+    "session_name",
+    "session_path",
+    "trace_id",
+    "error",
+    "properties",
+)
+"""The columns ``csv_cells`` reads (and every sort key): a CSV export reads only these."""
+_FORMULA_STARTS = frozenset("=+-@\t\r")
 _encoder = msgspec.json.Encoder()
 
 
 def neutralize(cell: str) -> str:
     """A text cell a spreadsheet will not run as a formula."""
-    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+    return "'" + cell if cell and cell[0] in _FORMULA_STARTS else cell
 
 
 def _text(value: str | None) -> str:
-    return "" if value is None else neutralize(value)
+    # called for a dozen cells of every exported row: neutralize() inlined
+    if not value:
+        return ""
+    return "'" + value if value[0] in _FORMULA_STARTS else value
 
 
 def _number(value: float | int | None) -> Any:
@@ -109,8 +135,9 @@ def csv_cells(row: Row) -> list[Any]:
         _text(row["session_path"]),
         _text(row["trace_id"]),
         _text(row["error"]),
-        # JSON starts with "{": never a formula
-        json.dumps(row["properties"], ensure_ascii=False, separators=(",", ":")),
+        # JSON starts with "{": never a formula (compact, UTF-8 unescaped, as json.dumps with
+        # ensure_ascii=False and no spaces, at a fraction of its cost)
+        _encoder.encode(row["properties"]).decode(),
     ]
 
 
@@ -124,7 +151,11 @@ def _sort_value(sort: SortField, row: Row) -> float | int:
 
 
 def _pages(
-    ctx: DashboardContext, org_id: str, tree: Filter | None, state: PageState
+    ctx: DashboardContext,
+    org_id: str,
+    tree: Filter | None,
+    state: PageState,
+    columns: tuple[str, ...] | None,
 ) -> Iterator[list[Row]]:
     """Keyset pages of the export; each read holds a gate slot, none while bytes are sent."""
     api = ctx.api
@@ -152,7 +183,7 @@ def _pages(
             org_id, tree, state.sort, state.order == "desc", after=after, limit=PAGE_ROWS
         )
         with api.gate.slot():
-            rows = ctx.records.export_page(read)
+            rows = ctx.records.export_page(read, columns)
         if rows:
             yield rows
         if len(rows) < PAGE_ROWS:
@@ -192,10 +223,12 @@ def jsonl_chunks(pages: Iterator[list[Row]]) -> Iterator[bytes]:
         yield b"\n".join(lines) + b"\n"
 
 
-FORMATS: dict[str, tuple[str, Callable[[Iterator[list[Row]]], Iterator[bytes]]]] = {
-    "csv": ("text/csv; charset=utf-8", csv_chunks),
-    "jsonl": ("application/x-ndjson", jsonl_chunks),
+Chunks = Callable[[Iterator[list[Row]]], Iterator[bytes]]
+FORMATS: dict[str, tuple[str, Chunks, tuple[str, ...] | None]] = {
+    "csv": ("text/csv; charset=utf-8", csv_chunks, CSV_READS),
+    "jsonl": ("application/x-ndjson", jsonl_chunks, None),
 }
+"""Format -> (media type, the writer, the columns it reads; ``None``: all but the headers)."""
 
 
 def _export(request: Request, signed: Signed, kind: str) -> Response:
@@ -218,13 +251,13 @@ def _export(request: Request, signed: Signed, kind: str) -> Response:
             media_type="text/plain; charset=utf-8",
             headers={"Cache-Control": "no-store"},
         )
-    media_type, chunks = FORMATS[kind]
+    media_type, chunks, columns = FORMATS[kind]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     headers = {
         "Content-Disposition": f'attachment; filename="llmtap-requests-{stamp}.{kind}"',
         "Cache-Control": "no-store",
     }
-    pages = _pages(ctx, signed.org_id, tree, state)
+    pages = _pages(ctx, signed.org_id, tree, state, columns)
     # the first page is read before answering, so a busy or failing store is a proper status
     try:
         first = next(pages, None)
