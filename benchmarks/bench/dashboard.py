@@ -569,7 +569,6 @@ def render_section(result: dict[str, Any], machine: dict[str, Any], date: str) -
             f"| {name} | {before} | {prev} | {q['best_ms']:,} | {q['p95_ms']:,} |"
             f" ≤ {target} ms: {met} | {q['rss_after_mb']} |"
         )
-    panels = [q for n, q in result["queries"].items() if n.startswith("overview")]
     lines += [
         "",
         "Page weight (JS+CSS served, gzip level 6, summed; requests = the HTML + each script"
@@ -604,7 +603,8 @@ def render_section(result: dict[str, Any], machine: dict[str, Any], date: str) -
         "Target ≥ 50,000 rows/s. API RSS: "
         f"{result['api_rss_start_mb']} MB when started, {result['api_rss_mb']} MB after"
         f" serving all of the above, peak {result['api_peak_rss_mb']} MB (target ≤ 500 MB)."
-        f" The Overview's panels: {len(panels)} timings above.",
+        " What changed, what each option measured and where the time goes:"
+        " docs/decisions/2026-12-01-dashboard-queries.md.",
         END_MARK,
     ]
     return "\n".join(lines) + "\n"

@@ -6,7 +6,10 @@ requests and by cost, the top users and the unpriced share. Two queries answer i
 ``FINAL`` collapsing redelivered copies first, as in ``metrics.py``:
 
 * the **timeline**: every figure (exact percentiles, distinct users) per bucket, and the totals
-  as the buckets' states merged (``ROLLUP``, exact: see ``metrics.build_sql``);
+  as the buckets' states merged (``ROLLUP``): exact, since every aggregate here merges exactly
+  (sums and counts add, a ``quantilesExact`` state is the values themselves, a ``uniqExact``
+  state the set of user hashes); for ~100-200 buckets it measured a little faster and ~20 MB
+  lighter than a second grouping set;
 * the **breakdowns**: requests, errors, cost and tokens (``metrics.COUNTS``) per model, per
   status and per user, three ``GROUPING SETS`` of one scan. Their panels show no percentiles,
   so none are computed: exact percentiles keep every value of every group, and for 5,000 users
