@@ -92,7 +92,6 @@ class Breakdown(BaseModel):
     priced_requests: int
     unpriced_requests: int
     unpriced_share: float | None
-    tokens: dict[str, int]
 
 
 class OverviewOut(BaseModel):
@@ -140,8 +139,8 @@ def _run(ctx: ApiContext, org: str, body: MetricsBody) -> dict[str, Any]:
     description=(
         "Totals, the series per bucket (default: hour), every model and status, and the top"
         " users, for one range and filter, from two scans. Models, statuses and users carry"
-        " the additive figures only (requests, errors, cost, tokens): no percentiles or"
-        " distinct users. `group_by` is not used."
+        " requests, errors and cost only (no tokens, percentiles or distinct users: ask"
+        " /v1/metrics with group_by for those). `group_by` is not used."
     ),
 )
 def post_overview(body: MetricsBody, org: Org, ctx: Ctx) -> dict[str, Any]:

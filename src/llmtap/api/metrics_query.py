@@ -80,7 +80,7 @@ def compute_overview(
     source: MetricsSource, query: MetricsQuery, limits: FilterLimits | None = None
 ) -> dict[str, Any]:
     """The Overview document: totals and the series per bucket (every figure), models, statuses
-    and top users (additive figures only: ``Breakdown``) (``stores/analytics/overview.py``)."""
+    and top users (requests, errors and cost: ``Breakdown``) (``stores/analytics/overview.py``)."""
     check(query)
     check_size(query.filter, limits or FilterLimits())
     result = source.overview(query)
@@ -134,5 +134,4 @@ def _breakdown_json(part: Breakdown) -> dict[str, Any]:
         "priced_requests": part.priced_requests,
         "unpriced_requests": part.unpriced_requests,
         "unpriced_share": part.unpriced_requests / requests if requests else None,
-        "tokens": part.tokens,
     }

@@ -91,16 +91,17 @@ COUNTS = ",\n".join(
         "countIf(cost_nano_usd IS NOT NULL) AS m_priced",
         "countIf(cost_nano_usd IS NULL AND coalesce(model, response_model) IS NOT NULL)"
         " AS m_unpriced",
-        *(f"toInt64(ifNull(sum({k}_tokens), 0)) AS m_tokens_{k}" for k in TOKEN_KINDS),
     ]
 )
-"""The additive figures: cheap per row, a few bytes of state per group."""
+"""Requests, errors and cost: cheap per row, a few bytes of state per group."""
+TOKENS = ",\n".join(f"toInt64(ifNull(sum({k}_tokens), 0)) AS m_tokens_{k}" for k in TOKEN_KINDS)
 
 # The exact percentiles keep every value of their group and distinct users a set of hashes:
 # most of a query's time and memory, so they are asked only where they are shown.
 _AGGREGATES = ",\n".join(
     [
         COUNTS,
+        TOKENS,
         "quantilesExact(0.5, 0.9, 0.95, 0.99)(latency_ms) AS m_latency_q",
         "quantilesExactIf(0.5, 0.9, 0.95, 0.99)(assumeNotNull(ttft_ms), ttft_ms IS NOT NULL)"
         " AS m_ttft_q",

@@ -10,11 +10,12 @@ requests and by cost, the top users and the unpriced share. Two queries answer i
   (sums and counts add, a ``quantilesExact`` state is the values themselves, a ``uniqExact``
   state the set of user hashes); for ~100-200 buckets it measured a little faster and ~20 MB
   lighter than a second grouping set;
-* the **breakdowns**: requests, errors, cost and tokens (``metrics.COUNTS``) per model, per
-  status and per user, three ``GROUPING SETS`` of one scan. Their panels show no percentiles,
-  so none are computed: exact percentiles keep every value of every group, and for 5,000 users
-  over a week that was most of the Overview's time and memory (decision note
-  2026-12-01-dashboard-queries). Each figure is what its own metrics query gives.
+* the **breakdowns**: requests, errors and cost (``metrics.COUNTS``) per model, per status and
+  per user, three ``GROUPING SETS`` of one scan. Their panels show nothing else, so nothing
+  else is computed: exact percentiles keep every value of every group, and for 5,000 users
+  over a week that was most of the Overview's time and memory; the eight token sums were
+  another ~40% of this scan (decision note 2026-12-01-dashboard-queries). Each figure is what
+  its own metrics query gives.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from llmtap.stores.analytics.metrics import (
     _BUCKET,
     COUNTS,
     FINAL_SETTINGS,
-    TOKEN_KINDS,
     Metrics,
     MetricsQuery,
     _where,
@@ -48,7 +48,7 @@ _SETS: dict[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class Breakdown:
-    """One group's additive figures (those of ``Metrics`` that need no per-value state)."""
+    """One group's requests, errors and cost (the Overview's tables show no more)."""
 
     group: str | None
     """The model, status (as text) or user; ``None`` for calls without one."""
@@ -57,7 +57,6 @@ class Breakdown:
     cost_nano_usd: int
     priced_requests: int
     unpriced_requests: int
-    tokens: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +111,6 @@ def breakdown_of(row: dict[str, Any], group: Any) -> Breakdown:
         cost_nano_usd=int(row["m_cost_nano"]),
         priced_requests=int(row["m_priced"]),
         unpriced_requests=int(row["m_unpriced"]),
-        tokens={kind: int(row[f"m_tokens_{kind}"]) for kind in TOKEN_KINDS},
     )
 
 
