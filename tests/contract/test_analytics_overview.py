@@ -1,5 +1,5 @@
-"""The Overview's one query agrees with the separate metrics queries, panel by panel, and
-redelivered copies count once in every panel."""
+"""The Overview's two queries agree with the separate metrics queries, panel by panel, and
+redelivered copies count once in every panel (also with no calls at all)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from llmtap.demo.seed import Seeder, SeedPlan
 from llmtap.stores.analytics.metrics import Metrics, MetricsQuery
+from llmtap.stores.analytics.overview import Breakdown
 from llmtap.stores.factory import open_analytics_store
 from llmtap.stores.filter import Leaf
 
@@ -18,6 +19,12 @@ DAY_MS = 86_400_000.0
 def _same(a: Metrics, b: Metrics) -> None:
     assert (a.group, a.bucket_start_unix_ms) == (b.group, b.bucket_start_unix_ms)
     assert a == b
+
+
+def _same_counts(a: Breakdown, b: Metrics) -> None:
+    assert a.group == b.group
+    assert (a.requests, a.errors, a.cost_nano_usd) == (b.requests, b.errors, b.cost_nano_usd)
+    assert (a.priced_requests, a.unpriced_requests) == (b.priced_requests, b.unpriced_requests)
 
 
 def test_every_panel_equals_its_own_query_and_copies_count_once(tmp_path: Path) -> None:
@@ -53,7 +60,7 @@ def test_every_panel_equals_its_own_query_and_copies_count_once(tmp_path: Path) 
                 separate = {m.group: m for m in store.metrics(query_by).series}
                 assert panel, group_by
                 for m in panel:
-                    _same(m, separate[m.group])
+                    _same_counts(m, separate[m.group])
                 if group_by != "user":
                     assert len(panel) == len(separate)
                 requests = [m.requests for m in panel]
@@ -69,5 +76,9 @@ def test_every_panel_equals_its_own_query_and_copies_count_once(tmp_path: Path) 
             assert overview.top_users[0].requests == busiest
         empty = store.overview(MetricsQuery("org_b", NOW - DAY_MS, NOW, bucket_s=3600))
         assert empty.totals.requests == 0 and empty.series == [] and empty.models == []
+        nothing = store.metrics(MetricsQuery("org_b", NOW - DAY_MS, NOW, bucket_s=3600))
+        assert nothing.totals == empty.totals and nothing.series == []
+        by_model = store.metrics(MetricsQuery("org_b", NOW - DAY_MS, NOW, group_by="model"))
+        assert by_model.totals == empty.totals and by_model.series == []
     finally:
         store.close()

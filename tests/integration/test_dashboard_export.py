@@ -221,15 +221,17 @@ def test_the_export_streams_before_the_last_page_is_read(
     release = threading.Event()
     second_done = threading.Event()
 
-    def page(self: RecordsStore, query: PageQuery) -> list[dict[str, Any]]:
+    def page(
+        self: RecordsStore, query: PageQuery, columns: tuple[str, ...] | None = None
+    ) -> list[dict[str, Any]]:
         calls.append(query.limit)
         if len(calls) == 2:  # the second page waits until the client has bytes in hand
             release.wait(10)
             try:
-                return original(self, query)
+                return original(self, query, columns)
             finally:
                 second_done.set()
-        return original(self, query)
+        return original(self, query, columns)
 
     monkeypatch.setattr(RecordsStore, "export_page", page)
     with client_a.stream("GET", "/export.csv", params={"range": "24h"}) as response:

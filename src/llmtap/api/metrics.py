@@ -82,15 +82,27 @@ class MetricsOut(BaseModel):
     series: list[Metrics]
 
 
+class Breakdown(BaseModel):
+    group: str | None
+    requests: int
+    errors: int
+    error_rate: float | None
+    cost_usd: float
+    cost_nano_usd: int
+    priced_requests: int
+    unpriced_requests: int
+    unpriced_share: float | None
+
+
 class OverviewOut(BaseModel):
     start: str
     end: str
     bucket_s: int | None
     totals: Metrics
     series: list[Metrics] = Field(description="per bucket, oldest first")
-    models: list[Metrics] = Field(description="every model (group), most requests first")
-    statuses: list[Metrics] = Field(description="every status (group), most requests first")
-    top_users: list[Metrics] = Field(description="the 10 users with most requests")
+    models: list[Breakdown] = Field(description="every model (group), most requests first")
+    statuses: list[Breakdown] = Field(description="every status (group), most requests first")
+    top_users: list[Breakdown] = Field(description="the 10 users with most requests")
 
 
 def _query(ctx: ApiContext, org: str, body: MetricsBody) -> MetricsQuery:
@@ -126,7 +138,9 @@ def _run(ctx: ApiContext, org: str, body: MetricsBody) -> dict[str, Any]:
     summary="The Overview's panels in one query",
     description=(
         "Totals, the series per bucket (default: hour), every model and status, and the top"
-        " users, for one range and filter, from one scan. `group_by` is not used."
+        " users, for one range and filter, from two scans. Models, statuses and users carry"
+        " requests, errors and cost only (no tokens, percentiles or distinct users: ask"
+        " /v1/metrics with group_by for those). `group_by` is not used."
     ),
 )
 def post_overview(body: MetricsBody, org: Org, ctx: Ctx) -> dict[str, Any]:

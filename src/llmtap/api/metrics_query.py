@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from llmtap.api.filters import FilterLimits, check_property_name, check_size
 from llmtap.api.rows import iso_time, nano_to_usd
 from llmtap.stores.analytics.metrics import Metrics, MetricsQuery, MetricsResult
-from llmtap.stores.analytics.overview import Overview
+from llmtap.stores.analytics.overview import Breakdown, Overview
 from llmtap.stores.filter import FilterError
 
 MAX_BUCKETS = 10_000
@@ -79,8 +79,8 @@ def compute(
 def compute_overview(
     source: MetricsSource, query: MetricsQuery, limits: FilterLimits | None = None
 ) -> dict[str, Any]:
-    """The Overview document: totals, the series per bucket, models, statuses and top users,
-    from one query (``stores/analytics/overview.py``)."""
+    """The Overview document: totals and the series per bucket (every figure), models, statuses
+    and top users (requests, errors and cost: ``Breakdown``) (``stores/analytics/overview.py``)."""
     check(query)
     check_size(query.filter, limits or FilterLimits())
     result = source.overview(query)
@@ -90,9 +90,9 @@ def compute_overview(
         "bucket_s": query.bucket_s,
         "totals": _json(result.totals),
         "series": [_json(m) for m in result.series],
-        "models": [_json(m) for m in result.models],
-        "statuses": [_json(m) for m in result.statuses],
-        "top_users": [_json(m) for m in result.top_users],
+        "models": [_breakdown_json(b) for b in result.models],
+        "statuses": [_breakdown_json(b) for b in result.statuses],
+        "top_users": [_breakdown_json(b) for b in result.top_users],
     }
 
 
@@ -120,3 +120,18 @@ def _json(metrics: Metrics) -> dict[str, Any]:
         }
     )
     return out
+
+
+def _breakdown_json(part: Breakdown) -> dict[str, Any]:
+    requests, errors = part.requests, part.errors
+    return {
+        "group": part.group,
+        "requests": requests,
+        "errors": errors,
+        "error_rate": errors / requests if requests else None,
+        "cost_usd": nano_to_usd(part.cost_nano_usd),
+        "cost_nano_usd": part.cost_nano_usd,
+        "priced_requests": part.priced_requests,
+        "unpriced_requests": part.unpriced_requests,
+        "unpriced_share": part.unpriced_requests / requests if requests else None,
+    }

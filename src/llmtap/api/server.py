@@ -150,7 +150,9 @@ def run_api(settings: Settings) -> int:
     with ExitStack() as stack:
         metrics: MetricsSource | None = None
         try:
-            analytics = open_analytics_store(settings.analytics_url)
+            analytics = open_analytics_store(
+                settings.analytics_url, release_above_mb=settings.analytics_chdb_release_above_mb
+            )
             stack.callback(analytics.close)
             metrics = analytics
         except LlmtapError as exc:

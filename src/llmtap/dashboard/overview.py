@@ -1,7 +1,8 @@
-"""``/``: the Overview. Every panel comes from the analytics store (``AnalyticsStore.metrics``
-through ``api/metrics_query.compute``, in this process, holding one query-gate slot for the set):
-one series by time bucket and three breakdowns (status, model, user), the data embedded in the
-page. With ``HX-Request`` only the panels are rendered (live refresh swaps them in place).
+"""``/``: the Overview. Every panel comes from the analytics store's Overview
+(``AnalyticsStore.overview`` through ``api/metrics_query.compute_overview``, in this process,
+holding one query-gate slot): the totals and one series by time bucket, and the breakdowns by
+status, model and user, the data embedded in the page. With ``HX-Request`` only the panels are
+rendered (live refresh swaps them in place).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from llmtap.api.context import ApiContext
-from llmtap.api.metrics_query import compute
+from llmtap.api.metrics_query import compute_overview
 from llmtap.api.query_gate import QueryBusy
 from llmtap.dashboard.auth import Signed
 from llmtap.dashboard.context import dashboard
@@ -69,43 +70,34 @@ def _panels(
     if state.errors and state.filter is None and state.filter_text:
         return None, "Fix the filter to see the charts."
 
-    def query(bucket: int | None = None, group_by: str | None = None) -> MetricsQuery:
-        return MetricsQuery(
-            org_id=org_id,
-            start_unix_ms=state.start_ms,
-            end_unix_ms=state.end_ms,
-            bucket_s=bucket,
-            group_by=group_by,
-            filter=state.filter,
-        )
-
+    query = MetricsQuery(
+        org_id=org_id,
+        start_unix_ms=state.start_ms,
+        end_unix_ms=state.end_ms,
+        bucket_s=state.bucket_s,
+        filter=state.filter,
+    )
     try:
         with api.gate.slot():
-            timeline = compute(api.metrics, query(bucket=state.bucket_s), api.limits)
-            by_status = compute(api.metrics, query(group_by="status"), api.limits)
-            by_model = compute(api.metrics, query(group_by="model"), api.limits)
-            by_user = compute(api.metrics, query(group_by="user"), api.limits)
+            found = compute_overview(api.metrics, query, api.limits)
     except FilterError as exc:
         return None, f"The charts cannot use this filter: {exc}"
     except QueryBusy as exc:
         return None, f"{exc}."
     except StoreError:
         return None, "The analytics store did not answer; try again in a moment."
-    totals = timeline["totals"]
-    models = by_model["series"]
+    models = found["models"]
     return {
-        "totals": totals,
-        "charts": _charts(timeline["series"], state),
+        "totals": found["totals"],
+        "charts": _charts(found["series"], state),
         "errors_by_status": [
-            s for s in sorted(by_status["series"], key=lambda s: -s["errors"]) if s["errors"]
+            s for s in sorted(found["statuses"], key=lambda s: -s["errors"]) if s["errors"]
         ],
         "models_by_requests": sorted(models, key=lambda s: -s["requests"])[:TOP],
         "models_by_cost": sorted(
             (s for s in models if s["cost_nano_usd"]), key=lambda s: -s["cost_nano_usd"]
         )[:TOP],
-        "top_users": sorted(
-            (s for s in by_user["series"] if s["group"] is not None), key=lambda s: -s["requests"]
-        )[:TOP],
+        "top_users": found["top_users"][:TOP],
     }, None
 
 

@@ -45,10 +45,13 @@ def open_body_store(url: str) -> BodyStore:
     raise ConfigError(f"body store URL {url!r}: expected file:///<dir> or s3://bucket?endpoint=...")
 
 
-def open_analytics_store(url: str, retention_days: int | None = None) -> AnalyticsStore:
+def open_analytics_store(
+    url: str, retention_days: int | None = None, release_above_mb: int = 0
+) -> AnalyticsStore:
     """``chdb:///dir`` (embedded; one process per directory) or ``clickhouse://...``.
 
     ``retention_days`` is applied by the consumer's sink; readers pass nothing (see AnalyticsStore).
+    ``release_above_mb``: chDB only (``ChdbClient``; settings.analytics_chdb_release_above_mb).
     """
     parts = urlsplit(url)
     if parts.scheme == "chdb":
@@ -57,7 +60,9 @@ def open_analytics_store(url: str, retention_days: int | None = None) -> Analyti
         from llmtap.stores.analytics.chdb_client import ChdbClient
 
         # Settings joins "chdb:///" and an absolute path, which doubles the slash
-        client: ClickHouseClient = ChdbClient(Path("/" + unquote(parts.path).lstrip("/")))
+        client: ClickHouseClient = ChdbClient(
+            Path("/" + unquote(parts.path).lstrip("/")), release_above_mb
+        )
     elif parts.scheme == "clickhouse":
         from llmtap.stores.analytics.clickhouse_client import ClickHouseHttpClient
 
@@ -91,7 +96,11 @@ def open_sinks(settings: Settings) -> list[Sink]:
     """The consumer's sinks, in the order they are written: records first, then analytics."""
     records = open_records_store(settings.records_url)
     try:
-        analytics = open_analytics_store(settings.analytics_url, settings.analytics_retention_days)
+        analytics = open_analytics_store(
+            settings.analytics_url,
+            settings.analytics_retention_days,
+            settings.analytics_chdb_release_above_mb,
+        )
     except BaseException:
         records.close()
         raise

@@ -20,7 +20,12 @@ from llmtap.stores.analytics.groups import GroupQuery, GroupRow, group_of
 from llmtap.stores.analytics.groups import build_sql as build_groups_sql
 from llmtap.stores.analytics.metrics import MetricsQuery, MetricsResult, build_sql, result_of
 from llmtap.stores.analytics.migrate import migrate
-from llmtap.stores.analytics.overview import Overview, build_overview_sql, overview_of
+from llmtap.stores.analytics.overview import (
+    Overview,
+    build_breakdowns_sql,
+    build_timeline_sql,
+    overview_of,
+)
 from llmtap.stores.row import RequestRow
 from llmtap.stores.sink import PoisonRows
 
@@ -106,10 +111,10 @@ class AnalyticsStore:
         return result_of(self._client.query_rows(*build_sql(query)))
 
     def overview(self, query: MetricsQuery) -> Overview:
-        """Every Overview panel of the query's range and filter, from one scan
+        """Every Overview panel of the query's range and filter, from two scans
         (``overview.py``); ``group_by`` is not used."""
-        rows = self._client.query_rows(*build_overview_sql(query))
-        return overview_of(rows, query.bucket_s is not None)
+        timeline = self._client.query_rows(*build_timeline_sql(query))
+        return overview_of(timeline, self._client.query_rows(*build_breakdowns_sql(query)))
 
     def table_definition(self) -> str:
         """The table's ``CREATE TABLE`` statement as the engine holds it (its TTL, say)."""

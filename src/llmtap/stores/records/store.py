@@ -96,9 +96,12 @@ class RecordsStore:
         """Values of property ``name`` logged in the range containing ``lookup.contains``."""
         return property_values(self._engine, lookup, name)
 
-    def export_page(self, query: PageQuery) -> list[dict[str, Any]]:
-        """A page of calls as dicts without their headers, for exports (``export_reader.py``)."""
-        return export_page(self._engine, query)
+    def export_page(
+        self, query: PageQuery, columns: tuple[str, ...] | None = None
+    ) -> list[dict[str, Any]]:
+        """A page of calls as dicts of ``columns`` (default: all but the headers), for exports
+        (``export_reader.py``)."""
+        return export_page(self._engine, query, columns)
 
     def session_calls(self, org_id: str, session_id: str, limit: int) -> list[RequestRow]:
         """The session's first ``limit`` calls in start order."""
