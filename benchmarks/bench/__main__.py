@@ -66,7 +66,7 @@ def main() -> int:
         "--fault-every", type=float, default=300.0, help="faults soak: seconds between faults"
     )
     parser.add_argument(
-        "--queue-retention-s", type=float, default=600.0, help="faults soak: the queue's retention"
+        "--queue-retention-s", type=float, default=300.0, help="faults soak: the queue's retention"
     )
     parser.add_argument(
         "--queue-disk-mib", type=int, default=512, help="faults soak: the queue's own tmpfs"
@@ -76,7 +76,16 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.report is not None:
-        write_report(json.loads(args.report.read_text()), args.report)
+        saved = json.loads(args.report.read_text())
+        if str(saved.get("mode", "")).startswith("faults-soak"):
+            date = str(saved["machine"]["date_utc"])[:10]
+            machine_then = {**saved["machine"], "loadavg": saved["loadavg_end"]}
+            section = soak_report.render_section(
+                saved["faults_soak"], machine_then, date, args.report.name
+            )
+            soak_report.update_results(BENCH_DIR / "RESULTS.md", section)
+        else:
+            write_report(saved, args.report)
         return 0
 
     parts = set(args.only.split(","))

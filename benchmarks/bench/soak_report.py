@@ -13,11 +13,12 @@ PRUNE_INTERVAL_S = 60.0
 
 
 def retention_bound(result: dict[str, Any]) -> dict[str, Any]:
-    """Messages the queue may hold at a steady rate: one retention period, one prune interval,
-    and the longest fault window's backlog (twice, for slack)."""
+    """Messages the queue may hold at a steady rate: one retention period, two prune intervals
+    (the consumer prunes at most once an interval, and a restarted backend starts its interval
+    afresh), and the longest fault window's backlog (twice, for slack)."""
     s = result["settings"]
     longest = max([f["window_s"] for f in result["faults"]] + [0.0])
-    bound = s["rate"] * (s["queue_retention_s"] + PRUNE_INTERVAL_S + 2 * longest)
+    bound = s["rate"] * (s["queue_retention_s"] + 2 * PRUNE_INTERVAL_S + 2 * longest)
     held = result["processes"].get("queue.messages", {}).get("max")
     return {"bound": int(bound), "max": held, "within": held is not None and held <= bound}
 
@@ -84,7 +85,8 @@ def render_section(result: dict[str, Any], machine: dict[str, Any], date: str, f
         "",
         "**Processes** (sum over the role's processes; RSS in MB, open file descriptors),"
         f" sampled every 10 s; curve = {len(result['processes'].get('curve_t_s', []))} points"
-        " spread evenly over the run. A SIGKILLed role restarts small, so its curve dips:",
+        " spread evenly over the run. A SIGKILLed role restarts small, so its curve dips (a"
+        " backend that is starting again, not yet listening, shows under `other`):",
         "",
         "| role.measure | first | last | min | max | curve |",
         "| --- | --- | --- | --- | --- | --- |",
