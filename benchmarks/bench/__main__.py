@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import soak_report
 from bench.dashboard import kept_section, render_section, run_dashboard, update_results
+from bench.faults_soak import run_faults_soak
 from bench.machine import machine
 from bench.overhead import added_latency, passthrough, run_overhead
 from bench.pipeline import distributed_throughput, embedded_throughput, freshness, soak
@@ -43,7 +45,7 @@ def main() -> int:
         "--only",
         default="overhead,passthrough,pipeline,freshness",
         help="comma-separated parts: overhead, passthrough, pipeline, distributed, freshness,"
-        " soak, dashboard, tls",
+        " soak, dashboard, tls, faults-soak",
     )
     parser.add_argument(
         "--dashboard-rows",
@@ -53,13 +55,37 @@ def main() -> int:
     )
     parser.add_argument("--gateways", default=",".join(GATEWAYS))
     parser.add_argument("--duration", type=float, default=None, help="seconds per load run")
-    parser.add_argument("--soak-seconds", type=float, default=600.0, help="length of the soak")
+    parser.add_argument(
+        "--soak-seconds",
+        type=float,
+        default=None,
+        help="length of the soak (default 600) or of the faults soak (default 3600)",
+    )
+    parser.add_argument("--rate", type=float, default=200.0, help="faults soak: calls per second")
+    parser.add_argument(
+        "--fault-every", type=float, default=300.0, help="faults soak: seconds between faults"
+    )
+    parser.add_argument(
+        "--queue-retention-s", type=float, default=300.0, help="faults soak: the queue's retention"
+    )
+    parser.add_argument(
+        "--queue-disk-mib", type=int, default=512, help="faults soak: the queue's own tmpfs"
+    )
     parser.add_argument(
         "--report", type=Path, default=None, help="only rewrite RESULTS.md from this results JSON"
     )
     args = parser.parse_args()
     if args.report is not None:
-        write_report(json.loads(args.report.read_text()), args.report)
+        saved = json.loads(args.report.read_text())
+        if str(saved.get("mode", "")).startswith("faults-soak"):
+            date = str(saved["machine"]["date_utc"])[:10]
+            machine_then = {**saved["machine"], "loadavg": saved["loadavg_end"]}
+            section = soak_report.render_section(
+                saved["faults_soak"], machine_then, date, args.report.name
+            )
+            soak_report.update_results(BENCH_DIR / "RESULTS.md", section)
+        else:
+            write_report(saved, args.report)
         return 0
 
     parts = set(args.only.split(","))
@@ -80,7 +106,7 @@ def main() -> int:
     report: dict[str, Any] = {
         "loadavg_start": loadavg(),
         "machine": machine(),
-        "mode": "quick" if args.quick else "full",
+        "mode": "faults-soak" if parts == {"faults-soak"} else "quick" if args.quick else "full",
         "duration_s_per_run": duration,
         "layout": {
             "gateway_core": 1,
@@ -136,8 +162,26 @@ def main() -> int:
                 log, freshness, run_dir, logs, 500.0, 10.0 if args.quick else 60.0, log
             )
         if "soak" in parts:
-            log(f"soak: llmtap serve at 500 req/s for {args.soak_seconds:.0f} s")
-            report["soak"] = guarded(log, soak, run_dir, logs, 500.0, args.soak_seconds, 10.0, log)
+            seconds = args.soak_seconds or 600.0
+            log(f"soak: llmtap serve at 500 req/s for {seconds:.0f} s")
+            report["soak"] = guarded(log, soak, run_dir, logs, 500.0, seconds, 10.0, log)
+        if "faults-soak" in parts:
+            seconds = args.soak_seconds or 3600.0
+            log(f"faults soak: llmtap serve at {args.rate:g} calls/s for {seconds:.0f} s")
+            report["faults_soak"] = guarded(
+                log,
+                run_faults_soak,
+                run_dir,
+                logs,
+                args.rate,
+                seconds,
+                args.fault_every,
+                args.queue_retention_s,
+                args.queue_disk_mib,
+                log,
+            )
+            if report["mode"] == "faults-soak" and "error" not in report["faults_soak"]:
+                report["mode"] += "-" + report["faults_soak"]["settings"]["kind"]
     if "dashboard" in parts:
         log(f"dashboard: the pages' queries at {args.dashboard_rows:,} rows")
         report["dashboard"] = guarded(log, run_dashboard, log, logs, args.dashboard_rows)
@@ -152,12 +196,20 @@ def main() -> int:
         section = render_section(report["dashboard"], report["machine"], date)
         update_results(BENCH_DIR / "RESULTS.md", section)
         log("wrote the dashboard section of benchmarks/RESULTS.md")
+    if "faults_soak" in report and "error" not in report["faults_soak"]:
+        date = datetime.now(UTC).strftime("%Y-%m-%d")
+        machine_now = {**report["machine"], "loadavg": report["loadavg_end"]}
+        section = soak_report.render_section(report["faults_soak"], machine_now, date, out.name)
+        soak_report.update_results(BENCH_DIR / "RESULTS.md", section)
+        log("wrote the faults soak section of benchmarks/RESULTS.md")
     if "overhead" in parts:
         write_report(report, out)
         log(f"wrote {out.relative_to(BENCH_DIR.parent)} and benchmarks/RESULTS.md")
     else:
         # a partial run must not replace the full report
-        log(f"wrote {out.relative_to(BENCH_DIR.parent)} (RESULTS.md left as it was)")
+        log(
+            f"wrote {out.relative_to(BENCH_DIR.parent)} (the main report in RESULTS.md left as it was)"
+        )
     return 0
 
 
@@ -168,9 +220,12 @@ def loadavg() -> str:
 def write_report(report: dict[str, Any], source: Path) -> None:
     report.setdefault("file", source.name)
     results = BENCH_DIR / "RESULTS.md"
-    dashboard = kept_section(results)  # measured by its own part: a full report keeps it
-    text = render(report, BENCH_DIR / "FINDINGS.md")
-    results.write_text(text.rstrip("\n") + "\n\n" + dashboard if dashboard else text)
+    # measured by their own parts: a full report keeps them
+    kept = [kept_section(results), soak_report.kept_section(results)]
+    text = render(report, BENCH_DIR / "FINDINGS.md").rstrip("\n") + "\n"
+    for section in filter(None, kept):
+        text += "\n" + section
+    results.write_text(text)
 
 
 if __name__ == "__main__":

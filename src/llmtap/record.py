@@ -13,6 +13,10 @@ import msgspec
 
 RECORD_VERSION = 1
 
+EXTRA_BODY_ERROR = "body_error"
+"""``extra`` key the proxy sets when the body store refused the call's bodies: the record is
+published without them, and the key holds the store's error (internal text, never shown)."""
+
 
 class BodyRef(msgspec.Struct, frozen=True, omit_defaults=True):
     """Where one body lives in the body store (``key``), or why it is not there."""

@@ -6,7 +6,8 @@ its own, so the two outages can be told apart:
 * the consumer's S3 away (12 s): it cannot read the bodies of the records it holds, so it holds
   the batch and retries (not poison); afterwards every call is stored once, bodies readable;
 * the proxy's S3 away (5 s, inside the first): the calls are answered, their records published
-  without bodies (``llmtap_proxy_bodies_dropped_total``); the records are stored once.
+  without bodies (``llmtap_proxy_bodies_dropped_total``); the records are stored once, each row
+  noted ``llmtap-body-error: store_refused`` so it says why it has no bodies.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from llmtap.stores.factory import open_body_store, open_records_store
+from llmtap.stores.notes import BODY_ERROR, BODY_STORE_REFUSED
 from llmtap.testing.mock_upstream import MockUpstream
 from support.load import Answers, Load, proxy_metrics
 from support.probes import wait_for
@@ -63,9 +65,16 @@ def test_s3_away_for_the_consumer_and_the_proxy_loses_no_record_and_stores_each_
         )
 
     def stored() -> dict[str, str | None]:
+        return {rid: key for rid, (key, _) in stored_rows().items()}
+
+    def stored_rows() -> dict[str, tuple[str | None, str | None]]:
+        """request id -> (response body key, the ``llmtap-body-error`` note)."""
         store = open_records_store(records_url)
         try:
-            return {r.request_id: r.response_body_key for r in store.recent_requests(None, 10**5)}
+            return {
+                r.request_id: (r.response_body_key, r.properties.get(BODY_ERROR))
+                for r in store.recent_requests(None, 10**5)
+            }
         finally:
             store.close()
 
@@ -111,6 +120,10 @@ def test_s3_away_for_the_consumer_and_the_proxy_loses_no_record_and_stores_each_
         without = [rid for rid in answered if rows[rid] is None]
         assert len(without) > 0 and dropped >= len(without)
         assert set(without) <= set(answered[proxy_cut - 4 : proxy_back + 4])
+        # each row without bodies says why, and only those rows do
+        notes = {rid: note for rid, (_, note) in stored_rows().items()}
+        assert {rid for rid, note in notes.items() if note is not None} == set(without)
+        assert {notes[rid] for rid in without} == {BODY_STORE_REFUSED}
         assert metrics["llmtap_proxy_records_dropped_total"] == 0
         bodies = open_body_store(bodies_url(None))
         try:

@@ -266,3 +266,22 @@ def test_a_missing_body_is_a_retriable_error_not_an_outage(bodies: BodyStore) ->
         LoadBodies(bodies)(ctx)
     assert info.value.retriable is True
     assert not isinstance(info.value, StoreUnavailable)
+
+
+def test_a_body_the_proxy_could_not_store_is_noted_on_the_row(bodies: BodyStore) -> None:
+    """The proxy publishes a record without its bodies when the body store refused them
+    (``extra.body_error``): the row says so instead of showing the bodies as merely absent, and
+    says it without the proxy's internal error text."""
+    record = make_record(
+        request_body=None,
+        response_body=None,
+        extra={"body_error": "StoreUnavailable: s3 at http://10.0.0.7:8333 refused: boom"},
+    )
+    ctx = make_ctx(record)
+    LoadBodies(bodies)(ctx)
+    assert ctx.row.properties["llmtap-body-error"] == "store_refused"
+    assert ctx.request_body is None and ctx.response_body is None
+
+    clean = make_ctx(make_record(request_body=None, response_body=None))
+    LoadBodies(bodies)(clean)
+    assert "llmtap-body-error" not in clean.row.properties

@@ -35,7 +35,7 @@ from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.outage_log import OutageLog
 from llmtap.queue.port import PublishIncomplete, ReportingProducer
 from llmtap.queue.spool import Spool
-from llmtap.record import LogRecord, encode
+from llmtap.record import EXTRA_BODY_ERROR, LogRecord, encode
 from llmtap.stores.bodies.port import BodyStore, pack_bodies, pack_key
 
 log = logging.getLogger("llmtap.shipper")
@@ -278,7 +278,7 @@ class Shipper:
             record = call.with_keys(keys[index][0], keys[index][1])
             if index in failed:
                 record = msgspec.structs.replace(
-                    record, extra={**record.extra, "body_error": failed[index]}
+                    record, extra={**record.extra, EXTRA_BODY_ERROR: failed[index]}
                 )
             records.append(record)
         return records

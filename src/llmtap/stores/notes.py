@@ -20,6 +20,12 @@ AUTH_ERROR = "llmtap-auth-error"
 """``unknown_key``: the call carried an llmtap key no organization has (revoked or never
 issued); it was logged in the default organization (docs/decisions/2026-12-01-unknown-keys.md)."""
 
+BODY_ERROR = "llmtap-body-error"
+"""``store_refused``: the proxy could not write the call's bodies (the body store was down, or
+its disk full), so the row has none; counted in ``llmtap_proxy_bodies_dropped_total``. The
+store's own error stays in the proxy's log, never in the row."""
+BODY_STORE_REFUSED = "store_refused"
+
 REQUEST_PARSE_ERROR = "llmtap-request-parse-error"
 RESPONSE_PARSE_ERROR = "llmtap-response-parse-error"
 """Why a body could not be read: ``invalid_utf8``, ``too_deep``, ``not_json``, ``wrong_shape``.
