@@ -20,8 +20,7 @@ from llmtap.api.query_gate import QueryBusy
 from llmtap.api.rows import nano_to_usd
 from llmtap.dashboard.auth import Signed
 from llmtap.dashboard.context import dashboard
-from llmtap.dashboard.group_list import fetch_groups, parse_order
-from llmtap.dashboard.state import RANGES, builder_fields, parse_state
+from llmtap.dashboard.group_page import group_list_page
 from llmtap.errors import StoreError
 from llmtap.stores.records.session_calls import PathFigures
 from llmtap.stores.row import RequestRow
@@ -49,26 +48,7 @@ COLUMNS = (
 
 @router.get("/sessions")
 def sessions_page(request: Request, signed: Signed) -> Response:
-    ctx = dashboard(request)
-    state = parse_state(request.query_params, ctx.api.limits)
-    order = parse_order(request.query_params, state.errors)
-    page, notice = fetch_groups(ctx.api, signed.org_id, "session", state, order)
-    context = {
-        "viewer": signed,
-        "state": state,
-        "order": order,
-        "ranges": list(RANGES),
-        "page_data": page,
-        "notice": notice,
-        "columns": COLUMNS,
-        "builder": builder_fields(),
-        "cost_usd": nano_to_usd,
-        "page": "sessions",
-    }
-    partial = bool(request.headers.get("hx-request"))
-    template = "_sessions_table.html" if partial else "sessions.html"
-    status = 400 if state.errors and not partial else 200
-    return ctx.pages.render(request, template, context, status_code=status)
+    return group_list_page(request, signed, "session", COLUMNS, "sessions")
 
 
 @dataclass

@@ -22,7 +22,7 @@ from llmtap.api.query_gate import QueryBusy
 from llmtap.api.rows import nano_to_usd
 from llmtap.dashboard.auth import Signed
 from llmtap.dashboard.context import dashboard
-from llmtap.dashboard.group_list import fetch_groups, parse_order
+from llmtap.dashboard.group_page import group_list_page
 from llmtap.dashboard.overview import _charts as time_charts
 from llmtap.dashboard.requests import COLUMNS as REQUEST_COLUMNS
 from llmtap.dashboard.requests import _search
@@ -47,26 +47,7 @@ MAX_USER_ID = 1024
 
 @router.get("/users")
 def users_page(request: Request, signed: Signed) -> Response:
-    ctx = dashboard(request)
-    state = parse_state(request.query_params, ctx.api.limits)
-    order = parse_order(request.query_params, state.errors)
-    page, notice = fetch_groups(ctx.api, signed.org_id, "user", state, order)
-    context = {
-        "viewer": signed,
-        "state": state,
-        "order": order,
-        "ranges": list(RANGES),
-        "page_data": page,
-        "notice": notice,
-        "columns": COLUMNS,
-        "builder": builder_fields(),
-        "cost_usd": nano_to_usd,
-        "page": "users",
-    }
-    partial = bool(request.headers.get("hx-request"))
-    template = "_users_table.html" if partial else "users.html"
-    status = 400 if state.errors and not partial else 200
-    return ctx.pages.render(request, template, context, status_code=status)
+    return group_list_page(request, signed, "user", COLUMNS, "users")
 
 
 def _user_charts(
