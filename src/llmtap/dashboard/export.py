@@ -65,29 +65,8 @@ CSV_COLUMNS = (
     "error",
     "properties",
 )
-CSV_READS = (
-    "request_id",
-    "created_unix_ms",
-    "status",
-    "model",
-    "response_model",
-    "provider",
-    "endpoint",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cost_nano_usd",
-    "cost_source",
-    "latency_ms",
-    "ttft_ms",
-    "user_id",
-    "session_id",
-    "session_name",
-    "session_path",
-    "trace_id",
-    "error",
-    "properties",
-)
+_STORED_AS = {"created_at": "created_unix_ms", "cost_usd": "cost_nano_usd"}
+CSV_READS = tuple(_STORED_AS.get(column, column) for column in CSV_COLUMNS)
 """The columns ``csv_cells`` reads (and every sort key): a CSV export reads only these."""
 _FORMULA_STARTS = frozenset("=+-@\t\r")
 _encoder = msgspec.json.Encoder()
