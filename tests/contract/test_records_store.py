@@ -367,3 +367,35 @@ def test_a_row_stored_before_digests_is_adopted_by_its_record(store: RecordsStor
     stored = store.get_request(org, "req-1")
     assert stored is not None and (stored.status, stored.record_digest) == (200, "d1")
     assert store.count_requests(org) == 1
+
+
+def test_an_id_claimed_between_settle_and_upsert_is_settled_again(
+    store: RecordsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another writer (a second consumer during a rebalance) stores req-1 after this batch looked
+    # its ids up: the first settle sees req-1 free, the upsert's WHERE refuses the row, and the
+    # batch must notice (from the row count: the other row of the batch is written) and redo.
+    from llmtap.stores.records import upsert
+
+    org = store.default_org_id()
+    first = make_row("req-1", org, 1.0, user_id="first", record_digest="d1")
+    store.write_batch([first])
+    settles: list[int] = []
+    real_settle = upsert.settle
+
+    def settle_against_an_older_state(conn: object, rows: list[RequestRow]) -> None:
+        settles.append(len(rows))
+        if len(settles) > 1:
+            real_settle(conn, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(upsert, "settle", settle_against_an_older_state)
+    newcomer = make_row("req-1", org, 2.0, user_id="second", record_digest="d2")
+    other = make_row("req-2", org, 3.0, user_id="other", record_digest="d3")
+    store.write_batch([newcomer, other])
+
+    assert len(settles) == 2
+    assert store.get_request(org, "req-1") == first
+    assert newcomer.request_id != "req-1"
+    assert store.get_request(org, newcomer.request_id) == newcomer
+    assert store.get_request(org, "req-2") == other
+    assert store.count_requests(org) == 3

@@ -7,6 +7,12 @@ times leaves the same rows. A *different* call that claims a stored request id n
 against an older state: that batch is settled again). The batch goes in one transaction as one
 executemany; only if that fails on a data error is it redone row by row, each in its own
 SAVEPOINT, to find the rows that can never be stored (``PoisonRows``) and keep the rest.
+
+A refused row is detected by the executemany's row count, not ``RETURNING``: every parameter set
+has its own key (``_last_per_key``), so each one inserts or updates exactly one row unless the
+``WHERE`` refused it. Both drivers (sqlite3, psycopg 3) report the sum over the parameter sets
+(``preserve_rowcount`` keeps it past the cursor's close). ``RETURNING`` made SQLAlchemy run the
+batch as multi-row statements it builds and splits itself: twice the time of the executemany.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from llmtap.stores.sink import PoisonRows
 
 _KEY = ("org_id", "request_id")
 _SETTLE_TRIES = 3
+# keep the driver's row count after SQLAlchemy closes the cursor of a statement without rows
+_ROWCOUNT = {"preserve_rowcount": True}
 
 
 class _ClaimedMeanwhile(Exception):
@@ -42,15 +50,13 @@ class _ClaimedMeanwhile(Exception):
 
 def upsert_statement(dialect_name: str) -> sa.Insert:
     """The dialect's ``INSERT ... ON CONFLICT (org_id, request_id) DO UPDATE SET <all>
-    WHERE <same call> RETURNING org_id, request_id``: a row comes back only if it was written."""
+    WHERE <same call>``: a row the ``WHERE`` refuses counts 0 in the row count."""
     insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     stmt = insert(requests)
     updates = {c.name: stmt.excluded[c.name] for c in requests.columns if c.name not in _KEY}
     stored, incoming = requests.c.record_digest, stmt.excluded.record_digest
     same_call = sa.or_(stored.is_(None), incoming.is_(None), stored == incoming)
-    return stmt.on_conflict_do_update(
-        index_elements=list(_KEY), set_=updates, where=same_call
-    ).returning(requests.c.org_id, requests.c.request_id)
+    return stmt.on_conflict_do_update(index_elements=list(_KEY), set_=updates, where=same_call)
 
 
 def row_params(row: RequestRow) -> dict[str, Any]:
@@ -83,8 +89,8 @@ def write_rows(engine: sa.Engine, rows: Sequence[RequestRow]) -> None:
             with engine.begin() as conn:
                 settle(conn, rows)
                 params = _last_per_key(rows)
-                written = {(r.org_id, r.request_id) for r in conn.execute(stmt, params)}
-                if len(written) < len(params):
+                written = conn.execute(stmt, params, execution_options=_ROWCOUNT).rowcount
+                if written < len(params):
                     raise _ClaimedMeanwhile
             return
         except _ClaimedMeanwhile:
@@ -111,7 +117,7 @@ def _write_one_by_one(
         for one in _last_per_key(rows):
             try:
                 with conn.begin_nested():
-                    if conn.execute(stmt, one).first() is None:
+                    if conn.execute(stmt, one, execution_options=_ROWCOUNT).rowcount < 1:
                         raise StoreUnavailable(
                             "a request id was claimed by another writer meanwhile; retrying"
                         )
