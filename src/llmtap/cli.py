@@ -14,6 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmtap.cli_commands import (
+    cmd_api,
+    cmd_consume,
+    cmd_keys_create,
+    cmd_keys_list,
+    cmd_keys_revoke,
+    cmd_migrate,
+    cmd_proxy,
+    cmd_replay,
+    cmd_request,
+    cmd_requests,
+    cmd_seed,
+    cmd_serve,
+    mock_upstream,
+)
 from llmtap.cli_options import SettingOption, parse_json, setting_options
 
 if TYPE_CHECKING:
@@ -50,109 +65,6 @@ class Command:
     reads_settings: bool = True
 
 
-def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from llmtap.serve import serve
-
-    return serve(settings)
-
-
-def _cmd_proxy(args: argparse.Namespace, settings: Settings) -> int:
-    from llmtap.proxy.server import run_proxy
-
-    run_proxy(settings)
-    return 0
-
-
-def _cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
-    from llmtap.consumer.service import run_consumer_until_signalled
-
-    return run_consumer_until_signalled(settings)
-
-
-def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
-    from llmtap.api.server import run_api
-
-    return run_api(settings)
-
-
-def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from llmtap.consumer.replay_cli import run_replay_command
-
-    return run_replay_command(
-        settings,
-        from_offset=args.from_offset,
-        partitions=args.partition,
-        from_time=args.from_time,
-        dlq=args.dlq,
-        follow=args.follow,
-        idle_s=args.idle_s,
-    )
-
-
-def _cmd_requests(args: argparse.Namespace, settings: Settings) -> int:
-    from llmtap.show import print_requests
-
-    return print_requests(settings, limit=args.limit, as_json=args.json)
-
-
-def _cmd_request(args: argparse.Namespace, settings: Settings) -> int:
-    from llmtap.show import print_request
-
-    return print_request(settings, args.request_id, as_json=args.json)
-
-
-def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from llmtap.api.admin import migrate
-
-    return migrate(settings)
-
-
-def _cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    from llmtap.api.admin import create_key
-
-    return create_key(settings, org_id=args.org, new_org=args.new_org, name=args.name)
-
-
-def _cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    from llmtap.api.admin import list_keys
-
-    return list_keys(settings, org_id=args.org, as_json=args.json)
-
-
-def _cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from llmtap.api.admin import revoke_key
-
-    return revoke_key(settings, args.key_id)
-
-
-def _cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
-    from llmtap.demo.seed import SeedPlan, run_seed
-
-    plan = SeedPlan(
-        rows=args.rows,
-        days=args.days,
-        org=args.org,
-        seed=args.seed,
-        bodies=args.with_bodies,
-        batch=args.batch,
-    )
-    return run_seed(settings, plan)
-
-
-def _mock_upstream(args: argparse.Namespace) -> int:
-    from llmtap.testing.mock_upstream import run_mock_upstream
-
-    run_mock_upstream(
-        host=args.host,
-        port=args.port,
-        latency_ms=args.latency_ms,
-        chunk_delay_ms=args.chunk_delay_ms,
-        tls_cert_file=args.tls_cert,
-        tls_key_file=args.tls_key,
-    )
-    return 0
-
-
 _PROXY_ALIASES: Mapping[str, tuple[str, ...]] = {
     "proxy_host": ("--host",),
     "proxy_port": ("--port",),
@@ -162,44 +74,44 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "serve",
         "Run the whole gateway on one machine: proxy, consumer and API, supervised.",
-        _cmd_serve,
+        cmd_serve,
         ("proxy", "queue", "consumer", "analytics", "api", "cost", "demo"),
         _PROXY_ALIASES,
     ),
     Command(
         "proxy",
         "Run only the proxy (the hot path); it publishes to the queue.",
-        _cmd_proxy,
+        cmd_proxy,
         ("proxy", "queue"),
         _PROXY_ALIASES,
     ),
     Command(
         "consume",
         "Run only a consumer: queue to records and analytics stores.",
-        _cmd_consume,
+        cmd_consume,
         ("queue", "consumer", "analytics", "cost"),
     ),
     Command(
         "api",
         "Run only the query, metrics and ingestion API.",
-        _cmd_api,
+        cmd_api,
         ("queue", "api"),
         {"api_host": ("--host",), "api_port": ("--port",)},
     ),
     Command(
         "replay",
         "Consume the logs again from an offset or a time, or re-drive dead letters.",
-        _cmd_replay,
+        cmd_replay,
         ("queue", "consumer", "analytics", "cost"),
     ),
-    Command("requests", "List the latest logged calls.", _cmd_requests),
-    Command("request", "Show one logged call with its bodies.", _cmd_request),
-    Command("migrate", "Bring the records and analytics schemas up to date.", _cmd_migrate),
+    Command("requests", "List the latest logged calls.", cmd_requests),
+    Command("request", "Show one logged call with its bodies.", cmd_request),
+    Command("migrate", "Bring the records and analytics schemas up to date.", cmd_migrate),
     Command("keys", "Manage llmtap API keys (create, list, revoke).", None),
     Command(
         "seed",
         "Write N realistic synthetic calls straight into the stores (benchmarks, screenshots).",
-        _cmd_seed,
+        cmd_seed,
         ("analytics", "cost"),
     ),
     Command(
@@ -419,14 +331,14 @@ def _add_keys(parser: argparse.ArgumentParser, options: Sequence[SettingOption])
         _add_globals(p, options)
         return p
 
-    p = leaf("create", "Create a key (shown once).", _cmd_keys_create)
+    p = leaf("create", "Create a key (shown once).", cmd_keys_create)
     p.add_argument("--org", default=None, help="organization id (default: the default org)")
     p.add_argument("--new-org", default=None, metavar="NAME", help="create this organization")
     p.add_argument("--name", default="cli", help="a label to tell keys apart (default: cli)")
-    p = leaf("list", "List keys (their ids and labels, never the keys).", _cmd_keys_list)
+    p = leaf("list", "List keys (their ids and labels, never the keys).", cmd_keys_list)
     p.add_argument("--org", default=None, help="organization id (default: the default org)")
     p.add_argument("--json", action="store_true", help="as JSON")
-    p = leaf("revoke", "Revoke a key by its id.", _cmd_keys_revoke)
+    p = leaf("revoke", "Revoke a key by its id.", cmd_keys_revoke)
     p.add_argument("key_id", help="the id `llmtap keys list` shows")
 
 
@@ -484,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings_overrides(args) or hasattr(args, "config"):
             parser.error(f"{command.name} takes no settings options")
         configure_logging()
-        return _mock_upstream(args)
+        return mock_upstream(args)
     settings = _settings_or_exit(parser, args)
     configure_logging(settings.log_level)
     # whatever this process or its children write (chDB, SQLite journals, ours) is owner-only

@@ -1,0 +1,116 @@
+"""What each ``llmtap`` command runs, once ``llmtap.cli`` has parsed its options and settings.
+
+Every import of the module doing the work is inside its function, so building the parser (and
+``llmtap --help``) pays for none of them (tests/unit/test_cli.py guards it).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmtap.settings import Settings
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.serve import serve
+
+    return serve(settings)
+
+
+def cmd_proxy(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.proxy.server import run_proxy
+
+    run_proxy(settings)
+    return 0
+
+
+def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.consumer.service import run_consumer_until_signalled
+
+    return run_consumer_until_signalled(settings)
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.server import run_api
+
+    return run_api(settings)
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.consumer.replay_cli import run_replay_command
+
+    return run_replay_command(
+        settings,
+        from_offset=args.from_offset,
+        partitions=args.partition,
+        from_time=args.from_time,
+        dlq=args.dlq,
+        follow=args.follow,
+        idle_s=args.idle_s,
+    )
+
+
+def cmd_requests(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.show import print_requests
+
+    return print_requests(settings, limit=args.limit, as_json=args.json)
+
+
+def cmd_request(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.show import print_request
+
+    return print_request(settings, args.request_id, as_json=args.json)
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.admin import migrate
+
+    return migrate(settings)
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.admin import create_key
+
+    return create_key(settings, org_id=args.org, new_org=args.new_org, name=args.name)
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.admin import list_keys
+
+    return list_keys(settings, org_id=args.org, as_json=args.json)
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.admin import revoke_key
+
+    return revoke_key(settings, args.key_id)
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.demo.seed import SeedPlan, run_seed
+
+    plan = SeedPlan(
+        rows=args.rows,
+        days=args.days,
+        org=args.org,
+        seed=args.seed,
+        bodies=args.with_bodies,
+        batch=args.batch,
+    )
+    return run_seed(settings, plan)
+
+
+def mock_upstream(args: argparse.Namespace) -> int:
+    from llmtap.testing.mock_upstream import run_mock_upstream
+
+    run_mock_upstream(
+        host=args.host,
+        port=args.port,
+        latency_ms=args.latency_ms,
+        chunk_delay_ms=args.chunk_delay_ms,
+        tls_cert_file=args.tls_cert,
+        tls_key_file=args.tls_key,
+    )
+    return 0
