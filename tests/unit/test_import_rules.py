@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "llmtap"
 
 # The bottom: each imports nothing of llmtap but what is listed.
-_BASE = {"__init__", "errors", "settings", "record", "logs", "private_files"}
+_BASE = {"__init__", "errors", "settings", "record", "logs", "private_files", "sqlite_wal"}
 
 # part -> the other parts it may import. A part is a subpackage (``stores``) or a top-level
 # module (``serve``); ``__init__`` is the package itself (``from llmtap import __version__``).
@@ -27,6 +27,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "record": set(),
     "logs": set(),
     "private_files": set(),
+    "sqlite_wal": set(),
     "keys": _BASE,
     "capture": _BASE,
     "queue": _BASE,

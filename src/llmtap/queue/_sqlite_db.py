@@ -23,6 +23,7 @@ from pathlib import Path
 
 from llmtap.errors import QueueError
 from llmtap.private_files import private_file
+from llmtap.sqlite_wal import enable_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -95,7 +96,7 @@ def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
         )
         try:
             conn.execute(f"PRAGMA busy_timeout={int(open_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             with write_txn(conn):
                 for statement in SCHEMA.split(";"):

@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, make_url
 
 from llmtap.errors import ConfigError, StoreError, StoreUnavailable
 from llmtap.private_files import private_file
+from llmtap.sqlite_wal import enable_wal
 
 # What one bad row can cause: the database refusing it, or the driver or a column type refusing
 # to bind one of its values (an int beyond 64 bits, something JSON cannot hold) before the
@@ -100,9 +101,9 @@ def _sqlite_engine(parsed: URL, *, immediate: bool) -> sa.Engine:
         # sqlite3's own transaction handling skips BEGIN before DDL and SAVEPOINT, which breaks
         # transactional migrations and per-row savepoints; SQLAlchemy emits BEGIN instead.
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
         # WAL: the api process reads while the consumer writes
-        cursor.execute("PRAGMA journal_mode=WAL")
+        enable_wal(dbapi_connection)
+        cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
