@@ -47,8 +47,11 @@ def store_error_response(exc: StoreError) -> JSONResponse:
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable: %s", exc)
         return error_response(503, "unavailable", str(exc))
+    # the store's own text (engine error codes, file paths) stays in the server's log
     log.error("store error: %s", exc)
-    return error_response(500, "store_error", str(exc))
+    return error_response(
+        500, "store_error", "a store failed to answer this request; the server log has the details"
+    )
 
 
 _HTTP_KINDS = {404: "not_found", 408: "timeout", 413: "too_large"}
