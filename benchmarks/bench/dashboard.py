@@ -28,6 +28,8 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
+from bench import sections
+from bench.sections import update_section
 from bench.targets import ROOT, WORK
 
 PORT = 18_790
@@ -611,20 +613,10 @@ def render_section(result: dict[str, Any], machine: dict[str, Any], date: str) -
 
 
 def update_results(path: Path, section: str) -> None:
-    """Put ``section`` in place of the previous one in RESULTS.md (or at its end)."""
-    text = path.read_text() if path.exists() else ""
-    if START_MARK in text and END_MARK in text:
-        head, _, rest = text.partition(START_MARK)
-        _, _, tail = rest.partition(END_MARK)
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    """Put the dashboard ``section`` in place of the previous one in RESULTS.md (or at its end)."""
+    update_section(path, section, START_MARK, END_MARK)
 
 
 def kept_section(path: Path) -> str:
     """The dashboard section RESULTS.md holds now ('' if none): a full report keeps it."""
-    text = path.read_text() if path.exists() else ""
-    if START_MARK not in text:
-        return ""
-    return START_MARK + text.partition(START_MARK)[2].partition(END_MARK)[0] + END_MARK + "\n"
+    return sections.kept_section(path, START_MARK, END_MARK)

@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench import sections
+from bench.sections import update_section
+
 START_MARK = "<!-- faults-soak:start -->"
 END_MARK = "<!-- faults-soak:end -->"
 PRUNE_INTERVAL_S = 60.0
@@ -133,19 +136,10 @@ def render_section(result: dict[str, Any], machine: dict[str, Any], date: str, f
 
 
 def update_results(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if START_MARK in text and END_MARK in text:
-        head, _, rest = text.partition(START_MARK)
-        _, _, tail = rest.partition(END_MARK)
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    """Put the faults soak ``section`` in place of the previous one in RESULTS.md (or at its end)."""
+    update_section(path, section, START_MARK, END_MARK)
 
 
 def kept_section(path: Path) -> str:
-    """The section as it is in ``path`` (a full report rewrites the file and keeps it)."""
-    text = path.read_text() if path.exists() else ""
-    if START_MARK not in text:
-        return ""
-    return START_MARK + text.partition(START_MARK)[2].partition(END_MARK)[0] + END_MARK + "\n"
+    """The faults soak section RESULTS.md holds now ('' if none): a full report keeps it."""
+    return sections.kept_section(path, START_MARK, END_MARK)
