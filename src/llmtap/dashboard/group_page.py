@@ -39,6 +39,7 @@ def group_list_page(
         "builder": builder_fields(),
         "cost_usd": nano_to_usd,
         "page": page,
+        "list_path": f"/{page}",
     }
     partial = bool(request.headers.get("hx-request"))
     template = f"_{page}_table.html" if partial else f"{page}.html"
