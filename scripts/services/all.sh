@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Every real service the tests need: PostgreSQL, Kafka, SeaweedFS (S3).
+# Every real service the tests need: PostgreSQL, Kafka, SeaweedFS (S3), Redis.
 #
-#   scripts/services/all.sh start   start (or reuse) all three; print `export …` lines for the tests
+#   scripts/services/all.sh start   start (or reuse) all four; print `export …` lines for the tests
 #   scripts/services/all.sh env     print the same `export …` lines without starting anything
-#   scripts/services/all.sh stop    stop all three (data is kept)
-#   scripts/services/all.sh status  exit 0 only if all three answer
+#   scripts/services/all.sh stop    stop all four (data is kept)
+#   scripts/services/all.sh status  exit 0 only if all four answer
 #
 #   eval "$(scripts/services/all.sh start)" && .venv/bin/pytest -m kafka
 #
@@ -16,6 +16,7 @@ print_env() {
     printf 'export LLMTAP_TEST_POSTGRES_URL=%q\n' "$1"
     printf 'export LLMTAP_TEST_KAFKA_BOOTSTRAP=%q\n' "$2"
     printf 'export LLMTAP_TEST_S3_ENDPOINT=%q\n' "$3"
+    printf 'export LLMTAP_TEST_REDIS_URL=%q\n' "$4"
     "$HERE/seaweedfs.sh" env
 }
 
@@ -24,15 +25,17 @@ start)
     pg_url="$("$HERE/postgres.sh" start)"
     bootstrap="$("$HERE/kafka.sh" start)"
     s3_endpoint="$("$HERE/seaweedfs.sh" start)"
-    print_env "$pg_url" "$bootstrap" "$s3_endpoint"
+    redis_url="$("$HERE/redis.sh" start)"
+    print_env "$pg_url" "$bootstrap" "$s3_endpoint" "$redis_url"
     ;;
 env)
     print_env "$("$HERE/postgres.sh" url)" "$("$HERE/kafka.sh" bootstrap)" \
-        "$("$HERE/seaweedfs.sh" endpoint)"
+        "$("$HERE/seaweedfs.sh" endpoint)" "$("$HERE/redis.sh" url)"
     ;;
 stop)
     # each one even if another fails to stop
     rc=0
+    "$HERE/redis.sh" stop || rc=1
     "$HERE/seaweedfs.sh" stop || rc=1
     "$HERE/kafka.sh" stop || rc=1
     "$HERE/postgres.sh" stop || rc=1
@@ -43,6 +46,7 @@ status)
     "$HERE/postgres.sh" status || rc=3
     "$HERE/kafka.sh" status || rc=3
     "$HERE/seaweedfs.sh" status || rc=3
+    "$HERE/redis.sh" status || rc=3
     exit "$rc"
     ;;
 *)
