@@ -35,6 +35,26 @@ HOP_BY_HOP = frozenset(
 )
 _TAP_PREFIXES = (b"helicone-", b"llmtap-")
 
+# The gateway features a call switches on by header (docs/gateway.md). Their raw values are kept
+# in ``TapHeaders.features`` (None when the call sends none), so a plain call never pays for them.
+GATEWAY_FEATURE_HEADERS = frozenset(
+    {
+        "cache-enabled",
+        "cache-save",
+        "cache-read",
+        "cache-bucket-max-size",
+        "cache-seed",
+        "cache-ignore-keys",
+        "retry-enabled",
+        "retry-num",
+        "retry-factor",
+        "retry-min-timeout",
+        "retry-max-timeout",
+        "ratelimit-policy",
+        "fallbacks",
+    }
+)
+
 
 @dataclass(slots=True)
 class TapHeaders:
@@ -52,6 +72,8 @@ class TapHeaders:
     model_override: str | None = None
     stream_usage: bool | None = None
     properties: dict[str, str] = field(default_factory=dict)
+    features: dict[str, str] | None = None
+    """Gateway-feature headers sent (name without prefix → raw value); None when there are none."""
 
 
 def _truthy(value: str) -> bool:
@@ -98,6 +120,7 @@ def split_headers(headers: HeaderList) -> tuple[HeaderList, TapHeaders]:
 
     request_id = _valid_uuid(tap["request-id"]) if "request-id" in tap else None
     stream_usage = tap.get("stream-usage")
+    features = {k: v for k, v in tap.items() if k in GATEWAY_FEATURE_HEADERS} or None
     return forward, TapHeaders(
         request_id=request_id or str(uuid.uuid4()),
         auth=tap.get("auth"),
@@ -111,6 +134,7 @@ def split_headers(headers: HeaderList) -> tuple[HeaderList, TapHeaders]:
         model_override=tap.get("model-override"),
         stream_usage=None if stream_usage is None else _truthy(stream_usage),
         properties=properties,
+        features=features,
     )
 
 

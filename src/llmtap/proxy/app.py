@@ -22,6 +22,7 @@ from typing import Protocol
 from llmtap.capture.tap import HOP_BY_HOP, TapHeaders, split_headers
 from llmtap.proxy.auth_gate import AuthGate
 from llmtap.proxy.exchange import Exchange
+from llmtap.proxy.gateway.pipeline import Gateway
 from llmtap.proxy.limits import ClientLimits
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import RouteError, Router
@@ -47,8 +48,10 @@ class ProxyApp:
         sink: ExchangeSink,
         metrics: ProxyMetrics,
         auth_gate: AuthGate | None = None,
+        gateway: Gateway | None = None,
     ) -> None:
         self.auth_gate = auth_gate
+        self.gateway = gateway
         self.router = router
         self.pool = pool
         self.sink = sink
@@ -122,6 +125,10 @@ class ProxyApp:
         head.append(b"\r\n")
         head.append(body)
         exchange.request_bytes = b"".join(head)
+        gateway = self.gateway
+        if gateway is not None and gateway.wants(exchange):
+            gateway.run(exchange)
+            return
         self.pool.send(exchange)
 
     def reject(self, exchange: Exchange, status: int, code: str, message: str) -> None:

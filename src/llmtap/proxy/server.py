@@ -23,6 +23,7 @@ from llmtap.proxy.app import ProxyApp, Sweeper
 from llmtap.proxy.auth_gate import AuthGate
 from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.egress import Egress
+from llmtap.proxy.gateway.pipeline import Gateway
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Router
 from llmtap.proxy.shipper import Lazy, Shipper
@@ -129,7 +130,13 @@ class ProxyServer:
             drain_max_bytes=self.settings.upstream_drain_max_bytes,
         )
         app = ProxyApp(
-            self.settings, Router(self.settings), pool, self._shipper, self.metrics, auth_gate
+            self.settings,
+            Router(self.settings),
+            pool,
+            self._shipper,
+            self.metrics,
+            auth_gate,
+            Gateway(pool),
         )
         self._app = app
         self._server = await loop.create_server(
