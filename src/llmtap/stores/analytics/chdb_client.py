@@ -8,6 +8,15 @@ Memory: chDB's allocator (jemalloc) keeps what a query freed for the next one; a
 Overview that was ~250 MB the process never gave back. With ``release_above_mb``, a query that
 leaves the process's resident memory above it is followed by ``SYSTEM JEMALLOC PURGE``.
 
+Threads: every engine thread holds three ``/proc/self/task/<tid>/*`` files open for its
+statistics. In chDB merged-away parts are removed at once (``old_parts_lifetime`` is 0) by a
+cleanup every 30 s, and once more than ``concurrent_part_removal_threshold`` (100) wait, it
+removes them with a pool of 128 threads that then stay, idle, for the life of the process: an
+``llmtap serve`` backend went from 60 to 380 open files 30 s after it started (126 threads born
+in the same second; benchmarks/RESULTS.md "Faults soak"). ``TABLE_SETTINGS`` keeps the removal
+sequential (one disk, a few parts a second), and ``max_thread_pool_free_size`` lets idle workers
+of the global pool beyond ``IDLE_WORKERS`` exit.
+
 Query parameters reach the engine as text it reads in ClickHouse's *escaped* format (as the HTTP
 interface's ``param_<name>``), where ``\\`` starts an escape and ``\\N`` is NULL: chDB passes them
 on as given, so every value is encoded here (clickhouse-connect does the same for a server).
@@ -52,6 +61,12 @@ def resident_mb() -> float:
 
 
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+IDLE_WORKERS = 16
+"""Idle engine threads kept for the next query (the engine's own default is 1,000)."""
+ENGINE_ARGS = {"max_thread_pool_free_size": IDLE_WORKERS}
+"""Start-up arguments of the embedded engine (server settings; see ``Threads`` above)."""
+TABLE_SETTINGS = {"concurrent_part_removal_threshold": 1_000_000_000}
+"""Settings of llmtap's tables in chDB (see ``Threads`` above)."""
 
 
 class ChdbClient:
@@ -60,14 +75,23 @@ class ChdbClient:
         self.release_above_mb = release_above_mb
         # chDB creates its files with the process umask; a 0700 directory keeps them to us anyway
         private_root(self.path)
+        if "?" in str(self.path):
+            # chDB reads what follows a '?' as start-up arguments
+            raise StoreUnavailable(f"analytics store: a chDB path may not contain '?': {self.path}")
+        target = f"{self.path}?" + "&".join(f"{k}={v}" for k, v in ENGINE_ARGS.items())
         try:
-            self._session = chdb_session.Session(str(self.path))  # type: ignore[no-untyped-call]
+            self._session = chdb_session.Session(target)  # type: ignore[no-untyped-call]
         except RuntimeError as err:
             raise StoreUnavailable(
                 f"analytics store: cannot open chDB at {self.path} (one process per data "
                 f"directory, one directory per process): {err}"
             ) from err
         self.command(SESSION_SETTINGS)
+
+    def tune_table(self, table: str) -> None:
+        """Apply ``TABLE_SETTINGS`` to one of llmtap's tables (after its migrations)."""
+        pairs = ", ".join(f"{name} = {value}" for name, value in TABLE_SETTINGS.items())
+        self.command(f"ALTER TABLE {table} MODIFY SETTING {pairs}")
 
     def command(self, sql: str) -> None:
         self._run(sql, "CSV", None, "run DDL")

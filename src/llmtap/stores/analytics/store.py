@@ -53,6 +53,10 @@ class AnalyticsStore:
         self._next_prune = 0.0
         if retention_days is not None:
             self._apply_ttl()
+            # chDB only (a server's own settings are its operator's): see chdb_client.py
+            tune = getattr(client, "tune_table", None)
+            if tune is not None:
+                tune(TABLE)
 
     def _apply_ttl(self) -> None:
         if self._retention_days > 0:
