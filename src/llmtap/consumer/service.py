@@ -47,10 +47,11 @@ class ConsumerService:
         source: Callable[[Settings], GroupConsumer] | None = None,
     ) -> None:
         self._settings = settings
+        if sinks is None:  # before anything opens: a refused configuration touches nothing
+            refuse_split_analytics(settings, "the consumer")
         with ExitStack() as opened:  # closes what was opened if anything after it fails
             records, bodies = open_records_and_bodies(settings, opened)
             if sinks is None:
-                refuse_split_analytics(settings, "the consumer")
                 sinks = open_sinks(settings)
                 for sink in sinks:
                     opened.callback(sink.close)
