@@ -2,7 +2,8 @@
 figure the embedded analytics store (chDB) gives for the same calls: metrics totals, series by
 bucket and by each group key, filters, the Overview's panels and the session and user pages.
 
-The same rows go into chDB and into a Postgres schema of the test's own; every query result is
+The same rows go into chDB (and a ClickHouse server when ``LLMTAP_TEST_CLICKHOUSE_URL`` names
+one; skipped otherwise) and into a Postgres schema of the test's own; every query result is
 compared whole (counts, sums, costs, percentiles, distinct users, keys and order), so a figure
 that drifts in either engine fails here. Percentiles are equal, not close: both take the value
 at index ``floor(level * n)`` of the sorted values (chDB's ``quantilesExact``).
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from test_analytics_store import _clickhouse_database
 
 from llmtap.demo.seed import Seeder, SeedPlan
 from llmtap.stores.analytics.groups import GROUP_SORTS, GroupAfter, GroupQuery
@@ -65,24 +67,41 @@ def _rows() -> list[RequestRow]:
     return varied
 
 
+@pytest.fixture(
+    scope="module", params=["chdb", pytest.param("clickhouse", marks=pytest.mark.clickhouse)]
+)
+def reference(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AnalyticsStore]:
+    """The analytics store the records store must agree with: chDB, and a ClickHouse server
+    when ``LLMTAP_TEST_CLICKHOUSE_URL`` names one."""
+    if request.param == "chdb":
+        store = open_analytics_store(f"chdb://{tmp_path_factory.mktemp('chdb') / 'analytics'}")
+        yield store
+        store.close()
+        return
+    for url in _clickhouse_database():
+        store = open_analytics_store(url)
+        yield store
+        store.close()
+
+
 @pytest.fixture(scope="module")
 def engines(
-    tmp_path_factory: pytest.TempPathFactory, postgres_url: str
+    reference: AnalyticsStore, postgres_url: str
 ) -> Iterator[tuple[AnalyticsStore, RecordsAnalytics]]:
     rows = _rows()
-    chdb = open_analytics_store(f"chdb://{tmp_path_factory.mktemp('chdb') / 'analytics'}")
     with postgres_schema(postgres_url) as url:
         records = RecordsStore(url)
         pg = RecordsAnalytics(url)
         try:
             for i in range(0, len(rows), 500):
                 records.write_batch(rows[i : i + 500])
-                chdb.write_batch(rows[i : i + 500])
-            yield chdb, pg
+                reference.write_batch(rows[i : i + 500])
+            yield reference, pg
         finally:
             pg.close()
             records.close()
-            chdb.close()
 
 
 START, END = NOW - 3 * DAY_MS, NOW + HOUR_MS
@@ -164,7 +183,7 @@ def test_text_in_bodies_is_refused_by_both(
             engine.metrics(query)
 
 
-def test_no_rows_for_a_path(tmp_path: Path) -> None:
+def test_an_embedded_records_store_has_no_records_analytics(tmp_path: Path) -> None:
     """An embedded (SQLite) records store is refused: its analytics are chDB's."""
     from llmtap.errors import ConfigError
 
