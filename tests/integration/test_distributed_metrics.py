@@ -100,7 +100,9 @@ def test_metrics_count_every_answered_call_after_a_consumer_is_killed(topology: 
     first = topology.consumer("first", CONSUMER_OPTIONS, **options)
     topology.consumer("second", CONSUMER_OPTIONS, **options)
     with Traffic(proxy.url, calls, threads=3, pause_s=0.01):
-        wait_until(lambda: len(topology.stored()) >= 100, "both consumers at work", timeout_s=90)
+        wait_until(lambda: topology.members() == [2, 2], "two members, two partitions each")
+        stored = len(topology.stored())
+        wait_until(lambda: len(topology.stored()) >= stored + 100, "both consumers at work")
         first.kill()  # SIGKILL mid-run: its uncommitted batch is redone by whoever owns it next
         answered = calls.count()
         wait_until(lambda: calls.count() >= answered + 150, "calls while one consumer is dead")
