@@ -46,14 +46,20 @@ def _run(settings: Settings, wake: threading.Event) -> int:
     from llmtap.api.server import ApiService
     from llmtap.consumer.service import ConsumerService
     from llmtap.errors import LlmtapError
-    from llmtap.stores.factory import open_sinks
+    from llmtap.stores.factory import analytics_from_records, open_analytics_reader, open_sinks
 
     with ExitStack() as stack:
         try:
             sinks = open_sinks(settings)
             for sink in sinks:
                 stack.callback(sink.close)
-            metrics = next((s for s in sinks if isinstance(s, MetricsSource)), None)
+            metrics: MetricsSource | None = next(
+                (s for s in sinks if isinstance(s, MetricsSource)), None
+            )
+            if analytics_from_records(settings):
+                reader = open_analytics_reader(settings)
+                stack.callback(reader.close)
+                metrics = reader
             consumer = ConsumerService(settings, sinks=sinks)
             stack.callback(consumer.close)
             api = ApiService(settings, metrics=metrics)

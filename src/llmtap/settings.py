@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     records_url: str = ""
     """Records store: ``postgresql://user:pw@host/db``; empty is SQLite at ``<data_dir>/records.db``."""
     analytics_url: str = ""
-    """Analytics store: ``clickhouse://host:8123``; empty is chDB at ``<data_dir>/analytics``."""
+    """Analytics store: ``clickhouse://host:8123``; empty is ``records://`` (the metrics are
+    computed from the records store) when the records store is Postgres, else chDB at
+    ``<data_dir>/analytics``."""
     bodies_url: str = ""
     """Body store: ``s3://bucket?endpoint=http://host:8333``; empty is ``<data_dir>/bodies``."""
 
@@ -253,6 +255,11 @@ class Settings(BaseSettings):
         }
         for name, url in defaults.items():
             if not getattr(self, name):
+                if name == "analytics_url" and self.records_url.lower().startswith("postgres"):
+                    # a shared records store: every process reads the same calls from it, where
+                    # a chDB of its own would hold only this process's part (decision note
+                    # 2026-12-01-distributed-analytics)
+                    url = "records://"
                 object.__setattr__(self, name, url)
         return self
 

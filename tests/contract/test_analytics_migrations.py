@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from test_analytics_store import CLICKHOUSE_URL, _clickhouse_database
+from test_analytics_store import _clickhouse_database
 
 from llmtap.stores.analytics.client import ClickHouseClient
 from llmtap.stores.analytics.ddl import COLUMN_TYPES, TABLE
@@ -116,7 +116,7 @@ def _new_row(request_id: str, attempts: int | None) -> RequestRow:
     )
 
 
-@pytest.fixture(params=["chdb", "clickhouse"] if CLICKHOUSE_URL else ["chdb"])
+@pytest.fixture(params=["chdb", pytest.param("clickhouse", marks=pytest.mark.clickhouse)])
 def open_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenClient]:
     """A function opening a new client on the same database each time it is called."""
     if request.param == "chdb":

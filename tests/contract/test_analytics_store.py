@@ -61,7 +61,7 @@ def _clickhouse_database() -> Iterator[str]:
         admin.close()
 
 
-@pytest.fixture(params=["chdb", "clickhouse"] if CLICKHOUSE_URL else ["chdb"])
+@pytest.fixture(params=["chdb", pytest.param("clickhouse", marks=pytest.mark.clickhouse)])
 def store(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[AnalyticsStore]:
     if request.param == "chdb":
         opened = open_analytics_store(f"chdb:///{data_dir}")

@@ -1,6 +1,6 @@
 """The API over real stores in this process, for tests: what the backend process runs, minus the
 queue and the consumer. Rows go in through the consumer's own sinks (``open_sinks``: records,
-then chDB analytics), bodies through the body store, and the API is served by uvicorn on a free
+then chDB analytics; with a Postgres records store the metrics are read from it), bodies through the body store, and the API is served by uvicorn on a free
 port, so tests talk HTTP to it like a user would.
 
 chDB holds one data directory per process: close one ``ApiBackend`` before opening another.
@@ -21,7 +21,13 @@ from llmtap.api.metrics_query import MetricsSource
 from llmtap.api.server import ApiService
 from llmtap.settings import Settings
 from llmtap.stores.bodies.port import BodyStore, body_key
-from llmtap.stores.factory import open_body_store, open_records_store, open_sinks
+from llmtap.stores.factory import (
+    analytics_from_records,
+    open_analytics_reader,
+    open_body_store,
+    open_records_store,
+    open_sinks,
+)
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
 from support.processes import free_port
@@ -37,7 +43,13 @@ class ApiBackend:
         self.sinks = open_sinks(self.settings)
         self.records: RecordsStore = open_records_store(self.settings.records_url)
         self.bodies: BodyStore = open_body_store(self.settings.bodies_url)
-        metrics = next((s for s in self.sinks if isinstance(s, MetricsSource)), None)
+        metrics: MetricsSource | None = next(
+            (s for s in self.sinks if isinstance(s, MetricsSource)), None
+        )
+        self._reader = None
+        if analytics_from_records(self.settings):
+            # a Postgres records store: the metrics are computed there, as `llmtap api` does
+            self._reader = metrics = open_analytics_reader(self.settings)
         self.api = ApiService(self.settings, metrics=metrics if analytics else None)
         self.api.start()
         if not self.api.wait_started():
@@ -68,6 +80,8 @@ class ApiBackend:
         self.api.stop()
         self.bodies.close()
         self.records.close()
+        if self._reader is not None:
+            self._reader.close()
         for sink in self.sinks:
             sink.close()
 

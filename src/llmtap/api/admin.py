@@ -87,12 +87,15 @@ def revoke_key(settings: Settings, key_id: str) -> int:
 
 def migrate(settings: Settings) -> int:
     """Bring the records schema to the latest revision and create the analytics table."""
-    from llmtap.stores.factory import open_analytics_store
+    from llmtap.stores.factory import analytics_from_records, open_analytics_store
     from llmtap.stores.records import migrate as migrate_records
 
     try:
         migrate_records(settings.records_url)
         print("records store: schema up to date")
+        if analytics_from_records(settings):
+            print("analytics: computed from the records store (no table of their own)")
+            return 0
         analytics = open_analytics_store(settings.analytics_url)
         analytics.close()
         print("analytics store: table ready")

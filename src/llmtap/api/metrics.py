@@ -1,9 +1,10 @@
 """``/v1/metrics``: counts, errors, cost, tokens, latency/TTFT percentiles and active users over a
 time range, per bucket and group. GET takes query parameters; POST the same fields as JSON.
 
-Metrics are computed by the analytics store; without one (no analytics URL, or it cannot be
-reached) the answer is 503 — the records store is not scanned instead, because it cannot
-compute them at the same cost.
+Metrics are computed by the analytics store, or, in a deployment whose records store is
+Postgres and has no ClickHouse server, by the records store with the same figures
+(``stores/records/analytics.py``); without either (an embedded chDB another process holds, or a
+store that cannot be reached) the answer is 503.
 """
 
 from __future__ import annotations

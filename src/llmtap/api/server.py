@@ -142,17 +142,22 @@ class ApiService:
 
 def run_api(settings: Settings) -> int:
     """``llmtap api``: the API alone, until SIGTERM/SIGINT. Metrics use the analytics store at
-    ``analytics_url`` if it can be opened here (a chDB directory held by a running backend
-    cannot: then metrics answer 503 and the rest works)."""
-    from llmtap.errors import LlmtapError
-    from llmtap.stores.factory import open_analytics_store
+    ``analytics_url`` (or the records store, ``records://``) if it can be opened here (a chDB
+    directory held by a running backend cannot: then metrics answer 503 and the rest works).
+    A chDB of its own beside a shared records store is refused: it would answer 0 for calls the
+    consumers stored (``refuse_split_analytics``)."""
+    from llmtap.errors import ConfigError, LlmtapError
+    from llmtap.stores.factory import open_analytics_reader, refuse_split_analytics
 
+    try:
+        refuse_split_analytics(settings, "api")
+    except ConfigError as exc:
+        log.error("api cannot start: %s", exc)
+        return 2
     with ExitStack() as stack:
         metrics: MetricsSource | None = None
         try:
-            analytics = open_analytics_store(
-                settings.analytics_url, release_above_mb=settings.analytics_chdb_release_above_mb
-            )
+            analytics = open_analytics_reader(settings)
             stack.callback(analytics.close)
             metrics = analytics
         except LlmtapError as exc:

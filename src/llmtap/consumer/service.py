@@ -19,7 +19,7 @@ from llmtap.errors import LlmtapError
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import GroupConsumer
 from llmtap.settings import Settings
-from llmtap.stores.factory import open_records_and_bodies, open_sinks
+from llmtap.stores.factory import open_records_and_bodies, open_sinks, refuse_split_analytics
 from llmtap.stores.sink import Sink
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class ConsumerService:
         source: Callable[[Settings], GroupConsumer] | None = None,
     ) -> None:
         self._settings = settings
+        if sinks is None:  # before anything opens: a refused configuration touches nothing
+            refuse_split_analytics(settings, "the consumer")
         with ExitStack() as opened:  # closes what was opened if anything after it fails
             records, bodies = open_records_and_bodies(settings, opened)
             if sinks is None:

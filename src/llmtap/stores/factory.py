@@ -14,8 +14,15 @@ from llmtap.settings import Settings
 from llmtap.stores.analytics.client import ClickHouseClient
 from llmtap.stores.analytics.store import AnalyticsStore
 from llmtap.stores.bodies.port import BodyStore
+from llmtap.stores.records.analytics import RecordsAnalytics
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.sink import Sink
+
+RECORDS_ANALYTICS = "records://"
+"""``analytics_url`` of a deployment whose metrics are computed from its (Postgres) records store."""
+
+AnalyticsReader = AnalyticsStore | RecordsAnalytics
+"""What the API and the dashboard read metrics, the Overview and the group lists from."""
 
 
 def open_records_store(url: str) -> RecordsStore:
@@ -54,6 +61,11 @@ def open_analytics_store(
     ``release_above_mb``: chDB only (``ChdbClient``; settings.analytics_chdb_release_above_mb).
     """
     parts = urlsplit(url)
+    if parts.scheme == "records":
+        raise ConfigError(
+            f"analytics store URL {url!r}: analytics from the records store are read"
+            " (open_analytics_reader), never written"
+        )
     if parts.scheme == "chdb":
         if parts.netloc or not parts.path:
             raise ConfigError(f"analytics store URL {url!r}: expected chdb:///<absolute dir>")
@@ -92,9 +104,52 @@ def open_records_and_bodies(
     return records, bodies
 
 
+def analytics_from_records(settings: Settings) -> bool:
+    """Whether the metrics are computed from the records store (no analytics store to write)."""
+    return urlsplit(settings.analytics_url).scheme == "records"
+
+
+def open_analytics_reader(settings: Settings) -> AnalyticsReader:
+    """What the API reads metrics from: the records store's Postgres, or the analytics store."""
+    if analytics_from_records(settings):
+        return RecordsAnalytics(settings.records_url)
+    return open_analytics_store(
+        settings.analytics_url, release_above_mb=settings.analytics_chdb_release_above_mb
+    )
+
+
+def refuse_split_analytics(settings: Settings, command: str) -> None:
+    """``ConfigError`` when ``command`` (``llmtap consume``, ``api``, ``replay``) would keep
+    analytics of its own while its calls are in a records store other processes share.
+
+    chDB is one process's: each consumer's would hold the part of the calls it consumed and the
+    API's none of them, so the metrics would be silently wrong. Only ``llmtap serve``, whose
+    backend process holds both the consumer and the API, may pair chDB with Postgres.
+    """
+    embedded_records = urlsplit(settings.records_url).scheme.startswith("sqlite")
+    if embedded_records or urlsplit(settings.analytics_url).scheme != "chdb":
+        return
+    raise ConfigError(
+        f"{command}: the embedded analytics store ({settings.analytics_url}) belongs to this"
+        " process alone, while the records store is shared: each consumer would count only the"
+        " calls it consumed and the API none. Set LLMTAP_ANALYTICS_URL=clickhouse://host:8123/db"
+        " (a ClickHouse server every process shares), or leave LLMTAP_ANALYTICS_URL unset to"
+        " compute the metrics from the records store."
+    )
+
+
 def open_sinks(settings: Settings) -> list[Sink]:
-    """The consumer's sinks, in the order they are written: records first, then analytics."""
+    """The consumer's sinks, in the order they are written: records first, then analytics
+    (none when the metrics are computed from the records store)."""
     records = open_records_store(settings.records_url)
+    if analytics_from_records(settings):
+        if records.dialect != "postgresql":
+            records.close()
+            raise ConfigError(
+                f"analytics store URL {settings.analytics_url!r}: analytics from the records"
+                " store need a Postgres records store (LLMTAP_RECORDS_URL=postgresql://…)"
+            )
+        return [records]
     try:
         analytics = open_analytics_store(
             settings.analytics_url,
