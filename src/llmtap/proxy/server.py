@@ -137,7 +137,7 @@ class ProxyServer:
             self._shipper,
             self.metrics,
             auth_gate,
-            Gateway(pool, router, self.settings),
+            Gateway(pool, router, self.settings, self.metrics),
         )
         self._app = app
         self._server = await loop.create_server(

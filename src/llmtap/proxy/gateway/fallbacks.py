@@ -108,9 +108,9 @@ def parse_fallbacks(raw: str, router: Router, max_targets: int) -> list[Fallback
     """The targets of a ``Helicone-Fallbacks`` header, or a ``GatewayHeaderError`` (400) /
     the router's refusal (403 ``target_not_allowed``) naming the entry."""
     try:
-        # the header is bounded by the request head limit; nesting by msgspec's own depth limit
+        # the header is bounded by the request head limit; msgspec stops deep nesting itself
         entries = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         raise GatewayHeaderError(
             "invalid_fallbacks", "Helicone-Fallbacks must be a JSON array of targets"
         ) from None

@@ -3,17 +3,21 @@ instead of) the plain ``pool.send``."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from llmtap.proxy.gateway.attempts import AttemptRun, Target
 from llmtap.proxy.gateway.fallbacks import Fallback, json_object, parse_fallbacks
 from llmtap.proxy.gateway.retry_policy import GatewayHeaderError, parse_retry
+from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Router
 from llmtap.proxy.types import Pool
 from llmtap.settings import Settings
 
 if TYPE_CHECKING:
     from llmtap.proxy.exchange import Exchange
+
+log = logging.getLogger("llmtap.proxy")
 
 
 class Gateway:
@@ -24,9 +28,12 @@ class Gateway:
     order a call meets them.
     """
 
-    def __init__(self, pool: Pool, router: Router, settings: Settings) -> None:
+    def __init__(
+        self, pool: Pool, router: Router, settings: Settings, metrics: ProxyMetrics
+    ) -> None:
         self.pool = pool
         self.router = router
+        self.metrics = metrics
         self._retry_max_num = settings.retry_max_num
         self._retry_max_timeout_ms = settings.retry_max_timeout_ms
         self._max_fallbacks = settings.fallbacks_max_targets
@@ -54,6 +61,11 @@ class Gateway:
             body_json = self._body_json(exchange, fallbacks)
         except GatewayHeaderError as exc:
             exchange.respond_error(exc.status, exc.code, exc.message)
+            return
+        except Exception:  # fail-open edge: a bug of ours must not stop the call
+            self.metrics.internal_errors += 1
+            log.exception("llmtap internal error in the gateway (the call goes through plainly)")
+            self.pool.send(exchange)
             return
         if retry is None and fallbacks is None:
             self.pool.send(exchange)
