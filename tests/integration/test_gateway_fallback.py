@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
 from support.attempts_pipeline import AttemptsPipeline, attempts_pipeline, refused_port, tag
+from support.probes import wait_for
 
 PROMPT: Any = [{"role": "user", "content": "say something"}]
 
@@ -77,6 +79,26 @@ def test_three_targets_first_500_then_refused_then_answered(gw: AttemptsPipeline
     assert log[1]["target"] == dead + "/v1/chat/completions"
     assert all(a["duration_ms"] is not None for a in log)
     assert log[0]["start_ms"] <= log[1]["start_ms"] <= log[2]["start_ms"]
+    found = httpx.post(
+        gw.backend.url + "/v1/requests/search",
+        json={"filter": {"field": "fallback_index", "op": "eq", "value": 2}},
+        headers={"Authorization": f"Bearer {gw.key}"},
+        timeout=10,
+    )
+    assert request_id in [r["request_id"] for r in found.json()["data"]]
+    assert all("attempt_log" not in r for r in found.json()["data"])  # detail only
+
+    def groups() -> dict[str | None, int]:
+        reply = httpx.get(
+            gw.backend.url + "/v1/metrics",
+            params={"group_by": "fallback_index"},
+            headers={"Authorization": f"Bearer {gw.key}"},
+            timeout=10,
+        )
+        assert reply.status_code == 200, reply.text
+        return {item["group"]: item["requests"] for item in reply.json()["series"]}
+
+    wait_for(lambda: groups().get("2", 0) >= 1, timeout_s=10, what="the metrics group")
 
 
 def test_a_status_not_in_on_codes_is_the_answer(gw: AttemptsPipeline) -> None:
