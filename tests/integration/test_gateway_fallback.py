@@ -47,6 +47,7 @@ def chat(gw: AttemptsPipeline, key: str, fallbacks: list[Any], **headers: str) -
 
 def test_three_targets_first_500_then_refused_then_answered(gw: AttemptsPipeline) -> None:
     key = tag()
+    fallbacks_before = gw.proxy.metrics.gateway_fallbacks
     dead = f"http://127.0.0.1:{refused_port()}"
     raw = chat(
         gw,
@@ -62,6 +63,7 @@ def test_three_targets_first_500_then_refused_then_answered(gw: AttemptsPipeline
     assert raw.headers["helicone-fallback-index"] == "2"
     assert raw.headers["llmtap-fallback-index"] == "2"
     assert len(gw.seen(key)) == 2  # the refused one never got there
+    assert gw.proxy.metrics.gateway_fallbacks == fallbacks_before + 2
 
     request_id = raw.headers["helicone-id"]
     row = gw.row(request_id)

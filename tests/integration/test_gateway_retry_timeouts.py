@@ -74,10 +74,12 @@ def test_a_wait_that_would_end_past_the_total_timeout_is_not_taken(
             },
         )
         elapsed = time.monotonic() - started
+        retries = gw.metrics.gateway_retries
     # the provider's own 503 (not llmtap's 504) once the next wait no longer fits
     assert reply.status_code == 503
     assert "llmtap-error" not in reply.headers
     assert seen(mock, key) == 3  # at 0, 1 and 2 s; a fourth would start at 3 s
+    assert retries == 2
     assert elapsed < 2.5 + SWEEP_SLACK_S
 
 

@@ -72,6 +72,8 @@ class AttemptsPipeline:
         )
 
     def api_get(self, request_id: str) -> dict[str, Any]:
+        """The call's detail from the API, once the consumer has stored it."""
+        self.row(request_id)
         reply = httpx.get(
             f"{self.backend.url}/v1/requests/{request_id}",
             headers={"Authorization": f"Bearer {self.key}"},

@@ -31,6 +31,7 @@ from llmtap.proxy.gateway.retry_policy import (
     RetryPolicy,
     retry_after_s,
 )
+from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Upstream
 from llmtap.proxy.types import ClientSide, Pool, UpstreamSide
 
@@ -126,7 +127,7 @@ class Attempt:
     def on_response_head(
         self, status: int, reason: bytes, headers: HeaderList, upstream_chunked: bool
     ) -> None:
-        if self.dropped:
+        if self.dropped or self.exchange.finished:
             return
         self.note.status = status
         self.note.end_ns = time.perf_counter_ns()
@@ -152,7 +153,8 @@ class Attempt:
             self.exchange.on_response_complete()
 
     def fail(self, status: int, code: str, message: str) -> None:
-        if self.dropped:
+        if self.dropped or self.exchange.finished:
+            # finished: cut off by the sweep or the client while connecting; its log is read
             return
         if not self.exchange.head_sent:
             self.note.error = code
@@ -171,6 +173,7 @@ class AttemptRun:
         "_body_json",
         "_deadline_ns",
         "_loop",
+        "_metrics",
         "_pool",
         "_targets",
         "_tries",
@@ -183,6 +186,7 @@ class AttemptRun:
     def __init__(
         self,
         pool: Pool,
+        metrics: ProxyMetrics,
         exchange: Exchange,
         retry: RetryPolicy | None,
         targets: list[Target],
@@ -190,6 +194,7 @@ class AttemptRun:
         body_json: dict[str, Any] | None = None,
     ) -> None:
         self._pool = pool
+        self._metrics = metrics
         self._body_json = body_json
         """The request body as JSON, when a fallback merges keys into it."""
         self._loop = asyncio.get_running_loop()
@@ -286,12 +291,14 @@ class AttemptRun:
 
     def _again(self, wait_s: float) -> None:
         self._tries += 1
+        self._metrics.gateway_retries += 1
         wait_ns = int(wait_s * 1e9)
         # our own wait is not provider silence: the idle sweep starts counting after it
         self.exchange.last_activity_ns = time.perf_counter_ns() + wait_ns
         self._loop.call_later(wait_s, self._send)
 
     def _next_target(self) -> None:
+        self._metrics.gateway_fallbacks += 1
         self._where += 1
         self._tries = 0
         self._loop.call_soon(self._send)

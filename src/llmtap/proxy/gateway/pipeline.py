@@ -71,7 +71,9 @@ class Gateway:
             self.pool.send(exchange)
             return
         deadline_ns = exchange.t0_ns + self._total_timeout_ns
-        AttemptRun(self.pool, exchange, retry, targets, deadline_ns, body_json).start()
+        AttemptRun(
+            self.pool, self.metrics, exchange, retry, targets, deadline_ns, body_json
+        ).start()
 
     def _targets(self, exchange: Exchange, fallbacks: list[Fallback] | None) -> list[Target]:
         """The call's own route, or (with ``Helicone-Fallbacks``) each fallback in order."""
