@@ -130,6 +130,16 @@ def test_without_retry_enabled_nothing_is_retried(gw: AttemptsPipeline) -> None:
         assert len(gw.seen(key)) == 1
 
 
+def test_calls_that_did_not_ask_keep_the_plain_record(gw: AttemptsPipeline) -> None:
+    for headers in ({"x-test": tag()}, {"x-test": tag(), "Helicone-Retry-Num": "3"}):
+        raw = chat(gw, headers)
+        detail = gw.api_get(raw.headers["helicone-id"])
+        assert detail["attempts"] == 1
+        assert detail["attempt_log"] is None
+        assert detail["fallback_index"] is None
+        assert "helicone-fallback-index" not in raw.headers
+
+
 def test_retry_num_bounds_the_attempts_and_the_last_answer_is_relayed(
     gw: AttemptsPipeline,
 ) -> None:
