@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from support.attempts_pipeline import AttemptsPipeline, attempts_pipeline, refused_port, tag
-from support.probes import wait_for
+from support.probes import files_containing, wait_for
 
 PROMPT: Any = [{"role": "user", "content": "say something"}]
 
@@ -259,3 +259,31 @@ def test_anthropic_gets_a_502_when_no_target_can_be_reached(gw: AttemptsPipeline
     row = gw.row(caught.value.response.headers["helicone-id"])
     assert row.attempts == 2
     assert row.fallback_index == 1
+
+
+def test_keys_in_a_fallbacks_header_are_never_stored(gw: AttemptsPipeline) -> None:
+    """A fallback's headers carry other providers' keys: the stored ``Helicone-Fallbacks`` has
+    them redacted (and target URLs with ``?key=``), like any secret header (invariant 5)."""
+    canary = "sk-canary-" + tag()
+    raw = chat(
+        gw,
+        tag(),
+        [
+            target(gw.mock.url, [500], **{"x-mock-status": "500", "x-api-key": canary + "a"}),
+            {
+                **target(
+                    gw.mock.url + f"/?key={canary}q", [500], authorization=f"Bearer {canary}b"
+                ),
+                "bodyKeyOverride": {"api_key": canary + "c"},
+            },
+        ],
+    )
+    assert raw.http_response.status_code in (200, 404)
+    row = gw.row(raw.headers["helicone-id"])
+    stored = row.request_headers["helicone-fallbacks"]
+    assert canary not in stored
+    entries = json.loads(stored)
+    assert entries[1]["headers"]["authorization"].startswith("<redacted:")
+    assert entries[0]["headers"]["x-mock-status"] == "500"  # what is not secret stays readable
+    assert canary not in json.dumps(gw.api_get(raw.headers["helicone-id"]))
+    assert files_containing(gw.backend.settings.data_dir, canary.encode()) == []

@@ -96,3 +96,28 @@ def test_a_fallback_request_gets_its_host_path_headers_and_body() -> None:
     assert b"content-type: application/json" in lines
     assert json.loads(sent) == {"model": "llama", "opts": {"b": 2, "a": 1}, "n": 1}
     assert f"content-length: {len(sent)}".encode() in lines
+
+
+def test_a_stored_fallbacks_header_keeps_no_key() -> None:
+    from llmtap.capture.redaction import redact_headers
+
+    value = json.dumps(
+        [
+            {
+                "target-url": "https://u:pw@api.example.com/v1?key=sk-1&x=2",
+                "headers": {"Authorization": "Bearer sk-2", "x-team": "a"},
+                "onCodes": [500],
+                "bodyKeyOverride": {"nested": {"api_key": "sk-3", "secret": 4}},
+            }
+        ]
+    )
+    stored = redact_headers([(b"Helicone-Fallbacks", value.encode())])["helicone-fallbacks"]
+    for secret in ("sk-1", "sk-2", "sk-3", "pw", '"secret": 4'):
+        assert secret not in stored
+    [entry] = json.loads(stored)
+    assert entry["headers"]["x-team"] == "a"
+    assert entry["onCodes"] == [500]
+    assert entry["target-url"].startswith("https://<redacted>@api.example.com/v1?key=%3Credacted")
+    for hostile in ("not json sk-4", "[" * 5000 + "]" * 5000):
+        kept = redact_headers([(b"llmtap-fallbacks", hostile.encode())])["llmtap-fallbacks"]
+        assert kept.startswith("<redacted:")
