@@ -43,6 +43,23 @@ class Timing(msgspec.Struct, frozen=True, omit_defaults=True):
     """Request received -> first response body bytes from the provider (time to first token)."""
 
 
+class AttemptInfo(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One time a call asking for retries or fallbacks was sent upstream (in order)."""
+
+    target: str
+    """The URL it went to, with secrets in the query redacted."""
+    start_ms: float
+    """When it was sent, in milliseconds after the call's start."""
+    duration_ms: float | None = None
+    """Sent -> its answer's head, or its failure (None: cut off while it ran)."""
+    status: int = 0
+    """Its answer's status (0: none came)."""
+    error: str | None = None
+    """Why it failed before any answer (``upstream_connect_error``, ...)."""
+    fallback_index: int | None = None
+    """Which ``Helicone-Fallbacks`` target it went to."""
+
+
 class LogRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     request_id: str
     source: str
@@ -83,6 +100,10 @@ class LogRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     attempts: int | None = None
     """How many times the proxy sent the call upstream (2: retried once on a fresh connection;
     0: answered without a provider). ``None`` from ingestion and from proxies before it."""
+    attempt_log: list[AttemptInfo] | None = None
+    """Each attempt of a call that asked for retries or fallbacks (None for any other)."""
+    fallback_index: int | None = None
+    """Which ``Helicone-Fallbacks`` target answered (None: the call had none)."""
 
 
 class RecordDecodeError(ValueError):

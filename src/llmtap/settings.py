@@ -115,6 +115,15 @@ class Settings(BaseSettings):
     """Refuse (401, before forwarding) a call whose ``Helicone-Auth``/``Llmtap-Auth`` llmtap key no
     organization has (never issued, or revoked). Fails open when the records store is away."""
 
+    # proxy: retries and fallbacks a call asks for by header (docs/gateway.md)
+    retry_max_num: Annotated[int, Field(ge=0)] = 10
+    """Largest ``Helicone-Retry-Num`` a call may ask for: a larger one is refused (400)."""
+    retry_max_timeout_ms: Annotated[int, Field(ge=0)] = 60_000
+    """Largest ``Helicone-Retry-Min-Timeout``/``-Max-Timeout`` (ms) a call may ask for: a larger
+    one is refused (400). A ``Retry-After`` is honoured up to the call's max timeout."""
+    fallbacks_max_targets: Annotated[int, Field(ge=1)] = 10
+    """Most targets one ``Helicone-Fallbacks`` list may name: a longer list is refused (400)."""
+
     # proxy: TLS and egress (docs/tls.md)
     upstream_ca_file: str = ""
     """A PEM file of extra certificate authorities trusted for provider connections (a private

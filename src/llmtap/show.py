@@ -131,6 +131,8 @@ def print_request(settings: Settings, request_id: str, as_json: bool) -> int:
                     shown[kind] = "<missing from the body store>"
     finally:
         bodies.close()
+    if row.attempt_log is not None:
+        shown["attempt_log"] = _body_text(row.attempt_log.encode())  # stored as JSON text
     document = {**msgspec.to_builtins(row), **shown}
     if as_json:
         print(json.dumps(document))

@@ -576,6 +576,51 @@ def test_latency_and_chunk_delay(http: httpx.Client) -> None:
     assert arrivals[2] - arrivals[0] >= 0.02  # sent as they were produced, not buffered
 
 
+def test_fail_first_fails_the_first_calls_of_each_key(http: httpx.Client) -> None:
+    def call(key: str, status: str = "503", **more: str) -> int:
+        response = http.post(
+            CHAT,
+            json={"model": "gpt-4o-mini", "messages": HELLO},
+            headers={
+                **OPENAI_AUTH,
+                "x-mock-fail-first": "2",
+                "x-mock-fail-key": key,
+                "x-mock-fail-status": status,
+                **more,
+            },
+        )
+        return response.status_code
+
+    assert [call("a"), call("b"), call("a"), call("a"), call("b"), call("b")] == [
+        503,
+        503,
+        503,
+        200,
+        503,
+        200,
+    ]
+    assert call("c", "429") == 429
+
+
+def test_fail_status_zero_hangs_up_and_retry_after_is_sent(http: httpx.Client) -> None:
+    headers = {**OPENAI_AUTH, "x-mock-fail-first": "1", "x-mock-fail-key": os.urandom(4).hex()}
+    with pytest.raises(httpx.RemoteProtocolError):
+        http.post(
+            CHAT,
+            json={"model": "m", "messages": HELLO},
+            headers={**headers, "x-mock-fail-status": "0"},
+        )
+    response = http.get(
+        "/v1/models", headers={**OPENAI_AUTH, "x-mock-status": "429", "x-mock-retry-after": "3"}
+    )
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "3"
+    assert (
+        http.get("/v1/models", headers={**OPENAI_AUTH, "x-mock-fail-status": "42"}).status_code
+        == 400
+    )
+
+
 def test_bad_knob_is_a_400(http: httpx.Client) -> None:
     response = http.get("/v1/models", headers={**OPENAI_AUTH, "x-mock-chunks": "many"})
     assert response.status_code == 400

@@ -24,7 +24,7 @@ JSON_VIEW_MAX_DEPTH = 100
 once per level (a 100,000-deep body stopped both with RecursionError: a 500); bodies real
 calls carry nest a few dozen levels at most."""
 
-_DETAIL_ONLY = ("request_headers", "response_headers")
+_DETAIL_ONLY = ("request_headers", "response_headers", "attempt_log")
 
 
 def iso_time(unix_ms: float) -> str:
@@ -49,7 +49,19 @@ def row_detail(row: RequestRow) -> dict[str, Any]:
     data = row_summary(row)
     data["request_headers"] = dict(row.request_headers)
     data["response_headers"] = dict(row.response_headers)
+    data["attempt_log"] = attempt_list(row.attempt_log)
     return data
+
+
+def attempt_list(raw: str | None) -> list[dict[str, Any]] | None:
+    """The stored attempts (a JSON array written by the consumer) as the API shows them."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None
 
 
 def body_view(store: BodyStore, key: str | None, omitted: bool) -> dict[str, Any]:

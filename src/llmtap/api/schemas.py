@@ -13,13 +13,30 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from llmtap.stores.row import RequestRow
 
-_DETAIL_ONLY = {"request_headers", "response_headers"}
+_DETAIL_ONLY = {"request_headers", "response_headers", "attempt_log"}
+
+
+class AttemptOut(BaseModel):
+    """One attempt of a call that asked for retries or fallbacks."""
+
+    target: str = Field(description="the URL it went to (secrets in the query redacted)")
+    start_ms: float = Field(description="when it was sent, ms after the call's start")
+    duration_ms: float | None = Field(None, description="sent -> answer head or failure")
+    status: int = Field(0, description="its answer's status (0: none came)")
+    error: str | None = Field(None, description="why it failed before any answer")
+    fallback_index: int | None = Field(None, description="its Helicone-Fallbacks target")
 
 
 def _row_fields(include_detail: bool) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for info in msgspec.structs.fields(RequestRow):
         if info.name in _DETAIL_ONLY and not include_detail:
+            continue
+        if info.name == "attempt_log":
+            fields[info.name] = (
+                list[AttemptOut] | None,
+                Field(description="each attempt of a call with retries or fallbacks"),
+            )
             continue
         fields[info.name] = (info.type, ...)
     fields["created_at"] = (str, Field(description="ISO-8601 UTC time the proxy got the call"))

@@ -8,7 +8,7 @@ reaches every source by one change in ``tap`` and one here.
 from __future__ import annotations
 
 from llmtap.capture.tap import TapHeaders
-from llmtap.record import BodyRef, LogRecord, Timing
+from llmtap.record import AttemptInfo, BodyRef, LogRecord, Timing
 
 
 def build_log_record(
@@ -34,6 +34,8 @@ def build_log_record(
     parent_span_id: str | None = None,
     extra: dict[str, str] | None = None,
     attempts: int | None = None,
+    attempt_log: list[AttemptInfo] | None = None,
+    fallback_index: int | None = None,
 ) -> LogRecord:
     """The record of one call; headers must already be redacted (``capture.redaction``)."""
     return LogRecord(
@@ -64,4 +66,6 @@ def build_log_record(
         parent_span_id=parent_span_id,
         extra=extra or {},
         attempts=attempts,
+        attempt_log=attempt_log,
+        fallback_index=fallback_index,
     )

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 SECRET_WORDS = (
@@ -53,6 +55,9 @@ URL_HEADER_NAMES = frozenset(
 )
 """Headers whose value is a URL: stored through :func:`redact_url`, like the call's own URL (a
 ``?key=`` or ``user:pw@`` there is as secret as in the target)."""
+FALLBACKS_HEADER_NAMES = frozenset({"helicone-fallbacks", "llmtap-fallbacks"})
+"""Headers whose value is a JSON list of targets carrying their own headers (other providers'
+keys) and URLs: stored with those redacted by the same rules (:func:`redact_fallbacks`)."""
 SECRET_QUERY_NAMES = frozenset({"sig"})
 """Query parameters secret by their exact name (Azure SAS ``sig``)."""
 
@@ -82,6 +87,8 @@ def redact_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
             value = redact_value(value)
         elif name in URL_HEADER_NAMES:
             value = _redacted_url_value(value)
+        elif name in FALLBACKS_HEADER_NAMES:
+            value = redact_fallbacks(value)
         out[name] = f"{out[name]}, {value}" if name in out else value
     return out
 
@@ -111,3 +118,29 @@ def _redacted_url_value(value: str) -> str:
         return redact_url(value)
     except ValueError:  # not a URL we can take apart: keep none of it
         return redact_value(value)
+
+
+def redact_fallbacks(value: str) -> str:
+    """A ``Helicone-Fallbacks`` value with every secret-named key's value (its targets'
+    ``authorization``, ``x-api-key`` ..., at any depth) and every ``target-url``'s secrets
+    redacted; a value that is not JSON is redacted whole."""
+    try:
+        return json.dumps(_redact_json(json.loads(value)))
+    except (ValueError, RecursionError):
+        return redact_value(value)
+
+
+def _redact_json(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_redact_json(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if is_secret_name(key) and not isinstance(item, (dict, list)):
+            out[key] = redact_value(str(item))
+        elif key == "target-url" and isinstance(item, str):
+            out[key] = _redacted_url_value(item)
+        else:
+            out[key] = _redact_json(item)
+    return out

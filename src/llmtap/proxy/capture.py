@@ -19,8 +19,9 @@ from llmtap.capture.decode import COMPRESSED, encoding_name, inflate
 from llmtap.capture.redaction import redact_headers, redact_url
 from llmtap.capture.tap import header_value
 from llmtap.keys import hash_key
+from llmtap.proxy.attempt_log import AttemptLog
 from llmtap.proxy.exchange import Exchange
-from llmtap.record import LogRecord, Timing
+from llmtap.record import AttemptInfo, LogRecord, Timing
 
 
 @dataclass(slots=True)
@@ -53,6 +54,20 @@ def _decoded(data: bytes, encoding: bytes | None, limit: int) -> tuple[bytes, st
     if inflated is None or not inflated.complete or inflated.over_limit:
         return data, None  # truncated, corrupt or too large: keep the raw bytes, still encoded
     return inflated.data, name
+
+
+def _attempt_infos(log: AttemptLog, t0_ns: int) -> list[AttemptInfo]:
+    return [
+        AttemptInfo(
+            target=redact_url(note.upstream.origin + note.path.decode("latin-1")),
+            start_ms=round((note.start_ns - t0_ns) / 1e6, 3),
+            duration_ms=_ms(note.start_ns, note.end_ns),
+            status=note.status,
+            error=note.error,
+            fallback_index=note.fallback_index,
+        )
+        for note in log.notes
+    ]
 
 
 def build_record(exchange: Exchange, org_id: str | None, *, max_decoded_bytes: int) -> Captured:
@@ -90,6 +105,13 @@ def build_record(exchange: Exchange, org_id: str | None, *, max_decoded_bytes: i
         target = redact_url(exchange.url.decode("latin-1"))
         provider = "unknown"
     t0 = exchange.t0_ns
+    log = exchange.attempt_log
+    if log is not None and log.notes:
+        attempts = log.attempts
+        attempt_log: list[AttemptInfo] | None = _attempt_infos(log, t0)
+    else:
+        attempts = (2 if exchange.retried else 1) if exchange.request_bytes else 0
+        attempt_log = None
     record = build_log_record(
         tap,
         source="proxy",
@@ -113,6 +135,8 @@ def build_record(exchange: Exchange, org_id: str | None, *, max_decoded_bytes: i
         usage_injected=exchange.usage_filter is not None,
         error=exchange.error,
         extra=extra,
-        attempts=(2 if exchange.retried else 1) if exchange.request_bytes else 0,
+        attempts=attempts,
+        attempt_log=attempt_log,
+        fallback_index=None if log is None else log.fallback_index,
     )
     return Captured(record, org_id, request_data, response_data)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 
 from llmtap.capture.tap import HOP_BY_HOP, HeaderList, TapHeaders
+from llmtap.proxy.attempt_log import AttemptLog
 from llmtap.proxy.errors import error_response
 from llmtap.proxy.routing import Upstream
 from llmtap.proxy.stream_end import relayed_final_event
@@ -30,6 +31,7 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 class Exchange:
     __slots__ = (
         "app",
+        "attempt_log",
         "client",
         "client_chunked",
         "client_closes",
@@ -91,6 +93,8 @@ class Exchange:
         self.conn: UpstreamSide | None = None
         self.usage_filter: UsageChunkFilter | None = None
         self.retried = False
+        self.attempt_log: AttemptLog | None = None
+        """Set when the call asked for retries or fallbacks (``proxy/gateway/attempts.py``)."""
         self.head_sent = False
         self.client_chunked = False
         self.finished = False

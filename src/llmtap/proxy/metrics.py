@@ -46,6 +46,10 @@ class ProxyMetrics:
     (``extra.body_error``)."""
     shipper_errors: int = 0
     shipper_backlog: int = 0
+    gateway_retries: int = 0
+    """Attempts sent again on the same target because of ``Helicone-Retry-*``."""
+    gateway_fallbacks: int = 0
+    """Calls moved on to their next ``Helicone-Fallbacks`` target."""
 
     def render(self) -> bytes:
         lines = []

@@ -165,7 +165,7 @@ class Router:
     def route(self, url: bytes, tap: TapHeaders, headers: HeaderList) -> tuple[Upstream, bytes]:
         """The upstream and the path (with query) to request from it."""
         if tap.target_url:
-            return self._target(tap.target_url), url
+            return self.target(tap.target_url), url
         if url.startswith(b"/router/"):
             name, _, rest = url[8:].partition(b"/")
             upstream = self._routes.get(name.decode("latin-1"))
@@ -180,7 +180,9 @@ class Router:
             return self._anthropic, self._anthropic.base_path.encode() + url
         return self._openai, self._openai.base_path.encode() + url
 
-    def _target(self, target_url: str) -> Upstream:
+    def target(self, target_url: str) -> Upstream:
+        """A caller-named target (``Helicone-Target-URL``, a fallback): a known provider or an
+        allowed host, else ``RouteError`` 403; its addresses are checked again at connect time."""
         try:
             parts = urlsplit(target_url.strip())
             port = parts.port

@@ -129,14 +129,15 @@ class ProxyServer:
             drain_timeout_s=self.settings.upstream_drain_timeout_s,
             drain_max_bytes=self.settings.upstream_drain_max_bytes,
         )
+        router = Router(self.settings)
         app = ProxyApp(
             self.settings,
-            Router(self.settings),
+            router,
             pool,
             self._shipper,
             self.metrics,
             auth_gate,
-            Gateway(pool),
+            Gateway(pool, router, self.settings, self.metrics),
         )
         self._app = app
         self._server = await loop.create_server(

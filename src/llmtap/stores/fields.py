@@ -119,6 +119,8 @@ FIELDS: tuple[Field, ...] = (
     Field("parent_span_id", "text", nullable=True, length=64),
     Field("record_digest", "text", nullable=True, length=64),
     _same("attempts", "int32", nullable=True, group="attempts"),
+    Field("attempt_log", "text", nullable=True),
+    _same("fallback_index", "int32", nullable=True, group="fallback_index"),
 )
 """In the records table's column order (new fields go last: that is where a migration adds
 them)."""

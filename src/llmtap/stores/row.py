@@ -85,3 +85,10 @@ class RequestRow(msgspec.Struct, kw_only=True):
     connection (a replayable call whose pooled connection had gone stale), 0 when the proxy
     answered without a provider. ``None`` for calls logged by ingestion, or before llmtap
     counted attempts."""
+
+    attempt_log: str | None = None
+    """A call that asked for retries or fallbacks: each attempt (target, start_ms, duration_ms,
+    status, error, fallback_index) as a JSON array; the API shows it parsed. ``None`` for every
+    other call."""
+    fallback_index: int | None = None
+    """Which ``Helicone-Fallbacks`` target answered (0 is the first); ``None`` without fallbacks."""

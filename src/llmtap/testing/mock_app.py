@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from llmtap.testing.mock_errors import (
     openai_status,
 )
 from llmtap.testing.mock_http import Ids, ReceivedRequest, Reply, RequestLog
-from llmtap.testing.mock_knobs import KnobError, Knobs, parse_knobs
+from llmtap.testing.mock_knobs import MAX_FAIL_KEYS, KnobError, Knobs, parse_knobs
 from llmtap.testing.mock_models import anthropic_models, openai_models
 from llmtap.testing.mock_openai import chat_completions
 from llmtap.testing.mock_openai_responses import responses
@@ -74,6 +75,8 @@ class MockApp:
         self._requests = requests
         self._canned = canned or CannedReplies()
         self._ids = Ids()
+        self._failed: OrderedDict[str, int] = OrderedDict()
+        """``x-mock-fail-key`` → requests failed so far (only touched on the server's loop)."""
         self.internal_errors = 0
         """Requests answered with a 500 because the mock itself failed (a bug in the mock)."""
 
@@ -87,7 +90,8 @@ class MockApp:
         knobs = Knobs(latency_ms=self._latency_ms, chunk_delay_ms=self._chunk_delay_ms)
         try:
             knobs = parse_knobs(request.headers, self._latency_ms, self._chunk_delay_ms)
-            reply = self._answer(request, knobs, anthropic)
+            failed = self._fails(knobs, anthropic)
+            reply = failed if failed is not None else self._answer(request, knobs, anthropic)
         except KnobError as exc:
             reply = anthropic_error(400, str(exc)) if anthropic else openai_error(400, str(exc))
         except Exception:  # the mock's own bug: answer like a provider outage, and say so
@@ -97,6 +101,8 @@ class MockApp:
         reply.latency_s = knobs.latency_ms / 1000.0
         reply.chunk_delay_s = knobs.chunk_delay_ms / 1000.0
         reply.drop_after = knobs.drop_after_chunks
+        if knobs.retry_after is not None:
+            reply.headers += b"retry-after: %b\r\n" % knobs.retry_after.encode("latin-1")
         request_id = self._ids.next("req_")
         if anthropic:
             reply.headers += b"request-id: %b\r\n%b" % (request_id.encode(), _ANTHROPIC_STATIC)
@@ -107,6 +113,23 @@ class MockApp:
                 _OPENAI_STATIC,
             )
         return reply
+
+    def _fails(self, knobs: Knobs, anthropic: bool) -> Reply | None:
+        """``x-mock-fail-first: n``: the first n requests with the same ``x-mock-fail-key`` get
+        ``x-mock-fail-status`` (default 500; 0 hangs up without answering), the rest answer."""
+        if knobs.fail_first <= 0:
+            return None
+        key = knobs.fail_key
+        count = self._failed.pop(key, 0)
+        self._failed[key] = count + 1
+        while len(self._failed) > MAX_FAIL_KEYS:
+            self._failed.popitem(last=False)
+        if count >= knobs.fail_first:
+            return None
+        if knobs.fail_status == 0:
+            return Reply(status=0, hang_up=True)
+        status = knobs.fail_status
+        return anthropic_status(status) if anthropic else openai_status(status)
 
     def _answer(self, request: ReceivedRequest, knobs: Knobs, anthropic: bool) -> Reply:
         method, path = request.method, request.path

@@ -57,6 +57,9 @@ class Reply:
     """``headers`` are all the headers: no content type or cache-control is added (canned)."""
     hold: bool = False
     """A chunked body is never ended: the connection stays open after the last frame."""
+    hang_up: bool = False
+    """Nothing is written: the connection is closed instead of answering (a provider that
+    drops the call before its response head)."""
 
     @property
     def immediate(self) -> bool:

@@ -23,6 +23,14 @@ class Knobs:
     usage_in_last_content_chunk: bool = False
     no_usage: bool = False
     drop_after_chunks: int | None = None
+    fail_first: int = 0
+    fail_key: str = ""
+    fail_status: int = 500
+    retry_after: str | None = None
+
+
+MAX_FAIL_KEYS = 10_000
+"""Keys whose failures the mock counts at once (``x-mock-fail-key``); past it the oldest go."""
 
 
 class KnobError(ValueError):
@@ -65,6 +73,12 @@ def parse_knobs(
     latency = _number(headers, "x-mock-latency-ms")
     delay = _number(headers, "x-mock-chunk-delay-ms")
     chunks = _integer(headers, "x-mock-chunks")
+    fail_status = _integer(headers, "x-mock-fail-status")
+    if fail_status is not None and fail_status != 0 and not 100 <= fail_status <= 599:
+        raise KnobError(f"x-mock-fail-status must be 0 or an HTTP status, got {fail_status}")
+    retry_after = headers.get("x-mock-retry-after")
+    if retry_after is not None and ("\r" in retry_after or "\n" in retry_after):
+        raise KnobError("x-mock-retry-after must be one header line")
     return Knobs(
         status=status,
         latency_ms=latency_ms if latency is None else latency,
@@ -77,6 +91,10 @@ def parse_knobs(
         in _TRUE,
         no_usage=headers.get("x-mock-no-usage", "").lower() in _TRUE,
         drop_after_chunks=_integer(headers, "x-mock-drop-after-chunks"),
+        fail_first=_integer(headers, "x-mock-fail-first") or 0,
+        fail_key=headers.get("x-mock-fail-key", ""),
+        fail_status=500 if fail_status is None else fail_status,
+        retry_after=retry_after,
     )
 
 

@@ -157,6 +157,9 @@ class _Connection(asyncio.Protocol):
     def _write_now(self, reply: Reply, keep_alive: bool, chunked: bool) -> None:
         transport = self._transport
         assert transport is not None
+        if reply.hang_up:
+            self.close()
+            return
         head = _head(reply, keep_alive, chunked)
         drop = reply.drop_after
         if reply.frames is None:

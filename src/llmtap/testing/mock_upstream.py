@@ -52,6 +52,12 @@ Per-request knobs, as request headers (the SDKs send them with ``extra_headers``
 ``x-mock-drop-after-chunks: 2``
     Streams: send that many content deltas, then close the connection without finishing the
     chunked body. JSON: send the head and that many body bytes, then close.
+``x-mock-fail-first: 2`` with ``x-mock-fail-key: <any text>``
+    The first 2 requests carrying that key are answered ``x-mock-fail-status`` (default 500,
+    the provider's error body; ``0``: the connection is closed without an answer), the ones
+    after it normally. Counted per key, so concurrent tests each use their own (a uuid).
+``x-mock-retry-after: 2``
+    Add ``retry-after: 2`` (any text: seconds or an HTTP date) to the response.
 
 Recorded responses are replayed with :meth:`MockUpstream.enqueue_reply`: the next request (to
 ``path``, if given) is answered with exactly the queued status, headers and body bytes, an event

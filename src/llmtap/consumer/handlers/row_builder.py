@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import msgspec
+
 from llmtap.record import LogRecord
 from llmtap.stores.notes import callers_own
 from llmtap.stores.row import RequestRow
@@ -54,4 +56,10 @@ class RowBuilder:
             span_id=record.span_id,
             parent_span_id=record.parent_span_id,
             attempts=record.attempts,
+            attempt_log=(
+                None
+                if record.attempt_log is None
+                else msgspec.json.encode(record.attempt_log).decode()
+            ),
+            fallback_index=record.fallback_index,
         )

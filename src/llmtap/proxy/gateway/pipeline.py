@@ -3,12 +3,21 @@ instead of) the plain ``pool.send``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any
 
+from llmtap.proxy.gateway.attempts import AttemptRun, Target
+from llmtap.proxy.gateway.fallbacks import Fallback, json_object, parse_fallbacks
+from llmtap.proxy.gateway.retry_policy import GatewayHeaderError, parse_retry
+from llmtap.proxy.metrics import ProxyMetrics
+from llmtap.proxy.routing import Router
 from llmtap.proxy.types import Pool
+from llmtap.settings import Settings
 
 if TYPE_CHECKING:
     from llmtap.proxy.exchange import Exchange
+
+log = logging.getLogger("llmtap.proxy")
 
 
 class Gateway:
@@ -19,12 +28,78 @@ class Gateway:
     order a call meets them.
     """
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(
+        self, pool: Pool, router: Router, settings: Settings, metrics: ProxyMetrics
+    ) -> None:
         self.pool = pool
+        self.router = router
+        self.metrics = metrics
+        self._retry_max_num = settings.retry_max_num
+        self._retry_max_timeout_ms = settings.retry_max_timeout_ms
+        self._max_fallbacks = settings.fallbacks_max_targets
+        self._total_timeout_ns = int(settings.total_timeout_s * 1e9)
 
     def wants(self, exchange: Exchange) -> bool:
         tap = exchange.tap
         return tap is not None and tap.features is not None
 
     def run(self, exchange: Exchange) -> None:
-        self.pool.send(exchange)
+        tap = exchange.tap
+        features = tap.features if tap is not None else None
+        if not features:
+            self.pool.send(exchange)
+            return
+        try:
+            retry = parse_retry(features, self._retry_max_num, self._retry_max_timeout_ms)
+            raw_fallbacks = features.get("fallbacks")
+            fallbacks = (
+                None
+                if raw_fallbacks is None
+                else parse_fallbacks(raw_fallbacks, self.router, self._max_fallbacks)
+            )
+            targets = self._targets(exchange, fallbacks)
+            body_json = self._body_json(exchange, fallbacks)
+        except GatewayHeaderError as exc:
+            exchange.respond_error(exc.status, exc.code, exc.message)
+            return
+        except Exception:  # fail-open edge: a bug of ours must not stop the call
+            self.metrics.internal_errors += 1
+            log.exception("llmtap internal error in the gateway (the call goes through plainly)")
+            self.pool.send(exchange)
+            return
+        if retry is None and fallbacks is None:
+            self.pool.send(exchange)
+            return
+        deadline_ns = exchange.t0_ns + self._total_timeout_ns
+        AttemptRun(
+            self.pool, self.metrics, exchange, retry, targets, deadline_ns, body_json
+        ).start()
+
+    def _targets(self, exchange: Exchange, fallbacks: list[Fallback] | None) -> list[Target]:
+        """The call's own route, or (with ``Helicone-Fallbacks``) each fallback in order."""
+        routed = exchange.upstream
+        assert routed is not None
+        if fallbacks is None:
+            return [Target(routed, exchange.upstream_path, None, None, exchange.request_bytes)]
+        base = routed.base_path.encode()
+        call_path = exchange.upstream_path
+        if base and call_path.startswith(base):
+            call_path = call_path[len(base) :]
+        return [
+            Target(f.upstream, f.upstream.base_path.encode() + call_path, f, index)
+            for index, f in enumerate(fallbacks)
+        ]
+
+    @staticmethod
+    def _body_json(exchange: Exchange, fallbacks: list[Fallback] | None) -> dict[str, Any] | None:
+        """The request body as a JSON object when a fallback merges keys into it (checked
+        before the first attempt, so a body that cannot take them is a 400, not a late 502)."""
+        if fallbacks is None or all(f.body_override is None for f in fallbacks):
+            return None
+        body_json = json_object(exchange.request_bytes.partition(b"\r\n\r\n")[2])
+        if body_json is None:
+            raise GatewayHeaderError(
+                "invalid_fallbacks",
+                "Helicone-Fallbacks: bodyKeyOverride needs a request body that is a JSON object",
+            )
+        return body_json

@@ -45,6 +45,11 @@ def add_column(name: str) -> str:
 
 STEPS: tuple[Step, ...] = (
     Step(1, "attempts: how many times the proxy sent the call upstream", (add_column("attempts"),)),
+    Step(
+        2,
+        "fallback_index: which Helicone-Fallbacks target answered",
+        (add_column("fallback_index"),),
+    ),
 )
 """In version order; append, never edit one that has shipped."""
 
