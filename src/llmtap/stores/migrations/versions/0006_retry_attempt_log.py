@@ -25,6 +25,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("requests") as batch:
-        batch.drop_column("fallback_index")
-        batch.drop_column("attempt_log")
+    # plain DROP COLUMN (SQLite 3.35+): batch mode would copy the table and lose the expression
+    # indexes of revision 0005, which it cannot reflect
+    op.execute("ALTER TABLE requests DROP COLUMN fallback_index")
+    op.execute("ALTER TABLE requests DROP COLUMN attempt_log")
