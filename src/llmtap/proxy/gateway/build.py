@@ -3,7 +3,8 @@
 ``cache_url`` empty keeps rate-limit counters in ``<data_dir>/ratelimits.db`` (every proxy
 process of the machine shares it); ``redis://…`` or ``rediss://…`` keeps them in Redis (every
 proxy machine shares it). Nothing is opened here: each store connects on first use, so a proxy
-whose calls never ask for a feature never touches one.
+whose calls never ask for a feature never touches one — except the embedded file, which is opened
+at start on the store's own thread (see ``SqliteLimiterStore.start``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from llmtap.settings import Settings
 def open_limiter_store(settings: Settings) -> LimiterStore:
     url = settings.cache_url
     if not url:
-        return SqliteLimiterStore(
+        store = SqliteLimiterStore(
             settings.data_dir.absolute() / "ratelimits.db",
             busy_timeout_s=settings.ratelimit_store_timeout_s,
         )
+        store.start()
+        return store
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisLimiterStore(url, timeout_s=settings.ratelimit_store_timeout_s)
     raise ConfigError("LLMTAP_CACHE_URL must be empty (embedded) or redis://host:port/db")

@@ -72,6 +72,9 @@ class RedisLimiterStore:
         self._acquire = self._client.register_script(_ACQUIRE)
         self._charge = self._client.register_script(_CHARGE)
 
+    def start(self) -> None:
+        """Nothing to do: the client connects on the first check."""
+
     async def acquire(self, checks: Sequence[BucketCheck]) -> Decision:
         args: list[int] = []
         for c in checks:

@@ -1,20 +1,25 @@
 """Rate-limit counters in a SQLite file in the data directory: exact across every proxy process
 on the machine, with no service to run.
 
-Each check is one ``BEGIN IMMEDIATE`` transaction (the file's write lock: the processes take turns,
-so a budget's last unit goes to exactly one call). The work runs on one thread of this store's
-own, never on the event loop; the loop awaits its future. At ~20 µs a transaction the thread is
-never the bottleneck of a proxy process.
+The checks run on one thread of this store's own, never on the event loop. The thread takes
+every check waiting for it and does them in one ``BEGIN IMMEDIATE`` transaction, one after the
+other: the file's write lock makes the proxy processes take turns, so a budget's last unit goes
+to exactly one call, and a burst of calls costs one lock hand-over per batch instead of one per
+call (with two processes and one lock per call, a burst of 200 calls waited on SQLite's busy
+back-off long enough to miss the check's deadline).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from llmtap.proxy.gateway.ratelimit_store import (
@@ -25,6 +30,8 @@ from llmtap.proxy.gateway.ratelimit_store import (
 )
 from llmtap.sqlite_wal import enable_wal
 
+log = logging.getLogger("llmtap.proxy.ratelimit")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (
     key TEXT PRIMARY KEY,
@@ -32,12 +39,36 @@ CREATE TABLE IF NOT EXISTS buckets (
     window_end_ms INTEGER NOT NULL
 ) WITHOUT ROWID
 """
+_MAX_BATCH = 512
 _SWEEP_EVERY = 1000
-"""Checks between deletions of buckets whose window ended (per-user buckets come and go)."""
+"""Batches between deletions of buckets whose window ended (per-user buckets come and go)."""
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class _Job:
+    checks: Sequence[BucketCheck] | None
+    """None: a charge of ``amount`` to ``key``."""
+    key: str
+    amount: int
+    window_ms: int
+    future: asyncio.Future[Decision | None] | None
+    loop: asyncio.AbstractEventLoop | None
+
+
+_STOP = _Job(None, "", 0, 0, None, None)
+
+
+def _settle(future: asyncio.Future[Decision | None], result: Decision | Exception | None) -> None:
+    if future.done():
+        return  # the call gave up waiting (fail-open) or left
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 class SqliteLimiterStore:
@@ -45,104 +76,160 @@ class SqliteLimiterStore:
         self._path = path
         self._busy_timeout_s = busy_timeout_s
         self._conn: sqlite3.Connection | None = None
-        self._checks = 0
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="llmtap-ratelimit")
-        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._batches = 0
+
+    def start(self) -> None:
+        """Open the file now, on the store's thread: two processes switching a new file to WAL
+        wait on each other, and the first burst of checks must not pay for that."""
+        self._submit(_Job([], "", 0, 0, None, None))
+
+    async def acquire(self, checks: Sequence[BucketCheck]) -> Decision:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Decision | None] = loop.create_future()
+        self._submit(_Job(checks, "", 0, 0, future, loop))
+        decision = await future
+        assert decision is not None
+        return decision
+
+    async def charge(self, key: str, amount: int, window_ms: int) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Decision | None] = loop.create_future()
+        self._submit(_Job(None, key, amount, window_ms, future, loop))
+        await future
+
+    def _submit(self, job: _Job) -> None:
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="llmtap-ratelimit", daemon=True
+                    )
+                    self._thread.start()
+        self._jobs.put(job)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._jobs.get()]
+            while len(batch) < _MAX_BATCH:
+                try:
+                    batch.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(job is _STOP for job in batch)
+            jobs = [job for job in batch if job is not _STOP]
+            if jobs:
+                self._serve(jobs)
+            if stop:
+                return
+
+    def _serve(self, jobs: list[_Job]) -> None:
+        results: list[Decision | Exception | None]
+        try:
+            results = list(self.run_batch(jobs, _now_ms()))
+        except LimiterUnavailable as exc:
+            results = [exc] * len(jobs)
+        for job, result in zip(jobs, results, strict=True):
+            if job.loop is not None and job.future is not None:
+                # a closed loop (the proxy stopping): nobody waits any more
+                with contextlib.suppress(RuntimeError):
+                    job.loop.call_soon_threadsafe(_settle, job.future, result)
+
+    def acquire_now(self, checks: Sequence[BucketCheck], now_ms: int) -> Decision:
+        """One check at ``now_ms``, blocking (tests drive the clock through this)."""
+        decision = self.run_batch([_Job(checks, "", 0, 0, None, None)], now_ms)[0]
+        assert decision is not None
+        return decision
+
+    def run_batch(self, jobs: Sequence[_Job], now_ms: int) -> list[Decision | None]:
+        """Every job in one transaction, in order; ``LimiterUnavailable`` when SQLite fails."""
+        try:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                out = [
+                    self._charge(db, job, now_ms)
+                    if job.checks is None
+                    else self._check(db, job.checks, now_ms)
+                    for job in jobs
+                ]
+                self._batches += 1
+                if self._batches % _SWEEP_EVERY == 0:
+                    db.execute("DELETE FROM buckets WHERE window_end_ms <= ?", (now_ms,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._reset()
+            raise LimiterUnavailable(f"rate-limit store: {exc}") from exc
+        return out
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None)
+            conn = sqlite3.connect(
+                self._path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(_SCHEMA)
             self._conn = conn
         return self._conn
 
-    async def acquire(self, checks: Sequence[BucketCheck]) -> Decision:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self.acquire_now, checks, _now_ms())
-
-    async def charge(self, key: str, amount: int, window_ms: int) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self.charge_now, key, amount, window_ms, _now_ms())
-
-    def acquire_now(self, checks: Sequence[BucketCheck], now_ms: int) -> Decision:
-        """The check at ``now_ms`` (blocking; on this store's thread, or in a test)."""
-        try:
-            return self._acquire(checks, now_ms)
-        except sqlite3.Error as exc:
-            self._reset()
-            raise LimiterUnavailable(f"rate-limit store: {exc}") from exc
-
-    def charge_now(self, key: str, amount: int, window_ms: int, now_ms: int) -> None:
-        try:
-            db = self._db()
-            with self._lock:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    row = db.execute(
-                        "SELECT window_end_ms FROM buckets WHERE key = ?", (key,)
-                    ).fetchone()
-                    if row is None or row[0] <= now_ms:
-                        db.execute(
-                            "INSERT OR REPLACE INTO buckets VALUES (?, ?, ?)",
-                            (key, amount, now_ms + window_ms),
-                        )
-                    else:
-                        db.execute(
-                            "UPDATE buckets SET used = used + ? WHERE key = ?", (amount, key)
-                        )
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:
-            self._reset()
-            raise LimiterUnavailable(f"rate-limit store: {exc}") from exc
-
-    def _acquire(self, checks: Sequence[BucketCheck], now_ms: int) -> Decision:
-        db = self._db()
-        with self._lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                current: list[tuple[int, int]] = []
-                for check in checks:
-                    row = db.execute(
-                        "SELECT used, window_end_ms FROM buckets WHERE key = ?", (check.key,)
-                    ).fetchone()
-                    if row is None or row[1] <= now_ms:
-                        current.append((0, now_ms + check.window_ms))
-                    else:
-                        current.append((row[0], row[1]))
-                allowed = all(
-                    used + check.need <= check.limit
-                    for check, (used, _) in zip(checks, current, strict=True)
+    @staticmethod
+    def _check(db: sqlite3.Connection, checks: Sequence[BucketCheck], now_ms: int) -> Decision:
+        current: list[tuple[int, int]] = []
+        for check in checks:
+            row = db.execute(
+                "SELECT used, window_end_ms FROM buckets WHERE key = ?", (check.key,)
+            ).fetchone()
+            if row is None or row[1] <= now_ms:
+                current.append((0, now_ms + check.window_ms))
+            else:
+                current.append((row[0], row[1]))
+        allowed = all(
+            used + check.need <= check.limit
+            for check, (used, _) in zip(checks, current, strict=True)
+        )
+        states = []
+        for check, (used, end) in zip(checks, current, strict=True):
+            if allowed and check.take:
+                used += check.take
+                db.execute(
+                    "INSERT OR REPLACE INTO buckets VALUES (?, ?, ?)", (check.key, used, end)
                 )
-                states = []
-                for check, (used, end) in zip(checks, current, strict=True):
-                    if allowed and check.take:
-                        used += check.take
-                        db.execute(
-                            "INSERT OR REPLACE INTO buckets VALUES (?, ?, ?)",
-                            (check.key, used, end),
-                        )
-                    states.append(BucketState(used, end - now_ms))
-                self._checks += 1
-                if self._checks % _SWEEP_EVERY == 0:
-                    db.execute("DELETE FROM buckets WHERE window_end_ms <= ?", (now_ms,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            states.append(BucketState(used, end - now_ms))
         return Decision(allowed, tuple(states))
 
+    @staticmethod
+    def _charge(db: sqlite3.Connection, job: _Job, now_ms: int) -> None:
+        row = db.execute("SELECT window_end_ms FROM buckets WHERE key = ?", (job.key,)).fetchone()
+        if row is None or row[0] <= now_ms:
+            db.execute(
+                "INSERT OR REPLACE INTO buckets VALUES (?, ?, ?)",
+                (job.key, job.amount, now_ms + job.window_ms),
+            )
+        else:
+            db.execute("UPDATE buckets SET used = used + ? WHERE key = ?", (job.amount, job.key))
+        return None
+
     def _reset(self) -> None:
-        with self._lock:
-            conn, self._conn = self._conn, None
+        conn, self._conn = self._conn, None
         if conn is not None:
-            conn.close()
+            try:
+                conn.close()
+            except sqlite3.Error:
+                log.warning("closing the rate-limit store failed", exc_info=True)
 
     def close(self) -> None:
-        self._thread.shutdown(wait=True)
+        thread = self._thread
+        if thread is not None:
+            self._jobs.put(_STOP)
+            thread.join(5.0)
         self._reset()

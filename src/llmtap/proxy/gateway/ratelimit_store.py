@@ -52,6 +52,9 @@ class Decision:
 
 
 class LimiterStore(Protocol):
+    def start(self) -> None:
+        """Get ready in the background (never blocks the caller)."""
+
     async def acquire(self, checks: Sequence[BucketCheck]) -> Decision:
         """Check every bucket and, when all have room, charge each; ``LimiterUnavailable``."""
 
