@@ -272,3 +272,15 @@ def test_keys_create_refuses_a_policy_it_cannot_apply_and_creates_no_key(
     assert result.returncode == 2
     assert why in result.stderr and "sk-llmtap-" not in result.stdout
     assert cli("list", "--json").stdout == before
+
+
+def test_a_malformed_header_policy_is_ignored_like_helicone_and_the_row_says_why(
+    gateway: GatewayProcess, records: RecordsStore
+) -> None:
+    client = _client(gateway, **{"Helicone-RateLimit-Policy": "10"})
+    response = _call(client)
+    assert response.status_code == 200 and not _limit_headers(response)
+    row = wait_for(
+        lambda: records.get_request(None, response.headers["helicone-id"]), what="the row"
+    )
+    assert row.properties["llmtap-ratelimit-ignored"] == "w=<seconds> is required"

@@ -43,6 +43,7 @@ class Exchange:
         "head_sent",
         "last_activity_ns",
         "method",
+        "notes",
         "request_body",
         "request_bytes",
         "request_headers",
@@ -111,6 +112,9 @@ class Exchange:
         self.error: str | None = None
         self.extra_head = b""
         """Header lines the gateway adds to the answer (``name: value\r\n`` each)."""
+        self.notes: dict[str, str] | None = None
+        """What llmtap says about the call, for the record's ``extra`` (e.g. why a gateway
+        header was ignored); None for a plain call."""
         self.finish_hook: Callable[[Exchange], None] | None = None
         """Called (on the loop, by the app) once the client has its answer: a gateway step's
         work after the call (e.g. charging a rate limit the call's cost)."""

@@ -52,11 +52,14 @@ class Gateway:
     def run(self, exchange: Exchange) -> None:
         limiter, tap = self.limiter, exchange.tap
         if limiter is not None and tap is not None:
+            notes: dict[str, str] = {}
             try:
-                applied = limiter.plan(tap)
+                applied = limiter.plan(tap, notes)
             except ScopeUnknown:
                 self.metrics.ratelimit_failopen += 1
                 applied = ()
+            if notes:
+                exchange.notes = notes
             if applied:
                 task = asyncio.get_running_loop().create_task(self._limited(exchange, applied))
                 self._tasks.add(task)

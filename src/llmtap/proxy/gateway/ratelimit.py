@@ -39,6 +39,7 @@ from llmtap.proxy.gateway.ratelimit_store import (
     LimiterUnavailable,
 )
 from llmtap.proxy.metrics import ProxyMetrics
+from llmtap.record import EXTRA_RATELIMIT_IGNORED
 
 log = logging.getLogger("llmtap.proxy.ratelimit")
 
@@ -83,9 +84,10 @@ class RateLimiter:
         self._metrics = metrics
         self._keys = keys
 
-    def plan(self, tap: TapHeaders) -> tuple[Applied, ...]:
+    def plan(self, tap: TapHeaders, notes: dict[str, str]) -> tuple[Applied, ...]:
         """The budgets this call counts against (none: not limited). ``ScopeUnknown`` when its
-        key is still being looked up; a malformed header policy is ignored and counted."""
+        key is still being looked up; a malformed header policy is ignored, counted, and noted
+        in ``notes`` (for the call's row)."""
         grant: KeyGrant | None = None
         if tap.auth is not None and self._keys is not None:
             found = self._keys.grant_nowait(hash_key(tap.auth))
@@ -109,7 +111,7 @@ class RateLimiter:
                 policy = parse_policy(text.strip())
             except PolicyError as exc:
                 self._metrics.ratelimit_ignored += 1
-                tap.properties.setdefault("llmtap-ratelimit-ignored", str(exc))
+                notes[EXTRA_RATELIMIT_IGNORED] = str(exc)
             else:
                 scope = "org:" + (grant.org_id if grant is not None else DEFAULT_ORG_ID)
                 applied.append(self._apply(policy, scope, tap))
