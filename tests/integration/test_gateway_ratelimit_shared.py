@@ -17,6 +17,8 @@ import httpx
 import pytest
 import redis
 
+from llmtap.proxy.server import ThreadedProxy
+from llmtap.settings import Settings
 from llmtap.testing.mock_upstream import MockUpstream
 from support.processes import ProxyProcess, free_port, llmtap_env
 
@@ -147,3 +149,21 @@ def test_calls_go_through_and_are_counted_when_redis_cannot_be_reached(
         assert proc.metrics()["llmtap_proxy_ratelimit_failopen_total"] == 3
     finally:
         proc.stop()
+
+
+def test_an_in_process_proxy_on_redis_limits_and_stops_cleanly(
+    tmp_path: Path, mock_upstream: MockUpstream
+) -> None:
+    if not REDIS_URL:
+        pytest.skip("LLMTAP_TEST_REDIS_URL is not set (scripts/services/redis.sh)")
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        proxy_port=0,
+        openai_base_url=mock_upstream.url,
+        cache_url=REDIS_URL,
+    )
+    headers = {"Helicone-RateLimit-Policy": "1;w=60;s=user", "Helicone-User-Id": str(uuid.uuid4())}
+    with ThreadedProxy(settings) as proxy:
+        statuses = [r.status_code for r in asyncio.run(_burst([proxy.url], headers, 2))]
+        assert sorted(statuses) == [200, 429]
+        assert proxy.metrics.ratelimit_failopen == 0

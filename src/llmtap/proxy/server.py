@@ -188,7 +188,7 @@ class ProxyServer:
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._gateway is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._gateway.close)
+            await self._gateway.aclose()
         if self._shipper is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._shipper.close)
         if self._keys is not None:

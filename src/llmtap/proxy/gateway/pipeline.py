@@ -91,8 +91,11 @@ class Gateway:
         if not exchange.finished:
             self.pool.send(exchange)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """At shutdown, once no call is in flight: finish pending charges, close the store."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
         if self.charger is not None:
-            self.charger.close()
+            await self.charger.aclose()
         if self.limiter is not None:
-            self.limiter.store.close()
+            await self.limiter.store.aclose()

@@ -87,5 +87,8 @@ class CostCharger:
                 self._metrics.ratelimit_failopen += 1
                 log.warning("a call's cost was not charged to its rate limit: %s", exc)
 
-    def close(self) -> None:
-        self._thread.shutdown(wait=True)
+    async def aclose(self) -> None:
+        """Let the charges already priced or pricing land (bounded), then stop the thread."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.shutdown)

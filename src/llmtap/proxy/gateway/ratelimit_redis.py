@@ -92,5 +92,5 @@ class RedisLimiterStore:
         except (RedisError, OSError) as exc:
             raise LimiterUnavailable(f"rate-limit store (redis): {type(exc).__name__}") from exc
 
-    def close(self) -> None:
-        """The connections close with the process (the client's pool holds only sockets)."""
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -227,6 +227,9 @@ class SqliteLimiterStore:
             except sqlite3.Error:
                 log.warning("closing the rate-limit store failed", exc_info=True)
 
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
     def close(self) -> None:
         thread = self._thread
         if thread is not None:

@@ -61,4 +61,5 @@ class LimiterStore(Protocol):
     async def charge(self, key: str, amount: int, window_ms: int) -> None:
         """Add ``amount`` to a bucket after the call (its real cost); ``LimiterUnavailable``."""
 
-    def close(self) -> None: ...
+    async def aclose(self) -> None:
+        """Finish what is queued and release the connections (at proxy shutdown)."""
