@@ -3,6 +3,8 @@ a bucket's first charge, all-or-nothing checks over several buckets, and charges
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 from llmtap.proxy.gateway.ratelimit_sqlite import SqliteLimiterStore, _Job
@@ -57,3 +59,31 @@ def test_a_cents_check_needs_budget_left_and_the_charge_comes_after(tmp_path: Pa
 
 def _charge(key: str, amount: int) -> _Job:
     return _Job(None, key, amount, 60_000, None, None)
+
+
+def test_two_stores_on_one_file_one_on_its_thread_hand_out_a_quota_exactly(
+    tmp_path: Path,
+) -> None:
+    """What two proxy processes do: here two stores on one file, each driven by its own event
+    loop in its own thread, one checking on its loop and one on its store thread."""
+    stores = [SqliteLimiterStore(tmp_path / "rl.db"), SqliteLimiterStore(tmp_path / "rl.db")]
+    stores[1].inline = False
+    allowed: list[int] = []
+
+    def drive(store: SqliteLimiterStore) -> None:
+        async def burst() -> None:
+            store.start()
+            decisions = await asyncio.gather(
+                *(store.acquire([_check("q", 50)]) for _ in range(100))
+            )
+            allowed.append(sum(d.allowed for d in decisions))
+            await store.aclose()
+
+        asyncio.run(burst())
+
+    threads = [threading.Thread(target=drive, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sum(allowed) == 50 and len(allowed) == 2
