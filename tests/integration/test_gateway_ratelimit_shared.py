@@ -17,9 +17,11 @@ import httpx
 import pytest
 import redis
 
+from llmtap.consumer.call_price import pricer_factory
 from llmtap.proxy.server import ThreadedProxy
 from llmtap.settings import Settings
-from llmtap.testing.mock_upstream import MockUpstream
+from llmtap.testing.mock_upstream import MockUpstream, expected_usage
+from support.probes import wait_for
 from support.processes import ProxyProcess, free_port, llmtap_env
 
 REDIS_URL = os.environ.get("LLMTAP_TEST_REDIS_URL", "")
@@ -167,3 +169,43 @@ def test_an_in_process_proxy_on_redis_limits_and_stops_cleanly(
         statuses = [r.status_code for r in asyncio.run(_burst([proxy.url], headers, 2))]
         assert sorted(statuses) == [200, 429]
         assert proxy.metrics.ratelimit_failopen == 0
+
+
+def test_a_cents_budget_in_redis_is_charged_each_calls_real_cost(
+    tmp_path: Path, mock_upstream: MockUpstream
+) -> None:
+    if not REDIS_URL:
+        pytest.skip("LLMTAP_TEST_REDIS_URL is not set (scripts/services/redis.sh)")
+    model = "rl-redis-priced"
+    prices = {model: {"input": 1_000_000.0, "output": 0.0}}  # $1 a token: 100 cents
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        proxy_port=0,
+        openai_base_url=mock_upstream.url,
+        cache_url=REDIS_URL,
+        price_overrides=prices,
+    )
+    body = {"model": model, "messages": BODY["messages"]}
+    call_cents = expected_usage("/v1/chat/completions", body).input_tokens * 100
+    user = str(uuid.uuid4())
+    headers = {
+        "Helicone-RateLimit-Policy": f"{call_cents};w=600;u=cents;s=user",
+        "Helicone-User-Id": user,
+        "Authorization": "Bearer sk-provider",
+    }
+    client = redis.Redis.from_url(REDIS_URL)
+    with ThreadedProxy(settings, pricer=pricer_factory(prices)) as proxy:
+        first = httpx.post(proxy.url + "/v1/chat/completions", json=body, headers=headers)
+        assert first.status_code == 200
+        assert first.headers["helicone-ratelimit-remaining"] == str(call_cents)
+        # the call's cost, in millionths of a cent, lands in its budget after the answer
+        wait_for(
+            lambda: [int(client.get(k) or 0) for k in client.scan_iter("llmtap:ratelimit:*")].count(
+                call_cents * 1_000_000
+            ),
+            what="the charge in Redis",
+        )
+        second = httpx.post(proxy.url + "/v1/chat/completions", json=body, headers=headers)
+        assert second.status_code == 429
+        assert second.headers["helicone-ratelimit-remaining"] == "0"
+    client.close()

@@ -14,13 +14,16 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from llmtap.proxy.capture import build_record
-from llmtap.proxy.exchange import Exchange
 from llmtap.proxy.gateway.ratelimit import Applied
 from llmtap.proxy.gateway.ratelimit_store import LimiterStore, LimiterUnavailable
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.record import LogRecord
+
+if TYPE_CHECKING:
+    from llmtap.proxy.exchange import Exchange
 
 log = logging.getLogger("llmtap.proxy.ratelimit")
 
