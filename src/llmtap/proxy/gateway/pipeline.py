@@ -9,7 +9,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from llmtap.proxy.gateway.ratelimit import Applied, RateLimiter, ScopeUnknown
+from llmtap.proxy.gateway.ratelimit import Applied, RateLimiter, ScopeUnknown, Verdict
 from llmtap.proxy.gateway.ratelimit_cost import CostCharger
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.types import Pool
@@ -55,11 +55,21 @@ class Gateway:
             notes: dict[str, str] = {}
             try:
                 applied = limiter.plan(tap, notes)
+                verdict = limiter.check_nowait(applied) if applied else None
             except ScopeUnknown:
                 self.metrics.ratelimit_failopen += 1
-                applied = ()
+                applied, verdict = (), None
+            except Exception:  # fail-open edge: the call must still go through
+                self.metrics.internal_errors += 1
+                log.exception(
+                    "llmtap internal error in the rate limit (the call still went through)"
+                )
+                applied, verdict = (), None
             if notes:
                 exchange.notes = notes
+            if verdict is not None:
+                self._go_on(exchange, applied, verdict)
+                return
             if applied:
                 task = asyncio.get_running_loop().create_task(self._limited(exchange, applied))
                 self._tasks.add(task)
@@ -79,17 +89,21 @@ class Gateway:
             self.metrics.internal_errors += 1
             log.exception("llmtap internal error in the rate limit (the call still went through)")
         else:
-            if exchange.finished:
-                return  # the client left, or the call timed out, while the store answered
-            exchange.extra_head = verdict.head
-            if not verdict.allowed:
-                exchange.respond_error(429, "rate_limited", verdict.message)
-                return
-            cents = [a for a in applied if a.policy.unit == "cents"]
-            if cents and self.charger is not None:
-                exchange.finish_hook = functools.partial(self.charger.after, applied=cents)
+            if not exchange.finished:  # else the client left, or the call timed out, meanwhile
+                self._go_on(exchange, applied, verdict)
+            return
         if not exchange.finished:
             self.pool.send(exchange)
+
+    def _go_on(self, exchange: Exchange, applied: Sequence[Applied], verdict: Verdict) -> None:
+        exchange.extra_head = verdict.head
+        if not verdict.allowed:
+            exchange.respond_error(429, "rate_limited", verdict.message)
+            return
+        cents = [a for a in applied if a.policy.unit == "cents"]
+        if cents and self.charger is not None:
+            exchange.finish_hook = functools.partial(self.charger.after, applied=cents)
+        self.pool.send(exchange)
 
     async def aclose(self) -> None:
         """At shutdown, once no call is in flight: finish pending charges, close the store."""

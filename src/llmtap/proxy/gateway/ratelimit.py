@@ -131,6 +131,11 @@ class RateLimiter:
         )
         return Applied(policy, check)
 
+    def check_nowait(self, applied: Sequence[Applied]) -> Verdict | None:
+        """The verdict at once when the store can give it without waiting (else None)."""
+        decision = self.store.acquire_nowait([a.check for a in applied])
+        return None if decision is None else self._verdict(applied, decision)
+
     async def check(self, applied: Sequence[Applied]) -> Verdict:
         """Ask the store; fail open (allowed, counted) when it cannot answer."""
         try:

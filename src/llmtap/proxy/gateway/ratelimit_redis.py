@@ -75,6 +75,9 @@ class RedisLimiterStore:
     def start(self) -> None:
         """Nothing to do: the client connects on the first check."""
 
+    def acquire_nowait(self, checks: Sequence[BucketCheck]) -> Decision | None:
+        return None  # a network round trip: always awaited
+
     async def acquire(self, checks: Sequence[BucketCheck]) -> Decision:
         args: list[int] = []
         for c in checks:

@@ -102,11 +102,15 @@ class SqliteLimiterStore:
         wait on each other, and the first burst of checks must not pay for that."""
         self._submit(_Job([], "", 0, 0, None, None))
 
-    async def acquire(self, checks: Sequence[BucketCheck]) -> Decision:
+    def acquire_nowait(self, checks: Sequence[BucketCheck]) -> Decision | None:
         if self.inline and self._ready.is_set():
-            decision = self._acquire_inline(checks)
-            if decision is not None:
-                return decision
+            return self._acquire_inline(checks)
+        return None
+
+    async def acquire(self, checks: Sequence[BucketCheck]) -> Decision:
+        decision = self.acquire_nowait(checks)
+        if decision is not None:
+            return decision
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Decision | None] = loop.create_future()
         self._submit(_Job(checks, "", 0, 0, future, loop))

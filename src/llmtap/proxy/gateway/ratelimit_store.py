@@ -55,6 +55,10 @@ class LimiterStore(Protocol):
     def start(self) -> None:
         """Get ready in the background (never blocks the caller)."""
 
+    def acquire_nowait(self, checks: Sequence[BucketCheck]) -> Decision | None:
+        """The check right now if it can be done without waiting (a local file whose lock is
+        free); None: use ``acquire``."""
+
     async def acquire(self, checks: Sequence[BucketCheck]) -> Decision:
         """Check every bucket and, when all have room, charge each; ``LimiterUnavailable``."""
 
