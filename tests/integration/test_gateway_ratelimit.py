@@ -284,3 +284,18 @@ def test_a_malformed_header_policy_is_ignored_like_helicone_and_the_row_says_why
         lambda: records.get_request(None, response.headers["helicone-id"]), what="the row"
     )
     assert row.properties["llmtap-ratelimit-ignored"] == "w=<seconds> is required"
+
+
+def test_a_streamed_answer_carries_the_headers_and_its_stream_is_untouched(
+    gateway: GatewayProcess,
+) -> None:
+    user = f"u-{uuid.uuid4()}"
+    client = _client(
+        gateway, **{"Helicone-RateLimit-Policy": "2;w=60;s=user", "Helicone-User-Id": user}
+    )
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=PROMPT, stream=True
+    ) as streamed:
+        assert streamed.headers["helicone-ratelimit-remaining"] == "1"
+        chunks = list(streamed.parse())
+    assert any(c.choices and c.choices[0].finish_reason == "stop" for c in chunks)
