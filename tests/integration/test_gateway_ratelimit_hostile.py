@@ -114,3 +114,18 @@ def test_one_organizations_header_budget_is_not_anothers(
     assert _call(proxy, {**policy, "Helicone-Auth": f"Bearer {key_b}"}).status_code == 200
     # and the default organization's (no key) is a third
     assert _call(proxy, policy).status_code == 200
+
+
+def test_with_the_key_check_off_an_unknown_key_cannot_escape_a_header_policy(
+    settings: Settings,
+) -> None:
+    RecordsStore(settings.records_url).close()
+    off = settings.model_copy(update={"auth_gate": False})
+    user = str(uuid.uuid4())
+    policy = {"Helicone-RateLimit-Policy": "1;w=60;s=user", "Helicone-User-Id": user}
+    with ThreadedProxy(off) as proxy:
+        assert (
+            _call(proxy, {**policy, "Helicone-Auth": "Bearer sk-llmtap-made-up"}).status_code == 200
+        )
+        # logged in the default organization: its budget is the one spent
+        assert _call(proxy, policy).status_code == 429

@@ -91,11 +91,12 @@ class RateLimiter:
         grant: KeyGrant | None = None
         if tap.auth is not None and self._keys is not None:
             found = self._keys.grant_nowait(hash_key(tap.auth))
-            if not isinstance(found, KeyGrant):
-                if found is None:
-                    return ()  # not an organization's key: refused by the key check, if on
+            if isinstance(found, KeyGrant):
+                grant = found
+            elif found is not None:
                 raise ScopeUnknown
-            grant = found
+            # None: no organization's key (the key check refuses it when on; off, the call is
+            # logged in the default organization, whose header budget it counts against)
         applied: list[Applied] = []
         if grant is not None and grant.rate_limit is not None:
             try:
