@@ -19,6 +19,7 @@ from bench.faults_soak import run_faults_soak
 from bench.machine import machine
 from bench.overhead import added_latency, passthrough, run_overhead
 from bench.pipeline import distributed_throughput, embedded_throughput, freshness, soak
+from bench.ratelimit import run_ratelimit
 from bench.report import render
 from bench.targets import BENCH_DIR, GATEWAYS, WORK, mock_service
 from bench.tls import TLS_GATEWAYS, make_certs, tls_mock_service
@@ -45,7 +46,7 @@ def main() -> int:
         "--only",
         default="overhead,passthrough,pipeline,freshness",
         help="comma-separated parts: overhead, passthrough, pipeline, distributed, freshness,"
-        " soak, dashboard, tls, faults-soak",
+        " soak, dashboard, tls, ratelimit, faults-soak",
     )
     parser.add_argument(
         "--dashboard-rows",
@@ -130,6 +131,9 @@ def main() -> int:
                 tls = run_overhead(list(TLS_GATEWAYS), run_dir, logs, [1, 16, 64], duration, log)
             tls.pop("_profiles")
             report["tls"] = {"overhead": tls, "added_latency_ms": added_latency(tls)}
+        if "ratelimit" in parts:
+            log("rate limits: the check's cost at c=1, embedded and with Redis")
+            report["ratelimit"] = guarded(log, run_ratelimit, run_dir, logs, duration, log)
         if "passthrough" in parts:
             log("streams pass through: 5 chunks 20 ms apart")
             report["passthrough"] = passthrough(

@@ -335,6 +335,13 @@ def _add_keys(parser: argparse.ArgumentParser, options: Sequence[SettingOption])
     p.add_argument("--org", default=None, help="organization id (default: the default org)")
     p.add_argument("--new-org", default=None, metavar="NAME", help="create this organization")
     p.add_argument("--name", default="cli", help="a label to tell keys apart (default: cli)")
+    p.add_argument(
+        "--rate-limit",
+        default=None,
+        metavar="POLICY",
+        help='limit every call made with the key, e.g. "1000;w=60" or "500;w=86400;u=cents;s=user"'
+        " (<quota>;w=<seconds>[;u=request|cents][;s=user|<property>], docs/gateway.md)",
+    )
     p = leaf("list", "List keys (their ids and labels, never the keys).", cmd_keys_list)
     p.add_argument("--org", default=None, help="organization id (default: the default org)")
     p.add_argument("--json", action="store_true", help="as JSON")

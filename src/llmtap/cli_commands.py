@@ -7,6 +7,7 @@ Every import of the module doing the work is inside its function, so building th
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,9 +21,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_proxy(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.consumer.call_price import pricer_factory
     from llmtap.proxy.server import run_proxy
 
-    run_proxy(settings)
+    run_proxy(settings, pricer_factory(settings.price_overrides))
     return 0
 
 
@@ -72,8 +74,18 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     from llmtap.api.admin import create_key
+    from llmtap.proxy.gateway.ratelimit_policy import PolicyError, parse_policy
 
-    return create_key(settings, org_id=args.org, new_org=args.new_org, name=args.name)
+    rate_limit = None
+    if args.rate_limit is not None:
+        try:
+            rate_limit = parse_policy(args.rate_limit.strip()).text()
+        except PolicyError as exc:
+            print(f"--rate-limit {args.rate_limit!r}: {exc}", file=sys.stderr)
+            return 2
+    return create_key(
+        settings, org_id=args.org, new_org=args.new_org, name=args.name, rate_limit=rate_limit
+    )
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:

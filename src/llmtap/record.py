@@ -18,6 +18,12 @@ EXTRA_BODY_ERROR = "body_error"
 published without them, and the key holds the store's error (internal text, never shown)."""
 
 
+EXTRA_RATELIMIT_IGNORED = "ratelimit_ignored"
+"""``extra`` key the proxy sets when the call's ``Helicone-RateLimit-Policy`` could not be read
+(and was ignored, like Helicone does): why, in words safe to show. The row notes it as the
+property ``llmtap-ratelimit-ignored``."""
+
+
 class BodyRef(msgspec.Struct, frozen=True, omit_defaults=True):
     """Where one body lives in the body store (``key``), or why it is not there."""
 

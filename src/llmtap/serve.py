@@ -40,9 +40,10 @@ STOP_TIMEOUT_S = 60.0
 
 def _proxy_main(settings: Settings) -> None:
     configure_logging(settings.log_level)
+    from llmtap.consumer.call_price import pricer_factory
     from llmtap.proxy.server import run_proxy
 
-    run_proxy(settings)
+    run_proxy(settings, pricer_factory(settings.price_overrides))
 
 
 def _backend_main(settings: Settings) -> None:

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     ``<data_dir>/analytics``."""
     bodies_url: str = ""
     """Body store: ``s3://bucket?endpoint=http://host:8333``; empty is ``<data_dir>/bodies``."""
+    cache_url: str = ""
+    """The gateway's shared state (rate-limit counters, the response cache): ``redis://host:6379/0``
+    so that many proxy machines share it; empty keeps it in files under ``data_dir``, shared by
+    the proxy processes of one machine."""
 
     # proxy (hot path)
     proxy_host: str = "127.0.0.1"
@@ -111,6 +115,10 @@ class Settings(BaseSettings):
     """Disk spool for records while the queue is down; past it records are dropped and counted."""
     shipper_max_backlog: int = 100_000
     """Finished calls waiting in memory for the shipper; beyond it records are dropped and counted."""
+    ratelimit_store_timeout_s: Annotated[float, Field(gt=0)] = 0.25
+    """How long a rate-limit check waits for its store (Redis, or the embedded file's lock);
+    past it, or when the store is away, the call goes through unchecked and is counted
+    (``llmtap_proxy_ratelimit_failopen_total``)."""
     auth_gate: bool = True
     """Refuse (401, before forwarding) a call whose ``Helicone-Auth``/``Llmtap-Auth`` llmtap key no
     organization has (never issued, or revoked). Fails open when the records store is away."""

@@ -43,7 +43,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     # synthetic calls for the dashboard: rows priced by the consumer's cost handler, into stores
     "demo": _BASE | {"queue", "stores", "consumer"},
     "backend": _BASE | {"stores", "consumer", "api"},
-    "serve": _BASE | {"stores", "proxy", "backend", "demo", "testing"},
+    # the proxy child is handed the consumer's pricing (u=cents rate limits)
+    "serve": _BASE | {"stores", "proxy", "backend", "demo", "testing", "consumer"},
     "cli_options": _BASE,
     # what each command runs: every import inside its function (``llmtap --help`` pays for none)
     "cli_commands": _BASE

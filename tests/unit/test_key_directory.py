@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from llmtap.errors import StoreUnavailable
-from llmtap.keys import hash_key
+from llmtap.keys import KeyGrant, hash_key
 from llmtap.keys.directory import PENDING, KeyDirectory
+from llmtap.stores.records.key_table import KeyTable
 from llmtap.stores.records.store import RecordsStore
 from support.probes import wait_for
 
@@ -156,3 +157,35 @@ def test_threads_sharing_one_directory_get_right_answers_and_one_lookup_per_key(
         thread.join(30.0)
     assert wrong == []
     assert sorted(lookups.calls) == sorted(hashes)
+
+
+def test_a_remote_keys_expired_answer_is_given_while_it_is_refreshed(
+    store: RecordsStore, tmp_path: Path
+) -> None:
+    """A key's rate limit must not lapse for a call every ``ttl_s`` (the answer used to be
+    PENDING, i.e. unchecked, until the background refresh came back)."""
+    org = store.create_org("stale")
+    _, key = store.create_key(org, "k", "10;w=60;u=request")
+    release = threading.Event()
+    refreshes: list[str] = []
+    table = KeyTable(f"sqlite:///{tmp_path / 'records.db'}")
+
+    def slow(key_hash: str) -> KeyGrant | None:
+        if refreshes:
+            release.wait(10.0)
+        refreshes.append(key_hash)
+        return table.grant_for_key_hash(key_hash)
+
+    clock = Clock()
+    keys = KeyDirectory(slow, ttl_s=5.0, inline=False, clock=clock)
+    try:
+        wait_for(lambda: isinstance(keys.grant_nowait(hash_key(key)), KeyGrant), what="the key")
+        clock.now += 6.0  # expired: a refresh starts, and stays blocked until released
+        for _ in range(3):
+            assert keys.grant_nowait(hash_key(key)) == KeyGrant(org, "10;w=60;u=request")
+        release.set()
+        wait_for(lambda: len(refreshes) == 2, what="one refresh")
+    finally:
+        release.set()
+        keys.close()
+        table.close()

@@ -13,7 +13,14 @@ from llmtap.errors import LlmtapError
 from llmtap.settings import Settings
 
 
-def create_key(settings: Settings, *, org_id: str | None, new_org: str | None, name: str) -> int:
+def create_key(
+    settings: Settings,
+    *,
+    org_id: str | None,
+    new_org: str | None,
+    name: str,
+    rate_limit: str | None = None,
+) -> int:
     from llmtap.stores.factory import open_records_store
 
     store = open_records_store(settings.records_url)
@@ -22,13 +29,14 @@ def create_key(settings: Settings, *, org_id: str | None, new_org: str | None, n
             org_id = store.create_org(new_org)
         elif org_id is None:
             org_id = store.default_org_id()
-        key_id, key = store.create_key(org_id, name)
+        key_id, key = store.create_key(org_id, name, rate_limit)
     except LlmtapError as exc:
         print(f"cannot create the key: {exc}", file=sys.stderr)
         return 1
     finally:
         store.close()
-    print(f"organization: {org_id}\nkey id:       {key_id}\n\n    {key}\n")
+    limit = f"rate limit:   {rate_limit}\n" if rate_limit else ""
+    print(f"organization: {org_id}\nkey id:       {key_id}\n{limit}\n    {key}\n")
     print("The key is shown once; only its hash is stored.", file=sys.stderr)
     return 0
 
@@ -53,6 +61,7 @@ def list_keys(settings: Settings, *, org_id: str | None, as_json: bool) -> int:
                 "prefix": k.prefix,
                 "created": k.created.isoformat(),
                 "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+                "rate_limit": k.rate_limit,
             }
             for k in keys
         ]
@@ -63,9 +72,10 @@ def list_keys(settings: Settings, *, org_id: str | None, as_json: bool) -> int:
         return 0
     for k in keys:
         state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        limit = f"  rate-limit={k.rate_limit}" if k.rate_limit else ""
         print(
             f"{k.id}  {k.prefix}…  org={k.org_id} ({orgs.get(k.org_id, '?')})"
-            f"  name={k.name}  created={k.created:%Y-%m-%d %H:%M}  {state}"
+            f"  name={k.name}  created={k.created:%Y-%m-%d %H:%M}{limit}  {state}"
         )
     return 0
 

@@ -8,10 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 
 KEY_PREFIX = "sk-llmtap-"
 DEFAULT_ORG_ID = "default"
 """The organization of calls made without an llmtap key (single-tenant installs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyGrant:
+    """What an (unrevoked) key is allowed: its organization, and the rate limit it carries."""
+
+    org_id: str
+    rate_limit: str | None = None
+    """A policy (``<quota>;w=<seconds>…``, checked when the key was created) the proxy applies to
+    every call made with the key, whatever headers the call sends."""
 
 
 def new_key() -> str:

@@ -11,7 +11,12 @@ fails (the store is away) is not remembered; the error goes to the caller.
 ``org_for_key_hash`` may block on the store. ``org_nowait`` is for the proxy's event loop, which
 must never wait on a remote database: on a miss it asks at once only when lookups are local
 (``inline``: an indexed read of a SQLite file in WAL mode, ~150 µs), otherwise it queues the
-lookup for one background thread and answers ``PENDING`` until the answer is in.
+lookup for one background thread and answers ``PENDING`` until the answer is in. Once a key is
+known, an expired answer is still given while its refresh runs in the background: a key's rate
+limit must not lapse for a moment every ``ttl_s`` (a revoked key is refused once the refresh is
+in, a few milliseconds later).
+
+``grant_nowait`` gives the whole ``KeyGrant`` (the proxy's rate limits read the key's policy).
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ import time
 from collections.abc import Callable
 
 from llmtap.errors import LlmtapError
+from llmtap.keys import KeyGrant
 
 log = logging.getLogger("llmtap.keys")
 
-KeyLookup = Callable[[str], str | None]
-"""key hash -> organization id (None: no organization has it); raises ``LlmtapError``."""
+KeyLookup = Callable[[str], KeyGrant | str | None]
+"""key hash -> its grant, or just its organization id (None: no organization has it); raises
+``LlmtapError``."""
 
 _MAX_ENTRIES = 10_000
 _MAX_PENDING = 1_000
@@ -61,8 +68,8 @@ class KeyDirectory:
         self._clock = clock
         self._on_close = on_close
         self._lock = threading.Lock()
-        self._known: dict[str, tuple[str | None, float]] = {}
-        """key hash -> (its organization or None, until when the answer holds)."""
+        self._known: dict[str, tuple[KeyGrant | None, float]] = {}
+        """key hash -> (its grant or None, until when the answer holds)."""
         self._pending: set[str] = set()
         self._lookups: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -75,31 +82,44 @@ class KeyDirectory:
     def org_for_key_hash(self, key_hash: str) -> str | None:
         """The organization owning the (unrevoked) key; may wait for the store, whose
         ``LlmtapError`` it raises."""
+        grant = self.grant_for_key_hash(key_hash)
+        return None if grant is None else grant.org_id
+
+    def grant_for_key_hash(self, key_hash: str) -> KeyGrant | None:
         with self._lock:
             hit = self._known.get(key_hash)
         if hit is not None and hit[1] > self._clock():
             return hit[0]
-        org = self._lookup(key_hash)
-        self._remember(key_hash, org)
-        return org
+        grant = self._look_up(key_hash)
+        self._remember(key_hash, grant)
+        return grant
 
     def org_nowait(self, key_hash: str) -> str | Pending | None:
         """Like ``org_for_key_hash`` without waiting on a remote store: ``PENDING`` when the
         answer is not known yet (looked up in the background) or the store cannot answer."""
+        grant = self.grant_nowait(key_hash)
+        return grant.org_id if isinstance(grant, KeyGrant) else grant
+
+    def grant_nowait(self, key_hash: str) -> KeyGrant | Pending | None:
+        """Like ``grant_for_key_hash`` without waiting on a remote store (see ``org_nowait``)."""
         with self._lock:
             hit = self._known.get(key_hash)
         if hit is not None and hit[1] > self._clock():
             return hit[0]
         if not self._inline:
             self._look_up_later(key_hash)
-            return PENDING
+            return PENDING if hit is None else hit[0]
         try:
-            org = self._lookup(key_hash)
+            grant = self._look_up(key_hash)
         except LlmtapError as exc:
             log.warning("llmtap key lookup failed: %s", exc)
             return PENDING
-        self._remember(key_hash, org)
-        return org
+        self._remember(key_hash, grant)
+        return grant
+
+    def _look_up(self, key_hash: str) -> KeyGrant | None:
+        found = self._lookup(key_hash)
+        return KeyGrant(found) if isinstance(found, str) else found
 
     def close(self) -> None:
         """Stop the background lookups and release the store."""
@@ -111,12 +131,12 @@ class KeyDirectory:
         if self._on_close is not None:
             self._on_close()
 
-    def _remember(self, key_hash: str, org: str | None) -> None:
+    def _remember(self, key_hash: str, grant: KeyGrant | None) -> None:
         until = self._clock() + self._ttl
         with self._lock:
             if len(self._known) >= _MAX_ENTRIES and key_hash not in self._known:
                 self._known.clear()
-            self._known[key_hash] = (org, until)
+            self._known[key_hash] = (grant, until)
 
     def _look_up_later(self, key_hash: str) -> None:
         with self._lock:
@@ -133,7 +153,7 @@ class KeyDirectory:
     def _run(self) -> None:
         while (key_hash := self._lookups.get()) != _STOP:
             try:
-                self.org_for_key_hash(key_hash)
+                self.grant_for_key_hash(key_hash)
             except LlmtapError as exc:
                 log.warning("llmtap key lookup failed: %s", exc)
             finally:

@@ -153,6 +153,12 @@ class ProxyApp:
                 self.metrics.upstream_errors += 1
         if exchange.tap is None:
             return  # internal endpoint
+        hook = exchange.finish_hook
+        if hook is not None:
+            try:
+                hook(exchange)
+            except Exception:  # noqa: BLE001 -- fail-open edge: a gateway step's after-work
+                self._internal_error("a gateway step after the call")
         try:
             self.sink.submit(exchange)
         except Exception:  # noqa: BLE001 -- fail-open edge: a broken shipper must not touch the call

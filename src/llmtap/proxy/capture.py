@@ -89,6 +89,8 @@ def build_record(exchange: Exchange, org_id: str | None, *, max_decoded_bytes: i
     data, decoded_from = _decoded(raw, encoding, max_decoded_bytes)
     if decoded_from:
         extra["response_decoded_from"] = decoded_from
+    if exchange.notes:
+        extra.update(exchange.notes)
     response_ref, response_data = body_ref(
         data,
         omit=tap.omit_response,

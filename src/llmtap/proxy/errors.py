@@ -14,6 +14,7 @@ _REASONS = {
     404: b"Not Found",
     408: b"Request Timeout",
     413: b"Payload Too Large",
+    429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
     502: b"Bad Gateway",
@@ -26,6 +27,7 @@ _ANTHROPIC_TYPES = {
     404: "not_found_error",
     408: "invalid_request_error",
     413: "request_too_large",
+    429: "rate_limit_error",
     431: "request_too_large",
     502: "api_error",
     504: "api_error",
@@ -56,13 +58,20 @@ def error_body(provider: str, status: int, code: str, message: str) -> bytes:
 
 
 def error_response(
-    provider: str, status: int, code: str, message: str, request_id: str, close: bool
+    provider: str,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    close: bool,
+    extra_head: bytes = b"",
 ) -> tuple[bytes, bytes]:
-    """(whole HTTP/1.1 response bytes, body) for an error llmtap answers itself."""
+    """(whole HTTP/1.1 response bytes, body) for an error llmtap answers itself; ``extra_head``
+    holds more header lines (``name: value\r\n`` each), e.g. a rate limit's."""
     body = error_body(provider, status, code, message)
     head = (
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-        b"helicone-id: %s\r\nllmtap-id: %s\r\nllmtap-error: %s\r\n%s\r\n"
+        b"helicone-id: %s\r\nllmtap-id: %s\r\nllmtap-error: %s\r\n%s%s\r\n"
         % (
             status,
             reason(status),
@@ -70,6 +79,7 @@ def error_response(
             request_id.encode(),
             request_id.encode(),
             code.encode(),
+            extra_head,
             b"connection: close\r\n" if close else b"",
         )
     )

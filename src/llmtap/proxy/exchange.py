@@ -16,6 +16,7 @@ The capture is plain references to the bytes that were forwarded anyway (bounded
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from llmtap.capture.tap import HOP_BY_HOP, HeaderList, TapHeaders
 from llmtap.proxy.attempt_log import AttemptLog
@@ -37,11 +38,14 @@ class Exchange:
         "client_closes",
         "conn",
         "error",
+        "extra_head",
+        "finish_hook",
         "finished",
         "first_chunk_ns",
         "head_sent",
         "last_activity_ns",
         "method",
+        "notes",
         "request_body",
         "request_bytes",
         "request_headers",
@@ -110,6 +114,14 @@ class Exchange:
         self.first_chunk_ns = 0
         self.t_end_ns = 0
         self.error: str | None = None
+        self.extra_head = b""
+        """Header lines the gateway adds to the answer (``name: value\r\n`` each)."""
+        self.notes: dict[str, str] | None = None
+        """What llmtap says about the call, for the record's ``extra`` (e.g. why a gateway
+        header was ignored); None for a plain call."""
+        self.finish_hook: Callable[[Exchange], None] | None = None
+        """Called (on the loop, by the app) once the client has its answer: a gateway step's
+        work after the call (e.g. charging a rate limit the call's cost)."""
 
     # -- driven by the upstream connection ----------------------------------------------------
 
@@ -130,6 +142,8 @@ class Exchange:
             out.append(b"%s: %s\r\n" % (name, value))
         request_id = self.tap.request_id.encode() if self.tap is not None else b""
         out.append(b"helicone-id: %s\r\nllmtap-id: %s\r\n" % (request_id, request_id))
+        if self.extra_head:
+            out.append(self.extra_head)
         if status in _NO_BODY_STATUSES or self.method == b"HEAD":
             if content_length is not None:
                 out.append(b"content-length: %s\r\n" % content_length)
@@ -200,7 +214,7 @@ class Exchange:
         provider = self.upstream.provider if self.upstream is not None else "openai"
         request_id = self.tap.request_id if self.tap is not None else ""
         response, body = error_response(
-            provider, status, code, message, request_id, close=self.client_closes
+            provider, status, code, message, request_id, self.client_closes, self.extra_head
         )
         self.status = status
         self.resp_headers = [(b"content-type", b"application/json")]

@@ -31,6 +31,12 @@ class ProxyMetrics:
     client_disconnects: int = 0
     internal_errors: int = 0
     """llmtap's own failures on the hot path that were skipped so the call could go on."""
+    rate_limited: int = 0
+    """429s: calls over a rate-limit policy (a header's or their key's)."""
+    ratelimit_failopen: int = 0
+    """Calls let through unchecked because the rate-limit store could not answer."""
+    ratelimit_ignored: int = 0
+    """Calls whose ``Helicone-RateLimit-Policy`` could not be read (ignored, like Helicone)."""
     records_published: int = 0
     """Records the queue accepted from ``publish`` (Kafka: handed to the producer)."""
     delivery_failures: int = 0

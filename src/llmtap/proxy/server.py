@@ -23,7 +23,9 @@ from llmtap.proxy.app import ProxyApp, Sweeper
 from llmtap.proxy.auth_gate import AuthGate
 from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.egress import Egress
+from llmtap.proxy.gateway.build import build_gateway
 from llmtap.proxy.gateway.pipeline import Gateway
+from llmtap.proxy.gateway.ratelimit_cost import PricerFactory
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Router
 from llmtap.proxy.shipper import Lazy, Shipper
@@ -51,7 +53,7 @@ def open_key_directory(settings: Settings) -> KeyDirectory | None:
         log.warning("records store unusable; organizations left to the consumer: %s", exc)
         return None
     return KeyDirectory(
-        table.org_for_key_hash,
+        table.grant_for_key_hash,
         ttl_s=settings.key_cache_ttl_s,
         inline=table.local,
         on_close=table.close,
@@ -61,10 +63,11 @@ def open_key_directory(settings: Settings) -> KeyDirectory | None:
 def build_auth_gate(
     settings: Settings, keys: KeyDirectory | None, metrics: ProxyMetrics
 ) -> AuthGate | None:
-    """The key check (``auth_gate``); none without a key directory to ask (fail open)."""
-    if not settings.auth_gate or keys is None:
+    """The key check; none without a key directory to ask (fail open). With ``auth_gate`` off
+    it refuses nothing and only finds the keys' rate limits."""
+    if keys is None:
         return None
-    return AuthGate(keys, metrics)
+    return AuthGate(keys, metrics, refuse_unknown=settings.auth_gate)
 
 
 def build_shipper(
@@ -85,8 +88,17 @@ def build_shipper(
 
 
 class ProxyServer:
-    def __init__(self, settings: Settings, shipper: Shipper | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        shipper: Shipper | None = None,
+        pricer: PricerFactory | None = None,
+    ) -> None:
+        """``pricer`` prices calls for ``u=cents`` rate limits (the consumer's pricing, handed
+        in by the command that starts the proxy: the proxy does not import the consumer)."""
         self.settings = settings
+        self._pricer = pricer
+        self._gateway: Gateway | None = None
         self.metrics = ProxyMetrics()
         self._shipper = shipper
         self._server: asyncio.Server | None = None
@@ -130,6 +142,9 @@ class ProxyServer:
             drain_max_bytes=self.settings.upstream_drain_max_bytes,
         )
         router = Router(self.settings)
+        self._gateway = build_gateway(
+            self.settings, pool, router, self.metrics, self._keys, self._pricer
+        )
         app = ProxyApp(
             self.settings,
             router,
@@ -137,7 +152,7 @@ class ProxyServer:
             self._shipper,
             self.metrics,
             auth_gate,
-            Gateway(pool, router, self.settings, self.metrics),
+            self._gateway,
         )
         self._app = app
         self._server = await loop.create_server(
@@ -175,17 +190,19 @@ class ProxyServer:
             self._pool.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._gateway is not None:
+            await self._gateway.aclose()
         if self._shipper is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._shipper.close)
         if self._keys is not None:
             self._keys.close()
 
 
-def run_proxy(settings: Settings) -> None:
+def run_proxy(settings: Settings, pricer: PricerFactory | None = None) -> None:
     """Run one proxy process until SIGTERM/SIGINT (used by ``llmtap proxy`` and ``serve``)."""
 
     async def main() -> None:
-        server = ProxyServer(settings)
+        server = ProxyServer(settings, pricer=pricer)
         await server.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -206,8 +223,13 @@ def run_proxy(settings: Settings) -> None:
 class ThreadedProxy:
     """A proxy on its own loop in a background thread: for tests and embedding."""
 
-    def __init__(self, settings: Settings, shipper: Shipper | None = None) -> None:
-        self._server = ProxyServer(settings, shipper)
+    def __init__(
+        self,
+        settings: Settings,
+        shipper: Shipper | None = None,
+        pricer: PricerFactory | None = None,
+    ) -> None:
+        self._server = ProxyServer(settings, shipper, pricer)
         self._loop = uvloop.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llmtap-proxy", daemon=True)

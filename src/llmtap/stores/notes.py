@@ -26,6 +26,10 @@ its disk full), so the row has none; counted in ``llmtap_proxy_bodies_dropped_to
 store's own error stays in the proxy's log, never in the row."""
 BODY_STORE_REFUSED = "store_refused"
 
+RATELIMIT_IGNORED = "llmtap-ratelimit-ignored"
+"""Why the call's ``Helicone-RateLimit-Policy`` was ignored (it could not be read): the call went
+through unlimited, as Helicone lets it (docs/gateway.md, "Rate limits")."""
+
 REQUEST_PARSE_ERROR = "llmtap-request-parse-error"
 RESPONSE_PARSE_ERROR = "llmtap-response-parse-error"
 """Why a body could not be read: ``invalid_utf8``, ``too_deep``, ``not_json``, ``wrong_shape``.

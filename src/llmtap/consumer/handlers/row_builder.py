@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from llmtap.record import LogRecord
-from llmtap.stores.notes import callers_own
+from llmtap.record import EXTRA_RATELIMIT_IGNORED, LogRecord
+from llmtap.stores.notes import RATELIMIT_IGNORED, callers_own
 from llmtap.stores.row import RequestRow
 
 
@@ -23,6 +23,10 @@ class RowBuilder:
         timing = record.timing
         request_body = record.request_body
         response_body = record.response_body
+        properties = callers_own(record.properties)
+        ignored = record.extra.get(EXTRA_RATELIMIT_IGNORED)
+        if ignored is not None:
+            properties[RATELIMIT_IGNORED] = ignored
         return RequestRow(
             request_id=record.request_id,
             org_id=record.org_id or "",
@@ -40,7 +44,7 @@ class RowBuilder:
             session_id=record.session_id,
             session_path=record.session_path,
             session_name=record.session_name,
-            properties=callers_own(record.properties),
+            properties=properties,
             latency_ms=timing.total_ms,
             ttft_ms=timing.first_chunk_ms,
             upstream_headers_ms=timing.upstream_headers_ms,

@@ -3,11 +3,16 @@ instead of) the plain ``pool.send``."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmtap.proxy.gateway.attempts import AttemptRun, Target
 from llmtap.proxy.gateway.fallbacks import Fallback, json_object, parse_fallbacks
+from llmtap.proxy.gateway.ratelimit import Applied, RateLimiter, ScopeUnknown, Verdict
+from llmtap.proxy.gateway.ratelimit_cost import CostCharger
 from llmtap.proxy.gateway.retry_policy import GatewayHeaderError, parse_retry
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Router
@@ -17,7 +22,7 @@ from llmtap.settings import Settings
 if TYPE_CHECKING:
     from llmtap.proxy.exchange import Exchange
 
-log = logging.getLogger("llmtap.proxy")
+log = logging.getLogger("llmtap.proxy.gateway")
 
 
 class Gateway:
@@ -29,21 +34,99 @@ class Gateway:
     """
 
     def __init__(
-        self, pool: Pool, router: Router, settings: Settings, metrics: ProxyMetrics
+        self,
+        pool: Pool,
+        router: Router,
+        settings: Settings,
+        metrics: ProxyMetrics,
+        limiter: RateLimiter | None = None,
+        charger: CostCharger | None = None,
     ) -> None:
         self.pool = pool
         self.router = router
         self.metrics = metrics
+        self.limiter = limiter
+        self.charger = charger
+        self._timeout_s = settings.ratelimit_store_timeout_s
+        self._tasks: set[asyncio.Task[None]] = set()
         self._retry_max_num = settings.retry_max_num
         self._retry_max_timeout_ms = settings.retry_max_timeout_ms
         self._max_fallbacks = settings.fallbacks_max_targets
         self._total_timeout_ns = int(settings.total_timeout_s * 1e9)
 
     def wants(self, exchange: Exchange) -> bool:
+        """The call sent a feature header, or its key carries a policy: the key check then sets
+        ``features`` to an empty dict (``AuthGate``), so this stays one test."""
         tap = exchange.tap
         return tap is not None and tap.features is not None
 
     def run(self, exchange: Exchange) -> None:
+        limiter, tap = self.limiter, exchange.tap
+        if limiter is not None and tap is not None:
+            notes: dict[str, str] = {}
+            try:
+                applied = limiter.plan(tap, notes)
+                verdict = limiter.check_nowait(applied) if applied else None
+            except ScopeUnknown:
+                self.metrics.ratelimit_failopen += 1
+                applied, verdict = (), None
+            except Exception:  # fail-open edge: the call must still go through
+                self.metrics.internal_errors += 1
+                log.exception(
+                    "llmtap internal error in the rate limit (the call still went through)"
+                )
+                applied, verdict = (), None
+            if notes:
+                exchange.notes = notes
+            if verdict is not None:
+                self._go_on(exchange, applied, verdict)
+                return
+            if applied:
+                task = asyncio.get_running_loop().create_task(self._limited(exchange, applied))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+        self._send(exchange)
+
+    async def _limited(self, exchange: Exchange, applied: Sequence[Applied]) -> None:
+        assert self.limiter is not None
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                verdict = await self.limiter.check(applied)
+        except TimeoutError:
+            self.metrics.ratelimit_failopen += 1
+            log.warning("rate limit not checked (the call goes through): the store timed out")
+        except Exception:  # fail-open edge: the call must still go through
+            self.metrics.internal_errors += 1
+            log.exception("llmtap internal error in the rate limit (the call still went through)")
+        else:
+            if not exchange.finished:  # else the client left, or the call timed out, meanwhile
+                self._go_on(exchange, applied, verdict)
+            return
+        if not exchange.finished:
+            self._send(exchange)
+
+    def _go_on(self, exchange: Exchange, applied: Sequence[Applied], verdict: Verdict) -> None:
+        exchange.extra_head = verdict.head
+        if not verdict.allowed:
+            exchange.respond_error(429, "rate_limited", verdict.message)
+            return
+        cents = [a for a in applied if a.policy.unit == "cents"]
+        if cents and self.charger is not None:
+            exchange.finish_hook = functools.partial(self.charger.after, applied=cents)
+        self._send(exchange)
+
+    async def aclose(self) -> None:
+        """At shutdown, once no call is in flight: finish pending charges, close the store."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
+        if self.charger is not None:
+            await self.charger.aclose()
+        if self.limiter is not None:
+            await self.limiter.store.aclose()
+
+    def _send(self, exchange: Exchange) -> None:
+        """After the rate limit: one attempt, or retries and fallbacks when the call asks."""
         tap = exchange.tap
         features = tap.features if tap is not None else None
         if not features:

@@ -8,8 +8,9 @@ treats as "not known yet" and lets the call through.
 
 from __future__ import annotations
 
+from llmtap.keys import KeyGrant
 from llmtap.stores.records.engine import create_engine
-from llmtap.stores.records.keys import org_for_key_hash
+from llmtap.stores.records.keys import grant_for_key_hash, org_for_key_hash
 
 
 class KeyTable:
@@ -24,6 +25,10 @@ class KeyTable:
 
     def org_for_key_hash(self, key_hash: str) -> str | None:
         return org_for_key_hash(self._engine, key_hash)
+
+    def grant_for_key_hash(self, key_hash: str) -> KeyGrant | None:
+        """The key's organization and the rate limit it carries (the proxy's lookup)."""
+        return grant_for_key_hash(self._engine, key_hash)
 
     def close(self) -> None:
         self._engine.dispose()

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from llmtap.errors import StoreError
-from llmtap.keys import DEFAULT_ORG_ID, hash_key, new_key
+from llmtap.keys import DEFAULT_ORG_ID, KeyGrant, hash_key, new_key
 from llmtap.stores.records.engine import translated
 from llmtap.stores.records.schema import api_keys, organizations
 
@@ -32,6 +32,7 @@ class ApiKeyInfo:
     prefix: str
     created: datetime
     revoked_at: datetime | None
+    rate_limit: str | None = None
 
     @property
     def revoked(self) -> bool:
@@ -87,8 +88,11 @@ def org_name(engine: sa.Engine, org_id: str) -> str | None:
         return name
 
 
-def create_key(engine: sa.Engine, org_id: str, name: str) -> tuple[str, str]:
-    """A new key for ``org_id``: ``(key id, plaintext key)``; the plaintext is not kept."""
+def create_key(
+    engine: sa.Engine, org_id: str, name: str, rate_limit: str | None = None
+) -> tuple[str, str]:
+    """A new key for ``org_id``: ``(key id, plaintext key)``; the plaintext is not kept.
+    ``rate_limit`` is stored as given: the caller has checked it."""
     key = new_key()
     key_id = _new_id("key")
     values = {
@@ -99,6 +103,7 @@ def create_key(engine: sa.Engine, org_id: str, name: str) -> tuple[str, str]:
         "prefix": key[:_PREFIX_CHARS],
         "created": _now(),
         "revoked_at": None,
+        "rate_limit": rate_limit,
     }
     with translated("create key"), engine.begin() as conn:
         exists = conn.execute(
@@ -120,6 +125,7 @@ def list_keys(engine: sa.Engine, org_id: str) -> list[ApiKeyInfo]:
             api_keys.c.prefix,
             api_keys.c.created,
             api_keys.c.revoked_at,
+            api_keys.c.rate_limit,
         )
         .where(api_keys.c.org_id == org_id)
         .order_by(api_keys.c.created, api_keys.c.id)
@@ -133,6 +139,7 @@ def list_keys(engine: sa.Engine, org_id: str) -> list[ApiKeyInfo]:
                 prefix=r.prefix,
                 created=r.created,
                 revoked_at=r.revoked_at,
+                rate_limit=r.rate_limit,
             )
             for r in conn.execute(query)
         ]
@@ -178,3 +185,13 @@ def org_for_key_hash(engine: sa.Engine, key_hash: str) -> str | None:
     with translated("resolve key"), engine.connect() as conn:
         org: str | None = conn.execute(query).scalar_one_or_none()
         return org
+
+
+def grant_for_key_hash(engine: sa.Engine, key_hash: str) -> KeyGrant | None:
+    """The organization and rate limit of the (unrevoked) key with this hash, else ``None``."""
+    query = sa.select(api_keys.c.org_id, api_keys.c.rate_limit).where(
+        api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None)
+    )
+    with translated("resolve key"), engine.connect() as conn:
+        row = conn.execute(query).first()
+    return None if row is None else KeyGrant(row.org_id, row.rate_limit)

@@ -80,6 +80,9 @@ api_keys = sa.Table(
     sa.Column("prefix", sa.String(32), nullable=False),
     sa.Column("created", UtcDateTime(), nullable=False),
     sa.Column("revoked_at", UtcDateTime(), nullable=True),
+    # a rate-limit policy the proxy applies to every call made with the key (``llmtap keys
+    # create --rate-limit``); checked when the key is created
+    sa.Column("rate_limit", sa.String(256), nullable=True),
     sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
     sa.Index("ix_api_keys_org_id", "org_id"),
 )

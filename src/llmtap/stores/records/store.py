@@ -125,9 +125,9 @@ class RecordsStore:
     def org_name(self, org_id: str) -> str | None:
         return keys.org_name(self._engine, org_id)
 
-    def create_key(self, org_id: str, name: str) -> tuple[str, str]:
+    def create_key(self, org_id: str, name: str, rate_limit: str | None = None) -> tuple[str, str]:
         """``(key id, plaintext key)``: show the key once, it is stored only hashed."""
-        return keys.create_key(self._engine, org_id, name)
+        return keys.create_key(self._engine, org_id, name, rate_limit)
 
     def list_keys(self, org_id: str) -> list[ApiKeyInfo]:
         return keys.list_keys(self._engine, org_id)
