@@ -83,6 +83,9 @@ class LogRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     attempts: int | None = None
     """How many times the proxy sent the call upstream (2: retried once on a fresh connection;
     0: answered without a provider). ``None`` from ingestion and from proxies before it."""
+    cache: str | None = None
+    """``hit`` (answered from the gateway's response cache) or ``miss`` (looked up, sent to
+    the provider); ``None`` when the call did not ask for the cache (docs/gateway.md)."""
 
 
 class RecordDecodeError(ValueError):

@@ -113,6 +113,20 @@ class Settings(BaseSettings):
     """Refuse (401, before forwarding) a call whose ``Helicone-Auth``/``Llmtap-Auth`` llmtap key no
     organization has (never issued, or revoked). Fails open when the records store is away."""
 
+    # proxy: gateway cache (docs/gateway.md, "Cache")
+    cache_url: str = ""
+    """Response cache of calls sent with ``Helicone-Cache-Enabled``: ``redis://host:6379/0``
+    shares one cache between machines; empty is SQLite at ``<data_dir>/cache.db``, shared by
+    the proxy processes of this machine."""
+    cache_max_body_bytes: Annotated[int, Field(ge=0)] = 4 * 1024 * 1024
+    """Largest response body the cache stores (a longer answer is relayed, not cached)."""
+    cache_fill_wait_s: Annotated[float, Field(ge=0)] = 30.0
+    """An identical call arriving while every bucket slot is being filled waits this long for
+    one to be saved, then goes to the provider uncached."""
+    cache_timeout_s: Annotated[float, Field(gt=0)] = 1.0
+    """Longest one cache lookup or save may take (Redis connect and command timeout); past it
+    the call goes through uncached (fail-open) and the cache is skipped for a second."""
+
     # proxy: TLS and egress (docs/tls.md)
     upstream_ca_file: str = ""
     """A PEM file of extra certificate authorities trusted for provider connections (a private

@@ -34,6 +34,7 @@ def build_log_record(
     parent_span_id: str | None = None,
     extra: dict[str, str] | None = None,
     attempts: int | None = None,
+    cache: str | None = None,
 ) -> LogRecord:
     """The record of one call; headers must already be redacted (``capture.redaction``)."""
     return LogRecord(
@@ -64,4 +65,5 @@ def build_log_record(
         parent_span_id=parent_span_id,
         extra=extra or {},
         attempts=attempts,
+        cache=cache,
     )

@@ -153,6 +153,11 @@ class ProxyApp:
                 self.metrics.upstream_errors += 1
         if exchange.tap is None:
             return  # internal endpoint
+        if exchange.cache is not None and self.gateway is not None:
+            try:
+                self.gateway.finished(exchange)
+            except Exception:  # noqa: BLE001 -- fail-open edge: saving must not touch the log
+                self._internal_error("the gateway's after-call work")
         try:
             self.sink.submit(exchange)
         except Exception:  # noqa: BLE001 -- fail-open edge: a broken shipper must not touch the call

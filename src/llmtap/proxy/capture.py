@@ -114,5 +114,6 @@ def build_record(exchange: Exchange, org_id: str | None, *, max_decoded_bytes: i
         error=exchange.error,
         extra=extra,
         attempts=(2 if exchange.retried else 1) if exchange.request_bytes else 0,
+        cache=exchange.cache,
     )
     return Captured(record, org_id, request_data, response_data)

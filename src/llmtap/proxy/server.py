@@ -23,6 +23,8 @@ from llmtap.proxy.app import ProxyApp, Sweeper
 from llmtap.proxy.auth_gate import AuthGate
 from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.egress import Egress
+from llmtap.proxy.gateway.cache_step import CacheStep
+from llmtap.proxy.gateway.cache_store import open_cache_store
 from llmtap.proxy.gateway.pipeline import Gateway
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Router
@@ -109,6 +111,7 @@ class ProxyServer:
         # configuration errors (a CA file, a proxy URL, a certificate) before anything is opened
         ssl_context = upstream_context(self.settings)
         egress = Egress.from_settings(self.settings)
+        cache_store = open_cache_store(self.settings)
         listener_tls = listener_context(
             self.settings.proxy_tls_cert_file,
             self.settings.proxy_tls_key_file,
@@ -136,7 +139,11 @@ class ProxyServer:
             self._shipper,
             self.metrics,
             auth_gate,
-            Gateway(pool),
+            Gateway(
+                pool,
+                self.metrics,
+                CacheStep(cache_store, pool, self.metrics, self.settings),
+            ),
         )
         self._app = app
         self._server = await loop.create_server(
@@ -172,6 +179,8 @@ class ProxyServer:
                 log.warning("%d call(s) still in flight at shutdown", len(app.active))
         if self._pool is not None:
             self._pool.close()
+        if app is not None and app.gateway is not None:
+            await app.gateway.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._shipper is not None:
