@@ -119,6 +119,8 @@ FIELDS: tuple[Field, ...] = (
     Field("parent_span_id", "text", nullable=True, length=64),
     Field("record_digest", "text", nullable=True, length=64),
     _same("attempts", "int32", nullable=True, group="attempts"),
+    _same("cache_hit", "bool", group="cache_hit"),
+    Field("cache_saved_nano_usd", "nano_usd", nullable=True, analytics="cache_saved_nano_usd"),
 )
 """In the records table's column order (new fields go last: that is where a migration adds
 them)."""

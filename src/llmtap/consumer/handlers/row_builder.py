@@ -54,4 +54,5 @@ class RowBuilder:
             span_id=record.span_id,
             parent_span_id=record.parent_span_id,
             attempts=record.attempts,
+            cache_hit=record.cache == "hit",
         )

@@ -45,6 +45,11 @@ def add_column(name: str) -> str:
 
 STEPS: tuple[Step, ...] = (
     Step(1, "attempts: how many times the proxy sent the call upstream", (add_column("attempts"),)),
+    Step(
+        2,
+        "cache_hit, cache_saved_nano_usd: calls answered from the gateway's response cache",
+        (add_column("cache_hit"), add_column("cache_saved_nano_usd")),
+    ),
 )
 """In version order; append, never edit one that has shipped."""
 
