@@ -16,6 +16,7 @@ from typing import Any
 from bench import soak_report
 from bench.dashboard import kept_section, render_section, run_dashboard, update_results
 from bench.faults_soak import run_faults_soak
+from bench.gateway_cache import run_cache
 from bench.machine import machine
 from bench.overhead import added_latency, passthrough, run_overhead
 from bench.pipeline import distributed_throughput, embedded_throughput, freshness, soak
@@ -45,7 +46,7 @@ def main() -> int:
         "--only",
         default="overhead,passthrough,pipeline,freshness",
         help="comma-separated parts: overhead, passthrough, pipeline, distributed, freshness,"
-        " soak, dashboard, tls, faults-soak",
+        " soak, dashboard, tls, cache, faults-soak",
     )
     parser.add_argument(
         "--dashboard-rows",
@@ -130,6 +131,9 @@ def main() -> int:
                 tls = run_overhead(list(TLS_GATEWAYS), run_dir, logs, [1, 16, 64], duration, log)
             tls.pop("_profiles")
             report["tls"] = {"overhead": tls, "added_latency_ms": added_latency(tls)}
+        if "cache" in parts:
+            log("cache hits: llmtap proxy answering from its response cache, next to plain calls")
+            report["cache"] = guarded(log, run_cache, run_dir, logs, duration, log)
         if "passthrough" in parts:
             log("streams pass through: 5 chunks 20 ms apart")
             report["passthrough"] = passthrough(

@@ -25,6 +25,7 @@ from llmtap.settings import Settings
 from llmtap.stores.row import RequestRow
 from llmtap.testing.mock_upstream import MockUpstream
 from support.api_backend import ApiBackend
+from support.dashboard import signed_in
 from support.gateway_cache import CHAT, ON
 from support.probes import wait_for
 
@@ -137,3 +138,10 @@ def test_a_hit_is_logged_as_a_hit_that_cost_nothing_and_saved_the_price(tmp_path
                 ("false", 2),
                 ("true", 2),
             ]
+
+        # the Overview shows the hits, their rate and the savings, linking to the hits
+        with signed_in(gw.backend.url, gw.key) as page:
+            overview = page.get("/", params={"range": "1h"}).text
+            tile = overview.split("Cache hits")[1][:600]
+            assert "2 <small>50.0%</small>" in tile
+            assert "%22cache_hit%22" in tile and "saved $0.0000" in tile
