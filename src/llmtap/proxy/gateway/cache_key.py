@@ -6,7 +6,7 @@ A SHA-256 over length-prefixed parts, so no two different calls can spell the sa
 * the request body as the client sent it; with ``Helicone-Cache-Ignore-Keys`` and a body that is
   a JSON object, the object without those top-level keys, re-encoded with sorted keys (any other
   body is used as sent: the ignore list then does nothing, and the key is only stricter);
-* the cache headers that name a namespace: the seed and the bucket size;
+* the cache headers that shape it: the seed, the bucket size and the ignore list;
 * the caller's credentials: ``Authorization``, ``x-api-key``, ``api-key`` and the llmtap key,
   plus the headers that choose an account or an answer's shape (``OpenAI-Organization``,
   ``OpenAI-Project``, ``anthropic-version``, ``anthropic-beta``, ``Accept-Encoding``). They enter
@@ -43,18 +43,19 @@ _encode_sorted = msgspec.json.Encoder(order="sorted")
 
 
 def keyed_body(body: bytes, ignore_keys: tuple[str, ...]) -> bytes:
-    """The body as the key sees it (parsed only when keys are to be ignored)."""
+    """The body as the key sees it (parsed only when keys are to be ignored): ``R`` + the raw
+    bytes, or ``J`` + the object re-encoded, so a raw body can never spell a parsed one."""
     if not ignore_keys or not body:
-        return body
+        return b"R" + body
     try:
         data = _decode.decode(body)
     except msgspec.DecodeError:
-        return body
+        return b"R" + body
     if not isinstance(data, dict):
-        return body
+        return b"R" + body
     for key in ignore_keys:
         data.pop(key, None)
-    return b"json:" + _encode_sorted.encode(data)
+    return b"J" + _encode_sorted.encode(data)
 
 
 def cache_key(exchange: Exchange, request: CacheRequest) -> str:
@@ -72,6 +73,7 @@ def cache_key(exchange: Exchange, request: CacheRequest) -> str:
     part(upstream.origin.encode())
     part(exchange.upstream_path)
     part(keyed_body(exchange.request_body, request.ignore_keys))
+    part(",".join(request.ignore_keys).encode("utf-8", "surrogateescape"))
     part(request.seed.encode("utf-8", "surrogateescape"))
     part(b"%d" % request.bucket_size)
     part(b"usage" if exchange.usage_filter is not None else b"")
