@@ -196,6 +196,19 @@ def test_a_stream_the_client_left_is_not_cached(tmp_path: Path, mock: MockUpstre
         wait_for(lambda: proxy.metrics.cache_saves == 1, timeout_s=5, what="the whole one saved")
 
 
+def test_an_omitted_response_is_not_written_to_the_cache_either(
+    tmp_path: Path, mock: MockUpstream
+) -> None:
+    omitted = {**ON, "Helicone-Omit-Response": "true"}
+    with cache_proxy(tmp_path, mock) as proxy:
+        first = chat(proxy.url, omitted)
+        assert cache_status(first)[0] == "MISS"
+        wait_for(lambda: proxy.metrics.records_published >= 1, timeout_s=5, what="logged")
+        assert cache_status(chat(proxy.url, omitted))[0] == "MISS"
+        assert proxy.metrics.cache_saves == 0 and mock.request_count == 2
+    assert first.json()["id"].encode() not in (tmp_path / "data" / "cache.db").read_bytes()
+
+
 def test_a_provider_cannot_claim_its_answer_came_from_the_cache(
     tmp_path: Path, mock: MockUpstream
 ) -> None:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmtap.proxy.cache")
 
 SKIP_AFTER_ERROR_S = 1.0
+CLOSE_WAIT_S = 2.0
 WARN_EVERY_S = 10.0
 _FIRST_PAUSE_S = 0.002
 _MAX_PAUSE_S = 0.05
@@ -130,6 +131,8 @@ class CacheStep:
                 return begin
             left = deadline - time.monotonic()
             if left <= 0 or exchange.finished:
+                # the fill never came: forget its event (a waiter still polling makes another)
+                self._wake.pop(key, None)
                 return Begin("miss")
             # a fill in this process wakes us at once; one in another process is polled for
             event = self._wake.setdefault(key, asyncio.Event())
@@ -146,7 +149,7 @@ class CacheStep:
         exchange.cache = "hit"
         exchange.request_bytes = b""  # nothing went to a provider: the record says 0 attempts
         headers = list(answer.headers)
-        if not answer.chunked:
+        if not answer.chunked and answer.status not in (204, 304) and exchange.method != b"HEAD":
             headers.append((b"content-length", b"%d" % len(answer.body)))
         headers.extend(cache_headers(b"HIT", begin.idx))
         exchange.on_response_head(answer.status, answer.reason, headers, answer.chunked)
@@ -170,6 +173,8 @@ class CacheStep:
     def _cacheable(self, exchange: Exchange, relay: MissRelay) -> CachedResponse | None:
         if exchange.error is not None or not 200 <= exchange.status < 300:
             return None
+        if exchange.tap is not None and exchange.tap.omit_response:
+            return None  # Helicone-Omit-Response: the answer is written nowhere, the cache too
         if exchange.resp_truncated or exchange.resp_size > self.max_body:
             return None  # a body cut by the capture limit must never be served
         if not relay.completed and not relayed_final_event(exchange.resp_parts, whole=True):
@@ -215,6 +220,9 @@ class CacheStep:
             log.warning("cache store failed; calls go through uncached for now: %s", exc)
 
     async def close(self) -> None:
+        """At shutdown, after the last call: let pending saves land (bounded), then close."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=CLOSE_WAIT_S)
         for task in list(self._tasks):
             task.cancel()
         await self.store.close()
