@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     cache_fill_wait_s: Annotated[float, Field(ge=0)] = 30.0
     """An identical call arriving while every bucket slot is being filled waits this long for
     one to be saved, then goes to the provider uncached."""
+    cache_memory_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
+    """Cached answers each proxy process also keeps in memory (least recently used out first),
+    so a hot answer costs no store round trip; 0 = none."""
+    cache_memory_ttl_s: Annotated[float, Field(ge=0)] = 1.0
+    """How long a process serves a remembered answer before asking the store again: an answer
+    refreshed, or expired, in the store may be served this much longer; 0 = never from memory."""
     cache_timeout_s: Annotated[float, Field(gt=0)] = 1.0
     """Longest one cache lookup or save may take (Redis connect and command timeout); past it
     the call goes through uncached (fail-open) and the cache is skipped for a second."""

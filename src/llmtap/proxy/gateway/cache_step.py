@@ -1,7 +1,8 @@
 """The cache step of the gateway: look a call up, replay a hit, or send it and save the answer.
 
-One asyncio task per call that asked for the cache does the lookup (the store answers off the
-loop: SQLite on its own thread, Redis over asyncio). A hit is replayed through the exchange's
+A full bucket this process remembers (``MemoryCache``, for ``cache_memory_ttl_s``) is answered
+at once; otherwise one asyncio task per call does the lookup (the store answers off the loop:
+SQLite on its own thread, Redis over asyncio). A hit is replayed through the exchange's
 own ``on_response_head/body/complete``, so it is relayed, captured and logged like any answer.
 A miss goes to the provider through a ``MissRelay``; once the client has the whole answer
 (``finished``, called from ``ProxyApp.finish``) a successful one is saved, else the claimed slot
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from llmtap.capture.tap import HOP_BY_HOP, HeaderList
 from llmtap.proxy.gateway.cache_key import cache_key
+from llmtap.proxy.gateway.cache_memory import MemoryCache
 from llmtap.proxy.gateway.cache_relay import CACHE_HEADER_NAMES, MissRelay, cache_headers
 from llmtap.proxy.gateway.cache_request import CacheRequest
 from llmtap.proxy.gateway.cache_store import (
@@ -62,6 +64,9 @@ class CacheStep:
         self.fill_wait_s = settings.cache_fill_wait_s
         # a claim outlives the longest call: a process that dies mid-fill frees it then
         self.claim_ms = int((settings.total_timeout_s + 5.0) * 1000)
+        self.memory = MemoryCache(settings.cache_memory_bytes, settings.cache_memory_ttl_s)
+        # an answer that lives less than the memory keeps it is served from the store only
+        self.memory_ttl_ms = int(settings.cache_memory_ttl_s * 1000)
         self._fills: dict[Exchange, MissRelay] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -70,11 +75,27 @@ class CacheStep:
 
     def start(self, exchange: Exchange, request: CacheRequest) -> None:
         """Take the call over (called on the loop by ``Gateway.run``)."""
+        try:
+            key = cache_key(exchange, request)
+            remembered = (
+                self.memory.get(key, request.bucket_size, random.getrandbits(30))
+                if request.read
+                else None
+            )
+            if remembered is not None:
+                self._replay(exchange, *remembered)
+                return
+        except Exception:  # fail-open edge: logged, counted, and the call goes on uncached
+            self.metrics.internal_errors += 1
+            log.exception("llmtap internal error in the cache step (the call goes on uncached)")
+            if not exchange.head_sent:
+                self.pool.send(exchange)
+            return
         if time.monotonic() < self._skip_until:
             self.metrics.cache_bypassed += 1
             self.pool.send(exchange)
             return
-        self._spawn(self._lookup(exchange, request))
+        self._spawn(self._lookup(exchange, request, key))
 
     def _spawn(self, work: object) -> None:
         assert asyncio.iscoroutine(work)
@@ -82,18 +103,18 @@ class CacheStep:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _lookup(self, exchange: Exchange, request: CacheRequest) -> None:
-        key = ""
+    async def _lookup(self, exchange: Exchange, request: CacheRequest, key: str) -> None:
         begin: Begin | None = None
         try:
-            key = cache_key(exchange, request)
             begin = await self._begin(exchange, request, key)
             if exchange.finished:  # the client left, or the call timed out, while we looked
                 if begin.action == "fill":
                     await self.store.release(key, begin.idx)
                 return
             if begin.action == "hit":
-                self._replay(exchange, begin)
+                answer = decode_response(begin.data)
+                self.memory.add(key, begin.idx, answer, len(begin.data))
+                self._replay(exchange, begin.idx, answer)
                 return
         except CacheStoreError as exc:
             self._store_failed(exc)
@@ -143,15 +164,14 @@ class CacheStep:
                 pass
             pause = min(pause * 2, _MAX_PAUSE_S)
 
-    def _replay(self, exchange: Exchange, begin: Begin) -> None:
-        answer = decode_response(begin.data)
+    def _replay(self, exchange: Exchange, idx: int, answer: CachedResponse) -> None:
         self.metrics.cache_hits += 1
         exchange.cache = "hit"
         exchange.request_bytes = b""  # nothing went to a provider: the record says 0 attempts
         headers = list(answer.headers)
         if not answer.chunked and answer.status not in (204, 304) and exchange.method != b"HEAD":
             headers.append((b"content-length", b"%d" % len(answer.body)))
-        headers.extend(cache_headers(b"HIT", begin.idx))
+        headers.extend(cache_headers(b"HIT", idx))
         exchange.on_response_head(answer.status, answer.reason, headers, answer.chunked)
         if answer.body:
             exchange.on_response_body(answer.body)
@@ -168,7 +188,7 @@ class CacheStep:
         if answer is None or relay.ttl_ms <= 0:
             self._spawn(self._release(relay.key, relay.idx))
         else:
-            self._spawn(self._put(relay.key, relay.idx, encode_response(answer), relay.ttl_ms))
+            self._spawn(self._put(relay.key, relay.idx, answer, relay.ttl_ms))
 
     def _cacheable(self, exchange: Exchange, relay: MissRelay) -> CachedResponse | None:
         if exchange.error is not None or not 200 <= exchange.status < 300:
@@ -189,10 +209,13 @@ class CacheStep:
         ]
         return CachedResponse(exchange.status, relay.reason, headers, relay.upstream_chunked, body)
 
-    async def _put(self, key: str, idx: int, data: bytes, ttl_ms: int) -> None:
+    async def _put(self, key: str, idx: int, answer: CachedResponse, ttl_ms: int) -> None:
+        data = encode_response(answer)
         try:
             await self.store.put(key, idx, data, ttl_ms)
             self.metrics.cache_saves += 1
+            if ttl_ms >= self.memory_ttl_ms:
+                self.memory.add(key, idx, answer, len(data))
         except CacheStoreError as exc:
             self._store_failed(exc)
         finally:
