@@ -27,7 +27,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # SQLite cannot drop a column in place on every version: batch mode copies the table
-    with op.batch_alter_table("requests") as batch:
-        batch.drop_column("cache_saved_nano_usd")
-        batch.drop_column("cache_hit")
+    # ALTER TABLE ... DROP COLUMN in place (SQLite >= 3.35): batch mode's copy of the table
+    # would lose 0005's expression indexes, which SQLAlchemy cannot reflect
+    op.drop_column("requests", "cache_saved_nano_usd")
+    op.drop_column("requests", "cache_hit")
