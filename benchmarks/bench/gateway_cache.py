@@ -61,13 +61,18 @@ def _proxy(name: str, logs: Path, run_dir: Path, cache_url: str) -> Service:
     return Service(name, argv, port, GATEWAY_CORE, logs / f"{name}.log", env=env)
 
 
+def _warm(t: Target, files: dict[str, Path], c: int, stream: bool) -> None:
+    """Connections set up and lazy imports done before the measured run (not counted)."""
+    if not stream:
+        run_wrk(Load(t.url, t.headers, files["json"]), connections=c, duration_s=1, core=LOAD_CORE)
+
+
 def _measure(
     t: Target, files: dict[str, Path], c: int, duration_s: float, stream: bool
 ) -> dict[str, Any]:
     if stream:
         return stream_run(t, files["stream"], c, duration_s)
     load = Load(t.url, t.headers, files["json"])
-    run_wrk(load, connections=c, duration_s=1, core=LOAD_CORE)  # warm-up, not measured
     return run_wrk(load, connections=c, duration_s=duration_s, core=LOAD_CORE)
 
 
@@ -97,6 +102,7 @@ def run_cache(run_dir: Path, logs: Path, duration_s: float, log: Any) -> dict[st
     out: dict[str, Any] = {"direct": {}, "stores": {}}
     for mode in ("json", "stream"):
         for c in CONCURRENCIES:
+            _warm(direct, files, c, mode == "stream")
             r = _row(_measure(direct, files, c, duration_s, mode == "stream"), mode == "stream")
             out["direct"][f"{mode}/{c}"] = r
             log(f"  direct      {mode:6s} c={c:<3d} {r['rps']:8.0f} rps  p50 {r['p50_ms']:.3f} ms")
@@ -117,6 +123,7 @@ def run_cache(run_dir: Path, logs: Path, duration_s: float, log: Any) -> dict[st
                     stream_run(hit, files["stream"], 1, 1.0)
                 for c in CONCURRENCIES:
                     for kind, t in (("plain", plain), ("hit", hit)):
+                        _warm(t, files, c, stream)
                         before = proxy_metrics(t.port)
                         r = _row(_measure(t, files, c, duration_s, stream), stream)
                         after = proxy_metrics(t.port)
