@@ -6,6 +6,7 @@ cache hits themselves)."""
 from __future__ import annotations
 
 import socket
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -232,9 +233,10 @@ def test_a_provider_cannot_claim_its_answer_came_from_the_cache(
 def test_a_cache_url_that_is_not_redis_stops_the_proxy_at_start(
     tmp_path: Path, mock: MockUpstream
 ) -> None:
-    with pytest.raises(ConfigError, match="LLMTAP_CACHE_URL"):  # noqa: SIM117
-        with cache_proxy(tmp_path, mock, cache_url="memcached://127.0.0.1:11211"):
+    with pytest.raises(ConfigError, match="LLMTAP_CACHE_URL") as refused:  # noqa: SIM117
+        with cache_proxy(tmp_path, mock, cache_url="memcached://user:s3cret@127.0.0.1:11211"):
             pass
+    assert "s3cret" not in str(refused.value)
 
 
 def test_a_redis_that_accepts_and_never_answers_costs_one_timeout(
@@ -248,3 +250,19 @@ def test_a_redis_that_accepts_and_never_answers_costs_one_timeout(
             replies = [chat(proxy.url, ON) for _ in range(5)]
             assert [r.status_code for r in replies] == [200] * 5
             assert proxy.metrics.cache_errors == 1 and proxy.metrics.cache_bypassed == 4
+
+
+def test_a_corrupt_entry_is_never_served_and_the_call_goes_through(
+    tmp_path: Path, mock: MockUpstream
+) -> None:
+    # memory off: every hit is read from the store
+    with cache_proxy(tmp_path, mock, cache_memory_bytes=0) as proxy:
+        chat(proxy.url, ON)
+        wait_for(lambda: proxy.metrics.cache_saves == 1, timeout_s=5, what="saved")
+        with sqlite3.connect(tmp_path / "data" / "cache.db") as db:
+            assert db.execute("UPDATE cache_slots SET data = x'93c0ff01'").rowcount == 1
+        reply = chat(proxy.url, ON)
+        assert reply.status_code == 200 and reply.json()["object"] == "chat.completion"
+        assert cache_status(reply) == (None, None)
+        assert proxy.metrics.cache_errors == 1 and proxy.metrics.cache_hits == 0
+        assert mock.request_count == 2

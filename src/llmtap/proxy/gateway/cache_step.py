@@ -126,7 +126,10 @@ class CacheStep:
         if exchange.finished:
             return
         if begin is None:
-            self.pool.send(exchange)
+            if exchange.head_sent:  # a replay that broke half-way: cut it, as a provider would
+                exchange.fail(502, "llmtap_cache_error", "the cached answer could not be replayed")
+            else:
+                self.pool.send(exchange)
             return
         self.metrics.cache_misses += 1
         exchange.cache = "miss"

@@ -60,7 +60,10 @@ def decide(
 
 
 class CachedResponse(msgspec.Struct, array_like=True):
-    """An answer as the provider sent it: replayed byte for byte (streams as their SSE)."""
+    """An answer as the provider sent it: replayed byte for byte (streams as their SSE).
+
+    Stored as a msgpack array: a change here needs ``cache_key.KEY_VERSION`` bumped, so entries
+    written by an older llmtap are never read (a proxy would count each as a store failure)."""
 
     status: int
     reason: bytes
@@ -110,7 +113,9 @@ def open_cache_store(settings: Settings) -> CacheStore:
     if url:
         from llmtap.errors import ConfigError
 
-        raise ConfigError(f"LLMTAP_CACHE_URL must be redis://... or empty, got {url[:60]!r}")
+        # the scheme only: the rest of a URL may hold a password
+        scheme = url.split("://", 1)[0][:20] if "://" in url else "no scheme"
+        raise ConfigError(f"LLMTAP_CACHE_URL must be redis://... or empty, got {scheme!r}")
     from llmtap.proxy.gateway.cache_sqlite import SqliteCacheStore
 
     return SqliteCacheStore(settings.data_dir.absolute() / "cache.db")
