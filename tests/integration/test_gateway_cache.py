@@ -291,3 +291,17 @@ def test_two_proxy_processes_share_the_embedded_cache(tmp_path: Path, mock: Mock
     finally:
         one.stop()
         two.stop()
+
+
+def test_a_large_body_is_keyed_off_the_loop_and_cached_like_any(
+    tmp_path: Path, mock: MockUpstream
+) -> None:
+    big = {**CHAT, "user": "u-1", "metadata": {"blob": "x" * 2_000_000}}
+    ignoring = {**ON, "Helicone-Cache-Ignore-Keys": "user"}
+    with cache_proxy(tmp_path, mock) as proxy:
+        assert cache_status(chat(proxy.url, ignoring, big))[0] == "MISS"
+        wait_for(lambda: proxy.metrics.cache_saves == 1, timeout_s=5, what="saved")
+        assert cache_status(chat(proxy.url, ignoring, {**big, "user": "u-2"}))[0] == "HIT"
+        changed = {**big, "metadata": {"blob": "x" * 1_999_999 + "y"}}
+        assert cache_status(chat(proxy.url, ignoring, changed))[0] == "MISS"
+        assert mock.request_count == 2 and proxy.metrics.internal_errors == 0

@@ -47,6 +47,8 @@ log = logging.getLogger("llmtap.proxy.cache")
 
 SKIP_AFTER_ERROR_S = 1.0
 CLOSE_WAIT_S = 2.0
+INLINE_KEY_BYTES = 64 * 1024
+"""Bodies up to this are hashed on the loop (microseconds); larger ones on a thread."""
 WARN_EVERY_S = 10.0
 _FIRST_PAUSE_S = 0.002
 _MAX_PAUSE_S = 0.05
@@ -75,8 +77,29 @@ class CacheStep:
 
     def start(self, exchange: Exchange, request: CacheRequest) -> None:
         """Take the call over (called on the loop by ``Gateway.run``)."""
+        if len(exchange.request_body) > INLINE_KEY_BYTES:
+            # a large body is hashed (and, with ignore-keys, parsed) off the loop
+            self._spawn(self._key_off_the_loop(exchange, request))
+            return
         try:
             key = cache_key(exchange, request)
+        except Exception:  # noqa: BLE001 -- fail-open edge: logged, counted, goes on uncached
+            self._internal_error(exchange)
+            return
+        self._keyed(exchange, request, key)
+
+    async def _key_off_the_loop(self, exchange: Exchange, request: CacheRequest) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            key = await loop.run_in_executor(None, cache_key, exchange, request)
+        except Exception:  # noqa: BLE001 -- fail-open edge: logged, counted, goes on uncached
+            self._internal_error(exchange)
+            return
+        if not exchange.finished:
+            self._keyed(exchange, request, key)
+
+    def _keyed(self, exchange: Exchange, request: CacheRequest, key: str) -> None:
+        try:
             remembered = (
                 self.memory.get(key, request.bucket_size, random.getrandbits(30))
                 if request.read
@@ -85,17 +108,24 @@ class CacheStep:
             if remembered is not None:
                 self._replay(exchange, *remembered)
                 return
-        except Exception:  # fail-open edge: logged, counted, and the call goes on uncached
-            self.metrics.internal_errors += 1
-            log.exception("llmtap internal error in the cache step (the call goes on uncached)")
-            if not exchange.head_sent:
-                self.pool.send(exchange)
+        except Exception:  # noqa: BLE001 -- fail-open edge: logged, counted, goes on uncached
+            self._internal_error(exchange)
             return
         if time.monotonic() < self._skip_until:
             self.metrics.cache_bypassed += 1
             self.pool.send(exchange)
             return
         self._spawn(self._lookup(exchange, request, key))
+
+    def _internal_error(self, exchange: Exchange) -> None:
+        self.metrics.internal_errors += 1
+        log.exception("llmtap internal error in the cache step (the call goes on uncached)")
+        if exchange.finished:
+            return
+        if exchange.head_sent:
+            exchange.fail(502, "llmtap_cache_error", "the cached answer could not be replayed")
+        else:
+            self.pool.send(exchange)
 
     def _spawn(self, work: object) -> None:
         assert asyncio.iscoroutine(work)
@@ -119,10 +149,11 @@ class CacheStep:
         except CacheStoreError as exc:
             self._store_failed(exc)
             begin = None
-        except Exception:  # fail-open edge: logged, counted, and the call goes on uncached
-            self.metrics.internal_errors += 1
-            log.exception("llmtap internal error in the cache step (the call goes on uncached)")
-            begin = None
+        except Exception:  # noqa: BLE001 -- fail-open edge: logged, counted, goes on uncached
+            if begin is not None and begin.action == "fill":
+                self._spawn(self._release(key, begin.idx))
+            self._internal_error(exchange)
+            return
         if exchange.finished:
             return
         if begin is None:
