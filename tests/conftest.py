@@ -68,6 +68,12 @@ SERVICES = {
             "http://127.0.0.1:8333",
             "scripts/services/seaweedfs.sh start",
         ),
+        Service(
+            "redis",
+            "LLMTAP_TEST_REDIS_URL",
+            "redis://127.0.0.1:6390/0",
+            "scripts/services/redis.sh start",
+        ),
     )
 }
 
@@ -123,6 +129,13 @@ def postgres_url(pytestconfig: pytest.Config) -> str:
 def kafka_bootstrap(pytestconfig: pytest.Config) -> str:
     """``host:port`` of the Kafka broker; tests may create and delete topics."""
     return _require(pytestconfig, SERVICES["kafka"])
+
+
+@pytest.fixture(scope="session")
+def redis_url(pytestconfig: pytest.Config) -> str:
+    """``redis://host:port/db`` of the Redis server; tests share it, so each keeps to keys of
+    its own (a unique cache seed, a unique key prefix) and never flushes it."""
+    return _require(pytestconfig, SERVICES["redis"])
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from typing import Any
 from bench import soak_report
 from bench.dashboard import kept_section, render_section, run_dashboard, update_results
 from bench.faults_soak import run_faults_soak
+from bench.gateway_cache import run_cache
 from bench.machine import machine
 from bench.overhead import added_latency, passthrough, run_overhead
 from bench.pipeline import distributed_throughput, embedded_throughput, freshness, soak
@@ -46,7 +47,7 @@ def main() -> int:
         "--only",
         default="overhead,passthrough,pipeline,freshness",
         help="comma-separated parts: overhead, passthrough, pipeline, distributed, freshness,"
-        " soak, dashboard, tls, ratelimit, faults-soak",
+        " soak, dashboard, tls, ratelimit, cache, faults-soak",
     )
     parser.add_argument(
         "--dashboard-rows",
@@ -134,6 +135,9 @@ def main() -> int:
         if "ratelimit" in parts:
             log("rate limits: the check's cost at c=1, embedded and with Redis")
             report["ratelimit"] = guarded(log, run_ratelimit, run_dir, logs, duration, log)
+        if "cache" in parts:
+            log("cache hits: llmtap proxy answering from its response cache, next to plain calls")
+            report["cache"] = guarded(log, run_cache, run_dir, logs, duration, log)
         if "passthrough" in parts:
             log("streams pass through: 5 chunks 20 ms apart")
             report["passthrough"] = passthrough(

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench.gateway_cache import cache_section
+
 CS = ("1", "16", "64")
 NAMES = {
     "direct": "direct (no proxy)",
@@ -446,6 +448,7 @@ def render(r: dict[str, Any], findings: Path | None) -> str:
         for name, p in prof.items():
             lines += profile_table(f"py-spy on the {name} proxy process at c=64, non-streamed", p)
     lines += tls_section(r)
+    lines += cache_section(r)
     lines += passthrough_section(r)
     lines += pipeline_section(r)
     lines += soak_section(r)

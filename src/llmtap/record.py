@@ -110,6 +110,9 @@ class LogRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     """Each attempt of a call that asked for retries or fallbacks (None for any other)."""
     fallback_index: int | None = None
     """Which ``Helicone-Fallbacks`` target answered (None: the call had none)."""
+    cache: str | None = None
+    """``hit`` (answered from the gateway's response cache) or ``miss`` (looked up, sent to
+    the provider); ``None`` when the call did not ask for the cache (docs/gateway.md)."""
 
 
 class RecordDecodeError(ValueError):

@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     """Body store: ``s3://bucket?endpoint=http://host:8333``; empty is ``<data_dir>/bodies``."""
     cache_url: str = ""
     """The gateway's shared state (rate-limit counters, the response cache): ``redis://host:6379/0``
-    so that many proxy machines share it; empty keeps it in files under ``data_dir``, shared by
-    the proxy processes of one machine."""
+    so that many proxy machines share it; empty keeps it in SQLite files under ``data_dir``
+    (``ratelimits.db``, ``cache.db``), shared by the proxy processes of one machine."""
 
     # proxy (hot path)
     proxy_host: str = "127.0.0.1"
@@ -131,6 +131,22 @@ class Settings(BaseSettings):
     one is refused (400). A ``Retry-After`` is honoured up to the call's max timeout."""
     fallbacks_max_targets: Annotated[int, Field(ge=1)] = 10
     """Most targets one ``Helicone-Fallbacks`` list may name: a longer list is refused (400)."""
+
+    # proxy: gateway cache (docs/gateway.md, "Cache"); where it lives: ``cache_url`` above
+    cache_max_body_bytes: Annotated[int, Field(ge=0)] = 4 * 1024 * 1024
+    """Largest response body the cache stores (a longer answer is relayed, not cached)."""
+    cache_fill_wait_s: Annotated[float, Field(ge=0)] = 30.0
+    """An identical call arriving while every bucket slot is being filled waits this long for
+    one to be saved, then goes to the provider uncached."""
+    cache_memory_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
+    """Cached answers each proxy process also keeps in memory (least recently used out first),
+    so a hot answer costs no store round trip; 0 = none."""
+    cache_memory_ttl_s: Annotated[float, Field(ge=0)] = 1.0
+    """How long a process serves a remembered answer before asking the store again: an answer
+    refreshed, or expired, in the store may be served this much longer; 0 = never from memory."""
+    cache_timeout_s: Annotated[float, Field(gt=0)] = 1.0
+    """Longest one cache lookup or save may take (Redis connect and command timeout); past it
+    the call goes through uncached (fail-open) and the cache is skipped for a second."""
 
     # proxy: TLS and egress (docs/tls.md)
     upstream_ca_file: str = ""

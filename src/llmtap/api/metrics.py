@@ -72,6 +72,10 @@ class Metrics(BaseModel):
     latency_ms: Quantiles
     ttft_ms: Quantiles
     active_users: int
+    cache_hits: int = Field(0, description="calls answered from the gateway's response cache")
+    cache_hit_rate: float | None = Field(None, description="cache_hits / requests")
+    cache_saved_usd: float = Field(0.0, description="what the cache hits would have cost")
+    cache_saved_nano_usd: int = 0
 
 
 class MetricsOut(BaseModel):

@@ -117,6 +117,10 @@ def _json(metrics: Metrics) -> dict[str, Any]:
             "latency_ms": metrics.latency_ms,
             "ttft_ms": metrics.ttft_ms,
             "active_users": metrics.active_users,
+            "cache_hits": metrics.cache_hits,
+            "cache_hit_rate": metrics.cache_hits / requests if requests else None,
+            "cache_saved_usd": nano_to_usd(metrics.cache_saved_nano_usd),
+            "cache_saved_nano_usd": metrics.cache_saved_nano_usd,
         }
     )
     return out

@@ -36,6 +36,7 @@ def build_log_record(
     attempts: int | None = None,
     attempt_log: list[AttemptInfo] | None = None,
     fallback_index: int | None = None,
+    cache: str | None = None,
 ) -> LogRecord:
     """The record of one call; headers must already be redacted (``capture.redaction``)."""
     return LogRecord(
@@ -68,4 +69,5 @@ def build_log_record(
         attempts=attempts,
         attempt_log=attempt_log,
         fallback_index=fallback_index,
+        cache=cache,
     )

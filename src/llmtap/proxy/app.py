@@ -159,6 +159,11 @@ class ProxyApp:
                 hook(exchange)
             except Exception:  # noqa: BLE001 -- fail-open edge: a gateway step's after-work
                 self._internal_error("a gateway step after the call")
+        if exchange.cache is not None and self.gateway is not None:
+            try:
+                self.gateway.finished(exchange)
+            except Exception:  # noqa: BLE001 -- fail-open edge: saving must not touch the log
+                self._internal_error("the gateway's after-call work")
         try:
             self.sink.submit(exchange)
         except Exception:  # noqa: BLE001 -- fail-open edge: a broken shipper must not touch the call

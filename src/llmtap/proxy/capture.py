@@ -140,5 +140,6 @@ def build_record(exchange: Exchange, org_id: str | None, *, max_decoded_bytes: i
         attempts=attempts,
         attempt_log=attempt_log,
         fallback_index=None if log is None else log.fallback_index,
+        cache=exchange.cache,
     )
     return Captured(record, org_id, request_data, response_data)

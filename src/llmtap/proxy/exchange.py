@@ -33,6 +33,7 @@ class Exchange:
     __slots__ = (
         "app",
         "attempt_log",
+        "cache",
         "client",
         "client_chunked",
         "client_closes",
@@ -91,6 +92,8 @@ class Exchange:
         self.client_closes = client_closes
         self.last_activity_ns = t0_ns
         self.tap: TapHeaders | None = None
+        self.cache: str | None = None
+        """``hit`` or ``miss`` once the gateway's cache took the call (None: it did not)."""
         self.upstream: Upstream | None = None
         self.upstream_path = b""
         self.request_bytes = b""

@@ -50,6 +50,16 @@ class ProxyMetrics:
     bodies_dropped: int = 0
     """Bodies the body store refused: their records were published without them, saying why
     (``extra.body_error``)."""
+    cache_hits: int = 0
+    """Calls answered from the gateway's response cache (docs/gateway.md)."""
+    cache_misses: int = 0
+    """Calls that asked for the cache and went to the provider."""
+    cache_saves: int = 0
+    """Answers saved to the cache."""
+    cache_errors: int = 0
+    """Cache store failures (unreachable, slow, unreadable): the call went through uncached."""
+    cache_bypassed: int = 0
+    """Calls that asked for the cache while it was skipped after a store failure."""
     shipper_errors: int = 0
     shipper_backlog: int = 0
     gateway_retries: int = 0

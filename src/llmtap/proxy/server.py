@@ -24,6 +24,8 @@ from llmtap.proxy.auth_gate import AuthGate
 from llmtap.proxy.client import ClientConnection
 from llmtap.proxy.egress import Egress
 from llmtap.proxy.gateway.build import build_gateway
+from llmtap.proxy.gateway.cache_step import CacheStep
+from llmtap.proxy.gateway.cache_store import open_cache_store
 from llmtap.proxy.gateway.pipeline import Gateway
 from llmtap.proxy.gateway.ratelimit_cost import PricerFactory
 from llmtap.proxy.metrics import ProxyMetrics
@@ -121,6 +123,7 @@ class ProxyServer:
         # configuration errors (a CA file, a proxy URL, a certificate) before anything is opened
         ssl_context = upstream_context(self.settings)
         egress = Egress.from_settings(self.settings)
+        cache_store = open_cache_store(self.settings)
         listener_tls = listener_context(
             self.settings.proxy_tls_cert_file,
             self.settings.proxy_tls_key_file,
@@ -143,7 +146,13 @@ class ProxyServer:
         )
         router = Router(self.settings)
         self._gateway = build_gateway(
-            self.settings, pool, router, self.metrics, self._keys, self._pricer
+            self.settings,
+            pool,
+            router,
+            self.metrics,
+            self._keys,
+            self._pricer,
+            CacheStep(cache_store, pool, self.metrics, self.settings),
         )
         app = ProxyApp(
             self.settings,

@@ -121,6 +121,8 @@ FIELDS: tuple[Field, ...] = (
     _same("attempts", "int32", nullable=True, group="attempts"),
     Field("attempt_log", "text", nullable=True),
     _same("fallback_index", "int32", nullable=True, group="fallback_index"),
+    _same("cache_hit", "bool", group="cache_hit"),
+    Field("cache_saved_nano_usd", "nano_usd", nullable=True, analytics="cache_saved_nano_usd"),
 )
 """In the records table's column order (new fields go last: that is where a migration adds
 them)."""

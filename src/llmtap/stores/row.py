@@ -55,7 +55,8 @@ class RequestRow(msgspec.Struct, kw_only=True):
 
     cost_nano_usd: int | None = None
     cost_source: str = "unpriced"
-    """``genai-prices`` | ``override`` | ``unpriced``."""
+    """``genai-prices`` | ``override`` | ``unpriced`` | ``cache_hit`` (answered from the
+    gateway's cache: cost 0)."""
 
     latency_ms: float = 0.0
     ttft_ms: float | None = None
@@ -92,3 +93,9 @@ class RequestRow(msgspec.Struct, kw_only=True):
     other call."""
     fallback_index: int | None = None
     """Which ``Helicone-Fallbacks`` target answered (0 is the first); ``None`` without fallbacks."""
+    cache_hit: bool = False
+    """Answered from the gateway's response cache (``Helicone-Cache: HIT``): no provider was
+    called, and ``cost_nano_usd`` is 0."""
+    cache_saved_nano_usd: int | None = None
+    """For a cache hit: what the call would have cost at the provider (the price of the usage
+    in the answer it was served); ``None`` for other calls, or when that has no known price."""

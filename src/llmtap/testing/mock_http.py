@@ -93,12 +93,21 @@ class RequestLog:
     _items: deque[ReceivedRequest] = field(init=False)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
+    _total: int = field(init=False, default=0)
+
     def __post_init__(self) -> None:
         self._items = deque(maxlen=self.capacity)
 
     def add(self, request: ReceivedRequest) -> None:
         with self._lock:
             self._items.append(request)
+            self._total += 1
+
+    @property
+    def total(self) -> int:
+        """Requests received since the start (or the last ``clear``), however many were kept."""
+        with self._lock:
+            return self._total
 
     def snapshot(self) -> list[ReceivedRequest]:
         with self._lock:
@@ -107,3 +116,4 @@ class RequestLog:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._total = 0

@@ -183,6 +183,11 @@ class MockUpstream:
     def requests(self) -> list[ReceivedRequest]:
         return self._log.snapshot()
 
+    @property
+    def request_count(self) -> int:
+        """Requests received (every one, however many ``requests`` keeps), since ``clear``."""
+        return self._log.total
+
     def clear(self) -> None:
         """Forget the received requests and any canned reply not yet taken."""
         self._log.clear()

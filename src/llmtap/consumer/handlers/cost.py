@@ -7,6 +7,9 @@ caller set it (they told us what to call it), the model the provider says answer
 first name with a price wins; overrides are tried for every name before genai-prices is.
 
 Unknown usage or a model without a price is ``unpriced`` with ``cost_nano_usd = None``, never 0.
+A call answered from the gateway's response cache (``cache_hit``) cost nothing: ``cost_nano_usd``
+is 0 (``cost_source = "cache_hit"``) and the price its usage would have had is
+``cache_saved_nano_usd``.
 The total in USD (a Decimal) is stored as integer nano-dollars rounded half-even.
 
 Speed: genai-prices' ``calc_price`` validates its unit registry on every call (~60 µs); the
@@ -190,6 +193,14 @@ class CostCalculator:
         self._snapshot: Any = None
 
     def __call__(self, ctx: Context) -> None:
+        row = ctx.row
+        self._price_row(ctx)
+        if row.cache_hit:
+            # served from the gateway's cache: nothing was paid; the price is what it saved
+            row.cache_saved_nano_usd = row.cost_nano_usd
+            row.cost_nano_usd, row.cost_source = 0, "cache_hit"
+
+    def _price_row(self, ctx: Context) -> None:
         row, record = ctx.row, ctx.record
         row.cost_nano_usd, row.cost_source = None, "unpriced"
         if row.usage_source != "provider":

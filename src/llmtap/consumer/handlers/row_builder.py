@@ -66,4 +66,5 @@ class RowBuilder:
                 else msgspec.json.encode(record.attempt_log).decode()
             ),
             fallback_index=record.fallback_index,
+            cache_hit=record.cache == "hit",
         )

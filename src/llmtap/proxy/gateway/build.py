@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from llmtap.errors import ConfigError
 from llmtap.keys.directory import KeyDirectory
+from llmtap.proxy.gateway.cache_step import CacheStep
 from llmtap.proxy.gateway.pipeline import Gateway
 from llmtap.proxy.gateway.ratelimit import RateLimiter
 from llmtap.proxy.gateway.ratelimit_cost import CostCharger, PricerFactory
@@ -44,6 +45,7 @@ def build_gateway(
     metrics: ProxyMetrics,
     keys: KeyDirectory | None,
     pricer: PricerFactory | None = None,
+    cache: CacheStep | None = None,
 ) -> Gateway:
     store = open_limiter_store(settings)
     return Gateway(
@@ -53,4 +55,5 @@ def build_gateway(
         metrics,
         RateLimiter(store, metrics, keys),
         CostCharger(store, pricer, metrics, settings.max_capture_bytes),
+        cache,
     )

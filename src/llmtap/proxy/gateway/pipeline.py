@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmtap.proxy.gateway.attempts import AttemptRun, Target
+from llmtap.proxy.gateway.cache_request import CacheHeaderError, cache_request
+from llmtap.proxy.gateway.cache_step import CacheStep
 from llmtap.proxy.gateway.fallbacks import Fallback, json_object, parse_fallbacks
 from llmtap.proxy.gateway.ratelimit import Applied, RateLimiter, ScopeUnknown, Verdict
 from llmtap.proxy.gateway.ratelimit_cost import CostCharger
@@ -41,12 +43,14 @@ class Gateway:
         metrics: ProxyMetrics,
         limiter: RateLimiter | None = None,
         charger: CostCharger | None = None,
+        cache: CacheStep | None = None,
     ) -> None:
         self.pool = pool
         self.router = router
         self.metrics = metrics
         self.limiter = limiter
         self.charger = charger
+        self.cache = cache
         self._timeout_s = settings.ratelimit_store_timeout_s
         self._tasks: set[asyncio.Task[None]] = set()
         self._retry_max_num = settings.retry_max_num
@@ -86,7 +90,7 @@ class Gateway:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 return
-        self._send(exchange)
+        self._after_limit(exchange)
 
     async def _limited(self, exchange: Exchange, applied: Sequence[Applied]) -> None:
         assert self.limiter is not None
@@ -104,7 +108,7 @@ class Gateway:
                 self._go_on(exchange, applied, verdict)
             return
         if not exchange.finished:
-            self._send(exchange)
+            self._after_limit(exchange)
 
     def _go_on(self, exchange: Exchange, applied: Sequence[Applied], verdict: Verdict) -> None:
         exchange.extra_head = verdict.head
@@ -114,7 +118,31 @@ class Gateway:
         cents = [a for a in applied if a.policy.unit == "cents"]
         if cents and self.charger is not None:
             exchange.finish_hook = functools.partial(self.charger.after, applied=cents)
+        self._after_limit(exchange)
+
+    def _after_limit(self, exchange: Exchange) -> None:
+        """After the rate limit: the cache, when the call asks for it; else ``_send``.
+
+        A cache miss goes to the provider once, through the cache's own relay (which keeps the
+        answer to save): retries and fallbacks asked for on the same call do not apply to it
+        (docs/gateway.md, "Combining features")."""
+        tap = exchange.tap
+        if self.cache is not None and tap is not None and tap.features:
+            try:
+                asked = cache_request(tap.features, exchange.request_headers)
+            except CacheHeaderError as exc:
+                self.metrics.refused += 1
+                exchange.respond_error(400, "invalid_cache_header", str(exc))
+                return
+            if asked is not None:
+                self.cache.start(exchange, asked)
+                return
         self._send(exchange)
+
+    def finished(self, exchange: Exchange) -> None:
+        """A call the cache took is over (the client has its answer): after-the-call work."""
+        if self.cache is not None:
+            self.cache.finished(exchange)
 
     async def aclose(self) -> None:
         """At shutdown, once no call is in flight: finish pending charges, close the store."""
@@ -124,6 +152,8 @@ class Gateway:
             await self.charger.aclose()
         if self.limiter is not None:
             await self.limiter.store.aclose()
+        if self.cache is not None:
+            await self.cache.close()
 
     def _send(self, exchange: Exchange) -> None:
         """After the rate limit: one attempt, or retries and fallbacks when the call asks."""

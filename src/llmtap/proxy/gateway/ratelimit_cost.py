@@ -54,7 +54,9 @@ class CostCharger:
 
     def after(self, exchange: Exchange, applied: Sequence[Applied]) -> None:
         """On the loop, once the client has its answer: price the call off the loop, then
-        charge each cents budget."""
+        charge each cents budget. A cache hit cost nothing, so it charges nothing."""
+        if exchange.cache == "hit":
+            return
         if self._factory is None:
             if not self._warned:
                 self._warned = True

@@ -64,7 +64,10 @@ INT_COLUMNS: tuple[tuple[str, int, int], ...] = tuple(
 """``(field, lowest, highest)`` of every integer column: what it can hold."""
 
 GROUP_KEYS: dict[str, str] = {
-    field.group: f"toString({field.analytics})" if field.kind in INT_RANGES else field.analytics
+    # numbers and booleans as ClickHouse spells them (``true``, not Python's ``True``)
+    field.group: f"toString({field.analytics})"
+    if field.kind in INT_RANGES or field.kind == "bool"
+    else field.analytics
     for field in KEPT
     if field.group is not None and field.analytics is not None
 }

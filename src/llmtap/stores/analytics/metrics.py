@@ -68,6 +68,10 @@ class Metrics:
     latency_ms: Quantiles
     ttft_ms: Quantiles
     active_users: int
+    cache_hits: int = 0
+    """Calls answered from the gateway's response cache."""
+    cache_saved_nano_usd: int = 0
+    """What those calls would have cost (sum over the priced ones)."""
     bucket_start_unix_ms: int | None = None
     """Set in a series by bucket."""
     group: str | None = None
@@ -107,6 +111,8 @@ _AGGREGATES = ",\n".join(
         " AS m_ttft_q",
         "countIf(ttft_ms IS NOT NULL) AS m_ttft_count",
         "uniqExact(user_id) AS m_active_users",
+        "countIf(cache_hit) AS m_cache_hits",
+        "toInt64(ifNull(sum(cache_saved_nano_usd), 0)) AS m_cache_saved_nano",
     ]
 )
 
@@ -236,6 +242,8 @@ def metrics_of(row: dict[str, Any]) -> Metrics:
         latency_ms=_quantiles(row["m_latency_q"], requests),
         ttft_ms=_quantiles(row["m_ttft_q"], int(row["m_ttft_count"])),
         active_users=int(row["m_active_users"]),
+        cache_hits=int(row.get("m_cache_hits") or 0),
+        cache_saved_nano_usd=int(row.get("m_cache_saved_nano") or 0),
         bucket_start_unix_ms=None if row.get("bucket_start") is None else int(row["bucket_start"]),
         group=None if row.get("group_key") is None else str(row["group_key"]),
     )

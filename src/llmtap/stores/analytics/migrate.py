@@ -50,6 +50,11 @@ STEPS: tuple[Step, ...] = (
         "fallback_index: which Helicone-Fallbacks target answered",
         (add_column("fallback_index"),),
     ),
+    Step(
+        3,
+        "cache_hit, cache_saved_nano_usd: calls answered from the gateway's response cache",
+        (add_column("cache_hit"), add_column("cache_saved_nano_usd")),
+    ),
 )
 """In version order; append, never edit one that has shipped."""
 

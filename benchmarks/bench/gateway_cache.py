@@ -1,0 +1,179 @@
+"""The "cache hit" part: what an answer from the gateway's response cache costs, in one run
+against the same proxy process (``llmtap proxy`` on the gateway core).
+
+For each store (embedded SQLite; Redis too when ``LLMTAP_TEST_REDIS_URL`` names a reachable
+server), at c=1 and c=64, non-streamed (wrk) and streamed (the stream client):
+
+* ``direct``: the mock upstream itself (the baseline "added" latency is measured from);
+* ``plain``: a call through the proxy with no gateway header;
+* ``hit``: the same call with ``Helicone-Cache-Enabled: true``, after one call filled the slot,
+  so every measured call is answered from the cache (checked: ``cache_hits`` grows by the number
+  of calls and the mock sees none of them).
+
+Issue 14's targets: a hit adds <= 0.3 ms over a direct call at c=1, and sustains >= the plain
+proxy's requests/s at c=64.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench.overhead import bodies, check, proxy_metrics, stream_run
+from bench.procs import Service
+from bench.targets import (
+    GATEWAY_CORE,
+    LOAD_CORE,
+    PORTS,
+    PYTHON,
+    Target,
+    llmtap_env,
+    target,
+)
+from bench.wrk import Load, run_wrk
+
+CONCURRENCIES = (1, 64)
+CACHE_ON = {"Helicone-Cache-Enabled": "true"}
+
+
+def _redis_url() -> str | None:
+    url = os.environ.get("LLMTAP_TEST_REDIS_URL", "redis://127.0.0.1:6390/0")
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1.0):
+            return url
+    except OSError:
+        return None
+
+
+def _proxy(name: str, logs: Path, run_dir: Path, cache_url: str) -> Service:
+    data = run_dir / f"{name}-data"
+    if data.exists():
+        shutil.rmtree(data)
+    port = PORTS["llmtap-proxy"]
+    argv = [PYTHON, "-m", "llmtap", "--data-dir", str(data), "proxy"]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    env = {**llmtap_env(data), "LLMTAP_CACHE_URL": cache_url}
+    return Service(name, argv, port, GATEWAY_CORE, logs / f"{name}.log", env=env)
+
+
+def _warm(t: Target, files: dict[str, Path], c: int, stream: bool) -> None:
+    """Connections set up and lazy imports done before the measured run (not counted)."""
+    if not stream:
+        run_wrk(Load(t.url, t.headers, files["json"]), connections=c, duration_s=1, core=LOAD_CORE)
+
+
+def _measure(
+    t: Target, files: dict[str, Path], c: int, duration_s: float, stream: bool
+) -> dict[str, Any]:
+    if stream:
+        return stream_run(t, files["stream"], c, duration_s)
+    load = Load(t.url, t.headers, files["json"])
+    return run_wrk(load, connections=c, duration_s=duration_s, core=LOAD_CORE)
+
+
+def _row(r: dict[str, Any], stream: bool) -> dict[str, Any]:
+    if stream:
+        return {
+            "rps": r["rps"],
+            "p50_ms": r["latency_ms"].get("50"),
+            "p99_ms": r["latency_ms"].get("99"),
+            "ttft_p50_ms": r["ttft_ms"].get("50"),
+            "errors": r["errors_total"],
+            "requests": r["requests"],
+        }
+    lat = r["latency_us"]
+    return {
+        "rps": r["rps"],
+        "p50_ms": lat["50"] / 1000,
+        "p99_ms": lat["99"] / 1000,
+        "errors": r["errors_total"],
+        "requests": r["requests"],
+    }
+
+
+def run_cache(run_dir: Path, logs: Path, duration_s: float, log: Any) -> dict[str, Any]:
+    files = bodies(run_dir)
+    direct = target("direct")
+    out: dict[str, Any] = {"direct": {}, "stores": {}}
+    for mode in ("json", "stream"):
+        for c in CONCURRENCIES:
+            _warm(direct, files, c, mode == "stream")
+            r = _row(_measure(direct, files, c, duration_s, mode == "stream"), mode == "stream")
+            out["direct"][f"{mode}/{c}"] = r
+            log(f"  direct      {mode:6s} c={c:<3d} {r['rps']:8.0f} rps  p50 {r['p50_ms']:.3f} ms")
+    stores = {"embedded": ""}
+    redis_url = _redis_url()
+    if redis_url is not None:
+        stores["redis"] = redis_url
+    for store, url in stores.items():
+        results: dict[str, Any] = {}
+        with _proxy(f"llmtap-proxy-cache-{store}", logs, run_dir, url):
+            plain = target("llmtap-proxy")
+            hit = Target(plain.name, plain.port, {**plain.headers, **CACHE_ON})
+            check(plain, files["json"])
+            check(hit, files["json"])  # fills the slot of the non-streamed call
+            for mode in ("json", "stream"):
+                stream = mode == "stream"
+                if stream:  # fill the streamed call's slot before measuring hits
+                    stream_run(hit, files["stream"], 1, 1.0)
+                for c in CONCURRENCIES:
+                    for kind, t in (("plain", plain), ("hit", hit)):
+                        _warm(t, files, c, stream)
+                        before = proxy_metrics(t.port)
+                        r = _row(_measure(t, files, c, duration_s, stream), stream)
+                        after = proxy_metrics(t.port)
+                        r["cache_hits"] = after.get("cache_hits_total", 0) - before.get(
+                            "cache_hits_total", 0
+                        )
+                        r["cache_misses"] = after.get("cache_misses_total", 0) - before.get(
+                            "cache_misses_total", 0
+                        )
+                        d = out["direct"][f"{mode}/{c}"]
+                        r["added_p50_ms"] = r["p50_ms"] - d["p50_ms"]
+                        results[f"{kind}/{mode}/{c}"] = r
+                        log(
+                            f"  {store:8s} {kind:5s} {mode:6s} c={c:<3d} {r['rps']:8.0f} rps"
+                            f"  p50 {r['p50_ms']:.3f} ms (added {r['added_p50_ms']:+.3f})"
+                            f"  hits {r['cache_hits']:.0f} misses {r['cache_misses']:.0f}"
+                            f"  errors {r['errors']}"
+                        )
+        out["stores"][store] = results
+    return out
+
+
+def cache_section(r: dict[str, Any]) -> list[str]:
+    """The "cache hit" rows of RESULTS.md."""
+    part = r.get("cache")
+    if not part:
+        return []
+    if "error" in part:
+        return ["## Cache hits", "", f"**failed to run:** `{part['error'][:300]}`", ""]
+    lines = [
+        "## Cache hits",
+        "",
+        "`llmtap proxy` answering from its response cache (`Helicone-Cache-Enabled: true`, the"
+        " slot filled beforehand; every measured call a hit) next to the same call with no"
+        " gateway header, in one run. added = minus direct to the mock (ms). Targets (issue 14):"
+        " a hit adds <= 0.3 ms at c=1; at c=64 a hit sustains >= the plain proxy's req/s.",
+        "",
+        "| store | mode | c | plain req/s | hit req/s | plain added p50 | hit added p50 |"
+        " hit p99 | hits counted | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for store, res in part["stores"].items():
+        for mode in ("json", "stream"):
+            for c in CONCURRENCIES:
+                p, h = res.get(f"plain/{mode}/{c}"), res.get(f"hit/{mode}/{c}")
+                if not p or not h:
+                    continue
+                lines.append(
+                    f"| {store} | {mode} | {c} | {p['rps']:.0f} | {h['rps']:.0f}"
+                    f" | {p['added_p50_ms']:.3f} | {h['added_p50_ms']:.3f} | {h['p99_ms']:.3f}"
+                    f" | {h['cache_hits']:.0f} | {p['errors'] + h['errors']} |"
+                )
+    return [*lines, ""]

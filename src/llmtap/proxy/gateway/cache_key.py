@@ -1,0 +1,93 @@
+"""The cache key of a call: what must be equal for two calls to share an answer.
+
+A SHA-256 over length-prefixed parts, so no two different calls can spell the same input:
+
+* method, target origin and path (with its query), as forwarded;
+* the request body as the client sent it; with ``Helicone-Cache-Ignore-Keys`` and a body that is
+  a JSON object, the object without those top-level keys, re-encoded with sorted keys (any other
+  body is used as sent: the ignore list then does nothing, and the key is only stricter);
+* the cache headers that shape it: the seed, the bucket size and the ignore list;
+* the caller's credentials: ``Authorization``, ``x-api-key``, ``api-key`` and the llmtap key,
+  plus the headers that choose an account or an answer's shape (``OpenAI-Organization``,
+  ``OpenAI-Project``, ``anthropic-version``, ``anthropic-beta``, ``Accept-Encoding``). They enter
+  only the hash: a cached answer is never served to another key or organization, and no
+  credential is stored;
+* whether llmtap asked the stream for its usage (the bytes saved then carry the extra chunk).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from llmtap.proxy.gateway.cache_request import CacheRequest
+
+if TYPE_CHECKING:
+    from llmtap.proxy.exchange import Exchange
+
+KEY_VERSION = b"llmtap-cache-1"
+_KEYED_HEADERS = (
+    b"authorization",
+    b"x-api-key",
+    b"api-key",
+    b"openai-organization",
+    b"openai-project",
+    b"anthropic-version",
+    b"anthropic-beta",
+    b"accept-encoding",
+)
+_decode = msgspec.json.Decoder()
+_encode_sorted = msgspec.json.Encoder(order="sorted")
+
+
+def keyed_body(body: bytes, ignore_keys: tuple[str, ...]) -> bytes:
+    """The body as the key sees it (parsed only when keys are to be ignored): ``R`` + the raw
+    bytes, or ``J`` + the object re-encoded, so a raw body can never spell a parsed one."""
+    if not ignore_keys or not body:
+        return b"R" + body
+    try:
+        data = _decode.decode(body)
+    except msgspec.DecodeError:
+        return b"R" + body
+    if not isinstance(data, dict):
+        return b"R" + body
+    for key in ignore_keys:
+        data.pop(key, None)
+    return b"J" + _encode_sorted.encode(data)
+
+
+def cache_key(exchange: Exchange, request: CacheRequest) -> str:
+    """Hex digest naming the call's bucket (the exchange is routed: ``upstream`` is set)."""
+    upstream = exchange.upstream
+    assert upstream is not None and exchange.tap is not None
+    digest = hashlib.sha256()
+
+    def part(value: bytes) -> None:
+        digest.update(b"%d:" % len(value))
+        digest.update(value)
+
+    part(KEY_VERSION)
+    part(exchange.method)
+    part(upstream.origin.encode())
+    part(exchange.upstream_path)
+    part(keyed_body(exchange.request_body, request.ignore_keys))
+    part(",".join(request.ignore_keys).encode("utf-8", "surrogateescape"))
+    part(request.seed.encode("utf-8", "surrogateescape"))
+    part(b"%d" % request.bucket_size)
+    part(b"usage" if exchange.usage_filter is not None else b"")
+    auth = exchange.tap.auth
+    part(b"-" if auth is None else b"+" + auth.encode("utf-8", "surrogateescape"))
+    wanted: dict[bytes, list[bytes]] = {}
+    for name, value in exchange.request_headers:
+        lower = name.lower()
+        if lower in _KEYED_HEADERS:
+            wanted.setdefault(lower, []).append(value)
+    for name in _KEYED_HEADERS:
+        values = wanted.get(name, [])
+        part(name)
+        part(b"%d" % len(values))
+        for value in values:
+            part(value)
+    return digest.hexdigest()

@@ -1,0 +1,73 @@
+"""Each proxy process's memory of full buckets, in front of the shared store.
+
+A hot answer is served from here with no store round trip (no thread hop for SQLite, no network
+for Redis): that is what lets a hit cost less than a provider call at high concurrency. Only a
+bucket whose every slot this process has seen is served from memory (so the random choice among
+the n answers is the store's), and only for ``ttl_s`` after it was first remembered: an answer
+refreshed or expired in the store is served from here at most that much longer. Bounded by
+``max_bytes`` (least recently used first out).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from llmtap.proxy.gateway.cache_store import CachedResponse
+
+
+@dataclass(slots=True)
+class _Bucket:
+    until: float
+    slots: dict[int, CachedResponse] = field(default_factory=dict)
+    size: int = 0
+
+
+class MemoryCache:
+    def __init__(self, max_bytes: int, ttl_s: float) -> None:
+        self._max_bytes = max_bytes
+        self._ttl_s = ttl_s
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._bytes = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._max_bytes > 0 and self._ttl_s > 0
+
+    def get(self, key: str, bucket_size: int, rnd: int) -> tuple[int, CachedResponse] | None:
+        """A random answer of a full bucket remembered less than ``ttl_s`` ago, else None."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return None
+        if bucket.until <= time.monotonic():
+            self._drop(key)
+            return None
+        if len(bucket.slots) < bucket_size:
+            return None
+        self._buckets.move_to_end(key)
+        idx = sorted(bucket.slots)[rnd % len(bucket.slots)]
+        return idx, bucket.slots[idx]
+
+    def add(self, key: str, idx: int, answer: CachedResponse, size: int) -> None:
+        """Remember one slot's answer (seen in a hit, or saved by this process)."""
+        if not self.enabled or size > self._max_bytes:
+            return
+        bucket = self._buckets.get(key)
+        if bucket is None or bucket.until <= time.monotonic():
+            if bucket is not None:
+                self._drop(key)
+            bucket = self._buckets[key] = _Bucket(time.monotonic() + self._ttl_s)
+        if idx in bucket.slots:
+            return
+        bucket.slots[idx] = answer
+        bucket.size += size
+        self._bytes += size
+        self._buckets.move_to_end(key)
+        while self._bytes > self._max_bytes and self._buckets:
+            self._drop(next(iter(self._buckets)))
+
+    def _drop(self, key: str) -> None:
+        bucket = self._buckets.pop(key, None)
+        if bucket is not None:
+            self._bytes -= bucket.size

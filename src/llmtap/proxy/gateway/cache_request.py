@@ -1,0 +1,87 @@
+"""What a call's cache headers ask for, read once from ``TapHeaders.features``.
+
+``Helicone-Cache-Enabled: true`` reads and saves; ``-Cache-Read`` / ``-Cache-Save`` set one
+direction each (they win over ``Enabled``). A value other than ``true``/``1``/``yes``/``on`` is
+off. ``Helicone-Cache-Bucket-Max-Size`` must be a whole number from 1 to 20: anything else is
+refused with a 400 (a typo would otherwise silently cache one answer where the caller wanted
+twenty). ``Cache-Control: max-age`` / ``s-maxage`` (which wins) set how long an answer saved by
+this call lives: 7 days by default, at most 365; a directive that is not a number is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmtap.capture.tap import HeaderList
+
+DEFAULT_MAX_AGE_S = 7 * 24 * 3600
+MAX_MAX_AGE_S = 365 * 24 * 3600
+MAX_BUCKET_SIZE = 20
+_TRUE = frozenset({"true", "1", "yes", "on"})
+
+
+class CacheHeaderError(ValueError):
+    """A cache header the call cannot mean: answered 400 in the provider's error shape."""
+
+    retriable = False
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRequest:
+    read: bool
+    save: bool
+    bucket_size: int = 1
+    seed: str = ""
+    ignore_keys: tuple[str, ...] = ()
+    max_age_s: int = DEFAULT_MAX_AGE_S
+
+
+def _on(value: str | None) -> bool | None:
+    return None if value is None else value.strip().lower() in _TRUE
+
+
+def cache_request(features: dict[str, str], headers: HeaderList) -> CacheRequest | None:
+    """The cache part of a call's feature headers; None when it neither reads nor saves."""
+    enabled = _on(features.get("cache-enabled")) or False
+    read = _on(features.get("cache-read"))
+    save = _on(features.get("cache-save"))
+    read = enabled if read is None else read
+    save = enabled if save is None else save
+    if not (read or save):
+        return None
+    bucket = 1
+    raw_bucket = features.get("cache-bucket-max-size")
+    if raw_bucket is not None:
+        text = raw_bucket.strip()
+        if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_BUCKET_SIZE:
+            raise CacheHeaderError(
+                f"Helicone-Cache-Bucket-Max-Size must be a whole number from 1 to "
+                f"{MAX_BUCKET_SIZE}, got {raw_bucket[:40]!r}"
+            )
+        bucket = int(text)
+    raw_keys = features.get("cache-ignore-keys", "")
+    ignore = tuple(sorted({k.strip() for k in raw_keys.split(",") if k.strip()}))
+    return CacheRequest(
+        read=read,
+        save=save,
+        bucket_size=bucket,
+        seed=features.get("cache-seed", ""),
+        ignore_keys=ignore,
+        max_age_s=max_age(headers),
+    )
+
+
+def max_age(headers: HeaderList) -> int:
+    """Seconds an answer saved by this call lives, from its ``Cache-Control``."""
+    found: dict[str, int] = {}
+    for name, value in headers:
+        if name.lower() != b"cache-control":
+            continue
+        for directive in value.decode("latin-1").split(","):
+            key, _, number = directive.strip().partition("=")
+            key = key.strip().lower()
+            number = number.strip().strip('"')
+            if key in ("max-age", "s-maxage") and number.isascii() and number.isdigit():
+                found[key] = int(number[:12])
+    seconds = found.get("s-maxage", found.get("max-age", DEFAULT_MAX_AGE_S))
+    return min(seconds, MAX_MAX_AGE_S)

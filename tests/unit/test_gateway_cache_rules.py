@@ -1,0 +1,134 @@
+"""The cache's rules as pure functions: what a call's headers ask for, the bucket rule every store
+follows, and the body the key sees."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmtap.proxy.gateway.cache_key import keyed_body
+from llmtap.proxy.gateway.cache_memory import MemoryCache
+from llmtap.proxy.gateway.cache_request import (
+    DEFAULT_MAX_AGE_S,
+    MAX_MAX_AGE_S,
+    CacheHeaderError,
+    cache_request,
+    max_age,
+)
+from llmtap.proxy.gateway.cache_store import CachedResponse, decide
+from support.probes import wait_for
+
+
+def test_enabled_reads_and_saves_and_each_direction_wins_over_it() -> None:
+    assert cache_request({"cache-enabled": "true"}, []) is not None
+    both = cache_request({"cache-enabled": "TRUE"}, [])
+    assert both is not None and (both.read, both.save) == (True, True)
+    read = cache_request({"cache-read": "1"}, [])
+    assert read is not None and (read.read, read.save) == (True, False)
+    no_save = cache_request({"cache-enabled": "on", "cache-save": "false"}, [])
+    assert no_save is not None and (no_save.read, no_save.save) == (True, False)
+    assert cache_request({"cache-enabled": "false"}, []) is None
+    assert (
+        cache_request({"cache-enabled": "true", "cache-read": "0", "cache-save": "no"}, []) is None
+    )
+    assert cache_request({"retry-enabled": "true"}, []) is None
+
+
+@pytest.mark.parametrize("size", ["0", "21", "-1", "abc", "", " ", "1e1", "\u0663", "+3"])
+def test_bucket_sizes_outside_1_to_20_are_refused(size: str) -> None:
+    with pytest.raises(CacheHeaderError):
+        cache_request({"cache-enabled": "true", "cache-bucket-max-size": size}, [])
+
+
+def test_a_refused_bucket_size_is_quoted_short() -> None:
+    with pytest.raises(CacheHeaderError) as raised:
+        cache_request({"cache-enabled": "true", "cache-bucket-max-size": "x" * 10_000}, [])
+    assert len(str(raised.value)) < 150
+
+
+def test_ignore_keys_are_trimmed_deduplicated_and_sorted() -> None:
+    asked = cache_request({"cache-enabled": "true", "cache-ignore-keys": " b,a,, b ,"}, [])
+    assert asked is not None and asked.ignore_keys == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("values", "seconds"),
+    [
+        ([], DEFAULT_MAX_AGE_S),
+        ([b"max-age=60"], 60),
+        ([b"public, MAX-AGE=60, s-maxage=5"], 5),
+        ([b"max-age=60", b"s-maxage=7"], 7),
+        ([b'max-age="30"'], 30),
+        ([b"max-age=-5"], DEFAULT_MAX_AGE_S),
+        ([b"max-age=1e9"], DEFAULT_MAX_AGE_S),
+        ([b"max-age=" + b"9" * 500], MAX_MAX_AGE_S),
+        ([b"no-store"], DEFAULT_MAX_AGE_S),
+        ([b"max-age=0"], 0),
+    ],
+)
+def test_max_age(values: list[bytes], seconds: int) -> None:
+    assert max_age([(b"Cache-Control", v) for v in values]) == seconds
+
+
+def test_the_first_n_calls_fill_then_hits_are_random() -> None:
+    # empty bucket of 3, read+save: fill slot 0
+    assert decide([], [], [0, 1, 2], True, True, 5) == ("fill", 0)
+    # one filled, two free: still a miss that fills (the first n are misses)
+    assert decide([0], [], [1, 2], True, True, 5) == ("fill", 1)
+    # every slot claimed, none filled yet: wait
+    assert decide([], [0, 1, 2], [], True, True, 5) == ("wait", 0)
+    # full: a random filled slot
+    assert decide([0, 1], [2], [], True, True, 3) == ("hit", 1)
+    assert decide([0, 1, 2], [], [], True, True, 7) == ("hit", 1)
+
+
+def test_one_direction_only() -> None:
+    assert decide([], [], [0], True, False, 0) == ("miss", 0)  # read-only, nothing there
+    assert decide([], [0], [], True, False, 0) == ("wait", 0)  # read-only, being filled
+    assert decide([0], [], [1], True, False, 0) == ("hit", 0)  # read-only takes what is there
+    assert decide([0], [], [], False, True, 0) == ("fill", 0)  # save-only refreshes a slot
+    assert decide([0, 1], [], [], False, True, 3) == ("fill", 1)
+    assert decide([], [], [0, 1], False, True, 3) == ("fill", 0)
+
+
+def test_keyed_body() -> None:
+    body = b'{"b": 1, "user": "u1", "a": [1, {"user": "kept"}]}'
+    assert keyed_body(body, ()) == b"R" + body
+    without = keyed_body(body, ("user",))
+    assert without == keyed_body(b'{"a":[1,{"user":"kept"}],"user":"u2","b":1}', ("user",))
+    assert without != keyed_body(b'{"a":[2],"b":1}', ("user",))
+    assert keyed_body(b"not json", ("user",)) == b"Rnot json"
+    assert keyed_body(b'["user"]', ("user",)) == b'R["user"]'
+    assert keyed_body(b"", ("user",)) == b"R"
+    # a raw body can never spell a parsed one
+    parsed = keyed_body(b'{"user": 1}', ("user",))
+    assert parsed == b"J{}"
+    assert keyed_body(parsed, ("user",)) != parsed and keyed_body(parsed[1:], ()) != parsed
+
+
+def _answer(text: bytes) -> CachedResponse:
+    return CachedResponse(200, b"OK", [], False, text)
+
+
+def test_memory_serves_a_full_bucket_only_and_stays_within_its_bytes() -> None:
+    memory = MemoryCache(max_bytes=100, ttl_s=60)
+    memory.add("k", 0, _answer(b"a"), 30)
+    assert memory.get("k", 1, 0) == (0, _answer(b"a"))
+    assert memory.get("k", 2, 0) is None  # slot 1 of a bucket of 2 not seen yet: the store decides
+    memory.add("k", 1, _answer(b"b"), 30)
+    served = [memory.get("k", 2, r) for r in range(4)]
+    assert {(i, a.body) for i, a in filter(None, served)} == {(0, b"a"), (1, b"b")}
+    memory.add("other", 0, _answer(b"c"), 50)  # 110 bytes: the least recently used goes
+    assert memory.get("k", 1, 0) is None and memory.get("other", 1, 0) is not None
+    memory.add("huge", 0, _answer(b"d"), 101)
+    assert memory.get("huge", 1, 0) is None
+
+
+def test_memory_forgets_after_its_ttl() -> None:
+    memory = MemoryCache(max_bytes=100, ttl_s=0.05)
+    memory.add("k", 0, _answer(b"a"), 10)
+    assert memory.get("k", 1, 0) is not None
+    wait_for(lambda: memory.get("k", 1, 0) is None, timeout_s=5, what="forgotten")
+    assert not MemoryCache(max_bytes=0, ttl_s=1).enabled
+    off = MemoryCache(max_bytes=100, ttl_s=0)
+    off.add("k", 0, _answer(b"a"), 10)
+    assert off.get("k", 1, 0) is None
