@@ -83,6 +83,10 @@ class LogRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     attempts: int | None = None
     """How many times the proxy sent the call upstream (2: retried once on a fresh connection;
     0: answered without a provider). ``None`` from ingestion and from proxies before it."""
+    prompt_id: str | None = None
+    """``Helicone-Prompt-Id``."""
+    prompt_version: str | None = None
+    """``Helicone-Prompt-Version``."""
 
 
 class RecordDecodeError(ValueError):

@@ -55,6 +55,20 @@ class Quantiles(BaseModel):
     p99: float | None
 
 
+class ScoreStats(BaseModel):
+    count: int = Field(description="calls with this score")
+    average: float
+    min: float
+    max: float
+
+
+class FeedbackStats(BaseModel):
+    count: int = Field(description="calls with feedback")
+    positive: int
+    negative: int
+    positive_rate: float | None = Field(description="thumbs-up rate: positive / count")
+
+
 class Metrics(BaseModel):
     bucket_start: str | None = None
     bucket_start_unix_ms: int | None = None
@@ -71,6 +85,12 @@ class Metrics(BaseModel):
     latency_ms: Quantiles
     ttft_ms: Quantiles
     active_users: int
+    scores: dict[str, ScoreStats] = Field(
+        default_factory=dict, description="per score name, over the calls counted here"
+    )
+    feedback: FeedbackStats | None = Field(
+        None, description="feedback over the calls counted here (null: none given)"
+    )
 
 
 class MetricsOut(BaseModel):

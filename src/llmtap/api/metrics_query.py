@@ -13,7 +13,9 @@ from llmtap.api.filters import FilterLimits, check_property_name, check_size
 from llmtap.api.rows import iso_time, nano_to_usd
 from llmtap.stores.analytics.metrics import Metrics, MetricsQuery, MetricsResult
 from llmtap.stores.analytics.overview import Breakdown, Overview
+from llmtap.stores.analytics.score_metrics import ScoreFigures, ScoreResult
 from llmtap.stores.filter import FilterError
+from llmtap.stores.scores import FEEDBACK
 
 MAX_BUCKETS = 10_000
 MAX_BUCKET_S = 2**32 - 1
@@ -28,6 +30,13 @@ class MetricsSource(Protocol):
     def metrics(self, query: MetricsQuery) -> MetricsResult: ...
 
     def overview(self, query: MetricsQuery) -> Overview: ...
+
+
+@runtime_checkable
+class ScoreMetricsSource(Protocol):
+    """Score figures for the same query (``AnalyticsStore.score_metrics``)."""
+
+    def score_metrics(self, query: MetricsQuery) -> ScoreResult: ...
 
 
 def bucket_seconds(raw: str | int | None) -> int | None:
@@ -66,13 +75,20 @@ def compute(
     check(query)
     check_size(query.filter, limits or FilterLimits())
     result = source.metrics(query)
+    scored = (
+        source.score_metrics(query) if isinstance(source, ScoreMetricsSource) else ScoreResult()
+    )
+    series = []
+    for metrics in result.series:
+        key = (metrics.bucket_start_unix_ms, metrics.group)
+        series.append(_json(metrics, scored.series.get(key, {})))
     return {
         "start": iso_time(query.start_unix_ms),
         "end": iso_time(query.end_unix_ms),
         "bucket_s": query.bucket_s,
         "group_by": query.group_by,
-        "totals": _json(result.totals),
-        "series": [_json(m) for m in result.series],
+        "totals": _json(result.totals, scored.totals),
+        "series": series,
     }
 
 
@@ -96,7 +112,32 @@ def compute_overview(
     }
 
 
-def _json(metrics: Metrics) -> dict[str, Any]:
+def scores_json(figures: dict[str, ScoreFigures]) -> dict[str, Any]:
+    """Per score name: how many calls have it and its average, minimum and maximum; and the
+    feedback as thumbs up/down and the share up (``None`` without feedback)."""
+    scores = {
+        name: {
+            "count": f.count,
+            "average": f.average,
+            "min": f.minimum,
+            "max": f.maximum,
+        }
+        for name, f in figures.items()
+    }
+    given = figures.get(FEEDBACK)
+    feedback = None
+    if given is not None:
+        positive = round(given.total)
+        feedback = {
+            "count": given.count,
+            "positive": positive,
+            "negative": given.count - positive,
+            "positive_rate": positive / given.count if given.count else None,
+        }
+    return {"scores": scores, "feedback": feedback}
+
+
+def _json(metrics: Metrics, scores: dict[str, ScoreFigures] | None = None) -> dict[str, Any]:
     requests, errors = metrics.requests, metrics.errors
     out: dict[str, Any] = {}
     if metrics.bucket_start_unix_ms is not None:
@@ -119,6 +160,8 @@ def _json(metrics: Metrics) -> dict[str, Any]:
             "active_users": metrics.active_users,
         }
     )
+    if scores is not None:
+        out.update(scores_json(scores))
     return out
 
 

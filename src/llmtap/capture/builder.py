@@ -64,4 +64,6 @@ def build_log_record(
         parent_span_id=parent_span_id,
         extra=extra or {},
         attempts=attempts,
+        prompt_id=tap.prompt_id,
+        prompt_version=tap.prompt_version,
     )

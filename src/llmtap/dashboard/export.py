@@ -29,6 +29,7 @@ from starlette.responses import Response, StreamingResponse
 from llmtap.api.filters import all_of, check_size
 from llmtap.api.query_gate import QueryBusy
 from llmtap.api.rows import iso_time, nano_to_usd
+from llmtap.api.scores import scores_json
 from llmtap.api.search import SearchQuery
 from llmtap.dashboard.auth import Signed
 from llmtap.dashboard.context import DashboardContext, dashboard
@@ -64,9 +65,15 @@ CSV_COLUMNS = (
     "trace_id",
     "error",
     "properties",
+    "prompt_id",
+    "prompt_version",
+    "feedback",
+    "scores",
 )
 _STORED_AS = {"created_at": "created_unix_ms", "cost_usd": "cost_nano_usd"}
-CSV_READS = tuple(_STORED_AS.get(column, column) for column in CSV_COLUMNS)
+_JOINED = frozenset({"feedback", "scores"})
+"""Not columns of the call: joined from the scores table, page by page (``_with_scores``)."""
+CSV_READS = tuple(_STORED_AS.get(column, column) for column in CSV_COLUMNS if column not in _JOINED)
 """The columns ``csv_cells`` reads (and every sort key): a CSV export reads only these."""
 _FORMULA_STARTS = frozenset("=+-@\t\r")
 _encoder = msgspec.json.Encoder()
@@ -118,6 +125,11 @@ def csv_cells(row: Row) -> list[Any]:
         # JSON starts with "{": never a formula (compact, UTF-8 unescaped, as json.dumps with
         # ensure_ascii=False and no spaces, at a fraction of its cost)
         _encoder.encode(row["properties"]).decode(),
+        _text(row["prompt_id"]),
+        _text(row["prompt_version"]),
+        "" if row["feedback"] is None else str(row["feedback"]).lower(),
+        # JSON again: a score name is letters, digits and _ . : - (stores/scores.py)
+        _encoder.encode(row["scores"]).decode(),
     ]
 
 
@@ -194,6 +206,21 @@ def _without_headers(row: RequestRow) -> Row:
     return data
 
 
+def _with_scores(
+    ctx: DashboardContext, org_id: str, pages: Iterator[list[Row]]
+) -> Iterator[list[Row]]:
+    """Each page's rows with their ``scores`` (name -> value) and ``feedback``: one read of the
+    scores table per page."""
+    api = ctx.api
+    for rows in pages:
+        ids = [str(row["request_id"]) for row in rows]
+        with api.gate.slot():
+            known = ctx.records.scores.for_requests(org_id, ids)
+        for row in rows:
+            row["scores"], row["feedback"] = scores_json(known.get(row["request_id"], []))
+        yield rows
+
+
 def csv_chunks(pages: Iterator[list[Row]]) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -252,7 +279,7 @@ def _export(request: Request, signed: Signed, kind: str) -> Response:
         "Content-Disposition": f'attachment; filename="llmtap-requests-{stamp}.{kind}"',
         "Cache-Control": "no-store",
     }
-    pages = _pages(ctx, signed.org_id, tree, state, columns)
+    pages = _with_scores(ctx, signed.org_id, _pages(ctx, signed.org_id, tree, state, columns))
     # the first page is read before answering, so a busy or failing store is a proper status
     try:
         first = next(pages, None)

@@ -119,6 +119,15 @@ FIELDS: tuple[Field, ...] = (
     Field("parent_span_id", "text", nullable=True, length=64),
     Field("record_digest", "text", nullable=True, length=64),
     _same("attempts", "int32", nullable=True, group="attempts"),
+    _same("prompt_id", "text", nullable=True, length=256, low_cardinality=True, group="prompt"),
+    _same(
+        "prompt_version",
+        "text",
+        nullable=True,
+        length=128,
+        low_cardinality=True,
+        group="prompt_version",
+    ),
 )
 """In the records table's column order (new fields go last: that is where a migration adds
 them)."""

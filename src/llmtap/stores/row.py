@@ -85,3 +85,8 @@ class RequestRow(msgspec.Struct, kw_only=True):
     connection (a replayable call whose pooled connection had gone stale), 0 when the proxy
     answered without a provider. ``None`` for calls logged by ingestion, or before llmtap
     counted attempts."""
+
+    prompt_id: str | None = None
+    """``Helicone-Prompt-Id``: the prompt the caller says this call used."""
+    prompt_version: str | None = None
+    """``Helicone-Prompt-Version``: which version of that prompt."""

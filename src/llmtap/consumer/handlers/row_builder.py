@@ -10,8 +10,17 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from llmtap.record import LogRecord
+from llmtap.stores.fields import BY_NAME
 from llmtap.stores.notes import callers_own
 from llmtap.stores.row import RequestRow
+
+PROMPT_ID = BY_NAME["prompt_id"]
+PROMPT_VERSION = BY_NAME["prompt_version"]
+
+
+def _cut(value: str | None, length: int | None) -> str | None:
+    # a header longer than its column would make Postgres refuse the whole row (poison)
+    return value if value is None or length is None else value[:length]
 
 
 class RowBuilder:
@@ -54,4 +63,6 @@ class RowBuilder:
             span_id=record.span_id,
             parent_span_id=record.parent_span_id,
             attempts=record.attempts,
+            prompt_id=_cut(record.prompt_id, PROMPT_ID.length),
+            prompt_version=_cut(record.prompt_version, PROMPT_VERSION.length),
         )

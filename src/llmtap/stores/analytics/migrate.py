@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmtap.stores.analytics.client import ClickHouseClient
-from llmtap.stores.analytics.ddl import CREATE_REQUESTS, TABLE, column_type
+from llmtap.stores.analytics.ddl import CREATE_REQUESTS, CREATE_SCORES, TABLE, column_type
 from llmtap.stores.fields import BY_NAME
 
 VERSION_TABLE = "llmtap_schema_version"
@@ -45,6 +45,12 @@ def add_column(name: str) -> str:
 
 STEPS: tuple[Step, ...] = (
     Step(1, "attempts: how many times the proxy sent the call upstream", (add_column("attempts"),)),
+    Step(
+        2,
+        "prompt_id, prompt_version: Helicone-Prompt-Id and -Version",
+        (add_column("prompt_id"), add_column("prompt_version")),
+    ),
+    Step(3, "llmtap_scores: scores and feedback, joined to the calls", (CREATE_SCORES,)),
 )
 """In version order; append, never edit one that has shipped."""
 
