@@ -435,3 +435,28 @@ def test_the_request_view_shows_scores_and_escapes_what_it_shows(scored: World) 
         assert "0.25" in page
         shown = client.get("/requests/a-3").text
         assert "quality" in shown and "thumbs up" in shown
+
+
+def test_the_helicone_query_filters_on_scores_and_feedback_and_returns_them(
+    scored: World, a: httpx.Client
+) -> None:
+    def query(tree: Any) -> list[dict[str, Any]]:
+        response = a.post("/v1/request/query", json={"filter": tree, "sort": {"created_at": "asc"}})
+        assert response.status_code == 200, response.text
+        data: list[dict[str, Any]] = response.json()["data"]
+        return data
+
+    liked = query({"feedback": {"rating": {"equals": True}}})
+    assert [r["request_id"] for r in liked] == ["a-0", "a-3", "a-4"]
+    assert liked[0]["scores"] == {"quality": 0.9, "safe": 1.0, "helicone-score-feedback": 1.0}
+    assert liked[0]["prompt_id"] == "greeting"
+    good = query(
+        {
+            "left": {"request_response_rmt": {"scores": {"quality": {"gte": 0.5}}}},
+            "operator": "and",
+            "right": {"request_response_rmt": {"prompt_id": {"equals": "farewell"}}},
+        }
+    )
+    assert [r["request_id"] for r in good] == ["a-1", "a-3"]
+    bad = a.post("/v1/request/query", json={"filter": {"feedback": {"rating": {"equals": 1}}}})
+    assert bad.status_code == 400
