@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +25,12 @@ from llmtap.consumer.score_sync import ScoreSync
 from llmtap.stores.analytics.store import AnalyticsStore
 from llmtap.stores.row import RequestRow
 from llmtap.stores.scores import Score
-from support.api_backend import ApiBackend
+from support.api_backend import ApiBackend, postgres_schema
 from support.dashboard import signed_in
 
+PG_URL = os.environ.get(
+    "LLMTAP_TEST_POSTGRES_URL", "postgresql://llmtap:llmtap@127.0.0.1:5432/llmtap"
+)
 T0 = 1_764_072_000_000.0  # 2025-11-25 12:00 UTC
 RANGE = {"start": T0 - 60_000, "end": T0 + 3_600_000}
 
@@ -81,10 +85,21 @@ class World:
         )
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
     data: Path = tmp_path_factory.mktemp("scores-api") / "data"
-    with ApiBackend(data, scores_max_pending=5) as backend:
+    if request.param == "sqlite":
+        with ApiBackend(data, scores_max_pending=5) as backend:
+            yield World(backend)
+        return
+    with (
+        postgres_schema(PG_URL) as url,
+        ApiBackend(data, records_url=url, scores_max_pending=5) as backend,
+    ):
         yield World(backend)
 
 
@@ -460,3 +475,10 @@ def test_the_helicone_query_filters_on_scores_and_feedback_and_returns_them(
     assert [r["request_id"] for r in good] == ["a-1", "a-3"]
     bad = a.post("/v1/request/query", json={"filter": {"feedback": {"rating": {"equals": 1}}}})
     assert bad.status_code == 400
+
+
+def test_the_openapi_document_describes_both_routes(a: httpx.Client) -> None:
+    paths = a.get("/v1/openapi.json").json()["paths"]
+    score_op = paths["/v1/request/{request_id}/score"]["post"]
+    assert "ScoreBody" in json.dumps(score_op["requestBody"])
+    assert "FeedbackBody" in json.dumps(paths["/v1/request/{request_id}/feedback"]["post"])

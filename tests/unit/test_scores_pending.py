@@ -3,6 +3,7 @@ are joined, last write wins, and the clean-up of scores whose call never came.""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,13 +13,24 @@ from llmtap.stores.records import scores as score_table
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
 from llmtap.stores.scores import Score
+from support.api_backend import postgres_schema
+
+PG_URL = os.environ.get(
+    "LLMTAP_TEST_POSTGRES_URL", "postgresql://llmtap:llmtap@127.0.0.1:5432/llmtap"
+)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[RecordsStore]:
-    opened = RecordsStore(f"sqlite:///{tmp_path / 'records.db'}")
-    yield opened
-    opened.close()
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RecordsStore]:
+    if request.param == "sqlite":
+        opened = RecordsStore(f"sqlite:///{tmp_path / 'records.db'}")
+        yield opened
+        opened.close()
+        return
+    with postgres_schema(PG_URL) as url:
+        opened = RecordsStore(url)
+        yield opened
+        opened.close()
 
 
 def row(org: str, request_id: str) -> RequestRow:

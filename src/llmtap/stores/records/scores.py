@@ -98,14 +98,27 @@ class ScoreTable:
 
     def join_landed(self, keys: Iterable[tuple[str, str]]) -> None:
         """Clear ``pending`` on the scores of these (organization, request id) that are logged
-        now; one UPDATE per few hundred ids (the records sink calls it once per batch)."""
+        now. The records sink calls it once per batch: one SELECT when no organization of the
+        batch has a pending score (the usual case), else one UPDATE per few hundred ids."""
         by_org: dict[str, set[str]] = {}
         for org_id, request_id in keys:
             by_org.setdefault(org_id, set()).add(request_id)
         if not by_org:
             return
+        # the usual case is no pending score at all: one read answers it, and no write
+        # transaction (and its lock) is taken for the batch
+        waiting = (
+            sa.select(scores.c.org_id)
+            .where(scores.c.pending.is_(True), scores.c.org_id.in_(sorted(by_org)))
+            .distinct()
+        )
+        with translated("look for pending scores"), self._engine.connect() as conn:
+            orgs = {str(org) for org in conn.execute(waiting).scalars()}
+        if not orgs:
+            return
         with translated("join pending scores"), self._engine.begin() as conn:
-            for org_id, ids in by_org.items():
+            for org_id in sorted(orgs):
+                ids = by_org[org_id]
                 ordered = sorted(ids)
                 for start in range(0, len(ordered), _IDS_PER_STATEMENT):
                     chunk = ordered[start : start + _IDS_PER_STATEMENT]
