@@ -19,8 +19,11 @@ PROMPT_VERSION = BY_NAME["prompt_version"]
 
 
 def _cut(value: str | None, length: int | None) -> str | None:
-    # a header longer than its column would make Postgres refuse the whole row (poison)
-    return value if value is None or length is None else value[:length]
+    # a value longer than its column, or holding a NUL (an async log's meta is JSON, where
+    # "\u0000" is legal), would make Postgres refuse the whole row (poison)
+    if value is None or length is None:
+        return value
+    return value.replace("\x00", "")[:length]
 
 
 class RowBuilder:
