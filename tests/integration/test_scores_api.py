@@ -482,3 +482,11 @@ def test_the_openapi_document_describes_both_routes(a: httpx.Client) -> None:
     score_op = paths["/v1/request/{request_id}/score"]["post"]
     assert "ScoreBody" in json.dumps(score_op["requestBody"])
     assert "FeedbackBody" in json.dumps(paths["/v1/request/{request_id}/feedback"]["post"])
+
+
+def test_the_overview_carries_the_score_figures_too(scored: World, a: httpx.Client) -> None:
+    response = a.post("/v1/metrics/overview", json=RANGE)
+    assert response.status_code == 200, response.text
+    overview = response.json()
+    assert overview["totals"]["feedback"]["positive_rate"] == 0.6
+    assert sum(b["scores"].get("quality", {}).get("count", 0) for b in overview["series"]) == 5

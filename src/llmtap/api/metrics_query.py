@@ -6,6 +6,7 @@ Costs come from the store as integer nano-dollars and are converted to USD once,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Protocol, runtime_checkable
 
@@ -75,9 +76,7 @@ def compute(
     check(query)
     check_size(query.filter, limits or FilterLimits())
     result = source.metrics(query)
-    scored = (
-        source.score_metrics(query) if isinstance(source, ScoreMetricsSource) else ScoreResult()
-    )
+    scored = _scored(source, query)
     series = []
     for metrics in result.series:
         key = (metrics.bucket_start_unix_ms, metrics.group)
@@ -100,16 +99,26 @@ def compute_overview(
     check(query)
     check_size(query.filter, limits or FilterLimits())
     result = source.overview(query)
+    scored = _scored(source, dataclasses.replace(query, group_by=None))
     return {
         "start": iso_time(query.start_unix_ms),
         "end": iso_time(query.end_unix_ms),
         "bucket_s": query.bucket_s,
-        "totals": _json(result.totals),
-        "series": [_json(m) for m in result.series],
+        "totals": _json(result.totals, scored.totals),
+        "series": [
+            _json(m, scored.series.get((m.bucket_start_unix_ms, m.group), {}))
+            for m in result.series
+        ],
         "models": [_breakdown_json(b) for b in result.models],
         "statuses": [_breakdown_json(b) for b in result.statuses],
         "top_users": [_breakdown_json(b) for b in result.top_users],
     }
+
+
+def _scored(source: MetricsSource, query: MetricsQuery) -> ScoreResult:
+    if isinstance(source, ScoreMetricsSource):
+        return source.score_metrics(query)
+    return ScoreResult()
 
 
 def scores_json(figures: dict[str, ScoreFigures]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from llmtap.stores.analytics.overview import (
     build_timeline_sql,
     overview_of,
 )
-from llmtap.stores.analytics.score_metrics import ScoreResult
+from llmtap.stores.analytics.score_metrics import ScoreResult, any_scores_sql
 from llmtap.stores.analytics.score_metrics import build_sql as build_scores_sql
 from llmtap.stores.analytics.score_metrics import result_of as scores_result_of
 from llmtap.stores.row import RequestRow
@@ -136,6 +136,8 @@ class AnalyticsStore:
     def score_metrics(self, query: MetricsQuery) -> ScoreResult:
         """Score figures per name over the query's calls, as totals and per bucket/group
         (``score_metrics.py``)."""
+        if not self._client.query_rows(*any_scores_sql(query.org_id)):
+            return ScoreResult()
         return scores_result_of(self._client.query_rows(*build_scores_sql(query)))
 
     def overview(self, query: MetricsQuery) -> Overview:
