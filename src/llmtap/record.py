@@ -113,6 +113,10 @@ class LogRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     cache: str | None = None
     """``hit`` (answered from the gateway's response cache) or ``miss`` (looked up, sent to
     the provider); ``None`` when the call did not ask for the cache (docs/gateway.md)."""
+    prompt_id: str | None = None
+    """``Helicone-Prompt-Id``."""
+    prompt_version: str | None = None
+    """``Helicone-Prompt-Version``."""
 
 
 class RecordDecodeError(ValueError):

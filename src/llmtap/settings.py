@@ -200,6 +200,12 @@ class Settings(BaseSettings):
     """A following DLQ re-drive waits base * 2^re-drives after a letter's last failure."""
     dlq_redrive_backoff_max_s: float = 3600.0
     """Cap of the DLQ re-drive backoff."""
+    scores_pending_ttl_days: Annotated[float, Field(gt=0)] = 7.0
+    """A score whose call has not arrived this long after it was posted is deleted (by the
+    consumer, hourly)."""
+    scores_sync_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    """How often the consumer sends new scores to the analytics store (metrics see a score
+    within about this long)."""
 
     # analytics
     analytics_retention_days: int = 0
@@ -227,6 +233,11 @@ class Settings(BaseSettings):
     api_text_scan_max_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
     """Body bytes one text search request may read; past it the page ends early with
     ``scan_truncated: true`` and a cursor to continue from."""
+    scores_max_per_call: Annotated[int, Field(ge=1)] = 100
+    """Scores one ``POST /v1/request/{id}/score`` may carry: more is 400."""
+    scores_max_pending: Annotated[int, Field(ge=1)] = 100_000
+    """Scores an organization may hold for calls not logged yet (posted before their call
+    arrived, or for ids that never will): a score past it for an unlogged call is 429."""
     api_query_concurrency: Annotated[int, Field(ge=1)] = 1
     """Search and metrics queries run at once in this process (the rest wait): keeps query work
     to about one core, so it cannot starve the consumer running beside it."""

@@ -96,7 +96,9 @@ def test_helicone_filters_translate_to_the_same_tree() -> None:
     [
         ({"request": {"model": {"regex": "gpt"}}}, "operator 'regex' is not supported"),
         ({"request": {"colour": {"equals": "x"}}}, "filter.request.colour: not a field"),
-        ({"feedback": {"rating": {"equals": True}}}, "unknown table 'feedback'"),
+        # (feedback is a table now: tests/integration/test_scores_api.py)
+        ({"experiment": {"id": {"equals": "x"}}}, "unknown table 'experiment'"),
+        ({"feedback": {"comment": {"equals": "x"}}}, "filter.feedback.comment: not a field"),
         ({"left": "all", "operator": "xor", "right": "all"}, "expected 'and' or 'or'"),
         ({"left": "all", "operator": "and"}, "needs both 'left' and 'right'"),
     ],

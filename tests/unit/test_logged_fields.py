@@ -143,7 +143,8 @@ def test_the_analytics_table_chdb_builds_has_the_declared_columns(tmp_path: Path
 
 def test_the_api_filters_on_the_declared_fields_in_both_stores() -> None:
     declared = {field.filter: field for field in FIELDS if field.filter}
-    assert set(FILTER_FIELDS) == set(declared) | {"body"}
+    # besides the logged fields: text in bodies, and feedback (from the scores table)
+    assert set(FILTER_FIELDS) == set(declared) | {"body", "feedback"}
     for name, field in declared.items():
         assert FILTER_FIELDS[name] == FILTER_KIND[field.kind], name
         # searches run on the records store, filtered metrics on the analytics table

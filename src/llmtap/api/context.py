@@ -21,6 +21,14 @@ from llmtap.api.search import RequestSearch
 from llmtap.stores.records.store import RecordsStore
 
 
+@dataclass(frozen=True, slots=True)
+class ScoreLimits:
+    """Bounds on ``POST /v1/request/{id}/score`` (settings ``scores_max_*``)."""
+
+    max_per_call: int = 100
+    max_pending: int = 100_000
+
+
 @dataclass
 class ApiContext:
     search: RequestSearch
@@ -36,6 +44,7 @@ class ApiContext:
     records: RecordsStore | None = None
     """The records store the search reads: the dashboard keeps its sessions there, and reads
     organizations and keys (``None``: no dashboard sign-in)."""
+    score_limits: ScoreLimits = ScoreLimits()
 
 
 def context(request: Request) -> ApiContext:

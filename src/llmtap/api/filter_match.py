@@ -16,18 +16,31 @@ from llmtap.stores.row import RequestRow
 
 BodyText = Callable[[RequestRow], str]
 """The text of a row's stored bodies (request and response), fetched only when needed."""
+ScoresOf = Callable[[RequestRow], dict[str, float]]
+"""A row's scores by name (``stores/records/scores.py``)."""
+
+
+def _no_scores(_row: RequestRow) -> dict[str, float]:
+    return {}
+
 
 _ATTR_OF_FIELD = {"created": "created_unix_ms", "cost_usd": "cost_nano_usd"}
 
 
-def matches(node: Filter, row: RequestRow, body_text: BodyText) -> bool:
+def matches(
+    node: Filter, row: RequestRow, body_text: BodyText, scores_of: ScoresOf = _no_scores
+) -> bool:
     if isinstance(node, Branch):
         if node.op == "and":
-            return all(matches(item, row, body_text) for item in node.items)
-        return any(matches(item, row, body_text) for item in node.items)
+            return all(matches(item, row, body_text, scores_of) for item in node.items)
+        return any(matches(item, row, body_text, scores_of) for item in node.items)
     if node.kind == "text":
         found = node.value in body_text(row)
         return found if node.op == "contains" else not found
+    score_name = node.score_name
+    if score_name is not None:
+        compared = Leaf(node.field, node.op, node.score_value, "float")
+        return _leaf(compared, scores_of(row).get(score_name))
     return _leaf(node, _value_of(node, row))
 
 

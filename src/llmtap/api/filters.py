@@ -26,7 +26,17 @@ from typing import Any, Literal
 
 from llmtap.stores.fields import FIELDS as LOGGED_FIELDS
 from llmtap.stores.fields import INT_RANGES, Kind
-from llmtap.stores.filter import PROPERTY_PREFIX, Branch, FieldKind, Filter, FilterError, Leaf
+from llmtap.stores.filter import (
+    FEEDBACK_FIELD,
+    PROPERTY_PREFIX,
+    SCORE_PREFIX,
+    Branch,
+    FieldKind,
+    Filter,
+    FilterError,
+    Leaf,
+)
+from llmtap.stores.scores import ScoreError, check_name
 
 _KIND_OF: dict[Kind, FieldKind] = {
     "text": "str",
@@ -41,9 +51,13 @@ _KIND_OF: dict[Kind, FieldKind] = {
 FIELDS: dict[str, FieldKind] = {
     **{f.filter: _KIND_OF[f.kind] for f in LOGGED_FIELDS if f.filter is not None},
     "body": "text",
+    FEEDBACK_FIELD: "bool",
 }
-"""Every filterable field (the logged fields declared filterable in ``stores/fields.py``, and
-text in bodies); ``properties.<name>`` (a string) is accepted besides these."""
+"""Every filterable field (the logged fields declared filterable in ``stores/fields.py``, text
+in bodies, and ``feedback``); ``properties.<name>`` (a string) and ``score.<name>`` (a number)
+are accepted besides these."""
+
+_FEEDBACK_OPS = frozenset({"eq", "ne", "exists"})
 
 _OPS_BY_KIND: dict[FieldKind, frozenset[str]] = {
     "str": frozenset({"eq", "ne", "in", "contains", "not_contains", "exists"}),
@@ -170,18 +184,24 @@ def _parse_leaf(data: dict[str, Any], where: str) -> Leaf:
     if field.startswith(PROPERTY_PREFIX):
         check_property_name(field[len(PROPERTY_PREFIX) :], f"{where}.field")
         kind: FieldKind = "str"
+    elif field.startswith(SCORE_PREFIX):
+        try:
+            check_name(field[len(SCORE_PREFIX) :], f"{where}.field")
+        except ScoreError as exc:
+            raise FilterError(str(exc)) from None
+        kind = "float"
     elif field in FIELDS:
         kind = FIELDS[field]
     else:
         raise FilterError(
             f"{where}.field: unknown field {field!r}; known: {', '.join(sorted(FIELDS))},"
-            " properties.<name>"
+            " properties.<name>, score.<name>"
         )
     op = data.get("op", "eq")
-    if op not in _OPS_BY_KIND[kind]:
+    ops = _FEEDBACK_OPS if field == FEEDBACK_FIELD else _OPS_BY_KIND[kind]
+    if op not in ops:
         raise FilterError(
-            f"{where}.op: {op!r} does not apply to {field!r}; use one of"
-            f" {', '.join(sorted(_OPS_BY_KIND[kind]))}"
+            f"{where}.op: {op!r} does not apply to {field!r}; use one of {', '.join(sorted(ops))}"
         )
     if "value" not in data:
         raise FilterError(f"{where}.value: missing")

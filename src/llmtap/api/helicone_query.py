@@ -3,7 +3,8 @@
 Helicone's filter is ``"all"``, a leaf ``{<table>: {<field>: {<operator>: value}}}`` or a branch
 ``{"left": ..., "operator": "and"|"or", "right": ...}``; tables are ``request``, ``response``,
 ``request_response_rmt`` and ``properties`` (custom properties also sit under
-``request_response_rmt.properties``). It is translated into llmtap's filter tree
+``request_response_rmt.properties``, scores under ``request_response_rmt.scores``, feedback as
+``{"feedback": {"rating": {"equals": true}}}``). It is translated into llmtap's filter tree
 (``api/filters.py``), so it runs through the same tenant-scoped search as ``/v1/requests``.
 Fields and operators llmtap does not have are refused with a 400 naming them, never ignored.
 """
@@ -24,6 +25,7 @@ from llmtap.api.search import SearchQuery
 from llmtap.stores.filter import Branch, Filter, FilterError
 from llmtap.stores.records.reader import SortField
 from llmtap.stores.row import RequestRow
+from llmtap.stores.scores import Score
 
 router = APIRouter(tags=["helicone"], responses=ERROR_RESPONSES)
 
@@ -86,7 +88,10 @@ _FIELDS: dict[str, dict[str, str]] = {
         "request_body": "body",
         "response_body": "body",
         "target_url": "path",
+        "prompt_id": "prompt_id",
+        "prompt_version": "prompt_version",
     },
+    "feedback": {"rating": "feedback"},
 }
 
 _SORTS: dict[str, SortField] = {
@@ -154,6 +159,11 @@ def _leaf(table: str, fields: Any, where: str) -> Filter:
     [(field, condition)] = fields.items()
     if table == "properties" or (field == "properties" and table == "request_response_rmt"):
         return _property(table, field, condition, where)
+    if field == "scores" and table == "request_response_rmt":
+        if not isinstance(condition, dict) or len(condition) != 1:
+            raise FilterError(f'{where}.scores: expected {{"<name>": {{"gte": ...}}}}')
+        [(name, inner)] = condition.items()
+        return _condition(f"score.{name}", inner, f"{where}.scores.{name}")
     known = _FIELDS.get(table)
     if known is None:
         raise FilterError(
@@ -191,7 +201,7 @@ def _condition(field: str, condition: Any, where: str) -> Filter:
     return parse_filter({"field": field, "op": op, "value": value}, where)
 
 
-def helicone_row(row: RequestRow) -> dict[str, Any]:
+def helicone_row(row: RequestRow, scores: list[Score] | None = None) -> dict[str, Any]:
     created = iso_time(row.created_unix_ms)
     return {
         "request_id": row.request_id,
@@ -221,6 +231,10 @@ def helicone_row(row: RequestRow) -> dict[str, Any]:
         "target_url": row.target_url,
         "session_id": row.session_id,
         "error": row.error,
+        "prompt_id": row.prompt_id,
+        "prompt_version": row.prompt_version,
+        # Helicone's numbers: a boolean score is 1 or 0 here
+        "scores": {score.name: score.value for score in scores or ()},
     }
 
 
@@ -253,6 +267,8 @@ def helicone_request_query(body: HeliconeQuery, org: Org, ctx: Ctx) -> JSONRespo
         )
         with ctx.gate.slot():
             page = ctx.search.search(query)
+            known = ctx.search.scores_of(org, page.rows)
     except FilterError as exc:
         return JSONResponse({"data": None, "error": str(exc)}, status_code=400)
-    return JSONResponse({"data": [helicone_row(r) for r in page.rows], "error": None})
+    rows = [helicone_row(r, known.get(r.request_id)) for r in page.rows]
+    return JSONResponse({"data": rows, "error": None})

@@ -56,6 +56,20 @@ class Quantiles(BaseModel):
     p99: float | None
 
 
+class ScoreStats(BaseModel):
+    count: int = Field(description="calls with this score")
+    average: float
+    min: float
+    max: float
+
+
+class FeedbackStats(BaseModel):
+    count: int = Field(description="calls with feedback")
+    positive: int
+    negative: int
+    positive_rate: float | None = Field(description="thumbs-up rate: positive / count")
+
+
 class Metrics(BaseModel):
     bucket_start: str | None = None
     bucket_start_unix_ms: int | None = None
@@ -76,6 +90,12 @@ class Metrics(BaseModel):
     cache_hit_rate: float | None = Field(None, description="cache_hits / requests")
     cache_saved_usd: float = Field(0.0, description="what the cache hits would have cost")
     cache_saved_nano_usd: int = 0
+    scores: dict[str, ScoreStats] = Field(
+        default_factory=dict, description="per score name, over the calls counted here"
+    )
+    feedback: FeedbackStats | None = Field(
+        None, description="feedback over the calls counted here (null: none given)"
+    )
 
 
 class MetricsOut(BaseModel):

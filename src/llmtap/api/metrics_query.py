@@ -6,6 +6,7 @@ Costs come from the store as integer nano-dollars and are converted to USD once,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Protocol, runtime_checkable
 
@@ -13,7 +14,9 @@ from llmtap.api.filters import FilterLimits, check_property_name, check_size
 from llmtap.api.rows import iso_time, nano_to_usd
 from llmtap.stores.analytics.metrics import Metrics, MetricsQuery, MetricsResult
 from llmtap.stores.analytics.overview import Breakdown, Overview
+from llmtap.stores.analytics.score_metrics import ScoreFigures, ScoreResult
 from llmtap.stores.filter import FilterError
+from llmtap.stores.scores import FEEDBACK
 
 MAX_BUCKETS = 10_000
 MAX_BUCKET_S = 2**32 - 1
@@ -28,6 +31,13 @@ class MetricsSource(Protocol):
     def metrics(self, query: MetricsQuery) -> MetricsResult: ...
 
     def overview(self, query: MetricsQuery) -> Overview: ...
+
+
+@runtime_checkable
+class ScoreMetricsSource(Protocol):
+    """Score figures for the same query (``AnalyticsStore.score_metrics``)."""
+
+    def score_metrics(self, query: MetricsQuery) -> ScoreResult: ...
 
 
 def bucket_seconds(raw: str | int | None) -> int | None:
@@ -66,13 +76,18 @@ def compute(
     check(query)
     check_size(query.filter, limits or FilterLimits())
     result = source.metrics(query)
+    scored = _scored(source, query)
+    series = []
+    for metrics in result.series:
+        key = (metrics.bucket_start_unix_ms, metrics.group)
+        series.append(_json(metrics, scored.series.get(key, {})))
     return {
         "start": iso_time(query.start_unix_ms),
         "end": iso_time(query.end_unix_ms),
         "bucket_s": query.bucket_s,
         "group_by": query.group_by,
-        "totals": _json(result.totals),
-        "series": [_json(m) for m in result.series],
+        "totals": _json(result.totals, scored.totals),
+        "series": series,
     }
 
 
@@ -84,19 +99,54 @@ def compute_overview(
     check(query)
     check_size(query.filter, limits or FilterLimits())
     result = source.overview(query)
+    scored = _scored(source, dataclasses.replace(query, group_by=None))
     return {
         "start": iso_time(query.start_unix_ms),
         "end": iso_time(query.end_unix_ms),
         "bucket_s": query.bucket_s,
-        "totals": _json(result.totals),
-        "series": [_json(m) for m in result.series],
+        "totals": _json(result.totals, scored.totals),
+        "series": [
+            _json(m, scored.series.get((m.bucket_start_unix_ms, m.group), {}))
+            for m in result.series
+        ],
         "models": [_breakdown_json(b) for b in result.models],
         "statuses": [_breakdown_json(b) for b in result.statuses],
         "top_users": [_breakdown_json(b) for b in result.top_users],
     }
 
 
-def _json(metrics: Metrics) -> dict[str, Any]:
+def _scored(source: MetricsSource, query: MetricsQuery) -> ScoreResult:
+    if isinstance(source, ScoreMetricsSource):
+        return source.score_metrics(query)
+    return ScoreResult()
+
+
+def scores_json(figures: dict[str, ScoreFigures]) -> dict[str, Any]:
+    """Per score name: how many calls have it and its average, minimum and maximum; and the
+    feedback as thumbs up/down and the share up (``None`` without feedback)."""
+    scores = {
+        name: {
+            "count": f.count,
+            "average": f.average,
+            "min": f.minimum,
+            "max": f.maximum,
+        }
+        for name, f in figures.items()
+    }
+    given = figures.get(FEEDBACK)
+    feedback = None
+    if given is not None:
+        positive = round(given.total)
+        feedback = {
+            "count": given.count,
+            "positive": positive,
+            "negative": given.count - positive,
+            "positive_rate": positive / given.count if given.count else None,
+        }
+    return {"scores": scores, "feedback": feedback}
+
+
+def _json(metrics: Metrics, scores: dict[str, ScoreFigures] | None = None) -> dict[str, Any]:
     requests, errors = metrics.requests, metrics.errors
     out: dict[str, Any] = {}
     if metrics.bucket_start_unix_ms is not None:
@@ -123,6 +173,8 @@ def _json(metrics: Metrics) -> dict[str, Any]:
             "cache_saved_nano_usd": metrics.cache_saved_nano_usd,
         }
     )
+    if scores is not None:
+        out.update(scores_json(scores))
     return out
 
 

@@ -15,9 +15,11 @@ from llmtap.api.context import Ctx, Org
 from llmtap.api.filters import all_of, check_size, parse_filter, parse_time, query_time
 from llmtap.api.rows import body_view, row_detail, row_summary
 from llmtap.api.schemas import ERROR_RESPONSES, RequestDetailOut, SearchBody, SearchPageOut
+from llmtap.api.scores import scores_json
 from llmtap.api.search import SearchPage, SearchQuery
 from llmtap.stores.filter import Filter, FilterError, Leaf
 from llmtap.stores.row import RequestRow
+from llmtap.stores.scores import Score
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"], responses=ERROR_RESPONSES)
 
@@ -33,9 +35,15 @@ def time_range(start: float | str | None, end: float | str | None) -> Filter | N
     return all_of(*leaves)
 
 
-def page_json(page: SearchPage) -> dict[str, Any]:
+def with_scores(data: dict[str, Any], given: list[Score]) -> dict[str, Any]:
+    data["scores"], data["feedback"] = scores_json(given)
+    return data
+
+
+def page_json(ctx: Ctx, org: str, page: SearchPage) -> dict[str, Any]:
+    known = ctx.search.scores_of(org, page.rows)
     return {
-        "data": [row_summary(r) for r in page.rows],
+        "data": [with_scores(row_summary(r), known.get(r.request_id, [])) for r in page.rows],
         "next_cursor": page.next_cursor,
         "scanned": page.scanned,
         "scan_truncated": page.truncated,
@@ -55,7 +63,7 @@ def search_requests(body: SearchBody, org: Org, ctx: Ctx) -> dict[str, Any]:
         cursor=body.cursor,
     )
     with ctx.gate.slot():
-        return page_json(ctx.search.search(query))
+        return page_json(ctx, org, ctx.search.search(query))
 
 
 @router.get("", response_model=SearchPageOut, summary="List logged calls (simple filters)")
@@ -106,7 +114,7 @@ def list_requests(
         cursor=cursor,
     )
     with ctx.gate.slot():
-        return page_json(ctx.search.search(query))
+        return page_json(ctx, org, ctx.search.search(query))
 
 
 def _own_row(ctx: Ctx, org: str, request_id: str) -> RequestRow:
@@ -130,7 +138,7 @@ def get_request(
     bodies: Annotated[bool, Query(description="include the stored bodies")] = False,
 ) -> dict[str, Any]:
     row = _own_row(ctx, org, request_id)
-    data = row_detail(row)
+    data = with_scores(row_detail(row), ctx.search.scores_of(org, [row]).get(row.request_id, []))
     if bodies:
         store = ctx.search.bodies
         data["bodies"] = {

@@ -44,6 +44,14 @@ def _row_fields(include_detail: bool) -> dict[str, Any]:
         float | None,
         Field(description="cost_nano_usd / 1e9; null when the model has no known price"),
     )
+    fields["scores"] = (
+        dict[str, float | bool],
+        Field(default_factory=dict, description="scores posted on the call, by name"),
+    )
+    fields["feedback"] = (
+        bool | None,
+        Field(None, description="the feedback posted on the call (true: thumbs up)"),
+    )
     return fields
 
 

@@ -18,14 +18,16 @@ import binascii
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from llmtap.api.filter_match import BodyText, matches
 from llmtap.api.filters import INT64, check_text
 from llmtap.stores.bodies.port import BodyStore
-from llmtap.stores.filter import Filter, FilterError, has_text
+from llmtap.stores.filter import Filter, FilterError, has_scores, has_text
 from llmtap.stores.records.reader import PageQuery, Position, RecordsReader, SortField, sort_value
+from llmtap.stores.records.scores import ScoreTable
 from llmtap.stores.row import RequestRow
+from llmtap.stores.scores import Score
 
 _BODY_TEXT_MAX_BYTES = 4 * 1024 * 1024
 """Text search reads at most this much of each body."""
@@ -106,8 +108,10 @@ class RequestSearch:
         *,
         scan_limit: int = 5000,
         scan_max_bytes: int = 64 * 1024 * 1024,
+        scores: ScoreTable | None = None,
     ) -> None:
         self._reader = reader
+        self._scores = scores
         self._bodies = bodies
         self._scan_limit = scan_limit
         self._scan_max_bytes = scan_max_bytes
@@ -118,6 +122,12 @@ class RequestSearch:
 
     def get(self, org_id: str, request_id: str) -> RequestRow | None:
         return self._reader.get(org_id, request_id)
+
+    def scores_of(self, org_id: str, rows: list[RequestRow]) -> dict[str, list[Score]]:
+        """The scores of these calls, by request id (none without a score table)."""
+        if self._scores is None or not rows:
+            return {}
+        return self._scores.for_requests(org_id, [row.request_id for row in rows])
 
     def search(self, query: SearchQuery) -> SearchPage:
         if not 1 <= query.limit <= 1000:
@@ -161,10 +171,12 @@ class RequestSearch:
             if not candidates:
                 exhausted = True
                 break
+            known = self.scores_of(query.org_id, candidates) if has_scores(query.filter) else {}
+            scores_of = _lookup(known)
             for row in candidates:
                 scanned += 1
                 last = row
-                if matches(query.filter, row, reader.text_of(row)):
+                if matches(query.filter, row, reader.text_of(row), scores_of):
                     if skip:
                         skip -= 1
                     else:
@@ -181,6 +193,13 @@ class RequestSearch:
         cursor = None if exhausted or last is None else encode_cursor(query, last)
         truncated = cursor is not None and len(found) < query.limit
         return SearchPage(found, cursor, scanned, truncated)
+
+
+def _lookup(known: dict[str, list[Score]]) -> Callable[[RequestRow], dict[str, float]]:
+    def scores_of(row: RequestRow) -> dict[str, float]:
+        return {score.name: score.value for score in known.get(row.request_id, ())}
+
+    return scores_of
 
 
 class _BodyReader:

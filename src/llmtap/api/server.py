@@ -17,7 +17,7 @@ import uvicorn
 
 from llmtap.api.app import create_app
 from llmtap.api.auth import KeyResolver
-from llmtap.api.context import ApiContext
+from llmtap.api.context import ApiContext, ScoreLimits
 from llmtap.api.filters import FilterLimits
 from llmtap.api.head_timeout import head_timeout_protocol
 from llmtap.api.ingest_http import Ingestion
@@ -43,7 +43,10 @@ class ApiService:
                 max_depth=settings.api_filter_max_depth,
             )
             search = RequestSearch(
-                records.reader, bodies, scan_max_bytes=settings.api_text_scan_max_bytes
+                records.reader,
+                bodies,
+                scan_max_bytes=settings.api_text_scan_max_bytes,
+                scores=records.scores,
             )
             keys = KeyResolver(
                 KeyDirectory(records.org_for_key_hash, ttl_s=settings.key_cache_ttl_s)
@@ -58,6 +61,10 @@ class ApiService:
             ingestion=ingestion,
             records=records,
             limits=limits,
+            score_limits=ScoreLimits(
+                max_per_call=settings.scores_max_per_call,
+                max_pending=settings.scores_max_pending,
+            ),
             gate=QueryGate(
                 settings.api_query_concurrency,
                 settings.api_query_wait_s,

@@ -70,4 +70,6 @@ def build_log_record(
         attempt_log=attempt_log,
         fallback_index=fallback_index,
         cache=cache,
+        prompt_id=tap.prompt_id,
+        prompt_version=tap.prompt_version,
     )

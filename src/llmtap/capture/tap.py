@@ -74,6 +74,8 @@ class TapHeaders:
     properties: dict[str, str] = field(default_factory=dict)
     features: dict[str, str] | None = None
     """Gateway-feature headers sent (name without prefix → raw value); None when there are none."""
+    prompt_id: str | None = None
+    prompt_version: str | None = None
 
 
 def _truthy(value: str) -> bool:
@@ -135,6 +137,8 @@ def split_headers(headers: HeaderList) -> tuple[HeaderList, TapHeaders]:
         stream_usage=None if stream_usage is None else _truthy(stream_usage),
         properties=properties,
         features=features,
+        prompt_id=tap.get("prompt-id"),
+        prompt_version=tap.get("prompt-version"),
     )
 
 

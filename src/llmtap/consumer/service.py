@@ -15,10 +15,12 @@ from types import FrameType
 
 from llmtap.consumer.chain import build_chain
 from llmtap.consumer.runner import BatchRunner, RunnerConfig, RunnerStats
+from llmtap.consumer.score_sync import ScoreSync
 from llmtap.errors import LlmtapError
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import GroupConsumer
 from llmtap.settings import Settings
+from llmtap.stores.analytics.store import AnalyticsStore
 from llmtap.stores.factory import open_records_and_bodies, open_sinks, refuse_split_analytics
 from llmtap.stores.sink import Sink
 
@@ -68,8 +70,21 @@ class ConsumerService:
             sinks,
             RunnerConfig.from_settings(settings),
         )
+        analytics = next((s for s in self._sinks if isinstance(s, AnalyticsStore)), None)
+        self.score_sync = (
+            None
+            if analytics is None
+            else ScoreSync(
+                records.scores,
+                analytics,
+                interval_s=settings.scores_sync_interval_s,
+                pending_ttl_s=settings.scores_pending_ttl_days * 86400.0,
+            )
+        )
+        """Sends scores to the analytics store (none without one)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sync_thread: threading.Thread | None = None
         self._closed = False
         self.failure: BaseException | None = None
         """Set when the loop died on an error it could not handle (the process should exit 1)."""
@@ -110,6 +125,11 @@ class ConsumerService:
             target=self._loop, args=(on_exit,), name="llmtap-consumer", daemon=True
         )
         self._thread.start()
+        if self.score_sync is not None:
+            self._sync_thread = threading.Thread(
+                target=self.score_sync.run, args=(self._stop,), name="llmtap-scores", daemon=True
+            )
+            self._sync_thread.start()
         log.info(
             "consumer started: %s -> %d sink(s), group %r",
             self._settings.topic,
@@ -126,6 +146,9 @@ class ConsumerService:
             if self._thread.is_alive():
                 log.warning("consumer did not drain within %.0fs", timeout)
                 return False
+        if self._sync_thread is not None:
+            # a round in flight ends with its store call; the stores close after it
+            self._sync_thread.join(timeout)
         self.close()
         return True
 

@@ -29,6 +29,7 @@ from starlette.responses import Response, StreamingResponse
 from llmtap.api.filters import all_of, check_size
 from llmtap.api.query_gate import QueryBusy
 from llmtap.api.rows import iso_time, nano_to_usd
+from llmtap.api.scores import scores_json
 from llmtap.api.search import SearchQuery
 from llmtap.dashboard.auth import Signed
 from llmtap.dashboard.context import DashboardContext, dashboard
@@ -64,9 +65,15 @@ CSV_COLUMNS = (
     "trace_id",
     "error",
     "properties",
+    "prompt_id",
+    "prompt_version",
+    "feedback",
+    "scores",
 )
 _STORED_AS = {"created_at": "created_unix_ms", "cost_usd": "cost_nano_usd"}
-CSV_READS = tuple(_STORED_AS.get(column, column) for column in CSV_COLUMNS)
+_JOINED = frozenset({"feedback", "scores"})
+"""Not columns of the call: joined from the scores table, page by page (``_with_scores``)."""
+CSV_READS = tuple(_STORED_AS.get(column, column) for column in CSV_COLUMNS if column not in _JOINED)
 """The columns ``csv_cells`` reads (and every sort key): a CSV export reads only these."""
 _FORMULA_STARTS = frozenset("=+-@\t\r")
 _encoder = msgspec.json.Encoder()
@@ -118,6 +125,11 @@ def csv_cells(row: Row) -> list[Any]:
         # JSON starts with "{": never a formula (compact, UTF-8 unescaped, as json.dumps with
         # ensure_ascii=False and no spaces, at a fraction of its cost)
         _encoder.encode(row["properties"]).decode(),
+        _text(row["prompt_id"]),
+        _text(row["prompt_version"]),
+        "" if row["feedback"] is None else str(row["feedback"]).lower(),
+        # JSON again: a score name is letters, digits and _ . : - (stores/scores.py)
+        _encoder.encode(row["scores"]).decode(),
     ]
 
 
@@ -152,8 +164,9 @@ def _pages(
             )
             with api.gate.slot():
                 page = api.search.search(query)
-            if page.rows:
-                yield [_without_headers(row) for row in page.rows]
+                rows = _scored(ctx, org_id, [_without_headers(row) for row in page.rows])
+            if rows:
+                yield rows
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
@@ -163,7 +176,7 @@ def _pages(
             org_id, tree, state.sort, state.order == "desc", after=after, limit=PAGE_ROWS
         )
         with api.gate.slot():
-            return ctx.records.export_page(query, columns)
+            return _scored(ctx, org_id, ctx.records.export_page(query, columns))
 
     # The next page is read on a second thread while this one is formatted and sent: the
     # database steps without the GIL, so on two cores an export is up to ~1.5x faster. Still
@@ -192,6 +205,16 @@ def _without_headers(row: RequestRow) -> Row:
     data.pop("request_headers", None)
     data.pop("response_headers", None)
     return data
+
+
+def _scored(ctx: DashboardContext, org_id: str, rows: list[Row]) -> list[Row]:
+    """``rows`` with their ``scores`` (name -> value) and ``feedback``: one read of the scores
+    table, made under the page read's gate slot (a slot of its own would wait on the read of
+    the next page, which holds one)."""
+    known = ctx.records.scores.for_requests(org_id, [str(row["request_id"]) for row in rows])
+    for row in rows:
+        row["scores"], row["feedback"] = scores_json(known.get(row["request_id"], []))
+    return rows
 
 
 def csv_chunks(pages: Iterator[list[Row]]) -> Iterator[bytes]:

@@ -1,7 +1,7 @@
 """``/requests/<id>``: one call — the conversation as messages, the raw request and response
 (pretty-printed JSON, cut for display with a link to the whole body), the stored headers (already
-redacted when the call was captured), timings, tokens by kind, and its cost and where the price
-came from. ``/requests/<id>/body/<kind>`` is the whole body as plain text.
+redacted when the call was captured), timings, tokens by kind, its cost and where the price
+came from, its prompt, feedback and scores. ``/requests/<id>/body/<kind>`` is the whole body as plain text.
 
 A request id of another organization is answered exactly like a missing one (404).
 """
@@ -27,6 +27,7 @@ from llmtap.dashboard.conversation import (
 )
 from llmtap.stores.bodies.port import BodyStore
 from llmtap.stores.row import RequestRow
+from llmtap.stores.scores import FEEDBACK
 
 router = APIRouter(include_in_schema=False)
 
@@ -135,10 +136,13 @@ def request_view(request_id: str, request: Request, signed: Signed) -> Response:
         "audio input": row.audio_input_tokens,
         "audio output": row.audio_output_tokens,
     }
+    scores = ctx.api.search.scores_of(signed.org_id, [row]).get(row.request_id, [])
     context: dict[str, Any] = {
         "viewer": signed,
         "page": "requests",
         "row": row,
+        "scores": [s for s in scores if s.name != FEEDBACK],
+        "feedback": next((bool(s.value) for s in scores if s.name == FEEDBACK), None),
         "bodies": shown,
         "tokens": tokens,
         "cost_usd": nano_to_usd(row.cost_nano_usd),

@@ -123,6 +123,15 @@ FIELDS: tuple[Field, ...] = (
     _same("fallback_index", "int32", nullable=True, group="fallback_index"),
     _same("cache_hit", "bool", group="cache_hit"),
     Field("cache_saved_nano_usd", "nano_usd", nullable=True, analytics="cache_saved_nano_usd"),
+    _same("prompt_id", "text", nullable=True, length=256, low_cardinality=True, group="prompt"),
+    _same(
+        "prompt_version",
+        "text",
+        nullable=True,
+        length=128,
+        low_cardinality=True,
+        group="prompt_version",
+    ),
 )
 """In the records table's column order (new fields go last: that is where a migration adds
 them)."""

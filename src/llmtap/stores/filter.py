@@ -16,9 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from llmtap.stores.scores import FEEDBACK
+
 FieldKind = Literal["str", "int", "float", "bool", "time", "cost", "text"]
 
 PROPERTY_PREFIX = "properties."
+SCORE_PREFIX = "score."
+FEEDBACK_FIELD = "feedback"
+"""``feedback`` filters on the feedback score (``stores/scores.FEEDBACK``) as true/false."""
 
 
 class FilterError(ValueError):
@@ -43,6 +48,22 @@ class Leaf:
             return self.field[len(PROPERTY_PREFIX) :]
         return None
 
+    @property
+    def score_name(self) -> str | None:
+        """The score this leaf compares (``score.<name>``, or feedback's), else ``None``."""
+        if self.field.startswith(SCORE_PREFIX):
+            return self.field[len(SCORE_PREFIX) :]
+        if self.field == FEEDBACK_FIELD:
+            return FEEDBACK
+        return None
+
+    @property
+    def score_value(self) -> Any:
+        """The value compared with a score: feedback's true/false as 1/0 (how it is kept)."""
+        if self.field == FEEDBACK_FIELD and isinstance(self.value, bool):
+            return 1.0 if self.value else 0.0
+        return self.value
+
 
 @dataclass(frozen=True, slots=True)
 class Branch:
@@ -51,6 +72,15 @@ class Branch:
 
 
 Filter = Leaf | Branch
+
+
+def has_scores(node: Filter | None) -> bool:
+    """Whether any leaf compares a score (answered from the scores, not the row)."""
+    if node is None:
+        return False
+    if isinstance(node, Leaf):
+        return node.score_name is not None
+    return any(has_scores(item) for item in node.items)
 
 
 def has_text(node: Filter | None) -> bool:

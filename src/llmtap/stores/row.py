@@ -99,3 +99,7 @@ class RequestRow(msgspec.Struct, kw_only=True):
     cache_saved_nano_usd: int | None = None
     """For a cache hit: what the call would have cost at the provider (the price of the usage
     in the answer it was served); ``None`` for other calls, or when that has no known price."""
+    prompt_id: str | None = None
+    """``Helicone-Prompt-Id``: the prompt the caller says this call used."""
+    prompt_version: str | None = None
+    """``Helicone-Prompt-Version``: which version of that prompt."""

@@ -12,8 +12,20 @@ from urllib.parse import urlsplit
 import msgspec
 
 from llmtap.record import EXTRA_RATELIMIT_IGNORED, LogRecord
+from llmtap.stores.fields import BY_NAME
 from llmtap.stores.notes import RATELIMIT_IGNORED, callers_own
 from llmtap.stores.row import RequestRow
+
+PROMPT_ID = BY_NAME["prompt_id"]
+PROMPT_VERSION = BY_NAME["prompt_version"]
+
+
+def _cut(value: str | None, length: int | None) -> str | None:
+    # a value longer than its column, or holding a NUL (an async log's meta is JSON, where
+    # "\u0000" is legal), would make Postgres refuse the whole row (poison)
+    if value is None or length is None:
+        return value
+    return value.replace("\x00", "")[:length]
 
 
 class RowBuilder:
@@ -67,4 +79,6 @@ class RowBuilder:
             ),
             fallback_index=record.fallback_index,
             cache_hit=record.cache == "hit",
+            prompt_id=_cut(record.prompt_id, PROMPT_ID.length),
+            prompt_version=_cut(record.prompt_version, PROMPT_VERSION.length),
         )

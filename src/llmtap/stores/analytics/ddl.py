@@ -80,3 +80,21 @@ CREATE_REQUESTS = (
     "PARTITION BY toYYYYMM(created)\n"
     "ORDER BY (org_id, toStartOfHour(created), request_id)\n"
 )
+
+SCORES_TABLE = "llmtap_scores"
+
+CREATE_SCORES = (
+    f"CREATE TABLE IF NOT EXISTS {SCORES_TABLE}\n(\n"
+    "    org_id String,\n"
+    "    request_id String,\n"
+    "    name String,\n"
+    "    value Float64,\n"
+    "    is_bool Bool,\n"
+    "    version UInt64\n"
+    ")\nENGINE = ReplacingMergeTree(version)\n"
+    "ORDER BY (org_id, request_id, name)\n"
+)
+"""Scores and feedback (``stores/scores.py``), one row per (organization, request id, name):
+the newest ``version`` (the time of the score's last write, in ms) wins. They are joined to
+the calls at query time, so a score sent before its call arrives counts once the call does
+(docs/decisions/2026-12-01-scores.md)."""

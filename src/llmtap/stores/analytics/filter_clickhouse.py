@@ -13,6 +13,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from llmtap.stores.analytics.ddl import SCORES_TABLE
 from llmtap.stores.filter import Branch, Filter, FilterError, Leaf
 
 _COLUMN_OF_FIELD = {"created": "toUnixTimestamp64Milli(created)", "cost_usd": "cost_nano_usd"}
@@ -50,10 +51,26 @@ def _node(node: Filter, params: _Params) -> str:
         return "(" + joiner.join(_node(item, params) for item in node.items) + ")"
     if node.kind == "text":
         raise FilterError(f"{node.field!r}: text in bodies cannot filter metrics")
+    score_name = node.score_name
+    if score_name is not None:
+        return _score(node, score_name, params)
     name = node.property_name
     if name is not None:
         return _property(node, params.bind(name, "String"), params)
     return _leaf(node, _COLUMN_OF_FIELD.get(node.field, node.field), params)
+
+
+def _score(leaf: Leaf, score_name: str, params: _Params) -> str:
+    # (org_id, request_id) of the calls having the score: the outer query's organization
+    # condition still applies, and no other organization's score can match a call
+    scored = (
+        f"SELECT org_id, request_id FROM {SCORES_TABLE} FINAL"
+        f" WHERE name = {params.bind(score_name, 'String')}"
+    )
+    if leaf.op == "exists":
+        return f"((org_id, request_id) {'' if leaf.value else 'NOT '}IN ({scored}))"
+    compared = Leaf(leaf.field, leaf.op, leaf.score_value, "float")
+    return f"((org_id, request_id) IN ({scored} AND {_compare(compared, 'value', params)}))"
 
 
 def _property(leaf: Leaf, name: str, params: _Params) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmtap.stores.analytics.client import ClickHouseClient
-from llmtap.stores.analytics.ddl import CREATE_REQUESTS, TABLE, column_type
+from llmtap.stores.analytics.ddl import CREATE_REQUESTS, CREATE_SCORES, TABLE, column_type
 from llmtap.stores.fields import BY_NAME
 
 VERSION_TABLE = "llmtap_schema_version"
@@ -55,6 +55,12 @@ STEPS: tuple[Step, ...] = (
         "cache_hit, cache_saved_nano_usd: calls answered from the gateway's response cache",
         (add_column("cache_hit"), add_column("cache_saved_nano_usd")),
     ),
+    Step(
+        4,
+        "prompt_id, prompt_version: Helicone-Prompt-Id and -Version",
+        (add_column("prompt_id"), add_column("prompt_version")),
+    ),
+    Step(5, "llmtap_scores: scores and feedback, joined to the calls", (CREATE_SCORES,)),
 )
 """In version order; append, never edit one that has shipped."""
 

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from llmtap.stores.analytics.client import ClickHouseClient, RowRejected
-from llmtap.stores.analytics.ddl import COLUMNS, INT_COLUMNS, TABLE
+from llmtap.stores.analytics.ddl import COLUMNS, INT_COLUMNS, SCORES_TABLE, TABLE
 from llmtap.stores.analytics.groups import GroupQuery, GroupRow, group_of
 from llmtap.stores.analytics.groups import build_sql as build_groups_sql
 from llmtap.stores.analytics.metrics import MetricsQuery, MetricsResult, build_sql, result_of
@@ -26,7 +26,11 @@ from llmtap.stores.analytics.overview import (
     build_timeline_sql,
     overview_of,
 )
+from llmtap.stores.analytics.score_metrics import ScoreResult, any_scores_sql
+from llmtap.stores.analytics.score_metrics import build_sql as build_scores_sql
+from llmtap.stores.analytics.score_metrics import result_of as scores_result_of
 from llmtap.stores.row import RequestRow
+from llmtap.stores.scores import StoredScore
 from llmtap.stores.sink import PoisonRows
 
 _encoder = msgspec.json.Encoder()
@@ -105,6 +109,25 @@ class AnalyticsStore:
         if refused:
             raise PoisonRows(refused)
 
+    def write_scores(self, scores: Sequence[StoredScore]) -> None:
+        """One insert of scores (idempotent: the newest version of a name wins)."""
+        if not scores:
+            return
+        lines = [
+            _encoder.encode(
+                {
+                    "org_id": s.org_id,
+                    "request_id": s.request_id,
+                    "name": s.name,
+                    "value": s.value,
+                    "is_bool": s.is_bool,
+                    "version": int(s.updated_unix_ms * 1000),
+                }
+            )
+            for s in scores
+        ]
+        self._client.insert_json_each_row(SCORES_TABLE, b"\n".join(lines))
+
     def close(self) -> None:
         self._client.close()
 
@@ -113,6 +136,13 @@ class AnalyticsStore:
     def metrics(self, query: MetricsQuery) -> MetricsResult:
         """Totals over the query's range and, with ``bucket_s`` or ``group_by``, the series."""
         return result_of(self._client.query_rows(*build_sql(query)))
+
+    def score_metrics(self, query: MetricsQuery) -> ScoreResult:
+        """Score figures per name over the query's calls, as totals and per bucket/group
+        (``score_metrics.py``)."""
+        if not self._client.query_rows(*any_scores_sql(query.org_id)):
+            return ScoreResult()
+        return scores_result_of(self._client.query_rows(*build_scores_sql(query)))
 
     def overview(self, query: MetricsQuery) -> Overview:
         """Every Overview panel of the query's range and filter, from two scans

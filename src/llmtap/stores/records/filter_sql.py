@@ -14,7 +14,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from llmtap.stores.filter import Branch, Filter, FilterError, Leaf
-from llmtap.stores.records.schema import requests
+from llmtap.stores.records.schema import requests, scores
 
 _COLUMN_OF_FIELD = {"created": "created_unix_ms", "cost_usd": "cost_nano_usd"}
 
@@ -64,7 +64,23 @@ def _contains(
     return position(column, needle) > 0
 
 
+def _score(leaf: Leaf, name: str) -> sa.ColumnElement[bool]:
+    """EXISTS over the call's score ``name``: a missing score matches no comparison."""
+    found = sa.exists().where(
+        scores.c.org_id == requests.c.org_id,
+        scores.c.request_id == requests.c.request_id,
+        scores.c.name == name,
+    )
+    if leaf.op == "exists":
+        return found if leaf.value else sa.not_(found)
+    value_column: sa.ColumnElement[object] = scores.c.value
+    return found.where(_compare(value_column, leaf.op, leaf.score_value))
+
+
 def _leaf(leaf: Leaf, dialect: str) -> sa.ColumnElement[bool]:
+    score_name = leaf.score_name
+    if score_name is not None:
+        return _score(leaf, score_name)
     column = column_for(leaf, dialect)
     op, value = leaf.op, leaf.value
     if op == "exists":

@@ -120,6 +120,26 @@ requests = sa.Table(
     ),
 )
 
+scores = sa.Table(
+    "scores",
+    metadata,
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("value", sa.Double(), nullable=False),
+    sa.Column("is_bool", sa.Boolean(), nullable=False),
+    sa.Column("created_unix_ms", sa.Double(), nullable=False),
+    sa.Column("updated_unix_ms", sa.Double(), nullable=False),
+    sa.Column("pending", sa.Boolean(), nullable=False),
+    sa.Column("synced", sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint("org_id", "request_id", "name", name="pk_scores"),
+    sa.Index("ix_scores_pending", "pending", "org_id"),
+    sa.Index("ix_scores_synced", "synced"),
+)
+"""Scores and feedback (``stores/records/scores.py``), keyed like the call they are about but
+with no foreign key: a score may arrive before its call is logged (``pending``) and is joined on
+read. ``synced``: the analytics store has this value (the consumer's ``ScoreSync`` sends it)."""
+
 dashboard_sessions = sa.Table(
     "dashboard_sessions",
     metadata,

@@ -17,10 +17,12 @@ from llmtap.stores.records.keys import ApiKeyInfo, OrgInfo
 from llmtap.stores.records.migrate import upgrade_with
 from llmtap.stores.records.property_lookup import Lookup, property_names, property_values
 from llmtap.stores.records.reader import PageQuery, RecordsReader
+from llmtap.stores.records.scores import ScoreTable
 from llmtap.stores.records.session_calls import PathFigures, session_calls, session_paths
 from llmtap.stores.records.sessions import SessionTable
 from llmtap.stores.records.upsert import write_rows
 from llmtap.stores.row import RequestRow
+from llmtap.stores.sink import PoisonRows
 
 
 class RecordsStore:
@@ -41,6 +43,8 @@ class RecordsStore:
         """Every read of logged calls (the CLI's and the API's), on this store's engine."""
         self.sessions = SessionTable(self._engine)
         """Signed-in dashboard browsers."""
+        self.scores = ScoreTable(self._engine)
+        """Scores and feedback on logged calls."""
 
     @property
     def dialect(self) -> str:
@@ -53,9 +57,16 @@ class RecordsStore:
         """Upsert ``rows`` in one transaction (idempotent on org and request id).
 
         ``StoreUnavailable`` when the database cannot be reached (nothing written);
-        ``PoisonRows`` naming the rows it refused, after the others were committed.
+        ``PoisonRows`` naming the rows it refused, after the others were committed. Scores
+        that were waiting for these calls are joined once the rows are committed.
         """
-        write_rows(self._engine, rows)
+        try:
+            write_rows(self._engine, rows)
+        except PoisonRows:
+            self.scores.join_landed((row.org_id, row.request_id) for row in rows)
+            raise
+        # ids the claims moved are changed in place on the rows: read them after the write
+        self.scores.join_landed((row.org_id, row.request_id) for row in rows)
 
     def close(self) -> None:
         self._engine.dispose()
