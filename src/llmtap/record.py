@@ -83,6 +83,11 @@ class LogRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     attempts: int | None = None
     """How many times the proxy sent the call upstream (2: retried once on a fresh connection;
     0: answered without a provider). ``None`` from ingestion and from proxies before it."""
+    posthog_key: str | None = None
+    """``Helicone-Posthog-Key``: the PostHog project to export this call to. Read only by the
+    consumer's PostHog export; never copied into a row, a header column or a body."""
+    posthog_host: str | None = None
+    """``Helicone-Posthog-Host``: where that project's PostHog is."""
 
 
 class RecordDecodeError(ValueError):

@@ -58,6 +58,8 @@ class ApiService:
             ingestion=ingestion,
             records=records,
             limits=limits,
+            outbox_allow_private=settings.outbox_allow_private_targets,
+            webhooks_max_per_org=settings.webhooks_max_per_org,
             gate=QueryGate(
                 settings.api_query_concurrency,
                 settings.api_query_wait_s,

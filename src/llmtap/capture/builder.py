@@ -64,4 +64,6 @@ def build_log_record(
         parent_span_id=parent_span_id,
         extra=extra or {},
         attempts=attempts,
+        posthog_key=tap.posthog_key,
+        posthog_host=tap.posthog_host,
     )

@@ -74,6 +74,11 @@ class TapHeaders:
     properties: dict[str, str] = field(default_factory=dict)
     features: dict[str, str] | None = None
     """Gateway-feature headers sent (name without prefix → raw value); None when there are none."""
+    posthog_key: str | None = None
+    """``Helicone-Posthog-Key``: export this call to that PostHog project (never stored with the
+    call: it travels on the queue record only, to the consumer's PostHog export)."""
+    posthog_host: str | None = None
+    """``Helicone-Posthog-Host``: that project's PostHog (default ``https://us.i.posthog.com``)."""
 
 
 def _truthy(value: str) -> bool:
@@ -135,6 +140,8 @@ def split_headers(headers: HeaderList) -> tuple[HeaderList, TapHeaders]:
         stream_usage=None if stream_usage is None else _truthy(stream_usage),
         properties=properties,
         features=features,
+        posthog_key=tap.get("posthog-key"),
+        posthog_host=tap.get("posthog-host"),
     )
 
 

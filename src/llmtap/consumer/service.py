@@ -15,6 +15,7 @@ from types import FrameType
 
 from llmtap.consumer.chain import build_chain
 from llmtap.consumer.runner import BatchRunner, RunnerConfig, RunnerStats
+from llmtap.delivery.worker import DeliveryWorker, WorkerConfig, default_kinds
 from llmtap.errors import LlmtapError
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import GroupConsumer
@@ -62,10 +63,18 @@ class ConsumerService:
         self.runner = BatchRunner(
             consumer,
             producer,
-            build_chain(settings, records, bodies),
+            build_chain(settings, records, bodies, records.integrations),
             sinks,
             RunnerConfig.from_settings(settings),
+            outbox=records.outbox,
         )
+        self.delivery: DeliveryWorker | None = None
+        """Sends what the outbox holds (``outbox_enabled``), beside the batch loop; a replay or a
+        re-drive (``source`` given) only enqueues, the running consumers send."""
+        if settings.outbox_enabled and source is None:
+            self.delivery = DeliveryWorker(
+                records.outbox, WorkerConfig.from_settings(settings), default_kinds(settings)
+            )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -108,6 +117,8 @@ class ConsumerService:
             target=self._loop, args=(on_exit,), name="llmtap-consumer", daemon=True
         )
         self._thread.start()
+        if self.delivery is not None:
+            self.delivery.start()
         log.info(
             "consumer started: %s -> %d sink(s), group %r",
             self._settings.topic,
@@ -131,6 +142,8 @@ class ConsumerService:
         if self._closed:
             return
         self._closed = True
+        if self.delivery is not None:
+            self.delivery.stop()
         self._resources.close()
         stats = self.stats
         log.info(

@@ -13,8 +13,10 @@ from typing import Any
 from llmtap.stores.records import keys
 from llmtap.stores.records.engine import create_engine
 from llmtap.stores.records.export_reader import export_page
+from llmtap.stores.records.integrations import IntegrationTable
 from llmtap.stores.records.keys import ApiKeyInfo, OrgInfo
 from llmtap.stores.records.migrate import upgrade_with
+from llmtap.stores.records.outbox import OutboxTable
 from llmtap.stores.records.property_lookup import Lookup, property_names, property_values
 from llmtap.stores.records.reader import PageQuery, RecordsReader
 from llmtap.stores.records.session_calls import PathFigures, session_calls, session_paths
@@ -41,6 +43,10 @@ class RecordsStore:
         """Every read of logged calls (the CLI's and the API's), on this store's engine."""
         self.sessions = SessionTable(self._engine)
         """Signed-in dashboard browsers."""
+        self.outbox = OutboxTable(self._engine)
+        """Signed deliveries waiting for (or done with) their webhook or PostHog endpoint."""
+        self.integrations = IntegrationTable(self._engine)
+        """Each organization's webhooks and PostHog project."""
 
     @property
     def dialect(self) -> str:
