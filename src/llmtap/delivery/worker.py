@@ -188,8 +188,9 @@ class DeliveryWorker:
             self._attempt(target, kind, claimed)
         except StoreError as exc:
             # the outcome could not be written: the lease lapses and the delivery is sent
-            # again (the receiver de-duplicates)
-            log.warning("outbox: could not record a delivery to %s: %s", target.id, exc)
+            # again (the receiver de-duplicates); after stop the store may simply be closed
+            level = logging.DEBUG if self._stop.is_set() else logging.WARNING
+            log.log(level, "outbox: could not record a delivery to %s: %s", target.id, exc)
         except Exception:
             log.exception("outbox: sending to %s failed unexpectedly", target.id)
         finally:

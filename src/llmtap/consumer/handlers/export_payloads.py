@@ -64,13 +64,8 @@ def _usd(row: RequestRow) -> float | None:
     return None if row.cost_nano_usd is None else row.cost_nano_usd / 1e9
 
 
-def webhook_delivery(
-    webhook_id: str,
-    request: BodyText,
-    response: BodyText,
-    links: Links,
-    row: RequestRow,
-) -> Delivery:
+def webhook_body(request: BodyText, response: BodyText, links: Links, row: RequestRow) -> bytes:
+    """The payload (the same for every webhook of the organization that wants the call)."""
     payload: dict[str, Any] = {
         "request_id": row.request_id,
         "user_id": row.user_id,
@@ -108,13 +103,7 @@ def webhook_delivery(
             "url": links.request_page(row.request_id),
         },
     }
-    return Delivery(
-        target_id=webhook_id,
-        org_id=row.org_id,
-        dedup_key=row.request_id,
-        body=_encode(payload),
-        request_id=row.request_id,
-    )
+    return _encode(payload)
 
 
 def posthog_delivery(target_id: str, links: Links, row: RequestRow) -> Delivery:

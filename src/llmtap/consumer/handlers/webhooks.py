@@ -9,12 +9,14 @@ record makes the same choice.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from functools import partial
 
 from llmtap.consumer.context import Context, PendingDelivery
-from llmtap.consumer.handlers.export_payloads import Links, body_text, webhook_delivery
+from llmtap.consumer.handlers.export_payloads import Links, body_text, webhook_body
 from llmtap.consumer.integrations import IntegrationDirectory
 from llmtap.stores.records.integrations import WebhookRule
+from llmtap.stores.records.outbox import Delivery
 from llmtap.stores.row import RequestRow
 
 
@@ -35,6 +37,23 @@ def matches(rule: WebhookRule, row: RequestRow) -> bool:
     return all(properties.get(k.lower()) == v for k, v in rule.property_filters.items())
 
 
+class _Once:
+    """The payload made once for all the webhooks that want the call."""
+
+    def __init__(self, make: Callable[[RequestRow], bytes]) -> None:
+        self._make = make
+        self._made: tuple[str, bytes] | None = None
+
+    def __call__(self, row: RequestRow) -> bytes:
+        if self._made is None or self._made[0] != row.request_id:
+            self._made = (row.request_id, self._make(row))
+        return self._made[1]
+
+
+def _delivery(webhook_id: str, body: _Once, row: RequestRow) -> Delivery:
+    return Delivery(webhook_id, row.org_id, row.request_id, body(row), row.request_id)
+
+
 class WebhookExport:
     name = "webhooks"
 
@@ -53,6 +72,6 @@ class WebhookExport:
         link = self._links.request_api(ctx.row.request_id)
         request = body_text(ctx.request_body, self._body_max, "request", link)
         response = body_text(ctx.response_body, self._body_max, "response", link)
+        body = _Once(partial(webhook_body, request, response, self._links))
         for rule in wanted:
-            render = partial(webhook_delivery, rule.id, request, response, self._links)
-            ctx.deliveries.append(PendingDelivery(render=render))
+            ctx.deliveries.append(PendingDelivery(render=partial(_delivery, rule.id, body)))

@@ -62,8 +62,10 @@ def _rule(row: Any) -> WebhookRule:
 class IntegrationTable:
     """The queries of ``webhooks`` and ``posthog_settings``, on an engine its owner opened."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, writer: sa.Engine | None = None) -> None:
         self._engine = engine
+        self._writer = writer or engine
+        """Transactions that write (SQLite: the write lock taken at BEGIN)."""
 
     # -- webhooks ------------------------------------------------------------------------------
 
@@ -72,7 +74,7 @@ class IntegrationTable:
     ) -> tuple[str, str]:
         """``(webhook id, signing secret)``: the secret is shown to the user once."""
         webhook_id, secret = new_webhook_id(), new_signing_secret()
-        with translated("create webhook"), self._engine.begin() as conn:
+        with translated("create webhook"), self._writer.begin() as conn:
             conn.execute(
                 outbox_targets.insert().values(
                     id=webhook_id,
@@ -130,7 +132,7 @@ class IntegrationTable:
 
     def delete_webhook(self, org_id: str, webhook_id: str) -> bool:
         """Delete the organization's webhook, its endpoint and its deliveries (sent or not)."""
-        with translated("delete webhook"), self._engine.begin() as conn:
+        with translated("delete webhook"), self._writer.begin() as conn:
             found = conn.execute(
                 sa.select(webhooks.c.id).where(
                     webhooks.c.org_id == org_id, webhooks.c.id == webhook_id
@@ -151,7 +153,7 @@ class IntegrationTable:
     # -- PostHog -------------------------------------------------------------------------------
 
     def set_posthog(self, org_id: str, host: str, api_key: str) -> None:
-        with translated("set PostHog project"), self._engine.begin() as conn:
+        with translated("set PostHog project"), self._writer.begin() as conn:
             conn.execute(sa.delete(posthog_settings).where(posthog_settings.c.org_id == org_id))
             conn.execute(
                 posthog_settings.insert().values(
@@ -168,7 +170,7 @@ class IntegrationTable:
         return None if row is None else PostHogProject(host=row[0], api_key=row[1])
 
     def delete_posthog(self, org_id: str) -> bool:
-        with translated("delete PostHog project"), self._engine.begin() as conn:
+        with translated("delete PostHog project"), self._writer.begin() as conn:
             result = conn.execute(
                 sa.delete(posthog_settings).where(posthog_settings.c.org_id == org_id)
             )

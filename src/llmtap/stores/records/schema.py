@@ -187,7 +187,8 @@ outbox = sa.Table(
     sa.Column("last_status", sa.Integer(), nullable=True),
     sa.Column("done_ms", sa.BigInteger(), nullable=True),
     sa.UniqueConstraint("target_id", "dedup_key", name="uq_outbox_target_dedup"),
-    sa.Index("ix_outbox_due", "status", "next_attempt_ms"),
+    # the due lookup and the claim: one index seek per endpoint, in the order claimed
+    sa.Index("ix_outbox_due", "target_id", "status", "next_attempt_ms"),
     sa.Index("ix_outbox_target_created", "target_id", "created_ms"),
     sa.Index("ix_outbox_done", "done_ms"),
 )

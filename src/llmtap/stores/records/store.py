@@ -39,13 +39,21 @@ class RecordsStore:
             finally:
                 migration_engine.dispose()
         self._engine = create_engine(url)
+        # SQLite: a writer that reads before it writes (the batch upsert settles ids first) and
+        # sees another writer commit in between (the delivery worker) fails at once with
+        # "database is locked"; taking the write lock at BEGIN makes it wait its turn instead
+        self._writer = (
+            create_engine(url, immediate=True)
+            if self._engine.dialect.name == "sqlite"
+            else self._engine
+        )
         self.reader = RecordsReader(self._engine)
         """Every read of logged calls (the CLI's and the API's), on this store's engine."""
         self.sessions = SessionTable(self._engine)
         """Signed-in dashboard browsers."""
-        self.outbox = OutboxTable(self._engine)
+        self.outbox = OutboxTable(self._engine, self._writer)
         """Signed deliveries waiting for (or done with) their webhook or PostHog endpoint."""
-        self.integrations = IntegrationTable(self._engine)
+        self.integrations = IntegrationTable(self._engine, self._writer)
         """Each organization's webhooks and PostHog project."""
 
     @property
@@ -61,10 +69,11 @@ class RecordsStore:
         ``StoreUnavailable`` when the database cannot be reached (nothing written);
         ``PoisonRows`` naming the rows it refused, after the others were committed.
         """
-        write_rows(self._engine, rows)
+        write_rows(self._writer, rows)
 
     def close(self) -> None:
         self._engine.dispose()
+        self._writer.dispose()
 
     # -- reads (``reader``; these name it for the callers that hold the store) ---------------
 

@@ -73,7 +73,7 @@ def upgrade() -> None:
         sa.Column("done_ms", sa.BigInteger(), nullable=True),
         sa.UniqueConstraint("target_id", "dedup_key", name="uq_outbox_target_dedup"),
     )
-    op.create_index("ix_outbox_due", "outbox", ["status", "next_attempt_ms"])
+    op.create_index("ix_outbox_due", "outbox", ["target_id", "status", "next_attempt_ms"])
     op.create_index("ix_outbox_target_created", "outbox", ["target_id", "created_ms"])
     op.create_index("ix_outbox_done", "outbox", ["done_ms"])
     op.create_table(
