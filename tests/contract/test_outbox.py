@@ -66,6 +66,19 @@ def test_deliveries_of_a_deleted_webhook_are_dropped_not_refused(store: RecordsS
     assert store.outbox.pending_counts(org) == {kept: 1}
 
 
+def test_a_claim_takes_at_most_its_limit_oldest_first(store: RecordsStore) -> None:
+    org = store.default_org_id()
+    hook, _ = store.integrations.create_webhook(org, "https://example.com/h", 100, {})
+    store.outbox.enqueue([], deliveries(org, hook, 4), 1000)
+    store.outbox.enqueue([], deliveries(org, hook, 6, start=4), 1001)
+    first = store.outbox.claim(hook, 2000, 3, 60_000)
+    # the longest-due first (r0-r3 were due a millisecond before r4-r9)
+    assert len(first) == 3 and {c.dedup_key for c in first} <= {"r0", "r1", "r2", "r3"}
+    assert len(store.outbox.claim(hook, 2000, 3, 60_000)) == 3
+    assert len(store.outbox.claim(hook, 2000, 30, 60_000)) == 4
+    assert store.outbox.claim(hook, 2000, 30, 60_000) == []
+
+
 def test_claims_never_overlap_across_workers(url: str) -> None:
     """Four stores (four connection pools, as four consumer processes have) claim the same
     target at once: every delivery is claimed exactly once."""

@@ -232,27 +232,27 @@ class OutboxTable:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        stmt = (
-            sa.update(outbox)
-            .where(
-                outbox.c.id.in_(pick.scalar_subquery()),
-                # checked again on the row itself: on Postgres a row another worker leased
-                # between our subquery and our update is re-read here and skipped
-                outbox.c.status == PENDING,
-                outbox.c.lease_until_ms <= now_ms,
-            )
-            .values(lease_until_ms=now_ms + lease_ms)
-            .returning(
-                outbox.c.id,
-                outbox.c.dedup_key,
-                outbox.c.request_id,
-                outbox.c.body,
-                outbox.c.attempts,
-                outbox.c.created_ms,
-            )
-        )
+        # Two statements in one transaction, not ``UPDATE … WHERE id IN (SELECT … LIMIT n FOR
+        # UPDATE SKIP LOCKED)``: Postgres may run such a subquery more than once and update more
+        # than ``limit`` rows. The SELECT locks its rows until the commit (Postgres) or holds
+        # the write lock taken at BEGIN (SQLite), so no other worker can take them in between.
         with translated("claim deliveries"), self._writer.begin() as conn:
-            rows = conn.execute(stmt).all()
+            ids = list(conn.execute(pick).scalars())
+            if not ids:
+                return []
+            rows = conn.execute(
+                sa.update(outbox)
+                .where(outbox.c.id.in_(ids))
+                .values(lease_until_ms=now_ms + lease_ms)
+                .returning(
+                    outbox.c.id,
+                    outbox.c.dedup_key,
+                    outbox.c.request_id,
+                    outbox.c.body,
+                    outbox.c.attempts,
+                    outbox.c.created_ms,
+                )
+            ).all()
         claimed = [Claimed(*row) for row in rows]
         claimed.sort(key=lambda c: (c.created_ms, c.id))
         return claimed
