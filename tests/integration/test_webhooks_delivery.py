@@ -107,7 +107,7 @@ def test_a_failing_then_dead_endpoint_gets_every_event_once_with_valid_signature
             store.close()
         # it stays down through several failed attempts and the backoff's cap
         wait_for(
-            lambda: client.get(f"/v1/webhooks/{hook['id']}").json()["consecutive_failures"] >= 4,
+            lambda: client.get(f"/v1/webhooks/{hook['id']}").json()["consecutive_failures"] >= 6,
             timeout_s=30,
             what="failed attempts against the dead endpoint",
         )
