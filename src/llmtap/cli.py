@@ -27,6 +27,9 @@ from llmtap.cli_commands import (
     cmd_requests,
     cmd_seed,
     cmd_serve,
+    cmd_webhooks_add,
+    cmd_webhooks_list,
+    cmd_webhooks_rm,
     mock_upstream,
 )
 from llmtap.cli_options import SettingOption, parse_json, setting_options
@@ -108,6 +111,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("request", "Show one logged call with its bodies.", cmd_request),
     Command("migrate", "Bring the records and analytics schemas up to date.", cmd_migrate),
     Command("keys", "Manage llmtap API keys (create, list, revoke).", None),
+    Command("webhooks", "Manage an organization's webhooks (add, list, rm).", None),
     Command(
         "seed",
         "Write N realistic synthetic calls straight into the stores (benchmarks, screenshots).",
@@ -242,6 +246,8 @@ def _add_command_arguments(
         parser.add_argument("--json", action="store_true", help="as one JSON document")
     elif command.name == "keys":
         _add_keys(parser, options)
+    elif command.name == "webhooks":
+        _add_webhooks(parser, options)
     elif command.name == "seed":
         _add_seed(parser)
     elif command.name == "mock-upstream":
@@ -349,6 +355,46 @@ def _add_keys(parser: argparse.ArgumentParser, options: Sequence[SettingOption])
     p.add_argument("key_id", help="the id `llmtap keys list` shows")
 
 
+def _add_webhooks(parser: argparse.ArgumentParser, options: Sequence[SettingOption]) -> None:
+    sub = parser.add_subparsers(
+        dest="webhooks_command", required=True, title="commands", metavar="<command>"
+    )
+
+    def leaf(name: str, help_: str, run: Handler) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            prog=f"llmtap webhooks {name}",
+            help=help_,
+            description=help_,
+            usage=f"llmtap webhooks {name} [options]",
+            formatter_class=_HelpFormatter,
+        )
+        p.set_defaults(run=run)
+        _add_globals(p, options)
+        p.add_argument("--org", default=None, help="organization id (default: the default org)")
+        return p
+
+    p = leaf("add", "Add a webhook (its signing secret is shown once).", cmd_webhooks_add)
+    p.add_argument("url", help="where deliveries are POSTed: http(s)://host[:port][/path]")
+    p.add_argument(
+        "--sample-rate",
+        type=float,
+        default=100.0,
+        metavar="PERCENT",
+        help="percentage of matching calls delivered (default: 100)",
+    )
+    p.add_argument(
+        "--filter",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a custom property every delivered call must have (repeatable; all must match)",
+    )
+    p = leaf("list", "List webhooks with their state (never their secrets).", cmd_webhooks_list)
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p = leaf("rm", "Delete a webhook and its deliveries.", cmd_webhooks_rm)
+    p.add_argument("webhook_id", help="the id `llmtap webhooks list` shows")
+
+
 def build_parser() -> argparse.ArgumentParser:
     options = setting_options()
     parser = argparse.ArgumentParser(
@@ -369,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=command.help,
             description=command.help,
             usage=f"llmtap {command.name} [options]"
-            + (" <command>" if command.name == "keys" else ""),
+            + (" <command>" if command.name in ("keys", "webhooks") else ""),
             formatter_class=_HelpFormatter,
         )
         p.set_defaults(command_spec=command, run=command.run)

@@ -100,6 +100,30 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return revoke_key(settings, args.key_id)
 
 
+def cmd_webhooks_add(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.webhook_admin import add_webhook
+
+    return add_webhook(
+        settings,
+        org_id=args.org,
+        url=args.url,
+        sample_rate=args.sample_rate,
+        filters=args.filter or [],
+    )
+
+
+def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.webhook_admin import list_webhooks
+
+    return list_webhooks(settings, org_id=args.org, as_json=args.json)
+
+
+def cmd_webhooks_rm(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.webhook_admin import remove_webhook
+
+    return remove_webhook(settings, org_id=args.org, webhook_id=args.webhook_id)
+
+
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     from llmtap.demo.seed import SeedPlan, run_seed
 

@@ -117,6 +117,11 @@ class LogRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     """``Helicone-Prompt-Id``."""
     prompt_version: str | None = None
     """``Helicone-Prompt-Version``."""
+    posthog_key: str | None = None
+    """``Helicone-Posthog-Key``: the PostHog project to export this call to. Read only by the
+    consumer's PostHog export; never copied into a row, a header column or a body."""
+    posthog_host: str | None = None
+    """``Helicone-Posthog-Host``: where that project's PostHog is."""
 
 
 class RecordDecodeError(ValueError):

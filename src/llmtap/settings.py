@@ -207,6 +207,49 @@ class Settings(BaseSettings):
     """How often the consumer sends new scores to the analytics store (metrics see a score
     within about this long)."""
 
+    # consumer: webhooks and PostHog through the outbox (docs/integrations.md)
+    outbox_enabled: bool = True
+    """Run the delivery worker (webhooks, PostHog export) in this consumer process; with several
+    consumers every worker claims its own deliveries, none twice."""
+    outbox_poll_s: Annotated[float, Field(gt=0)] = 1.0
+    """How often the delivery worker looks for due deliveries when it has nothing in hand."""
+    outbox_retry_base_s: Annotated[float, Field(gt=0)] = 10.0
+    """First wait before a failed delivery (or a failing endpoint) is tried again (doubling)."""
+    outbox_retry_max_s: Annotated[float, Field(gt=0)] = 3600.0
+    """Cap of the delivery retry backoff."""
+    outbox_max_age_s: Annotated[float, Field(gt=0)] = 24 * 3600.0
+    """A delivery still failing this long after it was enqueued is given up (status
+    ``failed``)."""
+    outbox_lease_s: Annotated[float, Field(gt=0)] = 300.0
+    """How long a claimed delivery belongs to the worker that claimed it; after that (a worker
+    that died mid-send) another worker may send it again."""
+    outbox_endpoint_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    """Deliveries one worker sends to one endpoint at once."""
+    outbox_threads: Annotated[int, Field(ge=1, le=256)] = 8
+    """Sending threads of one delivery worker (all endpoints together)."""
+    outbox_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """Time an endpoint has to connect and answer a delivery before it counts as failed."""
+    outbox_pause_after_failures: Annotated[int, Field(ge=1)] = 50
+    """An endpoint is paused (shown as such, nothing sent until resumed) after this many
+    failures in a row ..."""
+    outbox_pause_after_s: Annotated[float, Field(ge=0)] = 3600.0
+    """... spread over at least this long (so a short outage never pauses it)."""
+    outbox_allow_private_targets: bool = False
+    """Let webhook and PostHog URLs reach loopback/private/link-local/metadata addresses (tests,
+    receivers inside your network); checked on every send, after DNS resolution."""
+    outbox_keep_days: Annotated[float, Field(gt=0)] = 7.0
+    """Days a delivered or given-up delivery stays in the history before it is deleted."""
+    webhook_body_max_bytes: Annotated[int, Field(ge=0)] = 10 * 1024
+    """A request or response body larger than this is replaced in the webhook payload by a
+    notice with a link to the call (Helicone's 10 KB rule)."""
+    webhooks_max_per_org: Annotated[int, Field(ge=1)] = 20
+    """Webhooks one organization may have: creating one more is refused with 400."""
+    posthog_batch_size: Annotated[int, Field(ge=1, le=1000)] = 100
+    """Events sent to PostHog's ``/batch/`` in one request."""
+    public_url: str = ""
+    """The API's base URL as users reach it, for the links to a call in webhooks and PostHog
+    events; empty is ``http://<api_host>:<api_port>``."""
+
     # analytics
     analytics_retention_days: int = 0
     """Days of rows the analytics store keeps (0 = forever); the records store keeps everything."""

@@ -16,7 +16,16 @@ ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "llmtap"
 
 # The bottom: each imports nothing of llmtap but what is listed.
-_BASE = {"__init__", "errors", "settings", "record", "logs", "private_files", "sqlite_wal"}
+_BASE = {
+    "__init__",
+    "errors",
+    "settings",
+    "record",
+    "logs",
+    "private_files",
+    "sqlite_wal",
+    "addresses",
+}
 
 # part -> the other parts it may import. A part is a subpackage (``stores``) or a top-level
 # module (``serve``); ``__init__`` is the package itself (``from llmtap import __version__``).
@@ -28,16 +37,20 @@ MAY_IMPORT: dict[str, set[str]] = {
     "logs": set(),
     "private_files": set(),
     "sqlite_wal": set(),
+    "addresses": set(),
     "keys": _BASE,
     "capture": _BASE,
     "queue": _BASE,
     "stores": _BASE | {"keys"},
     "proxy": _BASE | {"keys", "capture", "queue", "stores"},
     "ingest": _BASE | {"keys", "capture", "queue", "stores"},
-    "consumer": _BASE | {"keys", "capture", "queue", "stores"},
+    # signed deliveries from the durable outbox (webhooks, PostHog): they read and write only
+    # the records store
+    "delivery": _BASE | {"stores"},
+    "consumer": _BASE | {"keys", "capture", "queue", "stores", "delivery"},
     # api/app.py mounts the dashboard (its one import of it); the dashboard reads through api's
     # services (search, metrics, keys, the query gate) and never imports api/app.py back
-    "api": _BASE | {"keys", "capture", "queue", "stores", "ingest", "dashboard"},
+    "api": _BASE | {"keys", "capture", "queue", "stores", "ingest", "dashboard", "delivery"},
     "dashboard": _BASE | {"keys", "stores", "api"},
     "show": _BASE | {"stores"},
     # synthetic calls for the dashboard: rows priced by the consumer's cost handler, into stores

@@ -27,7 +27,17 @@ from llmtap.stores.row import RequestRow
 PG_URL = os.environ.get(
     "LLMTAP_TEST_POSTGRES_URL", "postgresql://llmtap:llmtap@127.0.0.1:5432/llmtap"
 )
-TABLES = {"organizations", "api_keys", "requests", "dashboard_sessions", "scores"}
+TABLES = {
+    "organizations",
+    "api_keys",
+    "requests",
+    "dashboard_sessions",
+    "scores",
+    "outbox_targets",
+    "outbox",
+    "webhooks",
+    "posthog_settings",
+}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

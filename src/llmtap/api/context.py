@@ -45,6 +45,10 @@ class ApiContext:
     """The records store the search reads: the dashboard keeps its sessions there, and reads
     organizations and keys (``None``: no dashboard sign-in)."""
     score_limits: ScoreLimits = ScoreLimits()
+    outbox_allow_private: bool = False
+    """Webhook and PostHog URLs may name private addresses (``outbox_allow_private_targets``)."""
+    webhooks_max_per_org: int = 20
+    """``webhooks_max_per_org``."""
 
 
 def context(request: Request) -> ApiContext:

@@ -54,7 +54,13 @@ def store_error_response(exc: StoreError) -> JSONResponse:
     )
 
 
-_HTTP_KINDS = {404: "not_found", 408: "timeout", 413: "too_large", 429: "too_many"}
+_HTTP_KINDS = {
+    400: "bad_request",
+    404: "not_found",
+    408: "timeout",
+    413: "too_large",
+    429: "too_many",
+}
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

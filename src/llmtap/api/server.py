@@ -65,6 +65,8 @@ class ApiService:
                 max_per_call=settings.scores_max_per_call,
                 max_pending=settings.scores_max_pending,
             ),
+            outbox_allow_private=settings.outbox_allow_private_targets,
+            webhooks_max_per_org=settings.webhooks_max_per_org,
             gate=QueryGate(
                 settings.api_query_concurrency,
                 settings.api_query_wait_s,

@@ -72,4 +72,6 @@ def build_log_record(
         cache=cache,
         prompt_id=tap.prompt_id,
         prompt_version=tap.prompt_version,
+        posthog_key=tap.posthog_key,
+        posthog_host=tap.posthog_host,
     )

@@ -76,6 +76,11 @@ class TapHeaders:
     """Gateway-feature headers sent (name without prefix → raw value); None when there are none."""
     prompt_id: str | None = None
     prompt_version: str | None = None
+    posthog_key: str | None = None
+    """``Helicone-Posthog-Key``: export this call to that PostHog project (never stored with the
+    call: it travels on the queue record only, to the consumer's PostHog export)."""
+    posthog_host: str | None = None
+    """``Helicone-Posthog-Host``: that project's PostHog (default ``https://us.i.posthog.com``)."""
 
 
 def _truthy(value: str) -> bool:
@@ -139,6 +144,8 @@ def split_headers(headers: HeaderList) -> tuple[HeaderList, TapHeaders]:
         features=features,
         prompt_id=tap.get("prompt-id"),
         prompt_version=tap.get("prompt-version"),
+        posthog_key=tap.get("posthog-key"),
+        posthog_host=tap.get("posthog-host"),
     )
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from llmtap.consumer.context import PendingDelivery
 from llmtap.consumer.dlq import DeadLetter, dead_letter_for
 from llmtap.queue.port import Message
 from llmtap.record import LogRecord
@@ -31,6 +32,7 @@ class Item:
     message: Message
     record: LogRecord | None = None
     row: RequestRow | None = None
+    deliveries: list[PendingDelivery] = field(default_factory=list)
     stage: str = "decode"
     attempts: int = 0
     first_failure_ms: int = 0

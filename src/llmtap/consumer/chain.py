@@ -8,8 +8,12 @@ from llmtap.consumer.context import Handler
 from llmtap.consumer.handlers.authenticate import Authenticate
 from llmtap.consumer.handlers.bodies import LoadBodies
 from llmtap.consumer.handlers.cost import CostCalculator
+from llmtap.consumer.handlers.export_payloads import Links
+from llmtap.consumer.handlers.posthog import PostHogExport
 from llmtap.consumer.handlers.request_parser import RequestParser
 from llmtap.consumer.handlers.response_parser import ResponseParser
+from llmtap.consumer.handlers.webhooks import WebhookExport
+from llmtap.consumer.integrations import IntegrationDirectory, IntegrationSource
 from llmtap.keys.directory import KeyDirectory
 from llmtap.settings import Settings
 from llmtap.stores.bodies.port import BodyStore
@@ -23,15 +27,33 @@ class OrgDirectory(Protocol):
     def default_org_id(self) -> str: ...
 
 
+def public_links(settings: Settings) -> Links:
+    base = settings.public_url or f"http://{settings.api_host}:{settings.api_port}"
+    return Links(base.rstrip("/"))
+
+
 def build_chain(
-    settings: Settings, records_store: OrgDirectory, body_store: BodyStore
+    settings: Settings,
+    records_store: OrgDirectory,
+    body_store: BodyStore,
+    integrations: IntegrationSource | None = None,
 ) -> list[Handler]:
-    """authenticate -> bodies -> request -> response -> cost."""
+    """authenticate -> bodies -> request -> response -> cost [-> webhooks -> posthog].
+
+    The export handlers only prepare deliveries; the runner enqueues them into the outbox once
+    the sinks took the batch (``integrations`` None: no export, as for replays into a scratch
+    store)."""
     keys = KeyDirectory(records_store.org_for_key_hash, ttl_s=settings.key_cache_ttl_s)
-    return [
+    chain: list[Handler] = [
         Authenticate(keys, records_store.default_org_id),
         LoadBodies(body_store),
         RequestParser(),
         ResponseParser(),
         CostCalculator(settings.price_overrides),
     ]
+    if integrations is not None:
+        directory = IntegrationDirectory(integrations, settings.key_cache_ttl_s)
+        links = public_links(settings)
+        chain.append(WebhookExport(directory, links, settings.webhook_body_max_bytes))
+        chain.append(PostHogExport(directory, links))
+    return chain

@@ -11,12 +11,24 @@ be processed, and a retriable ``LlmtapError`` for a passing failure (retried, th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from llmtap.queue.port import Message
 from llmtap.record import LogRecord
+from llmtap.stores.records.outbox import Delivery, TargetSpec
 from llmtap.stores.row import RequestRow
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """A delivery a handler wants once the call is stored: ``render`` makes it from the row the
+    records store kept (whose request id may have been settled to a fresh one, invariant 13)."""
+
+    render: Callable[[RequestRow], Delivery]
+    target: TargetSpec | None = None
+    """An endpoint to create on first use (a PostHog project); None for a configured webhook."""
 
 
 @dataclass(slots=True)
@@ -30,6 +42,8 @@ class Context:
     """The parsed request body when it is JSON (``None`` otherwise)."""
     notes: dict[str, Any] = field(default_factory=dict)
     """Scratch space for handlers further down the chain."""
+    deliveries: list[PendingDelivery] = field(default_factory=list)
+    """What the export handlers (webhooks, PostHog) enqueue after the sinks took the batch."""
 
 
 class Handler(Protocol):

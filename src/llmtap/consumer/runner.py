@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from llmtap.consumer.batch import Batch, Item, RowKey
 from llmtap.consumer.context import Context, Handler
@@ -40,6 +41,7 @@ from llmtap.errors import LlmtapError, QueueError, StoreUnavailable
 from llmtap.queue.port import GroupConsumer, Message, ReportingProducer
 from llmtap.record import RecordDecodeError, decode
 from llmtap.settings import Settings
+from llmtap.stores.records.outbox import Delivery, TargetSpec
 from llmtap.stores.row import RequestRow
 from llmtap.stores.sink import PoisonRows, Sink
 
@@ -47,6 +49,15 @@ INGESTED_DIGEST_PREFIX = "source:"
 """``record_digest`` of a row from an ingested log: ``source:<record source>`` (never a hex digest)."""
 
 log = logging.getLogger(__name__)
+
+
+class Outbox(Protocol):
+    """Where the export handlers' deliveries go once the sinks took the batch
+    (``stores.records.outbox.OutboxTable``): idempotent on (target, dedup key)."""
+
+    def enqueue(
+        self, targets: Sequence[TargetSpec], deliveries: Sequence[Delivery], now_ms: int
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +101,11 @@ class RunnerStats:
     """Waits on an outage (store, DLQ or commit) with the batch held in place."""
     batches: int = 0
     """Batches committed."""
+    enqueued: int = 0
+    """Deliveries handed to the outbox (a redelivered batch counts its again; the outbox
+    keeps one)."""
+    deliveries_dropped: int = 0
+    """Deliveries the outbox refused for good or that could not be rendered (logged)."""
 
 
 class BatchRunner:
@@ -100,8 +116,10 @@ class BatchRunner:
         handlers: Sequence[Handler],
         sinks: Sequence[Sink],
         config: RunnerConfig,
+        outbox: Outbox | None = None,
     ) -> None:
         self._consumer = consumer
+        self._outbox = outbox
         self._dlq = dlq_producer
         self._handlers = list(handlers)
         self._sinks = list(sinks)
@@ -228,6 +246,7 @@ class BatchRunner:
         for handler in self._handlers:
             item.stage = f"handler:{handler.name}"
             handler(ctx)
+        item.deliveries = ctx.deliveries
         return ctx.row
 
     def _write(self, batch: Batch, stop: threading.Event) -> bool:
@@ -241,8 +260,48 @@ class BatchRunner:
         for sink in self._sinks:
             if not self._write_sink(sink, live, batch, stop):
                 return False
+        if self._outbox is not None and not self._enqueue(self._outbox, live, stop):
+            return False
         batch.written = sum(len(items) for items in live.values())
         return True
+
+    def _enqueue(
+        self, outbox: Outbox, live: dict[RowKey, list[Item]], stop: threading.Event
+    ) -> bool:
+        """After every sink took the rows: their deliveries into the outbox, made from the rows
+        as stored. A crash before this point redelivers the batch and enqueues then; after it,
+        the redelivered batch's deliveries are the same keys and the outbox keeps one each."""
+        targets: list[TargetSpec] = []
+        deliveries: list[Delivery] = []
+        for items in live.values():
+            row = _row(items)
+            for pending in items[-1].deliveries:
+                try:
+                    deliveries.append(pending.render(row))
+                except Exception:
+                    # an export bug must not hold the log: the row is stored, the delivery lost
+                    log.exception("could not render a delivery for request %s", row.request_id)
+                    self.stats.deliveries_dropped += 1
+                    continue
+                if pending.target is not None:
+                    targets.append(pending.target)
+        if not deliveries:
+            return True
+        failures = 0
+        while True:
+            try:
+                outbox.enqueue(targets, deliveries, int(time.time() * 1000))
+            except LlmtapError as exc:
+                if not exc.retriable:
+                    log.error("the outbox refused %d deliveries: %s", len(deliveries), exc)
+                    self.stats.deliveries_dropped += len(deliveries)
+                    return True
+                failures += 1
+                if self._wait_outage("outbox", exc, failures, stop):
+                    return False
+            else:
+                self.stats.enqueued += len(deliveries)
+                return True
 
     def _write_sink(
         self, sink: Sink, live: dict[RowKey, list[Item]], batch: Batch, stop: threading.Event

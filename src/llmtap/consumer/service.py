@@ -16,6 +16,7 @@ from types import FrameType
 from llmtap.consumer.chain import build_chain
 from llmtap.consumer.runner import BatchRunner, RunnerConfig, RunnerStats
 from llmtap.consumer.score_sync import ScoreSync
+from llmtap.delivery.worker import DeliveryWorker, WorkerConfig, default_kinds
 from llmtap.errors import LlmtapError
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import GroupConsumer
@@ -66,9 +67,10 @@ class ConsumerService:
         self.runner = BatchRunner(
             consumer,
             producer,
-            build_chain(settings, records, bodies),
+            build_chain(settings, records, bodies, records.integrations),
             sinks,
             RunnerConfig.from_settings(settings),
+            outbox=records.outbox,
         )
         analytics = next((s for s in self._sinks if isinstance(s, AnalyticsStore)), None)
         self.score_sync = (
@@ -82,6 +84,13 @@ class ConsumerService:
             )
         )
         """Sends scores to the analytics store (none without one)."""
+        self.delivery: DeliveryWorker | None = None
+        """Sends what the outbox holds (``outbox_enabled``), beside the batch loop; a replay or a
+        re-drive (``source`` given) only enqueues, the running consumers send."""
+        if settings.outbox_enabled and source is None:
+            self.delivery = DeliveryWorker(
+                records.outbox, WorkerConfig.from_settings(settings), default_kinds(settings)
+            )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sync_thread: threading.Thread | None = None
@@ -130,6 +139,8 @@ class ConsumerService:
                 target=self.score_sync.run, args=(self._stop,), name="llmtap-scores", daemon=True
             )
             self._sync_thread.start()
+        if self.delivery is not None:
+            self.delivery.start()
         log.info(
             "consumer started: %s -> %d sink(s), group %r",
             self._settings.topic,
@@ -156,6 +167,8 @@ class ConsumerService:
         if self._closed:
             return
         self._closed = True
+        if self.delivery is not None:
+            self.delivery.stop()
         self._resources.close()
         stats = self.stats
         log.info(

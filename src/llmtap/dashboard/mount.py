@@ -21,6 +21,7 @@ from llmtap.dashboard import (
     requests,
     sessions,
     users,
+    webhooks,
 )
 from llmtap.dashboard.context import DashboardContext, dashboard
 from llmtap.dashboard.docs import docs_router
@@ -61,6 +62,7 @@ def install_dashboard(
             users.router,
             properties.router,
             keys.router,
+            webhooks.router,
             export.router,
         ):
             app.include_router(router)

@@ -16,10 +16,10 @@ every address its name resolves to must be public unless ``allow_private_targets
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from llmtap.addresses import is_public_address as is_public_address
 from llmtap.capture.tap import HeaderList, TapHeaders, header_value
 from llmtap.settings import Settings
 
@@ -115,38 +115,6 @@ def known_provider(host: str) -> str | None:
         if host.endswith(suffix):
             return name
     return None
-
-
-# IPv6 ranges that reach an address we cannot judge from here: the NAT64 local-use prefix maps to
-# whatever the operator's network puts behind it, and Teredo hides its IPv4 behind a relay.
-_NEVER_PUBLIC_V6 = (
-    ipaddress.IPv6Network("64:ff9b:1::/48"),
-    ipaddress.IPv6Network("2001::/32"),
-)
-# Prefixes whose last 32 bits are an IPv4 address: IPv4-compatible (::a.b.c.d, deprecated),
-# IPv4-translated (::ffff:0:a.b.c.d) and the NAT64 well-known prefix (64:ff9b::a.b.c.d).
-_LOW_32_IS_IPV4 = (
-    ipaddress.IPv6Network("::/96"),
-    ipaddress.IPv6Network("::ffff:0:0:0/96"),
-    ipaddress.IPv6Network("64:ff9b::/96"),
-)
-
-
-def is_public_address(address: str) -> bool:
-    """Whether a resolved address is on the public internet; an IPv6 form that carries an IPv4
-    address (mapped, compatible, translated, NAT64, 6to4) is judged by that IPv4 address."""
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        if any(ip in net for net in _NEVER_PUBLIC_V6):
-            return False
-        if ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        elif ip.sixtofour is not None:
-            ip = ip.sixtofour
-        elif any(ip in net for net in _LOW_32_IS_IPV4):
-            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return ip.is_global and not ip.is_multicast
 
 
 class Router:

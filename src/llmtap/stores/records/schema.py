@@ -159,3 +159,97 @@ dashboard_sessions = sa.Table(
     sa.Index("ix_dashboard_sessions_expires", "expires"),
 )
 """Signed-in dashboard browsers (``stores/records/sessions.py``)."""
+
+# -- the outbox: signed deliveries to endpoints outside llmtap (stores/records/outbox.py) -------
+
+outbox_targets = sa.Table(
+    "outbox_targets",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "org_id",
+        sa.String(64),
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("secret", sa.Text(), nullable=False),
+    sa.Column("created", UtcDateTime(), nullable=False),
+    sa.Column("paused", sa.Boolean(), nullable=False),
+    sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+    sa.Column("failing_since_ms", sa.BigInteger(), nullable=True),
+    sa.Column("retry_at_ms", sa.BigInteger(), nullable=False),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("last_success_ms", sa.BigInteger(), nullable=True),
+    sa.Index("ix_outbox_targets_org", "org_id"),
+)
+"""Where deliveries go: a webhook endpoint (secret = its signing secret) or a PostHog project
+(secret = its project API key); the endpoint's failure streak, backoff and pause."""
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "target_id",
+        sa.String(64),
+        sa.ForeignKey("outbox_targets.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("dedup_key", sa.String(200), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=True),
+    sa.Column("body", sa.LargeBinary(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_ms", sa.BigInteger(), nullable=False),
+    sa.Column("next_attempt_ms", sa.BigInteger(), nullable=False),
+    sa.Column("lease_until_ms", sa.BigInteger(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("last_status", sa.Integer(), nullable=True),
+    sa.Column("done_ms", sa.BigInteger(), nullable=True),
+    sa.UniqueConstraint("target_id", "dedup_key", name="uq_outbox_target_dedup"),
+    # the due lookup and the claim: one index seek per endpoint, in the order claimed
+    sa.Index("ix_outbox_due", "target_id", "status", "next_attempt_ms"),
+    sa.Index("ix_outbox_target_created", "target_id", "created_ms"),
+    sa.Index("ix_outbox_done", "done_ms"),
+)
+"""One delivery: the exact bytes to send, its state and its history (attempts, last error)."""
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column(
+        "id",
+        sa.String(64),
+        sa.ForeignKey("outbox_targets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "org_id",
+        sa.String(64),
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("sample_rate", sa.Double(), nullable=False),
+    sa.Column("property_filters", JsonDict, nullable=False),
+    sa.Index("ix_webhooks_org", "org_id"),
+)
+"""Which calls an organization's webhook wants; its endpoint is the ``outbox_targets`` row of the
+same id."""
+
+posthog_settings = sa.Table(
+    "posthog_settings",
+    metadata,
+    sa.Column(
+        "org_id",
+        sa.String(64),
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("host", sa.Text(), nullable=False),
+    sa.Column("api_key", sa.Text(), nullable=False),
+    sa.Column("updated", UtcDateTime(), nullable=False),
+)
+"""An organization's PostHog project, for calls that name none (``Helicone-Posthog-Key``)."""

@@ -13,8 +13,10 @@ from typing import Any
 from llmtap.stores.records import keys
 from llmtap.stores.records.engine import create_engine
 from llmtap.stores.records.export_reader import export_page
+from llmtap.stores.records.integrations import IntegrationTable
 from llmtap.stores.records.keys import ApiKeyInfo, OrgInfo
 from llmtap.stores.records.migrate import upgrade_with
+from llmtap.stores.records.outbox import OutboxTable
 from llmtap.stores.records.property_lookup import Lookup, property_names, property_values
 from llmtap.stores.records.reader import PageQuery, RecordsReader
 from llmtap.stores.records.scores import ScoreTable
@@ -39,12 +41,24 @@ class RecordsStore:
             finally:
                 migration_engine.dispose()
         self._engine = create_engine(url)
+        # SQLite: a writer that reads before it writes (the batch upsert settles ids first) and
+        # sees another writer commit in between (the delivery worker) fails at once with
+        # "database is locked"; taking the write lock at BEGIN makes it wait its turn instead
+        self._writer = (
+            create_engine(url, immediate=True)
+            if self._engine.dialect.name == "sqlite"
+            else self._engine
+        )
         self.reader = RecordsReader(self._engine)
         """Every read of logged calls (the CLI's and the API's), on this store's engine."""
         self.sessions = SessionTable(self._engine)
         """Signed-in dashboard browsers."""
         self.scores = ScoreTable(self._engine)
         """Scores and feedback on logged calls."""
+        self.outbox = OutboxTable(self._engine, self._writer)
+        """Signed deliveries waiting for (or done with) their webhook or PostHog endpoint."""
+        self.integrations = IntegrationTable(self._engine, self._writer)
+        """Each organization's webhooks and PostHog project."""
 
     @property
     def dialect(self) -> str:
@@ -61,7 +75,7 @@ class RecordsStore:
         that were waiting for these calls are joined once the rows are committed.
         """
         try:
-            write_rows(self._engine, rows)
+            write_rows(self._writer, rows)
         except PoisonRows:
             self.scores.join_landed((row.org_id, row.request_id) for row in rows)
             raise
@@ -70,6 +84,7 @@ class RecordsStore:
 
     def close(self) -> None:
         self._engine.dispose()
+        self._writer.dispose()
 
     # -- reads (``reader``; these name it for the callers that hold the store) ---------------
 

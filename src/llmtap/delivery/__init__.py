@@ -1,0 +1,1 @@
+"""Signed deliveries from the durable outbox to endpoints outside llmtap (webhooks, PostHog)."""
