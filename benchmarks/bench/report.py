@@ -14,6 +14,7 @@ NAMES = {
     "nginx": "nginx",
     "llmtap": "llmtap serve (logging on)",
     "llmtap-proxy": "llmtap proxy only",
+    "llmtap-proxy-base": "llmtap proxy only, baseline checkout",
     "litellm": "LiteLLM",
     "portkey": "Portkey",
     "nginx-tls": "nginx, upstream over TLS",

@@ -5,6 +5,7 @@ generators share ``LOAD_CORE``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ PORTS = {
     "litellm": 18103,
     "portkey": 18104,
     "llmtap-proxy": 18105,
+    # the same proxy from another checkout (LLMTAP_BENCH_BASE_SRC): "costs what it cost before"
+    "llmtap-proxy-base": 18106,
     # the same gateways with the mock upstream over TLS (bench/tls.py)
     "nginx-tls": 18111,
     "llmtap-tls": 18112,
@@ -116,7 +119,7 @@ def gateway_service(name: str, logs: Path, run_dir: Path) -> Service:
         argv += ["--host", "127.0.0.1", "--port", str(port), "--processes", "1"]
         env = llmtap_env(data, tls_ca)
         return Service(name, argv, port, GATEWAY_CORE, logs / f"{name}.log", env=env)
-    if base == "llmtap-proxy":
+    if base in ("llmtap-proxy", "llmtap-proxy-base"):
         # the hot path alone: the proxy process publishing to the embedded queue, with no
         # consumer on this machine (the distributed layout, where consumers run elsewhere)
         data = run_dir / f"{name}-data"
@@ -124,9 +127,14 @@ def gateway_service(name: str, logs: Path, run_dir: Path) -> Service:
             shutil.rmtree(data)
         argv = [PYTHON, "-m", "llmtap", "--data-dir", str(data), "proxy"]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
-        return Service(
-            name, argv, port, GATEWAY_CORE, logs / f"{name}.log", env=llmtap_env(data, tls_ca)
-        )
+        env = llmtap_env(data, tls_ca)
+        if base == "llmtap-proxy-base":
+            # an older checkout's src/ first on the path, run with this venv's dependencies
+            src = os.environ.get("LLMTAP_BENCH_BASE_SRC", "")
+            if not src or not (Path(src) / "llmtap" / "__init__.py").is_file():
+                raise ValueError("llmtap-proxy-base needs LLMTAP_BENCH_BASE_SRC=<checkout>/src")
+            env["PYTHONPATH"] = src
+        return Service(name, argv, port, GATEWAY_CORE, logs / f"{name}.log", env=env)
     if name == "litellm":
         conf = (BENCH_DIR / "litellm.yaml.in").read_text().replace("@MOCK_PORT@", str(MOCK_PORT))
         path = run_dir / "litellm.yaml"
