@@ -5,6 +5,7 @@ reaches the client is what is saved, and a miss that saves nothing frees its slo
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +110,28 @@ def test_a_streamed_miss_is_retried_then_saved_and_replayed(gw: AttemptsPipeline
     saves_reach(gw, saves + 1)
     assert streamed() == ("HIT", text)
     assert len(gw.seen(key)) == 2
+
+
+def test_an_anthropic_miss_is_retried_then_served_from_the_cache(gw: AttemptsPipeline) -> None:
+    key = tag()
+    saves = gw.proxy.metrics.cache_saves
+
+    def message() -> Any:
+        return gw.anthropic().messages.with_raw_response.create(
+            model="claude-3-5-haiku-latest",
+            max_tokens=50,
+            messages=[{"role": "user", "content": "say something"}],
+            extra_headers={**cached(key), **FAST_RETRY, **failing(key, 2, 500)},
+        )
+
+    first = message()
+    assert first.headers["helicone-cache"] == "MISS"
+    assert len(gw.seen(key)) == 3
+    saves_reach(gw, saves + 1)
+    second = message()
+    assert second.headers["helicone-cache"] == "HIT"
+    assert second.parse().content == first.parse().content
+    assert len(gw.seen(key)) == 3
 
 
 def test_a_miss_whose_retries_all_fail_saves_nothing_and_frees_its_slot(
@@ -358,4 +381,35 @@ def test_when_the_store_fails_the_uncached_call_still_gets_its_retries(
         assert answer.status_code == 200
         assert "helicone-cache" not in answer.headers  # fail-open: uncached
         assert proxy.metrics.cache_errors + proxy.metrics.cache_bypassed >= 1
+    assert len(gw.seen(key)) == 3
+
+
+async def _concurrent(url: str, headers: dict[str, str], count: int) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        return await asyncio.gather(
+            *(
+                client.post(
+                    url + "/v1/chat/completions",
+                    json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+                    headers={"authorization": "Bearer sk-test", **headers},
+                )
+                for _ in range(count)
+            )
+        )
+
+
+def test_identical_calls_wait_for_a_fill_that_is_being_retried(
+    gw: AttemptsPipeline, tmp_path: Path
+) -> None:
+    key = tag()
+    settings = Settings(data_dir=tmp_path, proxy_port=0, openai_base_url=gw.mock.url)
+    with ThreadedProxy(settings) as proxy:
+        # the filling call's first two attempts fail; the other 29 wait for its third's answer
+        headers = {**cached(key), **FAST_RETRY, **failing(key, 2), "x-mock-latency-ms": "100"}
+        replies = asyncio.run(_concurrent(proxy.url, headers, 30))
+        assert [r.status_code for r in replies] == [200] * 30
+        statuses = [r.headers.get("helicone-cache") for r in replies]
+        assert statuses.count("MISS") == 1 and statuses.count("HIT") == 29
+        assert len({r.json()["id"] for r in replies}) == 1
     assert len(gw.seen(key)) == 3
