@@ -413,3 +413,29 @@ def test_identical_calls_wait_for_a_fill_that_is_being_retried(
         assert statuses.count("MISS") == 1 and statuses.count("HIT") == 29
         assert len({r.json()["id"] for r in replies}) == 1
     assert len(gw.seen(key)) == 3
+
+
+@pytest.mark.redis
+def test_with_redis_a_retried_miss_is_saved_and_a_failed_one_frees_its_slot(
+    gw: AttemptsPipeline, tmp_path: Path, redis_url: str
+) -> None:
+    key = tag()
+    settings = Settings(
+        data_dir=tmp_path,
+        proxy_port=0,
+        openai_base_url=gw.mock.url,
+        cache_url=redis_url,
+        cache_fill_wait_s=1.0,
+    )
+    with ThreadedProxy(settings) as proxy:
+        failed = post(
+            proxy.url, {**cached(key), **FAST_RETRY, "Helicone-Retry-Num": "1", **failing(key, 2)}
+        )
+        assert failed.status_code == 503
+        # the mock counts failures per key: its third request fails too, its fourth answers
+        retried = post(proxy.url, {**cached(key), **FAST_RETRY, **failing(key, 3)})
+        assert retried.status_code == 200
+        assert retried.headers["helicone-cache"] == "MISS"
+        wait_for(lambda: proxy.metrics.cache_saves == 1, timeout_s=5, what="the answer saved")
+        assert post(proxy.url, cached(key)).headers["helicone-cache"] == "HIT"
+    assert len(gw.seen(key)) == 4  # 503, 503, then 503, 200
