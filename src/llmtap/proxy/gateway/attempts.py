@@ -8,6 +8,10 @@ the rest of that answer, and the next attempt is sent after its wait. Every othe
 every answer of the last possible attempt, is relayed as it comes. Once the client got a head,
 nothing is retried: a failure after it cuts the response, as for any call.
 
+The answer that reaches the client goes through ``AttemptRun.out``: the exchange itself, or, on a
+cache miss, the cache's ``MissRelay`` (which marks it ``MISS`` and keeps what it needs to save
+it). A held-back answer never reaches ``out``, so the cache can only ever save the final one.
+
 The whole run is bounded by the call's total timeout (``total_timeout_s``): a wait that would
 end past it is not taken (the answer in hand is relayed instead), and the app's once-a-second
 sweep still answers 504 ``upstream_total_timeout`` if the attempts themselves run over. The
@@ -33,7 +37,7 @@ from llmtap.proxy.gateway.retry_policy import (
 )
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Upstream
-from llmtap.proxy.types import ClientSide, Pool, UpstreamSide
+from llmtap.proxy.types import ClientSide, Pool, UpstreamExchange, UpstreamSide
 
 if TYPE_CHECKING:
     from llmtap.proxy.exchange import Exchange
@@ -56,11 +60,23 @@ class Target:
 class Attempt:
     """One attempt, as the pool and its connection see the exchange (``UpstreamExchange``)."""
 
-    __slots__ = ("_conn", "dropped", "exchange", "final", "note", "retried", "run", "target")
+    __slots__ = (
+        "_conn",
+        "dropped",
+        "exchange",
+        "final",
+        "note",
+        "out",
+        "retried",
+        "run",
+        "target",
+    )
 
     def __init__(self, run: AttemptRun, target: Target, note: AttemptNote, final: bool) -> None:
         self.run = run
         self.exchange = run.exchange
+        self.out = run.out
+        """Where an answer the client gets goes (the exchange, or the cache's relay)."""
         self.target = target
         self.note = note
         self.final = final
@@ -141,16 +157,16 @@ class Attempt:
                 (b"helicone-fallback-index", number),
                 (b"llmtap-fallback-index", number),
             ]
-        self.exchange.on_response_head(status, reason, headers, upstream_chunked)
+        self.out.on_response_head(status, reason, headers, upstream_chunked)
 
     def on_response_body(self, data: bytes) -> None:
         if not self.dropped:
-            self.exchange.on_response_body(data)
+            self.out.on_response_body(data)
 
     def on_response_complete(self) -> None:
         if not self.dropped:
             self._conn = None
-            self.exchange.on_response_complete()
+            self.out.on_response_complete()
 
     def fail(self, status: int, code: str, message: str) -> None:
         if self.dropped or self.exchange.finished:
@@ -163,7 +179,7 @@ class Attempt:
                 return
             self.run.answered(self)
         self._conn = None
-        self.exchange.fail(status, code, message)
+        self.out.fail(status, code, message)
 
 
 class AttemptRun:
@@ -180,6 +196,7 @@ class AttemptRun:
         "_where",
         "exchange",
         "log",
+        "out",
         "retry",
     )
 
@@ -192,6 +209,7 @@ class AttemptRun:
         targets: list[Target],
         deadline_ns: int,
         body_json: dict[str, Any] | None = None,
+        out: UpstreamExchange | None = None,
     ) -> None:
         self._pool = pool
         self._metrics = metrics
@@ -199,6 +217,8 @@ class AttemptRun:
         """The request body as JSON, when a fallback merges keys into it."""
         self._loop = asyncio.get_running_loop()
         self.exchange = exchange
+        self.out: UpstreamExchange = exchange if out is None else out
+        """The answer's way to the client: the exchange, or the cache's ``MissRelay``."""
         self.retry = retry
         self._targets = targets
         self._deadline_ns = deadline_ns

@@ -12,7 +12,11 @@ A SHA-256 over length-prefixed parts, so no two different calls can spell the sa
   ``OpenAI-Project``, ``anthropic-version``, ``anthropic-beta``, ``Accept-Encoding``). They enter
   only the hash: a cached answer is never served to another key or organization, and no
   credential is stored;
-* whether llmtap asked the stream for its usage (the bytes saved then carry the extra chunk).
+* whether llmtap asked the stream for its usage (the bytes saved then carry the extra chunk);
+* with ``Helicone-Fallbacks``, the list as sent: it replaces the call's route with its targets,
+  their credentials and body keys, so the answer of one list is never served to a call that
+  sends another, or none (docs/decisions/2026-12-01-cache-with-retries.md). Appended only when
+  present, so the key of every other call is what it was.
 """
 
 from __future__ import annotations
@@ -90,4 +94,8 @@ def cache_key(exchange: Exchange, request: CacheRequest) -> str:
         part(b"%d" % len(values))
         for value in values:
             part(value)
+    fallbacks = exchange.tap.features.get("fallbacks") if exchange.tap.features else None
+    if fallbacks is not None:
+        part(b"fallbacks")
+        part(fallbacks.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()

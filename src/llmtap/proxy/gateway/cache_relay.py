@@ -1,4 +1,6 @@
-"""The exchange as the provider pool sees it on a cache miss.
+"""The exchange as the provider pool sees it on a cache miss, or the way back of a miss's final
+answer when the call asked for retries or fallbacks (``AttemptRun.out``: then only its
+``on_response_*``/``fail`` are used, and only for the answer the client gets).
 
 It adds ``Helicone-Cache: MISS`` (and ``Llmtap-Cache``) to the response head, drops any such
 header the provider itself sent (only llmtap says what came from its cache), and keeps what the

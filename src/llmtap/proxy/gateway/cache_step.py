@@ -4,9 +4,12 @@ A full bucket this process remembers (``MemoryCache``, for ``cache_memory_ttl_s`
 at once; otherwise one asyncio task per call does the lookup (the store answers off the loop:
 SQLite on its own thread, Redis over asyncio). A hit is replayed through the exchange's
 own ``on_response_head/body/complete``, so it is relayed, captured and logged like any answer.
-A miss goes to the provider through a ``MissRelay``; once the client has the whole answer
-(``finished``, called from ``ProxyApp.finish``) a successful one is saved, else the claimed slot
-is released.
+A miss is handed to the call's ``Sender`` with a ``MissRelay`` as the answer's way back: the
+gateway sends it once, or through its retries and fallbacks when the call asked for them (the
+relay then sees only the answer that reaches the client, never a held-back attempt). Once the
+client has the whole answer (``finished``, called from ``ProxyApp.finish``) a successful one is
+saved, else the claimed slot is released — whatever ended the call: an error, the last retry's
+error status, the client leaving, a timeout.
 
 Fail-open: when the store fails (``CacheStoreError``) or this step has a bug, the call goes to the
 provider uncached and the failure is counted (``llmtap_proxy_cache_errors_total``); after a
@@ -20,6 +23,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from llmtap.capture.tap import HOP_BY_HOP, HeaderList
@@ -52,7 +56,16 @@ INLINE_KEY_BYTES = 64 * 1024
 WARN_EVERY_S = 10.0
 _FIRST_PAUSE_S = 0.002
 _MAX_PAUSE_S = 0.05
-_NOT_STORED = CACHE_HEADER_NAMES | {b"set-cookie"}
+# which fallback target answered is said of the call that went to it, never of a hit
+_NOT_STORED = CACHE_HEADER_NAMES | {
+    b"set-cookie",
+    b"helicone-fallback-index",
+    b"llmtap-fallback-index",
+}
+
+Sender = Callable[[MissRelay | None], None]
+"""Sends a call the cache did not answer on to the provider: through the relay (a miss, whose
+answer the cache keeps) or uncached (None: the store failed, or this step did)."""
 
 
 class CacheStep:
@@ -75,30 +88,43 @@ class CacheStep:
         self._skip_until = 0.0
         self._next_warning = 0.0
 
-    def start(self, exchange: Exchange, request: CacheRequest) -> None:
-        """Take the call over (called on the loop by ``Gateway.run``)."""
+    def start(self, exchange: Exchange, request: CacheRequest, send: Sender | None = None) -> None:
+        """Take the call over (called on the loop by ``Gateway.run``); ``send`` is how it goes
+        on to the provider when the cache does not answer it (default: one plain attempt)."""
+        if send is None:
+            send = self._plain_sender(exchange)
         if len(exchange.request_body) > INLINE_KEY_BYTES:
             # a large body is hashed (and, with ignore-keys, parsed) off the loop
-            self._spawn(self._key_off_the_loop(exchange, request))
+            self._spawn(self._key_off_the_loop(exchange, request, send))
             return
         try:
             key = cache_key(exchange, request)
         except Exception:  # noqa: BLE001 -- fail-open edge: logged, counted, goes on uncached
-            self._internal_error(exchange)
+            self._internal_error(exchange, send)
             return
-        self._keyed(exchange, request, key)
+        self._keyed(exchange, request, key, send)
 
-    async def _key_off_the_loop(self, exchange: Exchange, request: CacheRequest) -> None:
+    def _plain_sender(self, exchange: Exchange) -> Sender:
+        pool = self.pool
+
+        def send(relay: MissRelay | None) -> None:
+            pool.send(exchange if relay is None else relay)
+
+        return send
+
+    async def _key_off_the_loop(
+        self, exchange: Exchange, request: CacheRequest, send: Sender
+    ) -> None:
         loop = asyncio.get_running_loop()
         try:
             key = await loop.run_in_executor(None, cache_key, exchange, request)
         except Exception:  # noqa: BLE001 -- fail-open edge: logged, counted, goes on uncached
-            self._internal_error(exchange)
+            self._internal_error(exchange, send)
             return
         if not exchange.finished:
-            self._keyed(exchange, request, key)
+            self._keyed(exchange, request, key, send)
 
-    def _keyed(self, exchange: Exchange, request: CacheRequest, key: str) -> None:
+    def _keyed(self, exchange: Exchange, request: CacheRequest, key: str, send: Sender) -> None:
         try:
             remembered = (
                 self.memory.get(key, request.bucket_size, random.getrandbits(30))
@@ -109,15 +135,15 @@ class CacheStep:
                 self._replay(exchange, *remembered)
                 return
         except Exception:  # noqa: BLE001 -- fail-open edge: logged, counted, goes on uncached
-            self._internal_error(exchange)
+            self._internal_error(exchange, send)
             return
         if time.monotonic() < self._skip_until:
             self.metrics.cache_bypassed += 1
-            self.pool.send(exchange)
+            send(None)
             return
-        self._spawn(self._lookup(exchange, request, key))
+        self._spawn(self._lookup(exchange, request, key, send))
 
-    def _internal_error(self, exchange: Exchange) -> None:
+    def _internal_error(self, exchange: Exchange, send: Sender) -> None:
         self.metrics.internal_errors += 1
         log.exception("llmtap internal error in the cache step (the call goes on uncached)")
         if exchange.finished:
@@ -125,7 +151,7 @@ class CacheStep:
         if exchange.head_sent:
             exchange.fail(502, "llmtap_cache_error", "the cached answer could not be replayed")
         else:
-            self.pool.send(exchange)
+            send(None)
 
     def _spawn(self, work: object) -> None:
         assert asyncio.iscoroutine(work)
@@ -133,7 +159,9 @@ class CacheStep:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _lookup(self, exchange: Exchange, request: CacheRequest, key: str) -> None:
+    async def _lookup(
+        self, exchange: Exchange, request: CacheRequest, key: str, send: Sender
+    ) -> None:
         begin: Begin | None = None
         try:
             begin = await self._begin(exchange, request, key)
@@ -152,7 +180,7 @@ class CacheStep:
         except Exception:  # noqa: BLE001 -- fail-open edge: logged, counted, goes on uncached
             if begin is not None and begin.action == "fill":
                 self._spawn(self._release(key, begin.idx))
-            self._internal_error(exchange)
+            self._internal_error(exchange, send)
             return
         if exchange.finished:
             return
@@ -160,15 +188,16 @@ class CacheStep:
             if exchange.head_sent:  # a replay that broke half-way: cut it, as a provider would
                 exchange.fail(502, "llmtap_cache_error", "the cached answer could not be replayed")
             else:
-                self.pool.send(exchange)
+                send(None)
             return
         self.metrics.cache_misses += 1
         exchange.cache = "miss"
         fill = begin.idx if begin.action == "fill" else None
         relay = MissRelay(exchange, key, fill, request.max_age_s * 1000)
         if fill is not None:
+            # registered before sending: however the call ends, ``finished`` frees the slot
             self._fills[exchange] = relay
-        self.pool.send(relay)
+        send(relay)
 
     async def _begin(self, exchange: Exchange, request: CacheRequest, key: str) -> Begin:
         deadline = time.monotonic() + self.fill_wait_s

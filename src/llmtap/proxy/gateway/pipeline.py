@@ -7,15 +7,17 @@ import asyncio
 import functools
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmtap.proxy.gateway.attempts import AttemptRun, Target
+from llmtap.proxy.gateway.cache_relay import MissRelay
 from llmtap.proxy.gateway.cache_request import CacheHeaderError, cache_request
 from llmtap.proxy.gateway.cache_step import CacheStep
 from llmtap.proxy.gateway.fallbacks import Fallback, json_object, parse_fallbacks
 from llmtap.proxy.gateway.ratelimit import Applied, RateLimiter, ScopeUnknown, Verdict
 from llmtap.proxy.gateway.ratelimit_cost import CostCharger
-from llmtap.proxy.gateway.retry_policy import GatewayHeaderError, parse_retry
+from llmtap.proxy.gateway.retry_policy import GatewayHeaderError, RetryPolicy, parse_retry
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Router
 from llmtap.proxy.types import Pool
@@ -25,6 +27,15 @@ if TYPE_CHECKING:
     from llmtap.proxy.exchange import Exchange
 
 log = logging.getLogger("llmtap.proxy.gateway")
+
+
+@dataclass(slots=True)
+class AttemptPlan:
+    """What a call's retry and fallback headers ask for, read before anything is sent."""
+
+    retry: RetryPolicy | None
+    targets: list[Target]
+    body_json: dict[str, Any] | None
 
 
 class Gateway:
@@ -121,23 +132,40 @@ class Gateway:
         self._after_limit(exchange)
 
     def _after_limit(self, exchange: Exchange) -> None:
-        """After the rate limit: the cache, when the call asks for it; else ``_send``.
+        """After the rate limit: the cache, when the call asks for it, then ``_send``.
 
-        A cache miss goes to the provider once, through the cache's own relay (which keeps the
-        answer to save): retries and fallbacks asked for on the same call do not apply to it
-        (docs/gateway.md, "Combining features")."""
+        Every header is read before the cache is looked up, so a bad one is a 400 before a
+        bucket slot is claimed. A call the cache does not answer goes on through ``_send``:
+        a miss with the cache's relay as the answer's way back, so retries and fallbacks apply
+        to it and only the answer the client finally gets is saved (docs/gateway.md,
+        "Combining features")."""
         tap = exchange.tap
-        if self.cache is not None and tap is not None and tap.features:
+        features = tap.features if tap is not None else None
+        if not features:
+            self.pool.send(exchange)  # a key's rate-limit policy was the only feature
+            return
+        asked = None
+        if self.cache is not None:
             try:
-                asked = cache_request(tap.features, exchange.request_headers)
+                asked = cache_request(features, exchange.request_headers)
             except CacheHeaderError as exc:
                 self.metrics.refused += 1
                 exchange.respond_error(400, "invalid_cache_header", str(exc))
                 return
-            if asked is not None:
-                self.cache.start(exchange, asked)
-                return
-        self._send(exchange)
+        try:
+            plan = self._plan(exchange, features)
+        except GatewayHeaderError as exc:
+            exchange.respond_error(exc.status, exc.code, exc.message)
+            return
+        except Exception:  # fail-open edge: a bug of ours must not stop the call
+            self.metrics.internal_errors += 1
+            log.exception("llmtap internal error in the gateway (the call goes through plainly)")
+            plan = None
+        if asked is not None:
+            assert self.cache is not None
+            self.cache.start(exchange, asked, functools.partial(self._send, exchange, plan))
+            return
+        self._send(exchange, plan)
 
     def finished(self, exchange: Exchange) -> None:
         """A call the cache took is over (the client has its answer): after-the-call work."""
@@ -155,37 +183,39 @@ class Gateway:
         if self.cache is not None:
             await self.cache.close()
 
-    def _send(self, exchange: Exchange) -> None:
-        """After the rate limit: one attempt, or retries and fallbacks when the call asks."""
-        tap = exchange.tap
-        features = tap.features if tap is not None else None
-        if not features:
-            self.pool.send(exchange)
-            return
-        try:
-            retry = parse_retry(features, self._retry_max_num, self._retry_max_timeout_ms)
-            raw_fallbacks = features.get("fallbacks")
-            fallbacks = (
-                None
-                if raw_fallbacks is None
-                else parse_fallbacks(raw_fallbacks, self.router, self._max_fallbacks)
-            )
-            targets = self._targets(exchange, fallbacks)
-            body_json = self._body_json(exchange, fallbacks)
-        except GatewayHeaderError as exc:
-            exchange.respond_error(exc.status, exc.code, exc.message)
-            return
-        except Exception:  # fail-open edge: a bug of ours must not stop the call
-            self.metrics.internal_errors += 1
-            log.exception("llmtap internal error in the gateway (the call goes through plainly)")
-            self.pool.send(exchange)
-            return
+    def _plan(self, exchange: Exchange, features: dict[str, str]) -> AttemptPlan | None:
+        """The call's retries and fallbacks (None: it asked for neither)."""
+        retry = parse_retry(features, self._retry_max_num, self._retry_max_timeout_ms)
+        raw_fallbacks = features.get("fallbacks")
+        fallbacks = (
+            None
+            if raw_fallbacks is None
+            else parse_fallbacks(raw_fallbacks, self.router, self._max_fallbacks)
+        )
         if retry is None and fallbacks is None:
-            self.pool.send(exchange)
+            return None
+        return AttemptPlan(
+            retry, self._targets(exchange, fallbacks), self._body_json(exchange, fallbacks)
+        )
+
+    def _send(
+        self, exchange: Exchange, plan: AttemptPlan | None, relay: MissRelay | None = None
+    ) -> None:
+        """To the provider: one attempt, or the plan's retries and fallbacks; the answer goes
+        back through ``relay`` on a cache miss (it keeps what the cache saves), else directly."""
+        if plan is None:
+            self.pool.send(exchange if relay is None else relay)
             return
         deadline_ns = exchange.t0_ns + self._total_timeout_ns
         AttemptRun(
-            self.pool, self.metrics, exchange, retry, targets, deadline_ns, body_json
+            self.pool,
+            self.metrics,
+            exchange,
+            plan.retry,
+            plan.targets,
+            deadline_ns,
+            plan.body_json,
+            relay,
         ).start()
 
     def _targets(self, exchange: Exchange, fallbacks: list[Fallback] | None) -> list[Target]:

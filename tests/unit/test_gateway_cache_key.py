@@ -1,0 +1,41 @@
+"""The cache key of calls that also ask for retries or fallbacks: ``Helicone-Fallbacks`` (which
+replaces the call's route, credentials and body keys) is part of it; retry headers are not."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from llmtap.capture.tap import TapHeaders
+from llmtap.proxy.gateway.cache_key import cache_key
+from llmtap.proxy.gateway.cache_request import CacheRequest
+from llmtap.proxy.routing import Upstream
+
+ON = {"cache-enabled": "true"}
+LIST_A = '[{"target-url": "https://api.openai.com", "headers": {}, "onCodes": [500]}]'
+LIST_B = '[{"target-url": "https://api.groq.com/openai", "headers": {}, "onCodes": [500]}]'
+
+
+def key(features: dict[str, str]) -> str:
+    exchange: Any = SimpleNamespace(
+        upstream=Upstream("openai", "https", "api.openai.com", 443, "", False),
+        tap=TapHeaders(request_id="r", features=features),
+        method=b"POST",
+        upstream_path=b"/v1/chat/completions",
+        request_body=b'{"model":"gpt-4o-mini"}',
+        usage_filter=None,
+        request_headers=[(b"authorization", b"Bearer sk-one")],
+    )
+    return cache_key(exchange, CacheRequest(read=True, save=True))
+
+
+def test_the_fallback_list_as_sent_is_part_of_the_key() -> None:
+    alone = key(ON)
+    a = key({**ON, "fallbacks": LIST_A})
+    assert len({alone, a, key({**ON, "fallbacks": LIST_B})}) == 3
+    assert key({**ON, "fallbacks": LIST_A}) == a
+
+
+def test_retry_headers_are_not() -> None:
+    retried = {**ON, "retry-enabled": "true", "retry-num": "3"}
+    assert key(retried) == key(ON)
