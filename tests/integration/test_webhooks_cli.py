@@ -47,3 +47,19 @@ def test_add_list_and_remove_a_webhook(tmp_path: Path) -> None:
 def test_a_private_url_is_refused(tmp_path: Path) -> None:
     refused = llmtap(tmp_path / "data", "add", "http://169.254.169.254/latest/meta-data/")
     assert refused.returncode == 2 and "url:" in refused.stderr
+
+
+def test_filters_are_held_to_the_apis_rules(tmp_path: Path) -> None:
+    """The same rules as ``POST /v1/webhooks`` and the dashboard's form (one copy of them)."""
+    data = tmp_path / "data"
+    url = "https://example.com/hook"
+    too_many = [arg for i in range(21) for arg in ("--filter", f"k{i}=v")]
+    for args, said in [
+        (("--filter", "Env=a", "--filter", "env=b"), "given twice"),
+        (tuple(too_many), "at most 20 property filters"),
+        (("--filter", "k=" + "v" * 300), "at most 256"),
+        (("--filter", "novalue"), "expected NAME=VALUE"),
+    ]:
+        refused = llmtap(data, "add", url, *args)
+        assert refused.returncode == 2 and said in refused.stderr, (args[:2], refused.stderr)
+    assert llmtap(data, "list").stdout.strip() == "no webhooks"

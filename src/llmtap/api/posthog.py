@@ -12,10 +12,11 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmtap.api.context import Ctx, Org
+from llmtap.api.integration_rules import MAX_POSTHOG_KEY, SettingRefused, checked_posthog
 from llmtap.api.schemas import ERROR_RESPONSES
 from llmtap.api.webhooks import records_of
-from llmtap.delivery.guard import MAX_URL_LENGTH, TargetRefused, check_new_url
-from llmtap.delivery.kinds import DEFAULT_POSTHOG_HOST, posthog_base_url
+from llmtap.delivery.guard import MAX_URL_LENGTH
+from llmtap.delivery.kinds import DEFAULT_POSTHOG_HOST
 from llmtap.stores.records.integrations import PostHogProject
 
 router = APIRouter(
@@ -25,7 +26,7 @@ router = APIRouter(
 
 class PostHogIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    api_key: Annotated[str, Field(min_length=1, max_length=200)]
+    api_key: Annotated[str, Field(min_length=1, max_length=MAX_POSTHOG_KEY)]
     """The project API key (``phc_...``)."""
     host: Annotated[str, Field(min_length=1, max_length=MAX_URL_LENGTH)] = DEFAULT_POSTHOG_HOST
     """Your PostHog: ``https://us.i.posthog.com``, ``https://eu.i.posthog.com`` or your own."""
@@ -38,18 +39,12 @@ def project_json(project: PostHogProject) -> dict[str, Any]:
 @router.put("", summary="Export every call of the organization to this PostHog project")
 def set_posthog(body: PostHogIn, org: Org, ctx: Ctx) -> dict[str, Any]:
     store = records_of(ctx)
-    base = posthog_base_url(body.host)
-    if base is None:
-        raise HTTPException(400, "host: expected https://host[:port][/path]")
     try:
-        check_new_url(base, ctx.outbox_allow_private)
-    except TargetRefused as exc:
-        raise HTTPException(400, f"host: {exc}") from None
-    key = body.api_key.strip()
-    if not key or any(ch.isspace() for ch in key):
-        raise HTTPException(400, "api_key: must not be blank or hold whitespace")
-    store.integrations.set_posthog(org, base, key)
-    return project_json(PostHogProject(base, key))
+        project = checked_posthog(body.host, body.api_key, allow_private=ctx.outbox_allow_private)
+    except SettingRefused as exc:
+        raise HTTPException(400, str(exc)) from None
+    store.integrations.set_posthog(org, project.host, project.api_key)
+    return project_json(project)
 
 
 @router.get("", summary="The organization's PostHog project (the key's last characters only)")

@@ -10,7 +10,13 @@ from __future__ import annotations
 import json
 import sys
 
-from llmtap.delivery.guard import TargetRefused, check_new_url
+from llmtap.api.integration_rules import (
+    SettingRefused,
+    WebhookLimitReached,
+    check_room_for_webhook,
+    checked_webhook,
+    filters_from_pairs,
+)
 from llmtap.errors import LlmtapError
 from llmtap.settings import Settings
 
@@ -26,35 +32,25 @@ def add_webhook(
     from llmtap.stores.factory import open_records_store
 
     try:
-        check_new_url(url, settings.outbox_allow_private_targets)
-    except TargetRefused as exc:
-        print(f"cannot add the webhook: url: {exc}", file=sys.stderr)
+        new = checked_webhook(
+            url,
+            sample_rate,
+            filters_from_pairs(filters),
+            allow_private=settings.outbox_allow_private_targets,
+        )
+    except SettingRefused as exc:
+        print(f"cannot add the webhook: {exc}", file=sys.stderr)
         return 2
-    if not 0 <= sample_rate <= 100:
-        print("cannot add the webhook: --sample-rate is a percentage, 0-100", file=sys.stderr)
-        return 2
-    property_filters: dict[str, str] = {}
-    for item in filters:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            print(
-                f"cannot add the webhook: --filter {item!r}: expected NAME=VALUE", file=sys.stderr
-            )
-            return 2
-        property_filters[name.lower()] = value
     store = open_records_store(settings.records_url)
     try:
         org = org_id or store.default_org_id()
-        if store.integrations.count_webhooks(org) >= settings.webhooks_max_per_org:
-            print(
-                f"cannot add the webhook: the organization has {settings.webhooks_max_per_org}"
-                " already (LLMTAP_WEBHOOKS_MAX_PER_ORG)",
-                file=sys.stderr,
-            )
-            return 1
+        check_room_for_webhook(store, org, settings.webhooks_max_per_org)
         webhook_id, secret = store.integrations.create_webhook(
-            org, url, sample_rate, property_filters
+            org, new.url, new.sample_rate, new.property_filters
         )
+    except WebhookLimitReached as exc:
+        print(f"cannot add the webhook: {exc} (LLMTAP_WEBHOOKS_MAX_PER_ORG)", file=sys.stderr)
+        return 1
     except LlmtapError as exc:
         print(f"cannot add the webhook: {exc}", file=sys.stderr)
         return 1

@@ -17,16 +17,15 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmtap.api.context import ApiContext, Ctx, Org
+from llmtap.api.integration_rules import SettingRefused, check_room_for_webhook, checked_webhook
 from llmtap.api.schemas import ERROR_RESPONSES
-from llmtap.delivery.guard import MAX_URL_LENGTH, TargetRefused, check_new_url
+from llmtap.delivery.guard import MAX_URL_LENGTH
 from llmtap.stores.records.integrations import Webhook
 from llmtap.stores.records.outbox import DeliveryInfo
 from llmtap.stores.records.store import RecordsStore
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
 
-MAX_FILTERS = 20
-MAX_FILTER_TEXT = 256
 MAX_HISTORY = 1000
 
 
@@ -86,19 +85,6 @@ def delivery_json(d: DeliveryInfo) -> dict[str, Any]:
     }
 
 
-def _checked_filters(filters: dict[str, str]) -> dict[str, str]:
-    if len(filters) > MAX_FILTERS:
-        raise HTTPException(400, f"at most {MAX_FILTERS} property filters")
-    for name, value in filters.items():
-        if not name or len(name) > MAX_FILTER_TEXT or len(value) > MAX_FILTER_TEXT:
-            raise HTTPException(
-                400,
-                f"a property filter's name (non-empty) and value are at most {MAX_FILTER_TEXT} characters",
-            )
-    # property names are stored lower-cased (header names carry no case)
-    return {name.lower(): value for name, value in filters.items()}
-
-
 def _find(store: RecordsStore, org: str, webhook_id: str) -> Webhook:
     for webhook in store.integrations.webhooks(org):
         if webhook.target.id == webhook_id:
@@ -110,15 +96,18 @@ def _find(store: RecordsStore, org: str, webhook_id: str) -> Webhook:
 def create_webhook(body: WebhookIn, org: Org, ctx: Ctx) -> dict[str, Any]:
     store = records_of(ctx)
     try:
-        check_new_url(body.url, ctx.outbox_allow_private)
-    except TargetRefused as exc:
-        raise HTTPException(400, f"url: {exc}") from None
-    filters = _checked_filters(body.property_filters)
-    if store.integrations.count_webhooks(org) >= ctx.webhooks_max_per_org:
-        raise HTTPException(
-            400, f"an organization may have at most {ctx.webhooks_max_per_org} webhooks"
+        new = checked_webhook(
+            body.url,
+            body.sample_rate,
+            body.property_filters,
+            allow_private=ctx.outbox_allow_private,
         )
-    webhook_id, secret = store.integrations.create_webhook(org, body.url, body.sample_rate, filters)
+        check_room_for_webhook(store, org, ctx.webhooks_max_per_org)
+    except SettingRefused as exc:
+        raise HTTPException(400, str(exc)) from None
+    webhook_id, secret = store.integrations.create_webhook(
+        org, new.url, new.sample_rate, new.property_filters
+    )
     created = webhook_json(_find(store, org, webhook_id), 0)
     return {**created, "secret": secret}
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from llmtap.api.context import ApiContext
-from llmtap.dashboard.key_reveal import KeyReveals
+from llmtap.dashboard.key_reveal import NewKey, NewWebhook, Reveals
 from llmtap.dashboard.login_limit import LoginLimiter
 from llmtap.dashboard.render import Pages
 from llmtap.stores.records.store import RecordsStore
@@ -23,8 +23,10 @@ class DashboardContext:
     login_limiter: LoginLimiter
     session_ttl_s: float
     refresh_s: int
-    key_reveals: KeyReveals
+    key_reveals: Reveals[NewKey]
     """New keys waiting for their one showing (``keys.py``)."""
+    webhook_reveals: Reveals[NewWebhook]
+    """New webhooks' signing secrets waiting for their one showing (``webhook_new.py``)."""
 
 
 def dashboard(request: Request) -> DashboardContext:

@@ -16,16 +16,18 @@ from llmtap.dashboard import (
     export,
     keys,
     overview,
+    posthog,
     properties,
     request_view,
     requests,
     sessions,
     users,
+    webhook_new,
     webhooks,
 )
 from llmtap.dashboard.context import DashboardContext, dashboard
 from llmtap.dashboard.docs import docs_router
-from llmtap.dashboard.key_reveal import KeyReveals
+from llmtap.dashboard.key_reveal import NewKey, NewWebhook, Reveals
 from llmtap.dashboard.login_limit import LoginLimiter
 from llmtap.dashboard.render import Pages
 from llmtap.dashboard.security import SecurityHeaders
@@ -50,7 +52,8 @@ def install_dashboard(
             ),
             session_ttl_s=settings.dashboard_session_ttl_s,
             refresh_s=settings.dashboard_refresh_s,
-            key_reveals=KeyReveals(),
+            key_reveals=Reveals[NewKey](),
+            webhook_reveals=Reveals[NewWebhook](),
         )
         # one router per page: the pages other engineers add go in this list
         for router in (
@@ -63,6 +66,8 @@ def install_dashboard(
             properties.router,
             keys.router,
             webhooks.router,
+            webhook_new.router,
+            posthog.router,
             export.router,
         ):
             app.include_router(router)
