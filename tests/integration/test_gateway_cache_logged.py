@@ -3,8 +3,9 @@ call would have cost; the API filters and groups by it and ``/v1/metrics`` repor
 rate and the savings.
 
 The proxy (``ThreadedProxy``), the consumer service and the API (``ApiBackend``: records in
-SQLite, analytics in chDB) run in this process on one data directory, as ``llmtap serve`` runs
-them (as in test_attempts_logged.py).
+SQLite and analytics in chDB, or records in Postgres and the metrics computed there,
+``records://``) run in this process on one data directory, as ``llmtap serve`` runs them (as in
+test_attempts_logged.py).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 
 from llmtap.consumer.service import ConsumerService
 from llmtap.proxy.server import ThreadedProxy
 from llmtap.settings import Settings
 from llmtap.stores.row import RequestRow
 from llmtap.testing.mock_upstream import MockUpstream
-from support.api_backend import ApiBackend
+from support.api_backend import ApiBackend, postgres_schema
 from support.dashboard import signed_in
 from support.gateway_cache import CHAT, ON
 from support.probes import wait_for
@@ -58,16 +60,27 @@ class Pipeline:
         )
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def records_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Empty: SQLite records and chDB analytics; else a Postgres schema (metrics records://)."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    with postgres_schema(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
 @contextmanager
-def pipeline(tmp_path: Path, provider_url: str) -> Iterator[Pipeline]:
+def pipeline(tmp_path: Path, provider_url: str, records_url: str = "") -> Iterator[Pipeline]:
     data = tmp_path / "data"
-    with ApiBackend(data, batch_max_wait_s=0.05) as backend:
+    with ApiBackend(data, records_url=records_url, batch_max_wait_s=0.05) as backend:
         org, key = backend.new_org_key("acme")
         consumer = ConsumerService(backend.settings, sinks=backend.sinks)
         consumer.start()
         try:
             settings = Settings(
                 data_dir=data,
+                records_url=records_url,
                 proxy_port=0,
                 openai_base_url=provider_url,
                 anthropic_base_url=provider_url,
@@ -85,8 +98,10 @@ def _metrics(api: httpx.Client, **params: Any) -> dict[str, Any]:
     return body
 
 
-def test_a_hit_is_logged_as_a_hit_that_cost_nothing_and_saved_the_price(tmp_path: Path) -> None:
-    with MockUpstream() as mock, pipeline(tmp_path, mock.url) as gw:
+def test_a_hit_is_logged_as_a_hit_that_cost_nothing_and_saved_the_price(
+    tmp_path: Path, records_url: str
+) -> None:
+    with MockUpstream() as mock, pipeline(tmp_path, mock.url, records_url) as gw:
         client = gw.client()
         ids = [str(uuid.uuid4()) for _ in range(4)]
         for n, request_id in enumerate(ids):

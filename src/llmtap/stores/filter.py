@@ -59,8 +59,9 @@ class Leaf:
 
     @property
     def score_value(self) -> Any:
-        """The value compared with a score: feedback's true/false as 1/0 (how it is kept)."""
-        if self.field == FEEDBACK_FIELD and isinstance(self.value, bool):
+        """The value compared with a score: feedback's true/false as 1/0 (how it is kept).
+        ``exists`` keeps its true/false: it asks whether there is a score, not for its value."""
+        if self.field == FEEDBACK_FIELD and self.op != "exists" and isinstance(self.value, bool):
             return 1.0 if self.value else 0.0
         return self.value
 

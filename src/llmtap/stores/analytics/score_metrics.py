@@ -75,7 +75,10 @@ def build_sql(query: MetricsQuery) -> tuple[str, dict[str, Any]]:
     if keys:
         select.append(f"grouping({', '.join(keys)}) != 0 AS m_total")
     select.append(
-        "count() AS m_count, sum(s_value) AS m_sum, min(s_value) AS m_min, max(s_value) AS m_max"
+        # summed in ascending order: a floating-point sum depends on its order, and ``sum``'s
+        # (parallel partial sums) is not one the records store's Postgres can repeat
+        "count() AS m_count, arraySum(arraySort(groupArray(s_value))) AS m_sum,"
+        " min(s_value) AS m_min, max(s_value) AS m_max"
     )
     calls = f"SELECT {', '.join(inner)}{_where(query, params)}"
     scores = (

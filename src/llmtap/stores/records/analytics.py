@@ -5,7 +5,9 @@ reach: each consumer's embedded chDB would hold a part of the calls and the API 
 Its records store holds every call once, so the metrics, the Overview and the session and user
 lists are computed there (``analytics_sql.py``, ``analytics_groups.py``) and the consumers write
 no analytics at all (docs/decisions/2026-12-01-distributed-analytics.md). It has the readers'
-side of ``AnalyticsStore`` — ``metrics``, ``overview``, ``groups``, ``close`` — and is no sink.
+side of ``AnalyticsStore`` — ``metrics``, ``score_metrics``, ``overview``, ``groups``,
+``close`` — and is no sink. Scores are read from the records store's own ``scores`` table
+(``analytics_scores.py``): with no analytics store, the consumer's ``ScoreSync`` has nothing to do.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from llmtap.errors import ConfigError
 from llmtap.stores.analytics.groups import GroupQuery, GroupRow, group_of
 from llmtap.stores.analytics.metrics import MetricsQuery, MetricsResult, result_of
 from llmtap.stores.analytics.overview import Overview, overview_of
+from llmtap.stores.analytics.score_metrics import ScoreResult
+from llmtap.stores.analytics.score_metrics import result_of as scores_result_of
 from llmtap.stores.records.analytics_groups import groups_statement
+from llmtap.stores.records.analytics_scores import any_scores_statement, score_statement
 from llmtap.stores.records.analytics_sql import (
     breakdowns_statement,
     metrics_statement,
@@ -46,6 +51,12 @@ class RecordsAnalytics:
     def metrics(self, query: MetricsQuery) -> MetricsResult:
         """Totals over the query's range and, with ``bucket_s`` or ``group_by``, the series."""
         return result_of(self._rows(metrics_statement(query), "metrics"))
+
+    def score_metrics(self, query: MetricsQuery) -> ScoreResult:
+        """Score figures per name over the query's calls, as totals and per bucket/group."""
+        if not self._rows(any_scores_statement(query.org_id), "score metrics"):
+            return ScoreResult()
+        return scores_result_of(self._rows(score_statement(query), "score metrics"))
 
     def overview(self, query: MetricsQuery) -> Overview:
         """Every Overview panel of the query's range and filter (``group_by`` is not used)."""

@@ -44,6 +44,8 @@ _READ = (
     "latency_ms",
     "ttft_ms",
     "user_id",
+    "cache_hit",
+    "cache_saved_nano_usd",
     *(f"{kind}_tokens" for kind in TOKEN_KINDS),
 )
 
@@ -79,20 +81,23 @@ AGGREGATES = ",\n".join(
         " AS m_ttft_q",
         "count(ttft_ms) AS m_ttft_count",
         "count(DISTINCT user_id) AS m_active_users",
+        "count(*) FILTER (WHERE cache_hit) AS m_cache_hits",
+        "coalesce(sum(cache_saved_nano_usd), 0)::bigint AS m_cache_saved_nano",
     ]
 )
 """``metrics._AGGREGATES`` in Postgres."""
 
 
 def group_key(field: Field) -> sa.ColumnElement[object]:
-    """The records column a metrics ``group_by`` groups by, as text like ``ddl.GROUP_KEYS``."""
+    """The records column a metrics ``group_by`` groups by, as text like ``ddl.GROUP_KEYS``
+    (a boolean as ``true``/``false``, as both Postgres and ClickHouse spell it)."""
     column: sa.ColumnElement[object] = requests.c[field.name]
-    if field.kind in INT_RANGES:
+    if field.kind in INT_RANGES or field.kind == "bool":
         return sa.cast(column, sa.Text())
     return column
 
 
-def _group_expression(group_by: str | None) -> sa.ColumnElement[object] | None:
+def group_expression(group_by: str | None) -> sa.ColumnElement[object] | None:
     if group_by is None or group_by == "":
         return None
     if group_by.startswith("property:"):
@@ -150,7 +155,7 @@ def metrics_statement(query: MetricsQuery) -> sa.Select[Any]:
     keys: dict[str, sa.ColumnElement[object]] = {}
     if query.bucket_s is not None:
         keys["bucket_start"] = bucket_of(query.bucket_s)
-    group = _group_expression(query.group_by)
+    group = group_expression(query.group_by)
     if group is not None:
         keys["group_key"] = group
     base = _base(query, keys)
