@@ -178,7 +178,13 @@ def test_an_error_rate_alert_fires_once_and_resolves_once(
         assert episode["id"] == firing["episode_id"] and episode["state"] == "resolved"
         assert episode["fired_at"] == firing["fired_at"] and episode["resolved_at"]
         assert episode["value"] == firing["value"] and episode["threshold"] == 0.5
-        assert client.get(f"/v1/alerts/{rule['id']}").json()["state"] == "ok"
+        final = client.get(f"/v1/alerts/{rule['id']}").json()
+        assert final["state"] == "ok" and final["delivery_state"] == "active"
+        deliveries = client.get(f"/v1/alerts/{rule['id']}/deliveries").json()["data"]
+        assert sorted(d["idempotency_key"] for d in deliveries) == sorted(
+            f"{firing['episode_id']}.{s}" for s in ("firing", "resolved")
+        )
+        assert all(d["status"] == "delivered" for d in deliveries)
 
 
 def test_min_requests_keeps_a_few_failures_quiet(

@@ -123,6 +123,8 @@ def test_another_organizations_rule_and_history_are_404(backend: ApiBackend) -> 
         for method, path in [
             ("GET", f"/v1/alerts/{rule['id']}"),
             ("GET", f"/v1/alerts/{rule['id']}/history"),
+            ("GET", f"/v1/alerts/{rule['id']}/deliveries"),
+            ("POST", f"/v1/alerts/{rule['id']}/resume"),
             ("DELETE", f"/v1/alerts/{rule['id']}"),
             ("GET", "/v1/alerts/al_000000000000000000000000"),
             ("GET", "/v1/alerts/..%2F..%2Fv1%2Fwebhooks"),

@@ -9,6 +9,7 @@ answer only. What a rule may say is checked by ``llmtap.alerts.rules``.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
@@ -18,7 +19,7 @@ from llmtap.alerts.messages import is_slack
 from llmtap.alerts.rules import COMPARISONS, METRICS, AlertRuleError, check_rule
 from llmtap.api.context import Ctx, Org
 from llmtap.api.schemas import ERROR_RESPONSES
-from llmtap.api.webhooks import iso, records_of
+from llmtap.api.webhooks import delivery_json, iso, records_of
 from llmtap.delivery.guard import MAX_URL_LENGTH, TargetRefused, check_new_url
 from llmtap.stores.records.alerts import AlertRule, Episode
 
@@ -62,6 +63,11 @@ def rule_json(rule: AlertRule, firing: list[Episode] | None = None) -> dict[str,
         "created_at": rule.created.isoformat().replace("+00:00", "Z"),
         "last_evaluated_at": iso(rule.last_eval_ms),
         "last_error": rule.last_error,
+        "delivery_state": "paused"
+        if rule.paused
+        else "failing"
+        if rule.consecutive_failures
+        else "active",
         "delivery_failures": rule.consecutive_failures,
         "last_delivery_error": rule.delivery_error,
     }
@@ -156,3 +162,21 @@ def alert_history(
 ) -> dict[str, Any]:
     _rule(ctx, org, rule_id)
     return {"data": [episode_json(e) for e in records_of(ctx).alerts.history(org, rule_id, limit)]}
+
+
+@router.get("/{rule_id}/deliveries", summary="What was sent for the rule, newest first")
+def alert_deliveries(
+    rule_id: str,
+    org: Org,
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 100,
+) -> dict[str, Any]:
+    _rule(ctx, org, rule_id)
+    return {"data": [delivery_json(d) for d in records_of(ctx).outbox.history(org, rule_id, limit)]}
+
+
+@router.post("/{rule_id}/resume", summary="Un-pause the rule's endpoint and retry its deliveries")
+def resume_alert(rule_id: str, org: Org, ctx: Ctx) -> dict[str, Any]:
+    _rule(ctx, org, rule_id)
+    records_of(ctx).outbox.resume(org, rule_id, int(time.time() * 1000))
+    return get_alert(rule_id, org, ctx)

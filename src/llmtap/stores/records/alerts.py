@@ -57,6 +57,8 @@ class AlertRule:
     consecutive_failures: int
     """Of its endpoint: deliveries failing in a row."""
     delivery_error: str | None
+    paused: bool
+    """Its endpoint failed long enough to be paused (``POST /v1/alerts/{id}/resume``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,7 @@ def _rule_of(row: Any) -> AlertRule:
         last_error=row["last_error"],
         consecutive_failures=int(row["consecutive_failures"]),
         delivery_error=row["target_error"],
+        paused=bool(row["paused"]),
     )
 
 
@@ -131,6 +134,7 @@ _RULE_COLUMNS = (
     alert_rules,
     outbox_targets.c.url,
     outbox_targets.c.consecutive_failures,
+    outbox_targets.c.paused,
     outbox_targets.c.last_error.label("target_error"),
 )
 
