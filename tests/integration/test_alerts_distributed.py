@@ -35,7 +35,7 @@ PG_URL = os.environ.get(
 INTERVAL_S = 10.0
 
 
-def row(org: str, created_ms: float, status: int) -> RequestRow:
+def row(org: str, created_ms: float, status: int, team: str = "core") -> RequestRow:
     return RequestRow(
         request_id=str(uuid.uuid4()),
         org_id=org,
@@ -49,6 +49,7 @@ def row(org: str, created_ms: float, status: int) -> RequestRow:
         model="gpt-4o-mini",
         endpoint="chat.completions",
         latency_ms=100.0,
+        properties={"team": team},
     )
 
 
@@ -164,3 +165,47 @@ def test_two_evaluators_evaluate_each_tick_once_and_fire_once(backend: ApiBacken
             worker.stop()
         statuses = [r.json()["status"] for r in receiver.accepted()]  # type: ignore[index]
         assert statuses == ["firing", "resolved"]
+
+
+def test_a_group_value_of_any_length_fires_with_a_bounded_message(backend: ApiBackend) -> None:
+    """A caller chooses its property values: a 5,000-character one is a group like any other,
+    and the message quotes only the start of it."""
+    org, key = backend.new_org_key("acme")
+    clock = [time.time()]
+    long_team = "<!channel>" + "t" * 5000
+    with httpx.Client(
+        base_url=backend.url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    ) as api:
+        rule = api.post(
+            "/v1/alerts",
+            json={
+                "url": "https://hooks.slack.com/services/T/B/x",
+                "metric": "error_rate",
+                "threshold": 0.5,
+                "window_s": 60,
+                "min_requests": 2,
+                "group_by": "property:team",
+            },
+        ).json()
+        now_ms = clock[0] * 1000
+        backend.write([row(org, now_ms - 1000 + i, 500, team=long_team) for i in range(3)])
+        backend.write([row(org, now_ms - 1000 + i, 200, team="fine") for i in range(3)])
+        consumer = Consumer(backend.settings.records_url, clock)
+        try:
+            assert consumer.evaluator.run_once() == 1
+        finally:
+            consumer.close()
+        (episode,) = api.get(f"/v1/alerts/{rule['id']}/history").json()["data"]
+        assert episode["group"] == long_team and episode["state"] == "firing"
+    (delivery,) = backend.records.outbox.history(org, rule["id"], 10)
+    import json
+
+    import sqlalchemy as sa
+
+    from llmtap.stores.records.schema import outbox
+
+    with backend.records._engine.connect() as conn:
+        body = conn.execute(sa.select(outbox.c.body).where(outbox.c.id == delivery.id)).scalar_one()
+    doc = json.loads(body)
+    assert len(doc["text"]) < 600 and "&lt;!channel&gt;" in doc["text"]
+    assert "<!channel>" not in json.dumps(doc)

@@ -13,6 +13,7 @@ and fires nothing twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -85,12 +86,18 @@ class EvaluatorStats:
     """Evaluations the analytics reader or the filter could not answer."""
 
 
+def group_key(group: str | None) -> str:
+    """A group's key in ``alert_episodes``: a digest, so a caller's long property value or user
+    id fits the column (``None``, no value or no group-by, is a group of its own)."""
+    return hashlib.sha256(json.dumps(group).encode()).hexdigest()
+
+
 def _observed(rule: AlertRule, result: MetricsResult) -> dict[str, Observed]:
-    """Each group's figure, by its key (the group value as JSON)."""
+    """Each group's figure, by its key."""
     metric = METRICS[rule.spec.metric]
     rows: list[Metrics] = [result.totals] if rule.spec.group_by is None else result.series
     return {
-        json.dumps(m.group): Observed(m.group, metric.value(m), m.requests)
+        group_key(m.group): Observed(m.group, metric.value(m), m.requests)
         for m in rows
         if m.bucket_start_unix_ms is None
     }

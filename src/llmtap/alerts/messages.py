@@ -18,6 +18,8 @@ from llmtap.alerts.rules import COMPARISONS, METRICS
 from llmtap.stores.records.alerts import AlertRule, Episode
 
 FIRING, RESOLVED = "firing", "resolved"
+_GROUP_SHOWN = 200
+"""Characters of a group value in the text (Slack refuses a section over 3000)."""
 SLACK_HOSTS = frozenset({"hooks.slack.com"})
 
 
@@ -46,7 +48,10 @@ def summary(rule: AlertRule, episode: Episode, status: str, value: float | None)
     spec = rule.spec
     metric = METRICS[spec.metric]
     sign = COMPARISONS[spec.comparison][0]
-    group = "" if spec.group_by is None else f" [{spec.group_by}={episode.group_value}]"
+    value_text = episode.group_value
+    if value_text is not None and len(value_text) > _GROUP_SHOWN:
+        value_text = value_text[:_GROUP_SHOWN] + "…"
+    group = "" if spec.group_by is None else f" [{spec.group_by}={value_text}]"
     word = "FIRING" if status == FIRING else "RESOLVED"
     return (
         f"{word}: {spec.name}{group}: {spec.metric} is {_figure(value, metric.unit)}"

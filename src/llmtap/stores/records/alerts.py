@@ -66,7 +66,7 @@ class Episode:
     id: str
     rule_id: str
     group_key: str
-    """``group_value`` as JSON (``null``: the rule has no group-by, or the calls no value)."""
+    """A digest of ``group_value`` (``alerts/evaluator.py``: ``group_key``)."""
     group_value: str | None
     threshold: float
     fired_ms: int

@@ -300,7 +300,7 @@ alert_episodes = sa.Table(
         nullable=False,
     ),
     sa.Column("org_id", sa.String(64), nullable=False),
-    sa.Column("group_key", sa.String(600), nullable=False),
+    sa.Column("group_key", sa.String(64), nullable=False),
     sa.Column("group_value", sa.Text(), nullable=True),
     sa.Column("threshold", sa.Double(), nullable=False),
     sa.Column("fired_ms", sa.BigInteger(), nullable=False),

@@ -65,7 +65,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("org_id", sa.String(64), nullable=False),
-        sa.Column("group_key", sa.String(600), nullable=False),
+        sa.Column("group_key", sa.String(64), nullable=False),
         sa.Column("group_value", sa.Text(), nullable=True),
         sa.Column("threshold", sa.Double(), nullable=False),
         sa.Column("fired_ms", sa.BigInteger(), nullable=False),
