@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from llmtap.api.context import ApiContext
 from llmtap.dashboard import (
+    alerts,
     auth,
     export,
     keys,
@@ -63,6 +64,7 @@ def install_dashboard(
             properties.router,
             keys.router,
             webhooks.router,
+            alerts.router,
             export.router,
         ):
             app.include_router(router)
