@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmtap.cli_commands import (
+    cmd_alerts_add,
+    cmd_alerts_list,
+    cmd_alerts_rm,
     cmd_api,
     cmd_consume,
     cmd_keys_create,
@@ -112,6 +115,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("migrate", "Bring the records and analytics schemas up to date.", cmd_migrate),
     Command("keys", "Manage llmtap API keys (create, list, revoke).", None),
     Command("webhooks", "Manage an organization's webhooks (add, list, rm).", None),
+    Command("alerts", "Manage an organization's alert rules (add, list, rm).", None),
     Command(
         "seed",
         "Write N realistic synthetic calls straight into the stores (benchmarks, screenshots).",
@@ -248,6 +252,8 @@ def _add_command_arguments(
         _add_keys(parser, options)
     elif command.name == "webhooks":
         _add_webhooks(parser, options)
+    elif command.name == "alerts":
+        _add_alerts(parser, options)
     elif command.name == "seed":
         _add_seed(parser)
     elif command.name == "mock-upstream":
@@ -395,6 +401,53 @@ def _add_webhooks(parser: argparse.ArgumentParser, options: Sequence[SettingOpti
     p.add_argument("webhook_id", help="the id `llmtap webhooks list` shows")
 
 
+def _add_alerts(parser: argparse.ArgumentParser, options: Sequence[SettingOption]) -> None:
+    sub = parser.add_subparsers(
+        dest="alerts_command", required=True, title="commands", metavar="<command>"
+    )
+
+    def leaf(name: str, help_: str, run: Handler) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            prog=f"llmtap alerts {name}",
+            help=help_,
+            description=help_,
+            usage=f"llmtap alerts {name} [options]",
+            formatter_class=_HelpFormatter,
+        )
+        p.set_defaults(run=run)
+        _add_globals(p, options)
+        p.add_argument("--org", default=None, help="organization id (default: the default org)")
+        return p
+
+    p = leaf("add", "Add an alert rule (its signing secret is shown once).", cmd_alerts_add)
+    p.add_argument("url", help="where firings and resolutions are POSTed (Slack's shape for Slack)")
+    p.add_argument(
+        "--metric",
+        required=True,
+        help="error_rate, cost_usd, request_count, latency_p95_ms or unpriced_share",
+    )
+    p.add_argument("--threshold", type=float, required=True, help="the value compared with")
+    p.add_argument("--comparison", default="gt", help="gt, gte, lt or lte (default: gt)")
+    p.add_argument("--window", type=int, default=300, metavar="SECONDS", help="(default: 300)")
+    p.add_argument(
+        "--min-requests",
+        type=int,
+        default=1,
+        metavar="N",
+        help="fewer calls in the window never fire (default: 1)",
+    )
+    p.add_argument("--name", default=None, help="shown in the messages")
+    p.add_argument("--filter", default=None, metavar="JSON", help="the /v1/requests filter tree")
+    p.add_argument(
+        "--group-by", default=None, help="model, user, … or property:<name>: one episode each"
+    )
+    p = leaf("list", "List alert rules with their state (never their secrets).", cmd_alerts_list)
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p = leaf("rm", "Delete an alert rule and its history.", cmd_alerts_rm)
+    p.add_argument("alert_id", help="the id `llmtap alerts list` shows")
+
+
 def build_parser() -> argparse.ArgumentParser:
     options = setting_options()
     parser = argparse.ArgumentParser(
@@ -415,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=command.help,
             description=command.help,
             usage=f"llmtap {command.name} [options]"
-            + (" <command>" if command.name in ("keys", "webhooks") else ""),
+            + (" <command>" if command.name in ("keys", "webhooks", "alerts") else ""),
             formatter_class=_HelpFormatter,
         )
         p.set_defaults(command_spec=command, run=command.run)

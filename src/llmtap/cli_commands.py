@@ -124,6 +124,36 @@ def cmd_webhooks_rm(args: argparse.Namespace, settings: Settings) -> int:
     return remove_webhook(settings, org_id=args.org, webhook_id=args.webhook_id)
 
 
+def cmd_alerts_add(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.alert_admin import add_alert
+
+    return add_alert(
+        settings,
+        org_id=args.org,
+        url=args.url,
+        metric=args.metric,
+        threshold=args.threshold,
+        comparison=args.comparison,
+        window_s=args.window,
+        min_requests=args.min_requests,
+        name=args.name,
+        filter_json=args.filter,
+        group_by=args.group_by,
+    )
+
+
+def cmd_alerts_list(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.alert_admin import list_alerts
+
+    return list_alerts(settings, org_id=args.org, as_json=args.json)
+
+
+def cmd_alerts_rm(args: argparse.Namespace, settings: Settings) -> int:
+    from llmtap.api.alert_admin import remove_alert
+
+    return remove_alert(settings, org_id=args.org, rule_id=args.alert_id)
+
+
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     from llmtap.demo.seed import SeedPlan, run_seed
 

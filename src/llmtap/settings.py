@@ -246,6 +246,22 @@ class Settings(BaseSettings):
     """Webhooks one organization may have: creating one more is refused with 400."""
     posthog_batch_size: Annotated[int, Field(ge=1, le=1000)] = 100
     """Events sent to PostHog's ``/batch/`` in one request."""
+    alerts_enabled: bool = True
+    """Run the alert evaluator in this consumer process; with several consumers each rule is
+    evaluated by one of them per interval (a claim in the records store)."""
+    alerts_eval_interval_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    """How often each alert rule is evaluated over its window."""
+    alerts_poll_s: Annotated[float, Field(gt=0, le=600)] = 5.0
+    """How often the evaluator looks for rules whose evaluation is due."""
+    alerts_min_window_s: Annotated[int, Field(ge=1)] = 60
+    """The shortest window an alert rule may have (a shorter one is refused with 400)."""
+    alerts_max_window_s: Annotated[int, Field(ge=1)] = 86_400
+    """The longest window an alert rule may have (a longer one is refused with 400)."""
+    alerts_max_per_org: Annotated[int, Field(ge=1)] = 50
+    """Alert rules one organization may have: creating one more is refused with 400."""
+    alerts_max_groups: Annotated[int, Field(ge=1, le=10_000)] = 100
+    """Groups of a grouped rule that may be firing at once; a breaching group past it waits
+    until another resolves (it is counted in the evaluator's log)."""
     public_url: str = ""
     """The API's base URL as users reach it, for the links to a call in webhooks and PostHog
     events; empty is ``http://<api_host>:<api_port>``."""
@@ -359,6 +375,12 @@ class Settings(BaseSettings):
             )
             if bool(cert) != bool(key):
                 raise ValueError(f"{side}_tls_cert_file and {side}_tls_key_file go together")
+        return self
+
+    @model_validator(mode="after")
+    def _alert_windows(self) -> Settings:
+        if self.alerts_min_window_s > self.alerts_max_window_s:
+            raise ValueError("alerts_min_window_s must not be above alerts_max_window_s")
         return self
 
     @property

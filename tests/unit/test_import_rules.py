@@ -47,10 +47,13 @@ MAY_IMPORT: dict[str, set[str]] = {
     # signed deliveries from the durable outbox (webhooks, PostHog): they read and write only
     # the records store
     "delivery": _BASE | {"stores"},
-    "consumer": _BASE | {"keys", "capture", "queue", "stores", "delivery"},
+    # alert rules: checked with the API's filter language, evaluated over the stores' metrics
+    "alerts": _BASE | {"stores", "api"},
+    "consumer": _BASE | {"keys", "capture", "queue", "stores", "delivery", "alerts"},
     # api/app.py mounts the dashboard (its one import of it); the dashboard reads through api's
     # services (search, metrics, keys, the query gate) and never imports api/app.py back
-    "api": _BASE | {"keys", "capture", "queue", "stores", "ingest", "dashboard", "delivery"},
+    "api": _BASE
+    | {"keys", "capture", "queue", "stores", "ingest", "dashboard", "delivery", "alerts"},
     "dashboard": _BASE | {"keys", "stores", "api"},
     "show": _BASE | {"stores"},
     # synthetic calls for the dashboard: rows priced by the consumer's cost handler, into stores
@@ -61,7 +64,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "cli_options": _BASE,
     # what each command runs: every import inside its function (``llmtap --help`` pays for none)
     "cli_commands": _BASE
-    | {"keys", "stores", "proxy", "consumer", "api", "serve", "show", "demo", "testing"},
+    | {"keys", "stores", "proxy", "consumer", "api", "serve", "show", "demo", "testing", "alerts"},
     "cli": _BASE | {"cli_options", "cli_commands"},
     "__main__": {"cli"},
     # the mock upstream: users and the benchmarks run it; it stands alone

@@ -37,6 +37,8 @@ TABLES = {
     "outbox",
     "webhooks",
     "posthog_settings",
+    "alert_rules",
+    "alert_episodes",
 }
 
 

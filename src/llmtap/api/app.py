@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from llmtap import __version__
-from llmtap.api import helicone_query, metrics, posthog, requests, scores, webhooks
+from llmtap.api import alerts, helicone_query, metrics, posthog, requests, scores, webhooks
 from llmtap.api.context import ApiContext
 from llmtap.api.errors import install_error_handlers
 from llmtap.api.guard import GuardLimits, RequestGuard
@@ -44,6 +44,7 @@ def create_app(context: ApiContext, settings: Settings) -> FastAPI:
     app.include_router(scores.router)
     app.include_router(webhooks.router)
     app.include_router(posthog.router)
+    app.include_router(alerts.router)
     ingest_paths: set[str] = set()
     if context.ingestion is not None:
         ingestion = ingest_router(context.ingestion)

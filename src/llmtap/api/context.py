@@ -7,11 +7,12 @@ route can read without one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from llmtap.alerts.rules import AlertLimits
 from llmtap.api.auth import KeyResolver
 from llmtap.api.filters import FilterLimits
 from llmtap.api.ingest_http import Ingestion
@@ -49,6 +50,8 @@ class ApiContext:
     """Webhook and PostHog URLs may name private addresses (``outbox_allow_private_targets``)."""
     webhooks_max_per_org: int = 20
     """``webhooks_max_per_org``."""
+    alert_limits: AlertLimits = field(default_factory=AlertLimits)
+    """Bounds on alert rules (settings ``alerts_*``)."""
 
 
 def context(request: Request) -> ApiContext:

@@ -15,6 +15,7 @@ from contextlib import ExitStack
 
 import uvicorn
 
+from llmtap.alerts.rules import AlertLimits
 from llmtap.api.app import create_app
 from llmtap.api.auth import KeyResolver
 from llmtap.api.context import ApiContext, ScoreLimits
@@ -67,6 +68,12 @@ class ApiService:
             ),
             outbox_allow_private=settings.outbox_allow_private_targets,
             webhooks_max_per_org=settings.webhooks_max_per_org,
+            alert_limits=AlertLimits(
+                min_window_s=settings.alerts_min_window_s,
+                max_window_s=settings.alerts_max_window_s,
+                max_per_org=settings.alerts_max_per_org,
+                filter_limits=limits,
+            ),
             gate=QueryGate(
                 settings.api_query_concurrency,
                 settings.api_query_wait_s,

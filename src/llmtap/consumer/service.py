@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from types import FrameType
 
+from llmtap.alerts.evaluator import AlertEvaluator, EvaluatorConfig, MetricsReader
 from llmtap.consumer.chain import build_chain
 from llmtap.consumer.runner import BatchRunner, RunnerConfig, RunnerStats
 from llmtap.consumer.score_sync import ScoreSync
@@ -22,7 +23,13 @@ from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import GroupConsumer
 from llmtap.settings import Settings
 from llmtap.stores.analytics.store import AnalyticsStore
-from llmtap.stores.factory import open_records_and_bodies, open_sinks, refuse_split_analytics
+from llmtap.stores.factory import (
+    analytics_from_records,
+    open_records_and_bodies,
+    open_sinks,
+    refuse_split_analytics,
+)
+from llmtap.stores.records.analytics import RecordsAnalytics
 from llmtap.stores.sink import Sink
 
 log = logging.getLogger(__name__)
@@ -62,6 +69,13 @@ class ConsumerService:
             opened.callback(producer.close)
             consumer = (source or open_consumer)(settings)
             opened.callback(consumer.close)
+            reader: MetricsReader | None = None
+            if settings.alerts_enabled and source is None:
+                reader = next((s for s in sinks if isinstance(s, AnalyticsStore)), None)
+                if reader is None and analytics_from_records(settings):
+                    from_records = RecordsAnalytics(settings.records_url)
+                    opened.callback(from_records.close)
+                    reader = from_records
             self._resources = opened.pop_all()
         self._sinks = list(sinks)
         self.runner = BatchRunner(
@@ -90,6 +104,13 @@ class ConsumerService:
         if settings.outbox_enabled and source is None:
             self.delivery = DeliveryWorker(
                 records.outbox, WorkerConfig.from_settings(settings), default_kinds(settings)
+            )
+        self.alerts: AlertEvaluator | None = None
+        """Evaluates the alert rules over the metrics (``alerts_enabled``) and enqueues what
+        fires and resolves; a replay or a re-drive evaluates nothing."""
+        if reader is not None:
+            self.alerts = AlertEvaluator(
+                records.alerts, reader, EvaluatorConfig.from_settings(settings)
             )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -141,6 +162,8 @@ class ConsumerService:
             self._sync_thread.start()
         if self.delivery is not None:
             self.delivery.start()
+        if self.alerts is not None:
+            self.alerts.start()
         log.info(
             "consumer started: %s -> %d sink(s), group %r",
             self._settings.topic,
@@ -167,6 +190,8 @@ class ConsumerService:
         if self._closed:
             return
         self._closed = True
+        if self.alerts is not None:
+            self.alerts.stop()
         if self.delivery is not None:
             self.delivery.stop()
         self._resources.close()

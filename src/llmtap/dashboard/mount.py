@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from llmtap.api.context import ApiContext
 from llmtap.dashboard import (
+    alerts,
     auth,
     export,
     keys,
@@ -68,6 +69,7 @@ def install_dashboard(
             webhooks.router,
             webhook_new.router,
             posthog.router,
+            alerts.router,
             export.router,
         ):
             app.include_router(router)

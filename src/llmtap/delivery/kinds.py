@@ -2,7 +2,7 @@
 
 A kind says how many deliveries one request carries: a webhook one (signed, with its
 idempotency key), PostHog up to ``posthog_batch_size`` events in one ``/batch/`` request.
-Alerts will be webhooks too: whatever is enqueued for a webhook target is signed the same way.
+Alerts are sent as webhooks (``WebhookKind`` for targets of kind ``alert``): signed the same way.
 """
 
 from __future__ import annotations

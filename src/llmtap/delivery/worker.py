@@ -27,6 +27,7 @@ from llmtap.delivery.http_post import SendFailed, post
 from llmtap.delivery.kinds import Kind, PostHogKind, WebhookKind
 from llmtap.errors import StoreError
 from llmtap.settings import Settings
+from llmtap.stores.records.alerts import ALERT
 from llmtap.stores.records.integrations import POSTHOG, WEBHOOK
 from llmtap.stores.records.outbox import Claimed, OutboxTable, RetryPolicy, Target
 
@@ -77,7 +78,12 @@ class DeliveryStats:
 
 
 def default_kinds(settings: Settings) -> dict[str, Kind]:
-    return {WEBHOOK: WebhookKind(), POSTHOG: PostHogKind(settings.posthog_batch_size)}
+    # an alert's firing or resolution is sent like a webhook delivery: one request, signed
+    return {
+        WEBHOOK: WebhookKind(),
+        ALERT: WebhookKind(),
+        POSTHOG: PostHogKind(settings.posthog_batch_size),
+    }
 
 
 def _tls_context() -> ssl.SSLContext:

@@ -155,39 +155,46 @@ class OutboxTable:
                         for t in {t.id: t for t in targets}.values()
                     ],
                 )
-            wanted = {d.target_id for d in deliveries}
-            live = set(
-                conn.execute(
-                    sa.select(outbox_targets.c.id).where(outbox_targets.c.id.in_(wanted))
-                ).scalars()
-            )
-            # a webhook deleted since the consumer read its rules takes its deliveries with it
-            deliveries = [d for d in deliveries if d.target_id in live]
-            if not deliveries:
-                return
-            unique = {(d.target_id, d.dedup_key): d for d in deliveries}.values()
-            # the driver's executemany with plain tuples: SQLAlchemy's per-row parameter
-            # processing was half the cost of enqueueing a large batch
-            conn.exec_driver_sql(
-                self._enqueue_sql,
-                [
-                    (
-                        # time first: new rows append to the primary key's B-tree
-                        f"{now_ms:012x}{uuid.uuid4().hex[:20]}",
-                        d.target_id,
-                        d.org_id,
-                        d.dedup_key,
-                        d.request_id,
-                        d.body,
-                        PENDING,
-                        now_ms,
-                        now_ms,
-                        0,
-                        0,
-                    )
-                    for d in unique
-                ],
-            )
+            self.add(conn, deliveries, now_ms)
+
+    def add(self, conn: sa.Connection, deliveries: Sequence[Delivery], now_ms: int) -> None:
+        """Add ``deliveries`` not enqueued before, inside the caller's transaction (the alert
+        evaluator records an episode and its delivery together)."""
+        wanted = {d.target_id for d in deliveries}
+        if not wanted:
+            return
+        live = set(
+            conn.execute(
+                sa.select(outbox_targets.c.id).where(outbox_targets.c.id.in_(wanted))
+            ).scalars()
+        )
+        # a webhook deleted since the consumer read its rules takes its deliveries with it
+        deliveries = [d for d in deliveries if d.target_id in live]
+        if not deliveries:
+            return
+        unique = {(d.target_id, d.dedup_key): d for d in deliveries}.values()
+        # the driver's executemany with plain tuples: SQLAlchemy's per-row parameter
+        # processing was half the cost of enqueueing a large batch
+        conn.exec_driver_sql(
+            self._enqueue_sql,
+            [
+                (
+                    # time first: new rows append to the primary key's B-tree
+                    f"{now_ms:012x}{uuid.uuid4().hex[:20]}",
+                    d.target_id,
+                    d.org_id,
+                    d.dedup_key,
+                    d.request_id,
+                    d.body,
+                    PENDING,
+                    now_ms,
+                    now_ms,
+                    0,
+                    0,
+                )
+                for d in unique
+            ],
+        )
 
     # -- the delivery worker's side ------------------------------------------------------------
 

@@ -253,3 +253,69 @@ posthog_settings = sa.Table(
     sa.Column("updated", UtcDateTime(), nullable=False),
 )
 """An organization's PostHog project, for calls that name none (``Helicone-Posthog-Key``)."""
+
+# -- alerts: rules evaluated over the metrics, their episodes (stores/records/alerts.py) --------
+
+alert_rules = sa.Table(
+    "alert_rules",
+    metadata,
+    sa.Column(
+        "id",
+        sa.String(64),
+        sa.ForeignKey("outbox_targets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "org_id",
+        sa.String(64),
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("metric", sa.String(32), nullable=False),
+    sa.Column("comparison", sa.String(8), nullable=False),
+    sa.Column("threshold", sa.Double(), nullable=False),
+    sa.Column("window_s", sa.Integer(), nullable=False),
+    sa.Column("min_requests", sa.Integer(), nullable=False),
+    sa.Column("filter", JsonDict, nullable=True),
+    sa.Column("group_by", sa.String(300), nullable=True),
+    sa.Column("created", UtcDateTime(), nullable=False),
+    sa.Column("next_eval_ms", sa.BigInteger(), nullable=False),
+    sa.Column("last_eval_ms", sa.BigInteger(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Index("ix_alert_rules_org", "org_id"),
+    sa.Index("ix_alert_rules_due", "next_eval_ms"),
+)
+"""An organization's alert rule; where it is delivered is the ``outbox_targets`` row of the same
+id (kind ``alert``: URL and signing secret). ``next_eval_ms`` is the evaluators' claim."""
+
+alert_episodes = sa.Table(
+    "alert_episodes",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "rule_id",
+        sa.String(64),
+        sa.ForeignKey("alert_rules.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("group_key", sa.String(64), nullable=False),
+    sa.Column("group_value", sa.Text(), nullable=True),
+    sa.Column("threshold", sa.Double(), nullable=False),
+    sa.Column("fired_ms", sa.BigInteger(), nullable=False),
+    sa.Column("fired_value", sa.Double(), nullable=True),
+    sa.Column("resolved_ms", sa.BigInteger(), nullable=True),
+    sa.Column("resolved_value", sa.Double(), nullable=True),
+    # at most one open episode per rule and group, whatever evaluators race: the state itself
+    sa.Index(
+        "uq_alert_episodes_open",
+        "rule_id",
+        "group_key",
+        unique=True,
+        postgresql_where=sa.text("resolved_ms IS NULL"),
+        sqlite_where=sa.text("resolved_ms IS NULL"),
+    ),
+    sa.Index("ix_alert_episodes_rule_fired", "rule_id", "fired_ms"),
+)
+"""One episode of a rule (per group): open (firing) until ``resolved_ms`` is set."""

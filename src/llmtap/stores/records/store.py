@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llmtap.stores.records import keys
+from llmtap.stores.records.alerts import AlertTable
 from llmtap.stores.records.engine import create_engine
 from llmtap.stores.records.export_reader import export_page
 from llmtap.stores.records.integrations import IntegrationTable
@@ -59,6 +60,8 @@ class RecordsStore:
         """Signed deliveries waiting for (or done with) their webhook or PostHog endpoint."""
         self.integrations = IntegrationTable(self._engine, self._writer)
         """Each organization's webhooks and PostHog project."""
+        self.alerts = AlertTable(self._engine, self._writer, self.outbox)
+        """Each organization's alert rules and their episodes."""
 
     @property
     def dialect(self) -> str:
