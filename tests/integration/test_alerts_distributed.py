@@ -137,8 +137,12 @@ def test_two_evaluators_evaluate_each_tick_once_and_fire_once(backend: ApiBacken
             assert [e["state"] for e in history] == ["firing"]
             assert history[0]["value"] == pytest.approx(10 / 14)
 
-            clock[0] += 70  # the failures leave the window: no calls, the episode resolves
+            clock[0] += 70  # the failures leave the window: no calls, nothing known, still open
             assert tick(consumers) == 1
+            history = api.get(f"/v1/alerts/{rule['id']}/history").json()["data"]
+            assert [e["state"] for e in history] == ["firing"]
+            now_ms = clock[0] * 1000  # healthy calls: now it is over
+            backend.write([row(org, now_ms - 1000 + i, 200) for i in range(3)])
             clock[0] += INTERVAL_S
             assert tick(consumers) == 1
             history = api.get(f"/v1/alerts/{rule['id']}/history").json()["data"]

@@ -92,11 +92,14 @@ def test_fires_once_holds_and_resolves_once(store: RecordsStore) -> None:
     assert query.end_unix_ms - query.start_unix_ms == 60_000 and query.org_id == w.org
 
 
-def test_too_few_calls_never_fire_and_resolve_an_open_episode(store: RecordsStore) -> None:
+def test_too_few_calls_neither_fire_nor_resolve(store: RecordsStore) -> None:
     w = World(store, SPEC)
     assert w.run(figures(2, 2)) == [], "2 calls < min_requests 3"
     assert w.run(figures(3, 3)) == ["firing"]
-    assert w.run(figures(0)) == ["resolved"], "no calls at all: not breaching"
+    assert w.run(figures(0)) == [], "no calls at all: nothing is known, the episode stays open"
+    assert w.run(figures(2, 0)) == [], "2 healthy calls < min_requests 3: still not known"
+    assert w.run(figures(3, 3)) == [], "breaching again: the same episode, no second firing"
+    assert w.run(figures(3, 0)) == ["resolved"]
 
 
 def test_lower_than_rules_and_values_without_data(store: RecordsStore) -> None:

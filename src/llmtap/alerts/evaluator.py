@@ -4,8 +4,10 @@ Every ``alerts_poll_s`` it claims the rules whose evaluation is due (one evaluat
 ``alerts_eval_interval_s``, whatever the number of consumers), asks the process's analytics
 reader for the rule's metric over its window — the same ``metrics(MetricsQuery)`` ``/v1/metrics``
 answers from chDB, ClickHouse or the records store — and compares each group with the threshold.
-A group that breaches and has no open episode fires; an open episode whose group no longer
-breaches (below the threshold, fewer calls than ``min_requests``, or no calls at all) resolves.
+A group that breaches and has no open episode fires; an open episode whose group has enough calls
+(``min_requests``) and no longer breaches resolves. Too few calls (or none: traffic stopped, or
+the consumer is behind) says nothing about the group, so its state stays as it is — an episode is
+never resolved and fired again for want of data.
 Both are written with their delivery in one transaction (``AlertTable.apply``), so the outbox
 sends exactly what the state says, signed, with retries; a restarted evaluator reads the state
 and fires nothing twice.
@@ -198,8 +200,8 @@ class AlertEvaluator:
         resolutions: list[Resolution] = []
         for key, episode in open_episodes.items():
             seen = observed.get(key)
-            if breaching(seen):
-                continue
+            if seen is None or seen.requests < spec.min_requests or breaching(seen):
+                continue  # still breaching, or not enough data to say it is over
             value = None if seen is None else seen.value
             requests = 0 if seen is None else seen.requests
             resolutions.append(
