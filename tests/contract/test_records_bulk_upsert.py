@@ -220,7 +220,7 @@ def _table(engine: sa.Engine, orgs: tuple[str, str]) -> list[tuple[Any, ...]]:
 
 
 @settings(
-    max_examples=40,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
