@@ -29,6 +29,7 @@ def main() -> None:
     stop = threading.Event()
     runner = service.runner
     t0 = time.perf_counter()
+    cpu0 = cpu_done = time.process_time()
     last_progress = t0
     done_at = t0
     processed = 0
@@ -39,17 +40,23 @@ def main() -> None:
         if runner.stats.processed != processed:
             processed = runner.stats.processed
             last_progress = done_at = now
+            cpu_done = time.process_time()
         # the fill count is a floor (calls in flight when the load stopped are logged too), so
         # stop once it is reached and the queue has gone quiet, or when nothing moves at all
         idle = now - last_progress
         if (processed >= cfg["expect"] and idle > 1.0) or idle > float(cfg["idle_s"]):
             break
     seconds = done_at - t0
+    cpu_s = (cpu_done - cpu0) if processed else 0.0
     result = {
         "processed": processed,
         "expected": cfg["expect"],
         "seconds": seconds,
         "records_per_s": processed / seconds if seconds else 0.0,
+        # CPU of this process (every thread: the delivery worker too) while it made progress:
+        # on a shared machine, records per CPU-second moves less than records per second
+        "cpu_s": cpu_s,
+        "records_per_cpu_s": processed / cpu_s if cpu_s else 0.0,
         "batches": runner.stats.batches,
         "dead_lettered": runner.stats.dead_lettered,
         "retries": runner.stats.retries,

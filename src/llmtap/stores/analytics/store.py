@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -34,6 +35,8 @@ from llmtap.stores.scores import StoredScore
 from llmtap.stores.sink import PoisonRows
 
 _encoder = msgspec.json.Encoder()
+# one C call for the row's kept values (a getattr per column was a third of the encoding)
+_values = attrgetter(*COLUMNS)
 
 
 PRUNE_EVERY_S = 3600.0
@@ -165,7 +168,7 @@ class AnalyticsStore:
 
 
 def _encode(row: RequestRow, version: int) -> bytes:
-    values: dict[str, Any] = {name: getattr(row, name) for name in COLUMNS}
+    values: dict[str, Any] = dict(zip(COLUMNS, _values(row), strict=True))
     # ClickHouse wraps integers that do not fit its column without a word: refuse them here
     for name, low, high in INT_COLUMNS:
         value = values[name]

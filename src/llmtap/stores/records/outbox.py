@@ -11,7 +11,7 @@ Decision: docs/decisions/2026-12-01-outbox.md.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -173,14 +173,17 @@ class OutboxTable:
         if not deliveries:
             return
         unique = {(d.target_id, d.dedup_key): d for d in deliveries}.values()
+        # ids: time first (new rows append to the primary key's B-tree), then 56 random
+        # bits drawn once per batch and the delivery's place in it (a uuid4 per delivery
+        # was a tenth of the enqueue's time)
+        prefix = f"{now_ms:012x}{os.urandom(7).hex()}"
         # the driver's executemany with plain tuples: SQLAlchemy's per-row parameter
         # processing was half the cost of enqueueing a large batch
         conn.exec_driver_sql(
             self._enqueue_sql,
             [
                 (
-                    # time first: new rows append to the primary key's B-tree
-                    f"{now_ms:012x}{uuid.uuid4().hex[:20]}",
+                    f"{prefix}{n:06x}",
                     d.target_id,
                     d.org_id,
                     d.dedup_key,
@@ -192,7 +195,7 @@ class OutboxTable:
                     0,
                     0,
                 )
-                for d in unique
+                for n, d in enumerate(unique)
             ],
         )
 

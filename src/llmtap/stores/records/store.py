@@ -23,7 +23,7 @@ from llmtap.stores.records.reader import PageQuery, RecordsReader
 from llmtap.stores.records.scores import ScoreTable
 from llmtap.stores.records.session_calls import PathFigures, session_calls, session_paths
 from llmtap.stores.records.sessions import SessionTable
-from llmtap.stores.records.upsert import write_rows
+from llmtap.stores.records.upsert import prepare, write_rows
 from llmtap.stores.row import RequestRow
 from llmtap.stores.sink import PoisonRows
 
@@ -50,6 +50,7 @@ class RecordsStore:
             if self._engine.dialect.name == "sqlite"
             else self._engine
         )
+        self._upsert = prepare(self._writer)
         self.reader = RecordsReader(self._engine)
         """Every read of logged calls (the CLI's and the API's), on this store's engine."""
         self.sessions = SessionTable(self._engine)
@@ -78,7 +79,7 @@ class RecordsStore:
         that were waiting for these calls are joined once the rows are committed.
         """
         try:
-            write_rows(self._writer, rows)
+            write_rows(self._writer, rows, self._upsert)
         except PoisonRows:
             self.scores.join_landed((row.org_id, row.request_id) for row in rows)
             raise
