@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import soak_report
-from bench.dashboard import kept_section, render_section, run_dashboard, update_results
+from bench import sections, soak_report
+from bench.dashboard import render_section, run_dashboard, update_results
 from bench.faults_soak import run_faults_soak
 from bench.gateway_cache import run_cache
 from bench.machine import machine
@@ -228,8 +228,9 @@ def loadavg() -> str:
 def write_report(report: dict[str, Any], source: Path) -> None:
     report.setdefault("file", source.name)
     results = BENCH_DIR / "RESULTS.md"
-    # measured by their own parts: a full report keeps them
-    kept = [kept_section(results), soak_report.kept_section(results)]
+    # measured by their own parts (dashboard, faults soak, outbox, consumer profile...): a full
+    # report keeps them
+    kept = sections.all_kept(results)
     text = render(report, BENCH_DIR / "FINDINGS.md").rstrip("\n") + "\n"
     for section in filter(None, kept):
         text += "\n" + section

@@ -3,6 +3,7 @@ and keeps them, a run of that part replaces its own."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -25,3 +26,12 @@ def kept_section(path: Path, start: str, end: str) -> str:
     if start not in text:
         return ""
     return start + text.partition(start)[2].partition(end)[0] + end + "\n"
+
+
+def all_kept(path: Path) -> list[str]:
+    """Every marked section ``path`` holds now (``<!-- name:start -->`` … ``<!-- name:end -->``),
+    in order: a full report keeps what each part wrote, including parts it did not run."""
+
+    text = path.read_text() if path.exists() else ""
+    found = re.finditer(r"<!-- ([a-z0-9-]+):start -->.*?<!-- \1:end -->", text, flags=re.S)
+    return [m.group(0) + "\n" for m in found]
