@@ -204,6 +204,7 @@ def _without_headers(row: RequestRow) -> Row:
     data: Row = msgspec.structs.asdict(row)
     data.pop("request_headers", None)
     data.pop("response_headers", None)
+    data.pop("attempt_log", None)  # as the API's list rows: the attempts are on the detail
     return data
 
 

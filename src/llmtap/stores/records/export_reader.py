@@ -21,8 +21,11 @@ from llmtap.stores.records.filter_sql import to_sql
 from llmtap.stores.records.reader import _SORT_KEYS, PageQuery
 from llmtap.stores.records.schema import requests
 
+# the API's list rows: headers and the attempts of a retried call are on the detail only
 EXPORT_COLUMNS = tuple(
-    column for column in requests.c if column.name not in ("request_headers", "response_headers")
+    column
+    for column in requests.c
+    if column.name not in ("request_headers", "response_headers", "attempt_log")
 )
 _decode = msgspec.json.Decoder()
 
