@@ -45,7 +45,11 @@ def head(path: str, *lines: str) -> bytes:
 
 
 def readable(sock: socket.socket, timeout_s: float = 0.0) -> bool:
-    return bool(select.select([sock], [], [], timeout_s)[0])
+    # poll, not select: late in a full run the test process's descriptors pass 1024, which
+    # select() cannot watch ("filedescriptor out of range")
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(timeout_s * 1000))
 
 
 def response_of(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
