@@ -62,13 +62,6 @@ def keep_going(seconds: float) -> None:
     threading.Event().wait(seconds)
 
 
-# The same known chDB defect as the "analytics" case below (an empty marks file after ENOSPC: every
-# later /v1/metrics is a 500 until the part is removed) was hit by this test's last step in two
-# clean-clone runs of 2026-12-01 evening, after every proxy-side assertion had passed; it passes
-# alone. Kept running so a fixed chDB (or a repair at open) shows up as XPASS.
-@pytest.mark.xfail(
-    reason="chDB can leave a part with an empty marks file after a full disk", strict=False
-)
 def test_a_full_data_disk_keeps_answering_counts_the_loss_and_resumes_when_space_returns(
     disk: SmallDisk, mock_upstream: MockUpstream
 ) -> None:
@@ -111,11 +104,6 @@ def test_a_full_data_disk_keeps_answering_counts_the_loss_and_resumes_when_space
         assert len(stored) + dropped == len(answered), (len(stored), dropped, len(answered))
         # the calls answered after space returned are all there: it resumed without a restart
         assert set(answered[freed_at + 10 :]) <= set(stored)
-        wait_for(
-            lambda: analytics_count(gateway, key) == len(stored),
-            timeout_s=60,
-            what="analytics to count each stored call once",
-        )
         output = gateway.output()
         assert_no_crash_and_no_dead_letters(output)
         # said in the log, in a few lines rather than one per batch
@@ -123,6 +111,20 @@ def test_a_full_data_disk_keeps_answering_counts_the_loss_and_resumes_when_space
         assert 1 <= output.count("could not keep") <= 2, output[-3000:]
         assert 1 <= output.count("body store refused a pack") <= 2, output[-3000:]
         assert metrics["llmtap_proxy_bodies_dropped_total"] > 0
+        try:
+            wait_for(
+                lambda: analytics_count(gateway, key) == len(stored),
+                timeout_s=60,
+                what="analytics to count each stored call once",
+            )
+        except AssertionError as exc:
+            # The known chDB defect of the "analytics" case below (an empty marks file after
+            # ENOSPC: every later /v1/metrics is a 500 until the part is removed) hit this last
+            # step in two full clean-clone runs of 2026-12-01 evening (it passes alone). Only
+            # this step is excused: every proxy-side assertion above has passed.
+            if "store_error" in str(exc):
+                pytest.xfail("chDB left a part with an empty marks file after the full disk")
+            raise
     finally:
         assert gateway.stop() == 0, gateway.output()[-4000:]
 
