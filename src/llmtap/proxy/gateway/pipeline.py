@@ -152,6 +152,9 @@ class Gateway:
                 self.metrics.refused += 1
                 exchange.respond_error(400, "invalid_cache_header", str(exc))
                 return
+            except Exception:  # fail-open edge: a bug of ours must not stop the call
+                self.metrics.internal_errors += 1
+                log.exception("llmtap internal error in the cache (the call goes uncached)")
         try:
             plan = self._plan(exchange, features)
         except GatewayHeaderError as exc:
