@@ -111,20 +111,12 @@ def test_a_full_data_disk_keeps_answering_counts_the_loss_and_resumes_when_space
         assert 1 <= output.count("could not keep") <= 2, output[-3000:]
         assert 1 <= output.count("body store refused a pack") <= 2, output[-3000:]
         assert metrics["llmtap_proxy_bodies_dropped_total"] > 0
-        try:
-            wait_for(
-                lambda: analytics_count(gateway, key) == len(stored),
-                timeout_s=60,
-                what="analytics to count each stored call once",
-            )
-        except AssertionError as exc:
-            # The known chDB defect of the "analytics" case below (an empty marks file after
-            # ENOSPC: every later /v1/metrics is a 500 until the part is removed) hit this last
-            # step in two full clean-clone runs of 2026-12-01 evening (it passes alone). Only
-            # this step is excused: every proxy-side assertion above has passed.
-            if "store_error" in str(exc):
-                pytest.xfail("chDB left a part with an empty marks file after the full disk")
-            raise
+        # chDB's broken parts after a full disk are set aside by the store (chdb_repair.py)
+        wait_for(
+            lambda: analytics_count(gateway, key) == len(stored),
+            timeout_s=60,
+            what="analytics to count each stored call once",
+        )
     finally:
         assert gateway.stop() == 0, gateway.output()[-4000:]
 
@@ -132,17 +124,7 @@ def test_a_full_data_disk_keeps_answering_counts_the_loss_and_resumes_when_space
 @pytest.mark.parametrize(
     "full",
     [
-        pytest.param(
-            "analytics",
-            # Known chDB defect (2026-12-01, chdb 4.4.0): on a full disk it can commit a part whose
-            # marks file is empty ("Code: 246 ... Empty marks file"); every later query of the
-            # table fails until the part is removed. Seen once in three clean-clone runs; kept
-            # running so a fixed chDB (or a repair at open) shows up as XPASS. docs/operations.md.
-            marks=pytest.mark.xfail(
-                reason="chDB can leave a part with an empty marks file after a full disk",
-                strict=False,
-            ),
-        ),
+        "analytics",
         "records",
     ],
 )
