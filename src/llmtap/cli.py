@@ -15,14 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmtap.cli_commands import (
-    cmd_alerts_add,
-    cmd_alerts_list,
-    cmd_alerts_rm,
     cmd_api,
     cmd_consume,
-    cmd_keys_create,
-    cmd_keys_list,
-    cmd_keys_revoke,
     cmd_migrate,
     cmd_proxy,
     cmd_replay,
@@ -30,10 +24,15 @@ from llmtap.cli_commands import (
     cmd_requests,
     cmd_seed,
     cmd_serve,
-    cmd_webhooks_add,
-    cmd_webhooks_list,
-    cmd_webhooks_rm,
     mock_upstream,
+)
+from llmtap.cli_groups import (
+    HelpFormatter,
+    add_alerts,
+    add_keys,
+    add_seed,
+    add_webhooks,
+    leaves,
 )
 from llmtap.cli_options import SettingOption, parse_json, setting_options
 
@@ -55,8 +54,6 @@ EPILOG = (
     "variables, then options, the later winning. Global options go before or after the command. "
     "`llmtap <command> --help` lists a command's options."
 )
-
-Handler = Callable[[argparse.Namespace, "Settings"], int]
 
 
 @dataclass(frozen=True)
@@ -129,17 +126,6 @@ COMMANDS: tuple[Command, ...] = (
         reads_settings=False,
     ),
 )
-
-
-class _HelpFormatter(argparse.HelpFormatter):
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=36)
-
-    def _format_action(self, action: argparse.Action) -> str:
-        # the commands, one line each, without the "<command>" line argparse puts above them
-        if isinstance(action, argparse._SubParsersAction):
-            return "".join(self._format_action(a) for a in action._get_subactions())
-        return super()._format_action(action)
 
 
 def _json_value(value: str) -> Any:
@@ -248,14 +234,18 @@ def _add_command_arguments(
     elif command.name == "request":
         parser.add_argument("request_id", help="the call's id (its Helicone-Id header)")
         parser.add_argument("--json", action="store_true", help="as one JSON document")
-    elif command.name == "keys":
-        _add_keys(parser, options)
-    elif command.name == "webhooks":
-        _add_webhooks(parser, options)
-    elif command.name == "alerts":
-        _add_alerts(parser, options)
+    elif command.name in ("keys", "webhooks", "alerts"):
+        add_group = {"keys": add_keys, "webhooks": add_webhooks, "alerts": add_alerts}
+        add_group[command.name](
+            leaves(
+                parser,
+                command.name,
+                lambda p: _add_globals(p, options),
+                with_org=command.name != "keys",
+            )
+        )
     elif command.name == "seed":
-        _add_seed(parser)
+        add_seed(parser)
     elif command.name == "mock-upstream":
         parser.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
         parser.add_argument("--port", type=int, default=9999, help="port (default: 9999)")
@@ -279,175 +269,6 @@ def _add_command_arguments(
         parser.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM)")
 
 
-def _positive(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
-    return number
-
-
-def _add_seed(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--rows", type=int, required=True, metavar="N", help="how many calls to write"
-    )
-    parser.add_argument(
-        "--days",
-        type=_positive,
-        default=7.0,
-        metavar="DAYS",
-        help="spread them over the last DAYS, up to now (default: 7)",
-    )
-    parser.add_argument(
-        "--org",
-        default="default",
-        help="organization id, or 'default' for the default organization (default: default)",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=42,
-        metavar="N",
-        help="random seed: the same seed writes the same calls (default: 42)",
-    )
-    # (--bodies is the body store's URL, a global option: bodies are on unless --no-bodies)
-    parser.add_argument(
-        "--no-bodies",
-        dest="with_bodies",
-        action="store_false",
-        help="do not store request and response bodies (default: stored, in packs)",
-    )
-    parser.add_argument(
-        "--batch",
-        type=int,
-        default=10_000,
-        metavar="N",
-        help="rows per write to the stores (default: 10000)",
-    )
-
-
-def _add_keys(parser: argparse.ArgumentParser, options: Sequence[SettingOption]) -> None:
-    sub = parser.add_subparsers(
-        dest="keys_command", required=True, title="commands", metavar="<command>"
-    )
-
-    def leaf(name: str, help_: str, run: Handler) -> argparse.ArgumentParser:
-        p = sub.add_parser(
-            name,
-            prog=f"llmtap keys {name}",
-            help=help_,
-            description=help_,
-            usage=f"llmtap keys {name} [options]",
-            formatter_class=_HelpFormatter,
-        )
-        p.set_defaults(run=run)
-        _add_globals(p, options)
-        return p
-
-    p = leaf("create", "Create a key (shown once).", cmd_keys_create)
-    p.add_argument("--org", default=None, help="organization id (default: the default org)")
-    p.add_argument("--new-org", default=None, metavar="NAME", help="create this organization")
-    p.add_argument("--name", default="cli", help="a label to tell keys apart (default: cli)")
-    p.add_argument(
-        "--rate-limit",
-        default=None,
-        metavar="POLICY",
-        help='limit every call made with the key, e.g. "1000;w=60" or "500;w=86400;u=cents;s=user"'
-        " (<quota>;w=<seconds>[;u=request|cents][;s=user|<property>], docs/gateway.md)",
-    )
-    p = leaf("list", "List keys (their ids and labels, never the keys).", cmd_keys_list)
-    p.add_argument("--org", default=None, help="organization id (default: the default org)")
-    p.add_argument("--json", action="store_true", help="as JSON")
-    p = leaf("revoke", "Revoke a key by its id.", cmd_keys_revoke)
-    p.add_argument("key_id", help="the id `llmtap keys list` shows")
-
-
-def _add_webhooks(parser: argparse.ArgumentParser, options: Sequence[SettingOption]) -> None:
-    sub = parser.add_subparsers(
-        dest="webhooks_command", required=True, title="commands", metavar="<command>"
-    )
-
-    def leaf(name: str, help_: str, run: Handler) -> argparse.ArgumentParser:
-        p = sub.add_parser(
-            name,
-            prog=f"llmtap webhooks {name}",
-            help=help_,
-            description=help_,
-            usage=f"llmtap webhooks {name} [options]",
-            formatter_class=_HelpFormatter,
-        )
-        p.set_defaults(run=run)
-        _add_globals(p, options)
-        p.add_argument("--org", default=None, help="organization id (default: the default org)")
-        return p
-
-    p = leaf("add", "Add a webhook (its signing secret is shown once).", cmd_webhooks_add)
-    p.add_argument("url", help="where deliveries are POSTed: http(s)://host[:port][/path]")
-    p.add_argument(
-        "--sample-rate",
-        type=float,
-        default=100.0,
-        metavar="PERCENT",
-        help="percentage of matching calls delivered (default: 100)",
-    )
-    p.add_argument(
-        "--filter",
-        action="append",
-        metavar="NAME=VALUE",
-        help="a custom property every delivered call must have (repeatable; all must match)",
-    )
-    p = leaf("list", "List webhooks with their state (never their secrets).", cmd_webhooks_list)
-    p.add_argument("--json", action="store_true", help="as JSON")
-    p = leaf("rm", "Delete a webhook and its deliveries.", cmd_webhooks_rm)
-    p.add_argument("webhook_id", help="the id `llmtap webhooks list` shows")
-
-
-def _add_alerts(parser: argparse.ArgumentParser, options: Sequence[SettingOption]) -> None:
-    sub = parser.add_subparsers(
-        dest="alerts_command", required=True, title="commands", metavar="<command>"
-    )
-
-    def leaf(name: str, help_: str, run: Handler) -> argparse.ArgumentParser:
-        p = sub.add_parser(
-            name,
-            prog=f"llmtap alerts {name}",
-            help=help_,
-            description=help_,
-            usage=f"llmtap alerts {name} [options]",
-            formatter_class=_HelpFormatter,
-        )
-        p.set_defaults(run=run)
-        _add_globals(p, options)
-        p.add_argument("--org", default=None, help="organization id (default: the default org)")
-        return p
-
-    p = leaf("add", "Add an alert rule (its signing secret is shown once).", cmd_alerts_add)
-    p.add_argument("url", help="where firings and resolutions are POSTed (Slack's shape for Slack)")
-    p.add_argument(
-        "--metric",
-        required=True,
-        help="error_rate, cost_usd, request_count, latency_p95_ms or unpriced_share",
-    )
-    p.add_argument("--threshold", type=float, required=True, help="the value compared with")
-    p.add_argument("--comparison", default="gt", help="gt, gte, lt or lte (default: gt)")
-    p.add_argument("--window", type=int, default=300, metavar="SECONDS", help="(default: 300)")
-    p.add_argument(
-        "--min-requests",
-        type=int,
-        default=1,
-        metavar="N",
-        help="fewer calls in the window never fire (default: 1)",
-    )
-    p.add_argument("--name", default=None, help="shown in the messages")
-    p.add_argument("--filter", default=None, metavar="JSON", help="the /v1/requests filter tree")
-    p.add_argument(
-        "--group-by", default=None, help="model, user, … or property:<name>: one episode each"
-    )
-    p = leaf("list", "List alert rules with their state (never their secrets).", cmd_alerts_list)
-    p.add_argument("--json", action="store_true", help="as JSON")
-    p = leaf("rm", "Delete an alert rule and its history.", cmd_alerts_rm)
-    p.add_argument("alert_id", help="the id `llmtap alerts list` shows")
-
-
 def build_parser() -> argparse.ArgumentParser:
     options = setting_options()
     parser = argparse.ArgumentParser(
@@ -455,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         usage="llmtap [global options] <command> [options]",
         description=__doc__,
         epilog=EPILOG,
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(
         dest="command", required=True, title="commands", metavar="<command>"
@@ -469,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=command.help,
             usage=f"llmtap {command.name} [options]"
             + (" <command>" if command.name in ("keys", "webhooks", "alerts") else ""),
-            formatter_class=_HelpFormatter,
+            formatter_class=HelpFormatter,
         )
         p.set_defaults(command_spec=command, run=command.run)
         if command.reads_settings:
