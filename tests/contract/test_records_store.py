@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from llmtap.errors import StoreError, StoreUnavailable
 from llmtap.keys import hash_key
 from llmtap.stores.records import RecordsStore
+from llmtap.stores.records.engine import create_engine
 from llmtap.stores.row import RequestRow
 from llmtap.stores.sink import PoisonRows, Sink
 from support.relay import TcpRelay
@@ -322,6 +323,18 @@ def test_sqlite_locked_by_another_writer_is_unavailable_then_recovers(tmp_path: 
     store.write_batch([make_row("during", org, 1.0)])
     assert store.count_requests(org) == 1
     store.close()
+
+
+@pytest.mark.parametrize("immediate", [False, True])
+def test_a_sqlite_timeout_in_the_url_is_the_one_used(tmp_path: Path, immediate: bool) -> None:
+    """The writer's own 60 s default (migrations and batches wait their turn) gave way to the
+    URL's ``?timeout=`` only for readers: an operator's shorter wait was silently 60 s."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'r.db'}?timeout=0.2", immediate=immediate)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 200
+    finally:
+        engine.dispose()
 
 
 # -- request ids claimed by a different call (docs/decisions/2026-12-01-request-id-collisions.md)

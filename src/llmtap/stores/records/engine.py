@@ -92,8 +92,9 @@ def _sqlite_engine(parsed: URL, *, immediate: bool) -> sa.Engine:
         # created 0600 before SQLite opens it: its -wal and -shm take the file's mode
         private_file(Path(database))
     # Migrations take the write lock at BEGIN and several processes may start at once: give a
-    # waiting one longer than sqlite3's default 5 s, which a loaded machine can exceed.
-    connect_args = {"timeout": 60.0} if immediate else {}
+    # waiting one longer than sqlite3's default 5 s, which a loaded machine can exceed. A timeout
+    # the URL gives (``?timeout=``) is the operator's and wins.
+    connect_args = {"timeout": 60.0} if immediate and "timeout" not in parsed.query else {}
     engine = sa.create_engine(parsed, json_serializer=_json_text, connect_args=connect_args)
 
     @event.listens_for(engine, "connect")
