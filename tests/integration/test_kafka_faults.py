@@ -46,6 +46,14 @@ REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
 CONSUMER_OPTIONS = "session_timeout_ms=6000&heartbeat_interval_ms=500&reconnect_backoff_max_ms=1000"
 PROMPT = [{"role": "user", "content": "hello"}]
+DIAGNOSED = (
+    "records_published",
+    "records_spooled",
+    "spool_pending",
+    "spool_replayed",
+    "delivery_failures",
+    "records_dropped",
+)
 
 
 # -- the topology -----------------------------------------------------------------------------
@@ -173,10 +181,33 @@ class Topology:
                     assert code in (None, 0, -9), f"{p.log_path.name} failed:\n{p.output()[-3000:]}"
             return answered <= set(self.stored())
 
-        wait_for(all_there, timeout_s=timeout_s, interval_s=0.2, what="every answered call stored")
+        try:
+            wait_for(all_there, timeout_s=timeout_s, interval_s=0.2, what="every answered call")
+        except TimeoutError:
+            pytest.fail(self.diagnosis(answered), pytrace=False)
         stored = self.stored()
         assert set(stored) == answered, "rows for calls nobody answered"
         assert [rid for rid, n in stored.items() if n > 1] == []
+
+    def diagnosis(self, answered: set[str]) -> str:
+        """What a timed-out wait saw: which answered calls are missing, whether they reached
+        the topic at all (a proxy-side loss or stall) or not the store (the consumer's), the
+        proxies' spool counters and the tail of every process's log."""
+        missing = answered - set(self.stored())
+        on_topic = {(m.key() or b"").decode() for m in read_whole_topic(self.bootstrap, self.topic)}
+        lines = [
+            f"{len(missing)} of {len(answered)} answered call(s) not stored; "
+            f"{len(missing & on_topic)} of those are on the topic, "
+            f"{len(missing - on_topic)} never reached it; e.g. {sorted(missing)[:3]}"
+        ]
+        for p in self.started:
+            lines.append(f"--- {p.log_path.name} (alive: {p.alive})")
+            if isinstance(p, ProxyProcess) and p.alive:
+                with contextlib.suppress(RuntimeError):
+                    metrics = p.metrics()
+                    lines.append(", ".join(f"{n}={metric(metrics, n)}" for n in DIAGNOSED))
+            lines.append(p.output()[-2500:])
+        return "\n".join(lines)
 
     def committed(self) -> int:
         """Sum of the group's committed offsets on the logs topic (read without joining it)."""
@@ -507,3 +538,34 @@ def read_topic(bootstrap: str, topic: str, expect: int) -> list[KafkaMessage]:
         reader.close()
     assert len(found) >= expect, f"{len(found)} message(s) on {topic}"
     return found
+
+
+def read_whole_topic(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[KafkaMessage]:
+    """Every message on ``topic`` (a fresh group; done once nothing came for ``idle_s``, or
+    after 60 s)."""
+    reader = RawConsumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"inspect-{secrets.token_hex(4)}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    reader.subscribe([topic])
+    found: list[KafkaMessage] = []
+    try:
+        deadline = time.monotonic() + 60
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < idle_s and time.monotonic() < deadline:
+            batch = [m for m in reader.consume(500, 0.5) if m.error() is None]
+            if batch:
+                found += batch
+                quiet_since = time.monotonic()
+    finally:
+        reader.close()
+    return found
+
+
+def metric(metrics: dict[str, float], name: str) -> float | None:
+    """A proxy counter (``..._total``) or gauge by its short name."""
+    return metrics.get(f"llmtap_proxy_{name}_total", metrics.get(f"llmtap_proxy_{name}"))
