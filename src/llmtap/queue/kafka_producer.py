@@ -175,4 +175,8 @@ class KafkaProducer:
 
     def _serve_delivery_reports(self, client: _Client, stop: threading.Event) -> None:
         while not stop.is_set():
-            client.poll(0.1)
+            try:
+                client.poll(0.1)
+            except Exception:  # a dead poller would strand every report: failures never spooled
+                log.exception("kafka producer: serving delivery reports failed; going on")
+                stop.wait(0.1)

@@ -1,4 +1,5 @@
-"""A fatal librdkafka error must not leave the proxy's Kafka producer unusable until a restart.
+"""The proxy's Kafka producer recovers from what would otherwise stall it until a restart: a
+fatal librdkafka error, and a delivery-report poll that raised.
 
 librdkafka cannot be made to raise a fatal error from Python (its test hook is not exposed), so
 the client is replaced by a fake that behaves as librdkafka does after one: the error callback
@@ -18,6 +19,7 @@ from confluent_kafka import KafkaError, KafkaException
 from llmtap.errors import QueueError
 from llmtap.queue import kafka_producer
 from llmtap.queue.kafka_producer import KafkaProducer
+from support.probes import wait_for
 
 Report = Callable[[KafkaError | None, Any], None]
 
@@ -47,6 +49,8 @@ class FakeClient:
         self.reports: list[tuple[FakeMessage, Report, KafkaError]] = []
         self.broken = False
         self.closed = False
+        self.poll_errors = 0
+        """How many of the next polls raise (as a callback's exception does)."""
         FakeClient.made.append(self)
 
     def break_fatally(self) -> None:
@@ -66,6 +70,9 @@ class FakeClient:
         self.held = []
 
     def poll(self, timeout: float) -> int:
+        if self.poll_errors:
+            self.poll_errors -= 1
+            raise KafkaException(KafkaError(KafkaError._FAIL, "a callback raised"))
         if not self.reports:
             time.sleep(min(timeout, 0.01))  # librdkafka's poll blocks too: no busy loop
         served, self.reports = self.reports, []
@@ -134,5 +141,20 @@ def test_flush_after_a_fatal_error_does_not_wait_on_the_broken_client(
         # the spool replay waits for "nothing in flight": a dead client's messages never leave
         assert producer.flush(0) == 0
         assert producer.take_failed() == [("logs", b"a", b"1")]
+    finally:
+        producer.close(timeout_s=0)
+
+
+def test_the_delivery_reports_are_still_served_after_a_poll_raised(
+    fake_client: type[FakeClient],
+) -> None:
+    producer = KafkaProducer({"bootstrap.servers": "127.0.0.1:1"})
+    try:
+        client = fake_client.made[0]
+        client.poll_errors = 1
+        wait_for(lambda: client.poll_errors == 0, timeout_s=5, what="the failing poll")
+        producer.publish("logs", b"a", b"1")
+        client.purge()  # reports a failure, served only by the background poller
+        wait_for(producer.take_failed, timeout_s=5, what="the failed delivery reported")
     finally:
         producer.close(timeout_s=0)
