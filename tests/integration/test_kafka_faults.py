@@ -398,9 +398,11 @@ def test_broker_down_for_ten_seconds_loses_nothing_and_no_call_waits_on_it(
     during = calls.between(outage_start, outage_end)
     assert len(during) > 50, "traffic kept flowing during the outage"
     # Generous on purpose (timings belong in the benchmark): a call that waited on Kafka would
-    # take seconds (librdkafka's timeouts), not a small multiple of the normal latency.
+    # take seconds (librdkafka's timeouts), not a small multiple of the normal latency. The
+    # 0.5 s floor is for a loaded machine: at load 9 on 2 cores a p99 of 0.22 s against a normal
+    # 0.025 s was seen with nothing waiting on Kafka (the scheduler, not the proxy).
     normal = p99(before)
-    assert p99(during) < 5 * normal + 0.05, (normal, p99(during))
+    assert p99(during) < max(5 * normal + 0.05, 0.5), (normal, p99(during))
     assert max(during) < max(20 * normal, 0.5), (normal, max(during))
 
 
