@@ -15,7 +15,9 @@ import json
 import os
 import re
 import secrets
+import signal
 import statistics
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -143,8 +145,14 @@ class Topology:
 
     def env(self, queue_options: str = "", **extra: str) -> dict[str, str]:
         query = f"?{queue_options}" if queue_options else ""
+        # faulthandler: a process stuck when a wait times out is asked (SIGABRT) where it is
         return llmtap_env(
-            {**self.base_env, "LLMTAP_QUEUE_URL": f"kafka://{self.bootstrap}{query}", **extra}
+            {
+                **self.base_env,
+                "LLMTAP_QUEUE_URL": f"kafka://{self.bootstrap}{query}",
+                "PYTHONFAULTHANDLER": "1",
+                **extra,
+            }
         )
 
     def proxy(self, queue_options: str = "") -> ProxyProcess:
@@ -206,7 +214,12 @@ class Topology:
                 with contextlib.suppress(RuntimeError):
                     metrics = p.metrics()
                     lines.append(", ".join(f"{n}={metric(metrics, n)}" for n in DIAGNOSED))
-            lines.append(p.output()[-2500:])
+            if p.alive and p.process is not None:
+                # every thread's Python stack, from faulthandler, at the end of its log
+                p.process.send_signal(signal.SIGABRT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.process.wait(15)
+            lines.append(p.output()[-6000:])
         return "\n".join(lines)
 
     def committed(self) -> int:
@@ -386,7 +399,13 @@ def test_broker_down_for_ten_seconds_loses_nothing_and_no_call_waits_on_it(
         keep_going(max(0.0, 11.0 - (time.monotonic() - outage_start)))
         outage_end = time.monotonic()
         broker.start()
-        keep_going(2.0)
+        # a proxy in service never gets a quiet moment: the spool must drain while calls go on
+        wait_until(
+            lambda: metric(proxy.metrics(), "spool_pending") == 0,
+            "the spool replayed while the calls go on",
+            timeout_s=60,
+        )
+        keep_going(1.0)
     own.assert_stored_exactly_once(calls, timeout_s=120)
 
     metrics = proxy.metrics()
