@@ -6,6 +6,14 @@ partition after the sinks succeeded. When a rebalance takes partitions away, the
 hook runs first (inside ``poll_batch``) so the caller can commit what it finished. A group that
 has never committed starts from the earliest message, as the embedded queue does.
 
+A commit is bounded (``commit_timeout_s``): librdkafka's synchronous commit has no timeout, and
+after the broker restarted under a member whose session had expired, a commit can wait for the
+group to settle while the group waits for this member to poll (the lost-partitions callback runs
+inside ``consume``): both wait forever. The commit runs on a helper thread; past the bound it
+counts as failed (retriable) and the caller goes back to polling, which lets the group, and then
+the commit, finish. While it still waits, a new commit is refused rather than queued behind it.
+A commit from the ``on_revoke`` hook runs inline as before: it is inside ``consume`` already.
+
 Seeks name partitions this member may not own yet (right after start, before the group assigned
 anything): they are kept and applied when the partition is assigned. Not thread-safe: one thread
 polls and commits, as in the consumer runner.
@@ -15,6 +23,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from confluent_kafka import OFFSET_END, TIMESTAMP_NOT_AVAILABLE, KafkaError, TopicPartition
@@ -47,6 +57,8 @@ class KafkaConsumer:
         group: str,
         topics: Sequence[str],
         on_revoke: OnRevoke | None = None,
+        *,
+        commit_timeout_s: float = 10.0,
     ) -> None:
         if not topics:
             raise ValueError("a consumer needs at least one topic")
@@ -56,6 +68,10 @@ class KafkaConsumer:
         self._pending_seeks: dict[Partition, int] = {}
         self._pending_time: int | None = None
         self._closed = False
+        self._commit_timeout_s = commit_timeout_s
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="llmtap-kafka-commit")
+        self._commit_pending: Future[list[TopicPartition]] | None = None
+        self._revoking = False
         self._base_config = dict(config)
         self._admin: AdminClient | None = None
         self._client = _Client(
@@ -114,17 +130,41 @@ class KafkaConsumer:
             offsets[(m.topic, m.partition)] = max(
                 offsets.get((m.topic, m.partition), 0), m.offset + 1
             )
-        with translated("commit"):
-            result = self._client.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                asynchronous=False,
-            )
+        partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        result: list[TopicPartition] | None
+        if self._revoking:
+            # inside the revoke callback (so inside consume): the group is being served, and a
+            # commit from another thread would wait for this callback to return
+            with translated("commit"):
+                result = self._client.commit(offsets=partitions, asynchronous=False)
+        else:
+            result = self._bounded_commit(partitions)
         refused = [tp for tp in result or () if tp.error is not None]
         if refused:
             raise QueueError(
                 "kafka: commit refused for "
                 + ", ".join(f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in refused)
             )
+
+    def _bounded_commit(self, partitions: list[TopicPartition]) -> list[TopicPartition] | None:
+        if self._commit_pending is not None and not self._commit_pending.done():
+            raise QueueError("kafka: an earlier commit is still waiting for the group coordinator")
+        pending = self._committer.submit(
+            self._client.commit, offsets=partitions, asynchronous=False
+        )
+        self._commit_pending = pending
+        with translated("commit"):
+            try:
+                return pending.result(self._commit_timeout_s)
+            except FutureTimeout:
+                log.warning(
+                    "kafka consumer: commit not confirmed within %.0fs; polling on (the group "
+                    "may be rebalancing)",
+                    self._commit_timeout_s,
+                )
+                raise QueueError(
+                    f"kafka: commit not confirmed within {self._commit_timeout_s:.0f}s"
+                ) from None
 
     def seek(self, partition: int, offset: int, topic: str | None = None) -> None:
         self._check_open()
@@ -148,6 +188,7 @@ class KafkaConsumer:
                 self._client.close()
         finally:
             self._closed = True
+            self._committer.shutdown(wait=False)
 
     # -- GroupConsumer ---------------------------------------------------------------------
 
@@ -204,7 +245,11 @@ class KafkaConsumer:
     def _revoked(self, client: _Client, partitions: list[TopicPartition]) -> None:
         lost = [(tp.topic, tp.partition) for tp in partitions]
         if self._on_revoke is not None and lost:
-            self._on_revoke(lost)
+            self._revoking = True
+            try:
+                self._on_revoke(lost)
+            finally:
+                self._revoking = False
         self._assignment.difference_update(lost)
 
     def _lost(self, client: _Client, partitions: list[TopicPartition]) -> None:

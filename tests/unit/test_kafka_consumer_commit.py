@@ -1,0 +1,91 @@
+"""A Kafka consumer's commit never waits forever on its group.
+
+After a broker restart, a member whose session expired while it was down has lost its partitions;
+librdkafka serves that (the lost-partitions callback) only inside ``consume``. A synchronous
+commit issued then waits for the group to settle, and the group waits for the member to poll:
+seen as a consumer that stored nothing more and logged nothing more for minutes in
+``test_kafka_faults.py``'s broker outage. The fake client below has exactly that dependency: its
+commit completes only once ``consume`` has been called after it (the real librdkafka cannot be
+put in that state on demand).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from llmtap.errors import QueueError
+from llmtap.queue import kafka_consumer
+from llmtap.queue.kafka_consumer import KafkaConsumer
+from llmtap.queue.port import Message
+from support.probes import wait_for
+
+
+class RebalancingClient:
+    """A consumer client whose group is mid-rebalance: a commit waits until someone polls."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.polled = threading.Event()
+        self.committed: list[list[TopicPartition]] = []
+
+    def subscribe(self, topics: list[str], **callbacks: Callable[..., None]) -> None:
+        pass
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        self.polled.set()  # serves the lost-partitions callback: the group settles
+        return []
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition]:
+        assert not asynchronous
+        self.polled.clear()
+        if not self.polled.wait(30):  # a bound only so a failing test ends
+            raise AssertionError("the commit was never let through: nobody polled")
+        self.committed.append(offsets)
+        return offsets
+
+    def close(self) -> None:
+        pass
+
+
+def message(offset: int) -> Message:
+    return Message(topic="logs", partition=0, offset=offset, key=None, value=b"", timestamp_ms=0)
+
+
+@pytest.fixture
+def consumer(monkeypatch: pytest.MonkeyPatch) -> KafkaConsumer:
+    monkeypatch.setattr(kafka_consumer, "_Client", RebalancingClient)
+    return KafkaConsumer({}, "group", ["logs"], commit_timeout_s=0.2)
+
+
+def test_a_commit_the_group_holds_up_fails_in_time_and_polling_lets_it_through(
+    consumer: KafkaConsumer,
+) -> None:
+    client = consumer._client
+    assert isinstance(client, RebalancingClient)
+    done = threading.Event()
+    outcome: list[Exception | None] = []
+
+    def commit() -> None:
+        try:
+            consumer.commit([message(0)])
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001 -- the test looks at what it was
+            outcome.append(exc)
+        done.set()
+
+    threading.Thread(target=commit, daemon=True).start()
+    assert done.wait(5), "the commit waited on the group (which waits on a poll) forever"
+    assert isinstance(outcome[0], QueueError) and outcome[0].retriable
+
+    # a second commit while the first still waits is refused, not queued behind it
+    with pytest.raises(QueueError, match="still waiting"):
+        consumer.commit([message(1)])
+
+    consumer.poll_batch(10, 0.01)  # the group settles; the held commit goes through
+    wait_for(lambda: len(client.committed) == 1, timeout_s=5, what="the held commit done")
+    assert [tp.offset for tp in client.committed[0]] == [1]
+    consumer.close()
