@@ -12,6 +12,7 @@ put in that state on demand).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ from confluent_kafka import TopicPartition
 
 from llmtap.errors import QueueError
 from llmtap.queue import kafka_consumer
-from llmtap.queue.kafka_consumer import KafkaConsumer
+from llmtap.queue.kafka_consumer import RENEW_AFTER_TIMEOUTS, KafkaConsumer
 from llmtap.queue.port import Message
 from support.probes import wait_for
 
@@ -89,3 +90,47 @@ def test_a_commit_the_group_holds_up_fails_in_time_and_polling_lets_it_through(
     wait_for(lambda: len(client.committed) == 1, timeout_s=5, what="the held commit done")
     assert [tp.offset for tp in client.committed[0]] == [1]
     consumer.close()
+
+
+class WedgedClient(RebalancingClient):
+    """A client whose commit never comes back, whatever the caller does."""
+
+    made: list[WedgedClient] = []
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.closed = threading.Event()
+        WedgedClient.made.append(self)
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition]:
+        threading.Event().wait(30)  # a bound only so the daemon thread ends
+        raise AssertionError("unreachable in the test's time")
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_a_client_whose_commit_never_comes_back_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    WedgedClient.made = []
+    monkeypatch.setattr(kafka_consumer, "_Client", WedgedClient)
+    consumer = KafkaConsumer({}, "group", ["logs"], commit_timeout_s=0.5)
+    start = time.monotonic()
+    with pytest.raises(QueueError, match="not confirmed"):
+        consumer.commit([message(0)])
+    with pytest.raises(QueueError, match="still waiting"):
+        consumer.commit([message(0)])  # not yet: it may be a slow rebalance
+    first = WedgedClient.made[0]
+    wait_for(
+        lambda: time.monotonic() - start >= RENEW_AFTER_TIMEOUTS * 0.5,
+        timeout_s=5,
+        what="the commit stuck long enough",
+    )
+    with pytest.raises(QueueError, match="replaced"):
+        consumer.commit([message(0)])
+    assert len(WedgedClient.made) == 2 and consumer._client is WedgedClient.made[1]
+    assert first.closed.wait(5)  # closed aside, off the consumer's thread
+    assert consumer.renewals == 1
+    with pytest.raises(QueueError, match="not confirmed"):
+        consumer.commit([message(0)])  # the new client is asked, not the old one
