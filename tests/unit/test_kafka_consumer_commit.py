@@ -134,3 +134,18 @@ def test_a_client_whose_commit_never_comes_back_is_replaced(
     assert consumer.renewals == 1
     with pytest.raises(QueueError, match="not confirmed"):
         consumer.commit([message(0)])  # the new client is asked, not the old one
+
+
+def test_a_wedged_client_is_replaced_by_polling_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wedged client delivers nothing, so no further commit comes to notice it."""
+    WedgedClient.made = []
+    monkeypatch.setattr(kafka_consumer, "_Client", WedgedClient)
+    consumer = KafkaConsumer({}, "group", ["logs"], commit_timeout_s=0.5)
+    with pytest.raises(QueueError, match="not confirmed"):
+        consumer.commit([message(0)])
+    wait_for(
+        lambda: consumer.poll_batch(10, 0.05) == [] and len(WedgedClient.made) == 2,
+        timeout_s=10,
+        what="a poll replacing the wedged client",
+    )
+    assert consumer.renewals == 1 and consumer._client is WedgedClient.made[1]

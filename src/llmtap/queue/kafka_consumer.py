@@ -115,6 +115,9 @@ class KafkaConsumer:
 
     def poll_batch(self, max_records: int, timeout_s: float) -> list[Message]:
         self._check_open()
+        # a wedged client delivers nothing, so no new commit would ever notice it: polls do
+        if self._commit_pending is not None:
+            self._renew_if_wedged()
         with translated("polling"):
             raw = self._client.consume(num_messages=max_records, timeout=timeout_s)
         batch: list[Message] = []
@@ -169,12 +172,8 @@ class KafkaConsumer:
     def _bounded_commit(self, partitions: list[TopicPartition]) -> list[TopicPartition] | None:
         earlier = self._commit_pending
         if earlier is not None and not earlier.done.is_set():
-            stuck_s = time.monotonic() - earlier.started
-            if stuck_s >= RENEW_AFTER_TIMEOUTS * self._commit_timeout_s:
-                self._renew(stuck_s)
-                raise QueueError(
-                    f"kafka: consumer replaced after a commit stuck for {stuck_s:.0f}s"
-                )
+            if self._renew_if_wedged():
+                raise QueueError("kafka: consumer replaced after a commit that never came back")
             raise QueueError("kafka: an earlier commit is still waiting for the group coordinator")
         commit = _Commit(self._client, partitions)
         self._commit_pending = commit
@@ -188,6 +187,16 @@ class KafkaConsumer:
         if commit.error is not None:
             raise queue_error("commit", commit.error)
         return commit.result
+
+    def _renew_if_wedged(self) -> bool:
+        pending = self._commit_pending
+        if pending is None or pending.done.is_set():
+            return False
+        stuck_s = time.monotonic() - pending.started
+        if stuck_s < RENEW_AFTER_TIMEOUTS * self._commit_timeout_s:
+            return False
+        self._renew(stuck_s)
+        return True
 
     def _renew(self, stuck_s: float) -> None:
         """A new client in the same group, in place of one whose commit never came back (seen
