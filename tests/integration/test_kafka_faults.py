@@ -400,11 +400,18 @@ def test_broker_down_for_ten_seconds_loses_nothing_and_no_call_waits_on_it(
         outage_end = time.monotonic()
         broker.start()
         # a proxy in service never gets a quiet moment: the spool must drain while calls go on
-        wait_until(
-            lambda: metric(proxy.metrics(), "spool_pending") == 0,
-            "the spool replayed while the calls go on",
-            timeout_s=60,
-        )
+        try:
+            wait_until(
+                lambda: metric(proxy.metrics(), "spool_pending") == 0,
+                "the spool replayed while the calls go on",
+                timeout_s=60,
+            )
+        except TimeoutError:
+            pytest.fail(
+                "the spool did not drain within 60 s of the broker's return\n"
+                + own.diagnosis(set(calls.ids)),
+                pytrace=False,
+            )
         keep_going(1.0)
     own.assert_stored_exactly_once(calls, timeout_s=120)
 
