@@ -194,6 +194,10 @@ class Settings(BaseSettings):
     """First backoff for record retries and store or queue outages (doubling)."""
     retry_backoff_max_s: float = 30.0
     """Cap of the retry backoff."""
+    commit_timeout_s: float = 10.0
+    """How long a Kafka consumer waits for its group coordinator to confirm a commit before it
+    counts the commit as failed and goes back to polling (a commit left waiting on a rebalance
+    that only polling serves would otherwise wait forever)."""
     dlq_max_redrives: int = 3
     """Re-drives of a dead letter (``llmtap replay --dlq``) before it stays dead for good."""
     dlq_redrive_backoff_s: float = 60.0

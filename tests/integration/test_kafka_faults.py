@@ -15,7 +15,9 @@ import json
 import os
 import re
 import secrets
+import signal
 import statistics
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -46,6 +48,14 @@ REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
 CONSUMER_OPTIONS = "session_timeout_ms=6000&heartbeat_interval_ms=500&reconnect_backoff_max_ms=1000"
 PROMPT = [{"role": "user", "content": "hello"}]
+DIAGNOSED = (
+    "records_published",
+    "records_spooled",
+    "spool_pending",
+    "spool_replayed",
+    "delivery_failures",
+    "records_dropped",
+)
 
 
 # -- the topology -----------------------------------------------------------------------------
@@ -135,8 +145,14 @@ class Topology:
 
     def env(self, queue_options: str = "", **extra: str) -> dict[str, str]:
         query = f"?{queue_options}" if queue_options else ""
+        # faulthandler: a process stuck when a wait times out is asked (SIGABRT) where it is
         return llmtap_env(
-            {**self.base_env, "LLMTAP_QUEUE_URL": f"kafka://{self.bootstrap}{query}", **extra}
+            {
+                **self.base_env,
+                "LLMTAP_QUEUE_URL": f"kafka://{self.bootstrap}{query}",
+                "PYTHONFAULTHANDLER": "1",
+                **extra,
+            }
         )
 
     def proxy(self, queue_options: str = "") -> ProxyProcess:
@@ -173,10 +189,38 @@ class Topology:
                     assert code in (None, 0, -9), f"{p.log_path.name} failed:\n{p.output()[-3000:]}"
             return answered <= set(self.stored())
 
-        wait_for(all_there, timeout_s=timeout_s, interval_s=0.2, what="every answered call stored")
+        try:
+            wait_for(all_there, timeout_s=timeout_s, interval_s=0.2, what="every answered call")
+        except TimeoutError:
+            pytest.fail(self.diagnosis(answered), pytrace=False)
         stored = self.stored()
         assert set(stored) == answered, "rows for calls nobody answered"
         assert [rid for rid, n in stored.items() if n > 1] == []
+
+    def diagnosis(self, answered: set[str]) -> str:
+        """What a timed-out wait saw: which answered calls are missing, whether they reached
+        the topic at all (a proxy-side loss or stall) or not the store (the consumer's), the
+        proxies' spool counters and the tail of every process's log."""
+        missing = answered - set(self.stored())
+        on_topic = {(m.key() or b"").decode() for m in read_whole_topic(self.bootstrap, self.topic)}
+        lines = [
+            f"{len(missing)} of {len(answered)} answered call(s) not stored; "
+            f"{len(missing & on_topic)} of those are on the topic, "
+            f"{len(missing - on_topic)} never reached it; e.g. {sorted(missing)[:3]}"
+        ]
+        for p in self.started:
+            lines.append(f"--- {p.log_path.name} (alive: {p.alive})")
+            if isinstance(p, ProxyProcess) and p.alive:
+                with contextlib.suppress(RuntimeError):
+                    metrics = p.metrics()
+                    lines.append(", ".join(f"{n}={metric(metrics, n)}" for n in DIAGNOSED))
+            if p.alive and p.process is not None:
+                # every thread's Python stack, from faulthandler, at the end of its log
+                p.process.send_signal(signal.SIGABRT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.process.wait(15)
+            lines.append(p.output()[-6000:])
+        return "\n".join(lines)
 
     def committed(self) -> int:
         """Sum of the group's committed offsets on the logs topic (read without joining it)."""
@@ -355,7 +399,20 @@ def test_broker_down_for_ten_seconds_loses_nothing_and_no_call_waits_on_it(
         keep_going(max(0.0, 11.0 - (time.monotonic() - outage_start)))
         outage_end = time.monotonic()
         broker.start()
-        keep_going(2.0)
+        # a proxy in service never gets a quiet moment: the spool must drain while calls go on
+        try:
+            wait_until(
+                lambda: metric(proxy.metrics(), "spool_pending") == 0,
+                "the spool replayed while the calls go on",
+                timeout_s=60,
+            )
+        except TimeoutError:
+            pytest.fail(
+                "the spool did not drain within 60 s of the broker's return\n"
+                + own.diagnosis(set(calls.ids)),
+                pytrace=False,
+            )
+        keep_going(1.0)
     own.assert_stored_exactly_once(calls, timeout_s=120)
 
     metrics = proxy.metrics()
@@ -367,9 +424,11 @@ def test_broker_down_for_ten_seconds_loses_nothing_and_no_call_waits_on_it(
     during = calls.between(outage_start, outage_end)
     assert len(during) > 50, "traffic kept flowing during the outage"
     # Generous on purpose (timings belong in the benchmark): a call that waited on Kafka would
-    # take seconds (librdkafka's timeouts), not a small multiple of the normal latency.
+    # take seconds (librdkafka's timeouts), not a small multiple of the normal latency. The
+    # 0.5 s floor is for a loaded machine: at load 9 on 2 cores a p99 of 0.22 s against a normal
+    # 0.025 s was seen with nothing waiting on Kafka (the scheduler, not the proxy).
     normal = p99(before)
-    assert p99(during) < 5 * normal + 0.05, (normal, p99(during))
+    assert p99(during) < max(5 * normal + 0.05, 0.5), (normal, p99(during))
     assert max(during) < max(20 * normal, 0.5), (normal, max(during))
 
 
@@ -507,3 +566,34 @@ def read_topic(bootstrap: str, topic: str, expect: int) -> list[KafkaMessage]:
         reader.close()
     assert len(found) >= expect, f"{len(found)} message(s) on {topic}"
     return found
+
+
+def read_whole_topic(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[KafkaMessage]:
+    """Every message on ``topic`` (a fresh group; done once nothing came for ``idle_s``, or
+    after 60 s)."""
+    reader = RawConsumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"inspect-{secrets.token_hex(4)}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    reader.subscribe([topic])
+    found: list[KafkaMessage] = []
+    try:
+        deadline = time.monotonic() + 60
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < idle_s and time.monotonic() < deadline:
+            batch = [m for m in reader.consume(500, 0.5) if m.error() is None]
+            if batch:
+                found += batch
+                quiet_since = time.monotonic()
+    finally:
+        reader.close()
+    return found
+
+
+def metric(metrics: dict[str, float], name: str) -> float | None:
+    """A proxy counter (``..._total``) or gauge by its short name."""
+    return metrics.get(f"llmtap_proxy_{name}_total", metrics.get(f"llmtap_proxy_{name}"))

@@ -46,6 +46,9 @@ BATCH_MAX = 512
 BATCH_WINDOW_S = 0.002
 SPOOL_RETRY_S = 1.0
 SPOOL_FLUSH_S = 5.0
+SPOOL_DRAIN_S = 0.25
+"""How long a spool replay waits for the records in flight to be confirmed first (while the
+queue is down this pauses the shipper once per ``SPOOL_RETRY_S``)."""
 BODY_WARNING_EVERY_S = 10.0
 
 
@@ -311,8 +314,11 @@ class Shipper:
         try:
             producer = self._producer.get()
             # Messages still in flight (Kafka waiting for a broker) would be joined by another
-            # copy of the whole spool on every attempt: wait until the producer is drained.
-            if self._spool.pending and producer.flush(0):
+            # copy of the whole spool on every attempt: wait until the producer is drained. Not
+            # with flush(0): right after a batch was published it is always in flight, so under
+            # steady traffic the spool waited for a quiet second that may never come. A broker
+            # that is back confirms within milliseconds (flush sends at once, linger or not).
+            if self._spool.pending and producer.flush(SPOOL_DRAIN_S):
                 return
             # short flush: while the broker is still down the shipper must get back to new calls
             replayed = self._spool.replay(producer, flush_timeout_s=SPOOL_FLUSH_S)

@@ -43,7 +43,9 @@ def open_consumer(
         from llmtap.queue.kafka_consumer import KafkaConsumer
 
         ensure_topics(url, topics, settings.partitions)
-        return KafkaConsumer(client_config(url), group, topics)
+        return KafkaConsumer(
+            client_config(url), group, topics, commit_timeout_s=settings.commit_timeout_s
+        )
     from llmtap.queue.sqlite import SqliteConsumer
 
     return SqliteConsumer(

@@ -6,6 +6,16 @@ partition after the sinks succeeded. When a rebalance takes partitions away, the
 hook runs first (inside ``poll_batch``) so the caller can commit what it finished. A group that
 has never committed starts from the earliest message, as the embedded queue does.
 
+A commit is bounded (``commit_timeout_s``): librdkafka's synchronous commit has no timeout, and
+after a broker restart a commit issued as the broker went away was seen never to return, the
+client delivering nothing and reporting no error for minutes. The commit runs on a daemon thread;
+past the bound it counts as failed (retriable) and the caller polls on; while it still waits, a
+new commit is refused rather than queued behind it, and once it has waited
+``RENEW_AFTER_TIMEOUTS`` bounds the client is replaced by a new member of the same group, which
+starts from the committed offsets (what was not committed is delivered again; the sinks dedupe).
+A commit from the ``on_revoke`` hook runs inline: it is inside ``consume`` already, and one from
+another thread would wait for the hook to return.
+
 Seeks name partitions this member may not own yet (right after start, before the group assigned
 anything): they are kept and applied when the partition is assigned. Not thread-safe: one thread
 polls and commits, as in the consumer runner.
@@ -14,16 +24,30 @@ polls and commits, as in the consumer runner.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_END, TIMESTAMP_NOT_AVAILABLE, KafkaError, TopicPartition
+from confluent_kafka import (
+    OFFSET_END,
+    TIMESTAMP_NOT_AVAILABLE,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka import Consumer as _Client
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from llmtap.errors import QueueError
-from llmtap.queue.kafka_admin import LIBRDKAFKA_LOG, TIMEOUT_S, translated, with_logger
+from llmtap.queue.kafka_admin import (
+    LIBRDKAFKA_LOG,
+    TIMEOUT_S,
+    queue_error,
+    translated,
+    with_logger,
+)
 from llmtap.queue.port import Message, OnRevoke
 
 log = logging.getLogger(__name__)
@@ -36,6 +60,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 Partition = tuple[str, int]
+RENEW_AFTER_TIMEOUTS = 3
+"""A commit still not back after this many ``commit_timeout_s`` means a wedged client: replaced."""
 LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
@@ -47,6 +73,8 @@ class KafkaConsumer:
         group: str,
         topics: Sequence[str],
         on_revoke: OnRevoke | None = None,
+        *,
+        commit_timeout_s: float = 10.0,
     ) -> None:
         if not topics:
             raise ValueError("a consumer needs at least one topic")
@@ -56,29 +84,40 @@ class KafkaConsumer:
         self._pending_seeks: dict[Partition, int] = {}
         self._pending_time: int | None = None
         self._closed = False
+        self._commit_timeout_s = commit_timeout_s
+        self._commit_pending: _Commit | None = None
+        self._revoking = False
+        self.renewals = 0
+        """Clients replaced after a commit stuck for ``RENEW_AFTER_TIMEOUTS`` bounds."""
         self._base_config = dict(config)
+        self._client_config = {
+            **DEFAULTS,
+            **config,
+            "group.id": group,
+            "error_cb": self._on_error,
+            "logger": LIBRDKAFKA_LOG,
+        }
         self._admin: AdminClient | None = None
-        self._client = _Client(
-            {
-                **DEFAULTS,
-                **config,
-                "group.id": group,
-                "error_cb": self._on_error,
-                "logger": LIBRDKAFKA_LOG,
-            }
-        )
+        self._client = self._open()
+
+    def _open(self) -> _Client:
+        client = _Client(self._client_config)
         with translated("subscribing"):
-            self._client.subscribe(
+            client.subscribe(
                 self._topics,
                 on_assign=self._assigned,
                 on_revoke=self._revoked,
                 on_lost=self._lost,
             )
+        return client
 
     # -- Consumer --------------------------------------------------------------------------
 
     def poll_batch(self, max_records: int, timeout_s: float) -> list[Message]:
         self._check_open()
+        # a wedged client delivers nothing, so no new commit would ever notice it: polls do
+        if self._commit_pending is not None:
+            self._renew_if_wedged()
         with translated("polling"):
             raw = self._client.consume(num_messages=max_records, timeout=timeout_s)
         batch: list[Message] = []
@@ -114,17 +153,67 @@ class KafkaConsumer:
             offsets[(m.topic, m.partition)] = max(
                 offsets.get((m.topic, m.partition), 0), m.offset + 1
             )
-        with translated("commit"):
-            result = self._client.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                asynchronous=False,
-            )
+        partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        result: list[TopicPartition] | None
+        if self._revoking:
+            # inside the revoke callback (so inside consume): the group is being served, and a
+            # commit from another thread would wait for this callback to return
+            with translated("commit"):
+                result = self._client.commit(offsets=partitions, asynchronous=False)
+        else:
+            result = self._bounded_commit(partitions)
         refused = [tp for tp in result or () if tp.error is not None]
         if refused:
             raise QueueError(
                 "kafka: commit refused for "
                 + ", ".join(f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in refused)
             )
+
+    def _bounded_commit(self, partitions: list[TopicPartition]) -> list[TopicPartition] | None:
+        earlier = self._commit_pending
+        if earlier is not None and not earlier.done.is_set():
+            if self._renew_if_wedged():
+                raise QueueError("kafka: consumer replaced after a commit that never came back")
+            raise QueueError("kafka: an earlier commit is still waiting for the group coordinator")
+        commit = _Commit(self._client, partitions)
+        self._commit_pending = commit
+        if not commit.done.wait(self._commit_timeout_s):
+            log.warning(
+                "kafka consumer: commit not confirmed within %.0fs; polling on (the group may be"
+                " rebalancing)",
+                self._commit_timeout_s,
+            )
+            raise QueueError(f"kafka: commit not confirmed within {self._commit_timeout_s:.0f}s")
+        if commit.error is not None:
+            raise queue_error("commit", commit.error)
+        return commit.result
+
+    def _renew_if_wedged(self) -> bool:
+        pending = self._commit_pending
+        if pending is None or pending.done.is_set():
+            return False
+        stuck_s = time.monotonic() - pending.started
+        if stuck_s < RENEW_AFTER_TIMEOUTS * self._commit_timeout_s:
+            return False
+        self._renew(stuck_s)
+        return True
+
+    def _renew(self, stuck_s: float) -> None:
+        """A new client in the same group, in place of one whose commit never came back (seen
+        after a broker restart: nothing delivered, no error reported, for minutes). It starts
+        from the group's committed offsets: what was not committed is delivered again."""
+        old = self._client
+        self._client = self._open()
+        self._assignment.clear()
+        self._commit_pending = None
+        self.renewals += 1
+        log.error(
+            "kafka consumer: a commit stuck for %.0fs; replaced the client (uncommitted records"
+            " are delivered again)",
+            stuck_s,
+        )
+        # closing may hang as the commit did: not on this thread
+        threading.Thread(target=_close_quietly, args=(old,), daemon=True).start()
 
     def seek(self, partition: int, offset: int, topic: str | None = None) -> None:
         self._check_open()
@@ -204,7 +293,11 @@ class KafkaConsumer:
     def _revoked(self, client: _Client, partitions: list[TopicPartition]) -> None:
         lost = [(tp.topic, tp.partition) for tp in partitions]
         if self._on_revoke is not None and lost:
-            self._on_revoke(lost)
+            self._revoking = True
+            try:
+                self._on_revoke(lost)
+            finally:
+                self._revoking = False
         self._assignment.difference_update(lost)
 
     def _lost(self, client: _Client, partitions: list[TopicPartition]) -> None:
@@ -252,3 +345,32 @@ def _headers(
     """Kafka headers as the port's mapping (a repeated name keeps its last value)."""
     items = raw.items() if isinstance(raw, Mapping) else raw or ()
     return {k: v.encode() if isinstance(v, str) else v or b"" for k, v in items}
+
+
+class _Commit:
+    """One synchronous commit on a daemon thread of its own: one that never returns must keep
+    neither the consumer's loop nor the process's exit waiting."""
+
+    def __init__(self, client: _Client, partitions: list[TopicPartition]) -> None:
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.result: list[TopicPartition] | None = None
+        self.error: KafkaException | None = None
+        threading.Thread(
+            target=self._run, args=(client, partitions), name="llmtap-kafka-commit", daemon=True
+        ).start()
+
+    def _run(self, client: _Client, partitions: list[TopicPartition]) -> None:
+        try:
+            self.result = client.commit(offsets=partitions, asynchronous=False)
+        except KafkaException as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+def _close_quietly(client: _Client) -> None:
+    try:
+        client.close()
+    except KafkaException as exc:
+        log.warning("kafka consumer: closing the replaced client failed: %s", exc)

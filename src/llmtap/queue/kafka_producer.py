@@ -6,6 +6,11 @@ served by a small daemon thread polling the client; a message Kafka finally refu
 librdkafka's own retries, within ``delivery.timeout.ms``) is kept for ``take_failed`` so the
 caller can spool it: nothing is lost silently.
 
+A fatal error (the idempotent producer's guarantees broken, e.g. fenced or an unrecoverable
+sequence gap) leaves a librdkafka client unusable for good. The producer then replaces its client
+before the next publish or flush: the old one's messages are purged and come back through
+``take_failed``, so a long-running proxy recovers without a restart and loses nothing.
+
 The local queue is kept to 64 MiB by default (librdkafka's own default is 1 GiB, too much for a
 proxy); like every librdkafka setting it can be changed in the URL query
 (``queue_buffering_max_kbytes=...``).
@@ -44,15 +49,29 @@ class KafkaProducer:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self._failed: deque[Failed] = deque()
         self._broker = BrokerState("producer")
-        self._client = _Client(
-            {**DEFAULTS, **config, "error_cb": self._broker.error, "logger": QuietLibrdkafkaLog()}
-        )
-        self._stop = threading.Event()
+        self._config = {
+            **DEFAULTS,
+            **config,
+            "error_cb": self._on_error,
+            "logger": QuietLibrdkafkaLog(),
+        }
+        self._fatal = threading.Event()
         self._closed = False
-        self._poller = threading.Thread(
-            target=self._serve_delivery_reports, name="llmtap-kafka-producer", daemon=True
+        self.renewals = 0
+        """Clients replaced after a fatal error (since start)."""
+        self._client, self._stop, self._poller = self._open()
+
+    def _open(self) -> tuple[_Client, threading.Event, threading.Thread]:
+        client = _Client(self._config)
+        stop = threading.Event()
+        poller = threading.Thread(
+            target=self._serve_delivery_reports,
+            args=(client, stop),
+            name="llmtap-kafka-producer",
+            daemon=True,
         )
-        self._poller.start()
+        poller.start()
+        return client, stop, poller
 
     def publish(
         self,
@@ -73,6 +92,7 @@ class KafkaProducer:
                 raise PublishIncomplete(str(exc), accepted=accepted) from exc
 
     def flush(self, timeout_s: float) -> int:
+        self._renew_if_fatal()
         with_pending: int = self._client.flush(timeout_s)
         return with_pending
 
@@ -100,6 +120,7 @@ class KafkaProducer:
     def _produce(
         self, topic: str, key: bytes | None, value: bytes, headers: Mapping[str, bytes] | None
     ) -> None:
+        self._renew_if_fatal()
         try:
             self._client.produce(
                 topic,
@@ -111,6 +132,12 @@ class KafkaProducer:
         except BufferError as exc:
             raise QueueError("kafka: the producer's local queue is full") from exc
         except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError._FATAL:
+                # produce() reports it without the fatal flag; the error callback may not have
+                # run yet. This message is refused (the caller spools it); the next one goes to
+                # a new client.
+                self._fatal.set()
             raise queue_error(f"publishing to {topic!r}", exc) from exc
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:
@@ -121,6 +148,35 @@ class KafkaProducer:
         # counted and logged once per batch by the caller that spools them (take_failed)
         log.debug("kafka: delivery to %r failed: %s", msg.topic(), err.str())
 
-    def _serve_delivery_reports(self) -> None:
-        while not self._stop.is_set():
-            self._client.poll(0.1)
+    def _on_error(self, err: KafkaError) -> None:
+        self._broker.error(err)
+        if err.fatal():
+            self._fatal.set()
+
+    def _renew_if_fatal(self) -> None:
+        """Replace a client a fatal error made unusable. Its undelivered messages are purged and
+        reported failed (``take_failed``): the caller spools them for the new client."""
+        if not self._fatal.is_set():
+            return
+        self._fatal.clear()
+        old, stop, poller = self._client, self._stop, self._poller
+        stop.set()
+        poller.join()
+        old.purge()
+        old.poll(0)  # the purged messages' delivery reports, into _failed
+        old.close()
+        self._client, self._stop, self._poller = self._open()
+        self.renewals += 1
+        log.warning(
+            "kafka producer replaced after a fatal error; %d undelivered message(s) handed back"
+            " for the spool",
+            len(self._failed),
+        )
+
+    def _serve_delivery_reports(self, client: _Client, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                client.poll(0.1)
+            except Exception:  # a dead poller would strand every report: failures never spooled
+                log.exception("kafka producer: serving delivery reports failed; going on")
+                stop.wait(0.1)
