@@ -64,6 +64,12 @@ class FakeClient:
             raise KafkaException(KafkaError(KafkaError._FATAL, "fatal error"))
         self.held.append((FakeMessage(topic, key, value), on_delivery))
 
+    def time_out(self) -> None:
+        """Report every held message timed out, as a client that delivers nothing does."""
+        timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+        self.reports += [(msg, report, timed_out) for msg, report in self.held]
+        self.held = []
+
     def purge(self) -> None:
         purged = KafkaError(KafkaError._PURGE_QUEUE)
         self.reports += [(msg, report, purged) for msg, report in self.held]
@@ -156,5 +162,53 @@ def test_the_delivery_reports_are_still_served_after_a_poll_raised(
         producer.publish("logs", b"a", b"1")
         client.purge()  # reports a failure, served only by the background poller
         wait_for(producer.take_failed, timeout_s=5, what="the failed delivery reported")
+    finally:
+        producer.close(timeout_s=0)
+
+
+def test_a_client_whose_deliveries_only_time_out_is_replaced(
+    fake_client: type[FakeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a broker restart under load a real client was seen delivering nothing for over a
+    minute, reporting no error, every record timing out into the spool (a new one delivered)."""
+    monkeypatch.setattr(kafka_producer, "STUCK_S", 0.2)
+    producer = KafkaProducer({"bootstrap.servers": "127.0.0.1:1"})
+    try:
+        stuck = fake_client.made[0]
+        producer.publish("logs", b"a", b"1")
+        stuck.time_out()
+        wait_for(producer.take_failed, timeout_s=5, what="the first timeout reported")
+        producer.publish("logs", b"b", b"2")
+        assert len(fake_client.made) == 1, "one timeout is not a stall"
+        time.sleep(0.25)  # the stall lasting is the condition, not a wait
+        stuck.time_out()
+        wait_for(producer.take_failed, timeout_s=5, what="the second timeout reported")
+        producer.publish("logs", b"c", b"3")  # goes to a new client
+        assert len(fake_client.made) == 2 and stuck.closed
+        assert producer.renewals == 1
+        assert [m.key() for m, _ in fake_client.made[1].held] == [b"c"]
+    finally:
+        producer.close(timeout_s=0)
+
+
+def test_a_delivery_between_timeouts_keeps_the_client(
+    fake_client: type[FakeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kafka_producer, "STUCK_S", 0.2)
+    producer = KafkaProducer({"bootstrap.servers": "127.0.0.1:1"})
+    try:
+        client = fake_client.made[0]
+        producer.publish("logs", b"a", b"1")
+        client.time_out()
+        wait_for(producer.take_failed, timeout_s=5, what="the first timeout reported")
+        producer.publish("logs", b"b", b"2")
+        (msg, report) = client.held.pop()
+        report(None, msg)  # delivered: the client works
+        time.sleep(0.25)  # the stall lasting is the condition, not a wait
+        producer.publish("logs", b"c", b"3")
+        client.time_out()
+        wait_for(producer.take_failed, timeout_s=5, what="the next timeout reported")
+        producer.publish("logs", b"d", b"4")
+        assert len(fake_client.made) == 1 and producer.renewals == 0
     finally:
         producer.close(timeout_s=0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,6 +46,16 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+STUCK_S = 30.0
+"""Deliveries timing out this long with not one success in between: the client is replaced.
+
+Seen under load (2026-12-01, test_kafka_faults.py's broker outage): after a broker restart a
+librdkafka 2.16 producer reported no error and delivered nothing, every record timing out into
+the spool for over a minute while a fresh client delivered at once. In a real outage a new client
+fares no worse (the spool holds the records either way), so the rule need not tell the two apart.
+"""
+
+
 class KafkaProducer:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self._failed: deque[Failed] = deque()
@@ -56,9 +67,11 @@ class KafkaProducer:
             "logger": QuietLibrdkafkaLog(),
         }
         self._fatal = threading.Event()
+        self._renew_reason = "a fatal error"
+        self._timing_out_since: float | None = None
         self._closed = False
         self.renewals = 0
-        """Clients replaced after a fatal error (since start)."""
+        """Clients replaced after a fatal error or a stall (since start)."""
         self._client, self._stop, self._poller = self._open()
 
     def _open(self) -> tuple[_Client, threading.Event, threading.Thread]:
@@ -142,20 +155,31 @@ class KafkaProducer:
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
+            self._timing_out_since = None
             self._broker.delivered()
             return
         self._failed.append((msg.topic(), msg.key(), msg.value()))
+        if err.code() == KafkaError._MSG_TIMED_OUT:
+            now = time.monotonic()
+            if self._timing_out_since is None:
+                self._timing_out_since = now
+            elif now - self._timing_out_since >= STUCK_S:
+                self._timing_out_since = None
+                self._renew_reason = f"{STUCK_S:.0f} s of deliveries timing out, none delivered"
+                self._fatal.set()
         # counted and logged once per batch by the caller that spools them (take_failed)
         log.debug("kafka: delivery to %r failed: %s", msg.topic(), err.str())
 
     def _on_error(self, err: KafkaError) -> None:
         self._broker.error(err)
         if err.fatal():
+            self._renew_reason = "a fatal error"
             self._fatal.set()
 
     def _renew_if_fatal(self) -> None:
-        """Replace a client a fatal error made unusable. Its undelivered messages are purged and
-        reported failed (``take_failed``): the caller spools them for the new client."""
+        """Replace a client a fatal error made unusable (or that stalled, ``STUCK_S``). Its
+        undelivered messages are purged and reported failed (``take_failed``): the caller spools
+        them for the new client."""
         if not self._fatal.is_set():
             return
         self._fatal.clear()
@@ -168,8 +192,8 @@ class KafkaProducer:
         self._client, self._stop, self._poller = self._open()
         self.renewals += 1
         log.warning(
-            "kafka producer replaced after a fatal error; %d undelivered message(s) handed back"
-            " for the spool",
+            "kafka producer replaced after %s; %d undelivered message(s) handed back for the spool",
+            self._renew_reason,
             len(self._failed),
         )
 
