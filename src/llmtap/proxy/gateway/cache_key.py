@@ -42,6 +42,9 @@ _KEYED_HEADERS = (
     b"anthropic-beta",
     b"accept-encoding",
 )
+_KEYED_SET = frozenset(_KEYED_HEADERS)
+_KEYED_PARTS = tuple((name, b"%d:%s" % (len(name), name)) for name in _KEYED_HEADERS)
+_VERSION_PART = b"%d:%s" % (len(KEY_VERSION), KEY_VERSION)
 _decode = msgspec.json.Decoder()
 _encode_sorted = msgspec.json.Encoder(order="sorted")
 
@@ -63,39 +66,67 @@ def keyed_body(body: bytes, ignore_keys: tuple[str, ...]) -> bytes:
 
 
 def cache_key(exchange: Exchange, request: CacheRequest) -> str:
-    """Hex digest naming the call's bucket (the exchange is routed: ``upstream`` is set)."""
+    """Hex digest naming the call's bucket (the exchange is routed: ``upstream`` is set).
+
+    The parts are joined and hashed once (the digest of the concatenation is that of the
+    updates one by one: keys are what they were)."""
     upstream = exchange.upstream
     assert upstream is not None and exchange.tap is not None
-    digest = hashlib.sha256()
-
-    def part(value: bytes) -> None:
-        digest.update(b"%d:" % len(value))
-        digest.update(value)
-
-    part(KEY_VERSION)
-    part(exchange.method)
-    part(upstream.origin.encode())
-    part(exchange.upstream_path)
-    part(keyed_body(exchange.request_body, request.ignore_keys))
-    part(",".join(request.ignore_keys).encode("utf-8", "surrogateescape"))
-    part(request.seed.encode("utf-8", "surrogateescape"))
-    part(b"%d" % request.bucket_size)
-    part(b"usage" if exchange.usage_filter is not None else b"")
     auth = exchange.tap.auth
-    part(b"-" if auth is None else b"+" + auth.encode("utf-8", "surrogateescape"))
-    wanted: dict[bytes, list[bytes]] = {}
+    body = keyed_body(exchange.request_body, request.ignore_keys)
+    path = exchange.upstream_path
+    method = exchange.method
+    origin = upstream.origin.encode()
+    ignored = ",".join(request.ignore_keys).encode("utf-8", "surrogateescape")
+    seed = request.seed.encode("utf-8", "surrogateescape")
+    bucket = b"%d" % request.bucket_size
+    usage = b"usage" if exchange.usage_filter is not None else b""
+    who = b"-" if auth is None else b"+" + auth.encode("utf-8", "surrogateescape")
+    parts = [
+        _VERSION_PART,
+        b"%d:" % len(method),
+        method,
+        b"%d:" % len(origin),
+        origin,
+        b"%d:" % len(path),
+        path,
+        b"%d:" % len(body),
+        body,
+        b"%d:" % len(ignored),
+        ignored,
+        b"%d:" % len(seed),
+        seed,
+        b"%d:" % len(bucket),
+        bucket,
+        b"%d:" % len(usage),
+        usage,
+        b"%d:" % len(who),
+        who,
+    ]
+    wanted: dict[bytes, list[bytes]] | None = None
     for name, value in exchange.request_headers:
         lower = name.lower()
-        if lower in _KEYED_HEADERS:
+        if lower in _KEYED_SET:
+            if wanted is None:
+                wanted = {}
             wanted.setdefault(lower, []).append(value)
-    for name in _KEYED_HEADERS:
-        values = wanted.get(name, [])
-        part(name)
-        part(b"%d" % len(values))
+    for name, name_part in _KEYED_PARTS:
+        values = wanted.get(name) if wanted is not None else None
+        if not values:
+            parts.append(name_part)
+            parts.append(b"1:0")
+            continue
+        count = b"%d" % len(values)
+        parts.append(name_part)
+        parts.append(b"%d:" % len(count))
+        parts.append(count)
         for value in values:
-            part(value)
+            parts.append(b"%d:" % len(value))
+            parts.append(value)
     fallbacks = exchange.tap.features.get("fallbacks") if exchange.tap.features else None
     if fallbacks is not None:
-        part(b"fallbacks")
-        part(fallbacks.encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
+        raw = fallbacks.encode("utf-8", "surrogateescape")
+        parts.append(b"9:fallbacks")
+        parts.append(b"%d:" % len(raw))
+        parts.append(raw)
+    return hashlib.sha256(b"".join(parts)).hexdigest()
