@@ -43,7 +43,9 @@ _KEYED_HEADERS = (
     b"accept-encoding",
 )
 _KEYED_SET = frozenset(_KEYED_HEADERS)
-_KEYED_PARTS = tuple((name, b"%d:%s" % (len(name), name)) for name in _KEYED_HEADERS)
+# a header name and a count of 0: how each keyed header the call did not send is hashed
+_KEYED_PARTS = tuple((name, b"%d:%s1:0" % (len(name), name)) for name in _KEYED_HEADERS)
+_NONE_KEYED = b"".join(absent for _, absent in _KEYED_PARTS)
 _VERSION_PART = b"%d:%s" % (len(KEY_VERSION), KEY_VERSION)
 _decode = msgspec.json.Decoder()
 _encode_sorted = msgspec.json.Encoder(order="sorted")
@@ -82,26 +84,30 @@ def cache_key(exchange: Exchange, request: CacheRequest) -> str:
     bucket = b"%d" % request.bucket_size
     usage = b"usage" if exchange.usage_filter is not None else b""
     who = b"-" if auth is None else b"+" + auth.encode("utf-8", "surrogateescape")
+    # every part as ``<length>:<bytes>``, in one formatting
     parts = [
-        _VERSION_PART,
-        b"%d:" % len(method),
-        method,
-        b"%d:" % len(origin),
-        origin,
-        b"%d:" % len(path),
-        path,
-        b"%d:" % len(body),
-        body,
-        b"%d:" % len(ignored),
-        ignored,
-        b"%d:" % len(seed),
-        seed,
-        b"%d:" % len(bucket),
-        bucket,
-        b"%d:" % len(usage),
-        usage,
-        b"%d:" % len(who),
-        who,
+        b"%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s"
+        % (
+            _VERSION_PART,
+            len(method),
+            method,
+            len(origin),
+            origin,
+            len(path),
+            path,
+            len(body),
+            body,
+            len(ignored),
+            ignored,
+            len(seed),
+            seed,
+            len(bucket),
+            bucket,
+            len(usage),
+            usage,
+            len(who),
+            who,
+        )
     ]
     wanted: dict[bytes, list[bytes]] | None = None
     for name, value in exchange.request_headers:
@@ -110,23 +116,19 @@ def cache_key(exchange: Exchange, request: CacheRequest) -> str:
             if wanted is None:
                 wanted = {}
             wanted.setdefault(lower, []).append(value)
-    for name, name_part in _KEYED_PARTS:
-        values = wanted.get(name) if wanted is not None else None
-        if not values:
-            parts.append(name_part)
-            parts.append(b"1:0")
-            continue
-        count = b"%d" % len(values)
-        parts.append(name_part)
-        parts.append(b"%d:" % len(count))
-        parts.append(count)
-        for value in values:
-            parts.append(b"%d:" % len(value))
-            parts.append(value)
+    if wanted is None:
+        parts.append(_NONE_KEYED)
+    else:
+        for name, absent in _KEYED_PARTS:
+            values = wanted.get(name)
+            if values is None:
+                parts.append(absent)
+                continue
+            count = b"%d" % len(values)
+            parts.append(b"%d:%s%d:%s" % (len(name), name, len(count), count))
+            parts.extend(b"%d:%s" % (len(value), value) for value in values)
     fallbacks = exchange.tap.features.get("fallbacks") if exchange.tap.features else None
     if fallbacks is not None:
         raw = fallbacks.encode("utf-8", "surrogateescape")
-        parts.append(b"9:fallbacks")
-        parts.append(b"%d:" % len(raw))
-        parts.append(raw)
+        parts.append(b"9:fallbacks%d:%s" % (len(raw), raw))
     return hashlib.sha256(b"".join(parts)).hexdigest()

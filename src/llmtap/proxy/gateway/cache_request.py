@@ -26,8 +26,11 @@ class CacheHeaderError(ValueError):
     retriable = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CacheRequest:
+    """Read once per call by ``cache_request`` and never changed after (not ``frozen``: that
+    makes building one, on every cached call, several times slower)."""
+
     read: bool
     save: bool
     bucket_size: int = 1
