@@ -15,8 +15,8 @@ proxy's requests/s at c=64.
 
 With ``LLMTAP_BENCH_BASE_SRC=<checkout>/src`` each store is measured a second time, in the same
 run, with that checkout's proxy (rows ``<store> (base)``): plain and hit, before and after a change.
-Each row also has the proxy's CPU time per call (``cpu_us``), less sensitive to other load than
-requests/s.
+Each row also has the proxy's CPU time per call (``cpu_us``, its logging included: measured from
+an empty shipper backlog to an empty one), less sensitive to other load than requests/s.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,6 +80,21 @@ def _proxy_cpu_s(svc: Service) -> float:
         fields = stat.rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def _settle(port: int, timeout_s: float = 60.0) -> None:
+    """Wait for the proxy's shipper to have logged every call so far: records the last run left
+    behind would otherwise be shipped during (and charged to) the next one, always the hit."""
+    deadline = time.monotonic() + timeout_s
+    last = -1.0
+    while time.monotonic() < deadline:
+        m = proxy_metrics(port)
+        # the gauge is set per batch: also wait for the last batch to be published
+        published = m.get("records_published", 0) + m.get("records_dropped", 0)
+        if m.get("shipper_backlog", 0) == 0 and published == last:
+            return
+        last = published
+        time.sleep(0.1)
 
 
 def _warm(t: Target, files: dict[str, Path], c: int, stream: bool) -> None:
@@ -149,9 +165,11 @@ def run_cache(run_dir: Path, logs: Path, duration_s: float, log: Any) -> dict[st
                 for c in CONCURRENCIES:
                     for kind, t in (("plain", plain), ("hit", hit)):
                         _warm(t, files, c, stream)
+                        _settle(t.port)
                         before = proxy_metrics(t.port)
                         cpu_before = _proxy_cpu_s(svc)
                         r = _row(_measure(t, files, c, duration_s, stream), stream)
+                        _settle(t.port)
                         cpu = _proxy_cpu_s(svc) - cpu_before
                         after = proxy_metrics(t.port)
                         r["cpu_us"] = 1e6 * cpu / r["requests"] if r["requests"] else 0.0
