@@ -12,6 +12,11 @@ server), at c=1 and c=64, non-streamed (wrk) and streamed (the stream client):
 
 Issue 14's targets: a hit adds <= 0.3 ms over a direct call at c=1, and sustains >= the plain
 proxy's requests/s at c=64.
+
+With ``LLMTAP_BENCH_BASE_SRC=<checkout>/src`` each store is measured a second time, in the same
+run, with that checkout's proxy (rows ``<store> (base)``): plain and hit, before and after a change.
+Each row also has the proxy's CPU time per call (``cpu_us``, its logging included: measured from
+an empty shipper backlog to an empty one), less sensitive to other load than requests/s.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,7 +56,7 @@ def _redis_url() -> str | None:
         return None
 
 
-def _proxy(name: str, logs: Path, run_dir: Path, cache_url: str) -> Service:
+def _proxy(name: str, logs: Path, run_dir: Path, cache_url: str, src: str | None) -> Service:
     data = run_dir / f"{name}-data"
     if data.exists():
         shutil.rmtree(data)
@@ -58,7 +64,37 @@ def _proxy(name: str, logs: Path, run_dir: Path, cache_url: str) -> Service:
     argv = [PYTHON, "-m", "llmtap", "--data-dir", str(data), "proxy"]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
     env = {**llmtap_env(data), "LLMTAP_CACHE_URL": cache_url}
+    if src is not None:
+        env["PYTHONPATH"] = src  # an older checkout's proxy, with this venv's dependencies
     return Service(name, argv, port, GATEWAY_CORE, logs / f"{name}.log", env=env)
+
+
+def _proxy_cpu_s(svc: Service) -> float:
+    """CPU seconds (user + system) the proxy's processes have used so far."""
+    total = 0
+    for pid in svc.pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _settle(port: int, timeout_s: float = 60.0) -> None:
+    """Wait for the proxy's shipper to have logged every call so far: records the last run left
+    behind would otherwise be shipped during (and charged to) the next one, always the hit."""
+    deadline = time.monotonic() + timeout_s
+    last = -1.0
+    while time.monotonic() < deadline:
+        m = proxy_metrics(port)
+        # the gauge is set per batch: also wait for the last batch to be published
+        published = m.get("records_published", 0) + m.get("records_dropped", 0)
+        if m.get("shipper_backlog", 0) == 0 and published == last:
+            return
+        last = published
+        time.sleep(0.1)
 
 
 def _warm(t: Target, files: dict[str, Path], c: int, stream: bool) -> None:
@@ -106,13 +142,18 @@ def run_cache(run_dir: Path, logs: Path, duration_s: float, log: Any) -> dict[st
             r = _row(_measure(direct, files, c, duration_s, mode == "stream"), mode == "stream")
             out["direct"][f"{mode}/{c}"] = r
             log(f"  direct      {mode:6s} c={c:<3d} {r['rps']:8.0f} rps  p50 {r['p50_ms']:.3f} ms")
-    stores = {"embedded": ""}
+    stores: dict[str, tuple[str, str | None]] = {"embedded": ("", None)}
     redis_url = _redis_url()
     if redis_url is not None:
-        stores["redis"] = redis_url
-    for store, url in stores.items():
+        stores["redis"] = (redis_url, None)
+    base_src = os.environ.get("LLMTAP_BENCH_BASE_SRC")
+    if base_src:
+        for store, (url, _) in list(stores.items()):
+            stores[f"{store} (base)"] = (url, base_src)
+    for store, (url, src) in stores.items():
         results: dict[str, Any] = {}
-        with _proxy(f"llmtap-proxy-cache-{store}", logs, run_dir, url):
+        name = "llmtap-proxy-cache-" + store.replace(" (base)", "-base")
+        with _proxy(name, logs, run_dir, url, src) as svc:
             plain = target("llmtap-proxy")
             hit = Target(plain.name, plain.port, {**plain.headers, **CACHE_ON})
             check(plain, files["json"])
@@ -124,9 +165,14 @@ def run_cache(run_dir: Path, logs: Path, duration_s: float, log: Any) -> dict[st
                 for c in CONCURRENCIES:
                     for kind, t in (("plain", plain), ("hit", hit)):
                         _warm(t, files, c, stream)
+                        _settle(t.port)
                         before = proxy_metrics(t.port)
+                        cpu_before = _proxy_cpu_s(svc)
                         r = _row(_measure(t, files, c, duration_s, stream), stream)
+                        _settle(t.port)
+                        cpu = _proxy_cpu_s(svc) - cpu_before
                         after = proxy_metrics(t.port)
+                        r["cpu_us"] = 1e6 * cpu / r["requests"] if r["requests"] else 0.0
                         r["cache_hits"] = after.get("cache_hits_total", 0) - before.get(
                             "cache_hits_total", 0
                         )
@@ -137,10 +183,10 @@ def run_cache(run_dir: Path, logs: Path, duration_s: float, log: Any) -> dict[st
                         r["added_p50_ms"] = r["p50_ms"] - d["p50_ms"]
                         results[f"{kind}/{mode}/{c}"] = r
                         log(
-                            f"  {store:8s} {kind:5s} {mode:6s} c={c:<3d} {r['rps']:8.0f} rps"
+                            f"  {store:15s} {kind:5s} {mode:6s} c={c:<3d} {r['rps']:8.0f} rps"
                             f"  p50 {r['p50_ms']:.3f} ms (added {r['added_p50_ms']:+.3f})"
                             f"  hits {r['cache_hits']:.0f} misses {r['cache_misses']:.0f}"
-                            f"  errors {r['errors']}"
+                            f"  errors {r['errors']}  cpu {r['cpu_us']:.1f} us/call"
                         )
         out["stores"][store] = results
     return out
@@ -162,8 +208,8 @@ def cache_section(r: dict[str, Any]) -> list[str]:
         " a hit adds <= 0.3 ms at c=1; at c=64 a hit sustains >= the plain proxy's req/s.",
         "",
         "| store | mode | c | plain req/s | hit req/s | plain added p50 | hit added p50 |"
-        " hit p99 | hits counted | errors |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        " hit p99 | plain CPU µs/call | hit CPU µs/call | hits counted | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for store, res in part["stores"].items():
         for mode in ("json", "stream"):
@@ -174,6 +220,11 @@ def cache_section(r: dict[str, Any]) -> list[str]:
                 lines.append(
                     f"| {store} | {mode} | {c} | {p['rps']:.0f} | {h['rps']:.0f}"
                     f" | {p['added_p50_ms']:.3f} | {h['added_p50_ms']:.3f} | {h['p99_ms']:.3f}"
+                    f" | {_cpu(p)} | {_cpu(h)}"
                     f" | {h['cache_hits']:.0f} | {p['errors'] + h['errors']} |"
                 )
     return [*lines, ""]
+
+
+def _cpu(row: dict[str, Any]) -> str:
+    return f"{row['cpu_us']:.1f}" if "cpu_us" in row else "-"

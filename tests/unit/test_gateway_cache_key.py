@@ -13,6 +13,8 @@ from llmtap.proxy.routing import Upstream
 
 ON = {"cache-enabled": "true"}
 LIST_A = '[{"target-url": "https://api.openai.com", "headers": {}, "onCodes": [500]}]'
+GOLDEN_FULL = "5bb762302e0833532caa13214b983547e059a3125e36188667536b8e0d62f325"
+GOLDEN_PLAIN = "969e289eb16638aceb2af3df1d36f54cb292d72043238be9659025e3b9da1616"
 LIST_B = '[{"target-url": "https://api.groq.com/openai", "headers": {}, "onCodes": [500]}]'
 
 
@@ -39,3 +41,26 @@ def test_the_fallback_list_as_sent_is_part_of_the_key() -> None:
 def test_retry_headers_are_not() -> None:
     retried = {**ON, "retry-enabled": "true", "retry-num": "3"}
     assert key(retried) == key(ON)
+
+
+def test_keys_are_what_they_were() -> None:
+    """The digest of llmtap-cache-1 keys, as the part-by-part hashing of 2026-12-01 gave them:
+    a faster spelling of the key must not orphan every answer already stored."""
+    exchange: Any = SimpleNamespace(
+        upstream=Upstream("openai", "http", "127.0.0.1", 18100, "", False),
+        tap=TapHeaders(request_id="r", features={**ON, "fallbacks": LIST_A}, auth="ll-key"),
+        method=b"POST",
+        upstream_path=b"/v1/chat/completions?x=1",
+        request_body=b'{"model":"gpt-4o-mini","user":"u1"}',
+        usage_filter=object(),
+        request_headers=[
+            (b"Authorization", b"Bearer sk-one"),
+            (b"content-type", b"application/json"),
+            (b"anthropic-beta", b"a"),
+            (b"Anthropic-Beta", b"b"),
+            (b"OpenAI-Organization", b"org-1"),
+        ],
+    )
+    request = CacheRequest(read=True, save=True, bucket_size=3, seed="s1", ignore_keys=("user",))
+    assert cache_key(exchange, request) == GOLDEN_FULL
+    assert key(ON) == GOLDEN_PLAIN

@@ -7,6 +7,7 @@ import pytest
 
 from llmtap.proxy.gateway.cache_key import keyed_body
 from llmtap.proxy.gateway.cache_memory import MemoryCache
+from llmtap.proxy.gateway.cache_replay import Prepared
 from llmtap.proxy.gateway.cache_request import (
     DEFAULT_MAX_AGE_S,
     MAX_MAX_AGE_S,
@@ -105,30 +106,33 @@ def test_keyed_body() -> None:
     assert keyed_body(parsed, ("user",)) != parsed and keyed_body(parsed[1:], ()) != parsed
 
 
-def _answer(text: bytes) -> CachedResponse:
-    return CachedResponse(200, b"OK", [], False, text)
+def _answer(text: bytes, idx: int = 0) -> Prepared:
+    return Prepared(CachedResponse(200, b"OK", [], False, text), idx)
 
 
 def test_memory_serves_a_full_bucket_only_and_stays_within_its_bytes() -> None:
     memory = MemoryCache(max_bytes=100, ttl_s=60)
-    memory.add("k", 0, _answer(b"a"), 30)
-    assert memory.get("k", 1, 0) == (0, _answer(b"a"))
+    a = _answer(b"a")
+    memory.add("k", a, 30)
+    assert memory.get("k", 1, 0) is a
     assert memory.get("k", 2, 0) is None  # slot 1 of a bucket of 2 not seen yet: the store decides
-    memory.add("k", 1, _answer(b"b"), 30)
+    memory.add("k", _answer(b"b", 1), 30)
     served = [memory.get("k", 2, r) for r in range(4)]
-    assert {(i, a.body) for i, a in filter(None, served)} == {(0, b"a"), (1, b"b")}
-    memory.add("other", 0, _answer(b"c"), 50)  # 110 bytes: the least recently used goes
+    assert {(p.idx, p.answer.body) for p in filter(None, served)} == {(0, b"a"), (1, b"b")}
+    memory.add("other", _answer(b"c"), 50)  # 110 bytes: the least recently used goes
     assert memory.get("k", 1, 0) is None and memory.get("other", 1, 0) is not None
-    memory.add("huge", 0, _answer(b"d"), 101)
+    memory.add("huge", _answer(b"d"), 101)
     assert memory.get("huge", 1, 0) is None
+    # the rendered head counts too
+    assert MemoryCache.prepared_size(a, 30) == 30 + len(a.head_lines or b"") > 30
 
 
 def test_memory_forgets_after_its_ttl() -> None:
     memory = MemoryCache(max_bytes=100, ttl_s=0.05)
-    memory.add("k", 0, _answer(b"a"), 10)
+    memory.add("k", _answer(b"a"), 10)
     assert memory.get("k", 1, 0) is not None
     wait_for(lambda: memory.get("k", 1, 0) is None, timeout_s=5, what="forgotten")
     assert not MemoryCache(max_bytes=0, ttl_s=1).enabled
     off = MemoryCache(max_bytes=100, ttl_s=0)
-    off.add("k", 0, _answer(b"a"), 10)
+    off.add("k", _answer(b"a"), 10)
     assert off.get("k", 1, 0) is None

@@ -199,6 +199,50 @@ class Exchange:
         self.conn = None
         self._finish(keep_client=not self.client_closes)
 
+    def respond_whole(
+        self, status: int, reason: bytes, headers: HeaderList, head_lines: bytes, body: bytes
+    ) -> bool:
+        """Answer at once with a whole body whose header lines are already rendered (a cache
+        hit, ``proxy/gateway/cache_replay.py``): the bytes and the capture ``on_response_*``
+        would give, in one write. ``head_lines`` are ``headers`` minus hop-by-hop, rendered.
+        False (nothing done) when this call needs the piecewise path: its stream is filtered,
+        it is a ``HEAD``, or the capture would cut the body."""
+        if (
+            self.usage_filter is not None
+            or self.method == b"HEAD"
+            or len(body) > self.app.max_capture
+        ):
+            return False
+        now = time.perf_counter_ns()
+        self.upstream_headers_ns = self.last_activity_ns = now
+        if body:
+            self.first_chunk_ns = now
+        self.status = status
+        self.resp_headers = headers
+        request_id = self.tap.request_id.encode() if self.tap is not None else b""
+        close = self.client_closes or self.app.draining
+        self.head_sent = True
+        self.resp_parts = [body] if body else []
+        self.resp_captured = self.resp_size = len(body)
+        self.client.write(
+            b"HTTP/1.1 %d %s\r\n%shelicone-id: %s\r\nllmtap-id: %s\r\n%s"
+            b"content-length: %d\r\n%s\r\n%s"
+            % (
+                status,
+                reason,
+                head_lines,
+                request_id,
+                request_id,
+                self.extra_head,
+                len(body),
+                b"connection: close\r\n" if close else b"",
+                body,
+            )
+        )
+        self.conn = None
+        self._finish(keep_client=not self.client_closes)
+        return True
+
     def fail(self, status: int, code: str, message: str) -> None:
         """The upstream part failed: answer with a provider-shaped error, or cut the response."""
         if self.finished:
@@ -221,7 +265,7 @@ class Exchange:
         )
         self.status = status
         self.resp_headers = [(b"content-type", b"application/json")]
-        self.resp_parts = [body]
+        self.resp_parts = [body] if body else []
         self.resp_captured = self.resp_size = len(body)
         self.head_sent = True
         self.client.write(response)

@@ -42,6 +42,11 @@ _KEYED_HEADERS = (
     b"anthropic-beta",
     b"accept-encoding",
 )
+_KEYED_SET = frozenset(_KEYED_HEADERS)
+# a header name and a count of 0: how each keyed header the call did not send is hashed
+_KEYED_PARTS = tuple((name, b"%d:%s1:0" % (len(name), name)) for name in _KEYED_HEADERS)
+_NONE_KEYED = b"".join(absent for _, absent in _KEYED_PARTS)
+_VERSION_PART = b"%d:%s" % (len(KEY_VERSION), KEY_VERSION)
 _decode = msgspec.json.Decoder()
 _encode_sorted = msgspec.json.Encoder(order="sorted")
 
@@ -63,39 +68,67 @@ def keyed_body(body: bytes, ignore_keys: tuple[str, ...]) -> bytes:
 
 
 def cache_key(exchange: Exchange, request: CacheRequest) -> str:
-    """Hex digest naming the call's bucket (the exchange is routed: ``upstream`` is set)."""
+    """Hex digest naming the call's bucket (the exchange is routed: ``upstream`` is set).
+
+    The parts are joined and hashed once (the digest of the concatenation is that of the
+    updates one by one: keys are what they were)."""
     upstream = exchange.upstream
     assert upstream is not None and exchange.tap is not None
-    digest = hashlib.sha256()
-
-    def part(value: bytes) -> None:
-        digest.update(b"%d:" % len(value))
-        digest.update(value)
-
-    part(KEY_VERSION)
-    part(exchange.method)
-    part(upstream.origin.encode())
-    part(exchange.upstream_path)
-    part(keyed_body(exchange.request_body, request.ignore_keys))
-    part(",".join(request.ignore_keys).encode("utf-8", "surrogateescape"))
-    part(request.seed.encode("utf-8", "surrogateescape"))
-    part(b"%d" % request.bucket_size)
-    part(b"usage" if exchange.usage_filter is not None else b"")
     auth = exchange.tap.auth
-    part(b"-" if auth is None else b"+" + auth.encode("utf-8", "surrogateescape"))
-    wanted: dict[bytes, list[bytes]] = {}
+    body = keyed_body(exchange.request_body, request.ignore_keys)
+    path = exchange.upstream_path
+    method = exchange.method
+    origin = upstream.origin.encode()
+    ignored = ",".join(request.ignore_keys).encode("utf-8", "surrogateescape")
+    seed = request.seed.encode("utf-8", "surrogateescape")
+    bucket = b"%d" % request.bucket_size
+    usage = b"usage" if exchange.usage_filter is not None else b""
+    who = b"-" if auth is None else b"+" + auth.encode("utf-8", "surrogateescape")
+    # every part as ``<length>:<bytes>``, in one formatting
+    parts = [
+        b"%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s"
+        % (
+            _VERSION_PART,
+            len(method),
+            method,
+            len(origin),
+            origin,
+            len(path),
+            path,
+            len(body),
+            body,
+            len(ignored),
+            ignored,
+            len(seed),
+            seed,
+            len(bucket),
+            bucket,
+            len(usage),
+            usage,
+            len(who),
+            who,
+        )
+    ]
+    wanted: dict[bytes, list[bytes]] | None = None
     for name, value in exchange.request_headers:
         lower = name.lower()
-        if lower in _KEYED_HEADERS:
+        if lower in _KEYED_SET:
+            if wanted is None:
+                wanted = {}
             wanted.setdefault(lower, []).append(value)
-    for name in _KEYED_HEADERS:
-        values = wanted.get(name, [])
-        part(name)
-        part(b"%d" % len(values))
-        for value in values:
-            part(value)
+    if wanted is None:
+        parts.append(_NONE_KEYED)
+    else:
+        for name, absent in _KEYED_PARTS:
+            values = wanted.get(name)
+            if values is None:
+                parts.append(absent)
+                continue
+            count = b"%d" % len(values)
+            parts.append(b"%d:%s%d:%s" % (len(name), name, len(count), count))
+            parts.extend(b"%d:%s" % (len(value), value) for value in values)
     fallbacks = exchange.tap.features.get("fallbacks") if exchange.tap.features else None
     if fallbacks is not None:
-        part(b"fallbacks")
-        part(fallbacks.encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
+        raw = fallbacks.encode("utf-8", "surrogateescape")
+        parts.append(b"9:fallbacks%d:%s" % (len(raw), raw))
+    return hashlib.sha256(b"".join(parts)).hexdigest()

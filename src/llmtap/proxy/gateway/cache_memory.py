@@ -14,13 +14,13 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from llmtap.proxy.gateway.cache_store import CachedResponse
+from llmtap.proxy.gateway.cache_replay import Prepared
 
 
 @dataclass(slots=True)
 class _Bucket:
     until: float
-    slots: dict[int, CachedResponse] = field(default_factory=dict)
+    slots: dict[int, Prepared] = field(default_factory=dict)
     size: int = 0
 
 
@@ -35,7 +35,7 @@ class MemoryCache:
     def enabled(self) -> bool:
         return self._max_bytes > 0 and self._ttl_s > 0
 
-    def get(self, key: str, bucket_size: int, rnd: int) -> tuple[int, CachedResponse] | None:
+    def get(self, key: str, bucket_size: int, rnd: int) -> Prepared | None:
         """A random answer of a full bucket remembered less than ``ttl_s`` ago, else None."""
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -46,11 +46,14 @@ class MemoryCache:
         if len(bucket.slots) < bucket_size:
             return None
         self._buckets.move_to_end(key)
-        idx = sorted(bucket.slots)[rnd % len(bucket.slots)]
-        return idx, bucket.slots[idx]
+        slots = bucket.slots
+        if len(slots) == 1:
+            return next(iter(slots.values()))
+        return slots[sorted(slots)[rnd % len(slots)]]
 
-    def add(self, key: str, idx: int, answer: CachedResponse, size: int) -> None:
-        """Remember one slot's answer (seen in a hit, or saved by this process)."""
+    def add(self, key: str, answer: Prepared, size: int) -> None:
+        """Remember one slot's answer (seen in a hit, or saved by this process); ``size`` is
+        what it takes in memory (``prepared_size``)."""
         if not self.enabled or size > self._max_bytes:
             return
         bucket = self._buckets.get(key)
@@ -58,14 +61,19 @@ class MemoryCache:
             if bucket is not None:
                 self._drop(key)
             bucket = self._buckets[key] = _Bucket(time.monotonic() + self._ttl_s)
-        if idx in bucket.slots:
+        if answer.idx in bucket.slots:
             return
-        bucket.slots[idx] = answer
+        bucket.slots[answer.idx] = answer
         bucket.size += size
         self._bytes += size
         self._buckets.move_to_end(key)
         while self._bytes > self._max_bytes and self._buckets:
             self._drop(next(iter(self._buckets)))
+
+    @staticmethod
+    def prepared_size(answer: Prepared, stored: int) -> int:
+        """An answer's share of ``max_bytes``: its stored form and its rendered head."""
+        return stored + len(answer.head_lines or b"")
 
     def _drop(self, key: str) -> None:
         bucket = self._buckets.pop(key, None)

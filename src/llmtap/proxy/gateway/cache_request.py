@@ -26,8 +26,11 @@ class CacheHeaderError(ValueError):
     retriable = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CacheRequest:
+    """Read once per call by ``cache_request`` and never changed after (not ``frozen``: that
+    makes building one, on every cached call, several times slower)."""
+
     read: bool
     save: bool
     bucket_size: int = 1
@@ -59,8 +62,10 @@ def cache_request(features: dict[str, str], headers: HeaderList) -> CacheRequest
                 f"{MAX_BUCKET_SIZE}, got {raw_bucket[:40]!r}"
             )
         bucket = int(text)
-    raw_keys = features.get("cache-ignore-keys", "")
-    ignore = tuple(sorted({k.strip() for k in raw_keys.split(",") if k.strip()}))
+    raw_keys = features.get("cache-ignore-keys")
+    ignore = (
+        tuple(sorted({k.strip() for k in raw_keys.split(",") if k.strip()})) if raw_keys else ()
+    )
     return CacheRequest(
         read=read,
         save=save,
@@ -75,7 +80,8 @@ def max_age(headers: HeaderList) -> int:
     """Seconds an answer saved by this call lives, from its ``Cache-Control``."""
     found: dict[str, int] = {}
     for name, value in headers:
-        if name.lower() != b"cache-control":
+        # the length first: most calls send no Cache-Control, and most names are not 13 long
+        if len(name) != 13 or name.lower() != b"cache-control":
             continue
         for directive in value.decode("latin-1").split(","):
             key, _, number = directive.strip().partition("=")

@@ -2,8 +2,9 @@
 
 A full bucket this process remembers (``MemoryCache``, for ``cache_memory_ttl_s``) is answered
 at once; otherwise one asyncio task per call does the lookup (the store answers off the loop:
-SQLite on its own thread, Redis over asyncio). A hit is replayed through the exchange's
-own ``on_response_head/body/complete``, so it is relayed, captured and logged like any answer.
+SQLite on its own thread, Redis over asyncio). A hit is replayed by ``cache_replay``: the bytes and
+the capture of a relayed answer, so it is captured and logged like any answer (a whole body in one
+write from the head the memory prepared when it learnt the answer).
 A miss is handed to the call's ``Sender`` with a ``MissRelay`` as the answer's way back: the
 gateway sends it once, or through its retries and fallbacks when the call asked for them (the
 relay then sees only the answer that reaches the client, never a held-back attempt). Once the
@@ -29,7 +30,8 @@ from typing import TYPE_CHECKING
 from llmtap.capture.tap import HOP_BY_HOP, HeaderList
 from llmtap.proxy.gateway.cache_key import cache_key
 from llmtap.proxy.gateway.cache_memory import MemoryCache
-from llmtap.proxy.gateway.cache_relay import CACHE_HEADER_NAMES, MissRelay, cache_headers
+from llmtap.proxy.gateway.cache_relay import CACHE_HEADER_NAMES, MissRelay
+from llmtap.proxy.gateway.cache_replay import Prepared, replay
 from llmtap.proxy.gateway.cache_request import CacheRequest
 from llmtap.proxy.gateway.cache_store import (
     Begin,
@@ -132,7 +134,7 @@ class CacheStep:
                 else None
             )
             if remembered is not None:
-                self._replay(exchange, *remembered)
+                self._replay(exchange, remembered)
                 return
         except Exception:  # noqa: BLE001 -- fail-open edge: logged, counted, goes on uncached
             self._internal_error(exchange, send)
@@ -170,9 +172,9 @@ class CacheStep:
                     await self.store.release(key, begin.idx)
                 return
             if begin.action == "hit":
-                answer = decode_response(begin.data)
-                self.memory.add(key, begin.idx, answer, len(begin.data))
-                self._replay(exchange, begin.idx, answer)
+                answer = Prepared(decode_response(begin.data), begin.idx)
+                self._remember(key, answer, len(begin.data))
+                self._replay(exchange, answer)
                 return
         except CacheStoreError as exc:
             self._store_failed(exc)
@@ -227,18 +229,15 @@ class CacheStep:
                 pass
             pause = min(pause * 2, _MAX_PAUSE_S)
 
-    def _replay(self, exchange: Exchange, idx: int, answer: CachedResponse) -> None:
+    def _replay(self, exchange: Exchange, answer: Prepared) -> None:
         self.metrics.cache_hits += 1
         exchange.cache = "hit"
         exchange.request_bytes = b""  # nothing went to a provider: the record says 0 attempts
-        headers = list(answer.headers)
-        if not answer.chunked and answer.status not in (204, 304) and exchange.method != b"HEAD":
-            headers.append((b"content-length", b"%d" % len(answer.body)))
-        headers.extend(cache_headers(b"HIT", idx))
-        exchange.on_response_head(answer.status, answer.reason, headers, answer.chunked)
-        if answer.body:
-            exchange.on_response_body(answer.body)
-        exchange.on_response_complete()
+        replay(exchange, answer)
+
+    def _remember(self, key: str, answer: Prepared, stored: int) -> None:
+        if self.memory.enabled:
+            self.memory.add(key, answer, self.memory.prepared_size(answer, stored))
 
     # -- after the client has its answer ------------------------------------------------------
 
@@ -278,7 +277,7 @@ class CacheStep:
             await self.store.put(key, idx, data, ttl_ms)
             self.metrics.cache_saves += 1
             if ttl_ms >= self.memory_ttl_ms:
-                self.memory.add(key, idx, answer, len(data))
+                self._remember(key, Prepared(answer, idx), len(data))
         except CacheStoreError as exc:
             self._store_failed(exc)
         finally:
