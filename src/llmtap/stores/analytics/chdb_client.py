@@ -25,6 +25,7 @@ on as given, so every value is encoded here (clickhouse-connect does the same fo
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,12 @@ class ChdbClient:
         # the rows follow the statement as format data: parsed by the JSON reader in bulk,
         # never as SQL expressions (which is orders of magnitude slower)
         self._run(f"INSERT INTO {table} FORMAT JSONEachRow\n{data.decode()}", "CSV", None, "insert")
+
+    def insert_json_compact(self, table: str, columns: Sequence[str], data: bytes) -> None:
+        # columns are llmtap's own names (never input): the statement carries them as they are
+        names = ", ".join(columns)
+        sql = f"INSERT INTO {table} ({names}) FORMAT JSONCompactEachRow\n{data.decode()}"
+        self._run(sql, "CSV", None, "insert")
 
     def query_rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         encoded = {name: escaped(value) for name, value in params.items()}
