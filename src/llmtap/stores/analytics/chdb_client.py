@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +130,16 @@ class ChdbClient:
     def insert_json_each_row(self, table: str, data: bytes) -> None:
         # the rows follow the statement as format data: parsed by the JSON reader in bulk,
         # never as SQL expressions (which is orders of magnitude slower)
+        self._insert(f"INSERT INTO {table} FORMAT JSONEachRow\n{data.decode()}")
+
+    def insert_json_compact(self, table: str, columns: Sequence[str], data: bytes) -> None:
+        # columns are llmtap's own names (never input): the statement carries them as they are
+        names = ", ".join(columns)
+        self._insert(f"INSERT INTO {table} ({names}) FORMAT JSONCompactEachRow\n{data.decode()}")
+
+    def _insert(self, sql: str) -> None:
         try:
-            self._run(
-                f"INSERT INTO {table} FORMAT JSONEachRow\n{data.decode()}", "CSV", None, "insert"
-            )
+            self._run(sql, "CSV", None, "insert")
         except StoreError:
             # a full disk, most likely: a merge running meanwhile may commit a broken part
             self._suspect_until = time.monotonic() + SUSPECT_S

@@ -10,6 +10,7 @@ tests run against it when ``LLMTAP_TEST_CLICKHOUSE_URL`` is set.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -59,6 +60,14 @@ class ClickHouseHttpClient:
     def insert_json_each_row(self, table: str, data: bytes) -> None:
         try:
             self._client.raw_insert(table, insert_block=data, fmt="JSONEachRow")
+        except ClickHouseError as err:
+            raise _translate(err, "insert") from err
+
+    def insert_json_compact(self, table: str, columns: Sequence[str], data: bytes) -> None:
+        try:
+            self._client.raw_insert(
+                table, column_names=list(columns), insert_block=data, fmt="JSONCompactEachRow"
+            )
         except ClickHouseError as err:
             raise _translate(err, "insert") from err
 

@@ -1,12 +1,13 @@
 """The one seam between the analytics store and a ClickHouse engine (chDB or a server).
 
-Both engines speak the same SQL, take ``{name:Type}`` query parameters and ingest JSONEachRow,
-so the store is written once against this port and adapters only move bytes.
+Both engines speak the same SQL, take ``{name:Type}`` query parameters and ingest JSONEachRow
+and JSONCompactEachRow, so the store is written once against this port and adapters only move bytes.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from llmtap.errors import StoreError, StoreUnavailable
@@ -18,6 +19,10 @@ class ClickHouseClient(Protocol):
 
     def insert_json_each_row(self, table: str, data: bytes) -> None:
         """Insert newline-separated JSON objects into ``table`` as one insert."""
+
+    def insert_json_compact(self, table: str, columns: Sequence[str], data: bytes) -> None:
+        """Insert newline-separated JSON arrays, values in ``columns`` order, as one insert
+        (JSONCompactEachRow: no column names repeated on every row)."""
 
     def query_rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Rows of a SELECT with ``{name:Type}`` parameters bound server-side."""
