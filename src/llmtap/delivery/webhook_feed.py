@@ -15,13 +15,17 @@ choice.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping
 
 from llmtap.delivery.payloads import BodyText, Links, body_text, webhook_body
+from llmtap.errors import StoreError
 from llmtap.stores.bodies.port import BodyStore
 from llmtap.stores.records.outbox import Delivery
 from llmtap.stores.records.outbox_tail import OutboxTail, Tailed
 from llmtap.stores.row import RequestRow
+
+log = logging.getLogger(__name__)
 
 WINDOW_MIN = 64
 """Deliveries a webhook may have pending at least (more when it may send more at once): what a
@@ -76,12 +80,19 @@ class WebhookFeed:
             if matches(webhook.property_filters, row) and sampled(
                 target.id, webhook.sample_rate, row.request_id
             ):
-                body = webhook_body(
-                    self._body(row, row.request_body_key, row.request_omitted, "request"),
-                    self._body(row, row.response_body_key, row.response_omitted, "response"),
-                    self._links,
-                    row,
-                )
+                try:
+                    body = webhook_body(
+                        self._body(row, row.request_body_key, row.request_omitted, "request"),
+                        self._body(row, row.response_body_key, row.response_omitted, "response"),
+                        self._links,
+                        row,
+                    )
+                except StoreError:
+                    raise  # the body store is away: this call is fed again once it is back
+                except Exception:
+                    # a payload bug must not stop the webhook for good: this call is skipped
+                    log.exception("outbox: no payload for request %s", row.request_id)
+                    continue
                 deliveries.append(
                     Delivery(target.id, target.org_id, row.request_id, body, row.request_id)
                 )
