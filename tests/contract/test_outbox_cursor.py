@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from llmtap.delivery.payloads import Links
 from llmtap.delivery.webhook_feed import WebhookFeed
+from llmtap.errors import StoreUnavailable
 from llmtap.stores.records import RecordsStore
 from llmtap.stores.records.engine import create_engine
 from llmtap.stores.records.upsert import prepare
@@ -211,3 +212,34 @@ def test_a_call_committed_late_is_not_skipped_on_postgres(tmp_path: Path) -> Non
             assert sent_ids(store, org, hook) == ["first", "second"]
         finally:
             store.close()
+
+
+class BrokenBodies(Bodies):
+    """A body store that is away for one key and returns garbage the payload cannot take for
+    another."""
+
+    def get(self, key: str) -> bytes:
+        if key == "away":
+            raise StoreUnavailable("body store away")
+        if key == "bug":
+            raise ValueError("a bug")
+        return super().get(key)
+
+
+def test_a_body_store_outage_holds_the_cursor_and_a_bug_skips_one_call(
+    store: RecordsStore,
+) -> None:
+    org = store.default_org_id()
+    hook, _ = store.integrations.create_webhook(org, "https://example.com/h", 100, {})
+    store.write_batch([row(org, "a", request_body_key="away")])
+    feed = feeder(store, BrokenBodies())
+    wait_for(lambda: hook in feed.tailing(NOW, 64), timeout_s=10, what="the call settled")
+    with pytest.raises(StoreUnavailable):
+        feed_once(feed, hook)
+    assert hook in feed.tailing(NOW, 64), "not moved: the call is fed once the store is back"
+
+    with store._writer.begin() as conn:
+        conn.execute(sa.text("DELETE FROM requests"))
+    store.write_batch([row(org, "b", request_body_key="bug"), row(org, "c")])
+    assert feed_all(store, feed, hook) == 1
+    assert sent_ids(store, org, hook) == ["c"]
