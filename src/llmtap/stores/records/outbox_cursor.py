@@ -29,10 +29,13 @@ class Cursor:
 def after(
     cursor_tx: sa.ColumnElement[int], cursor_id: sa.ColumnElement[str]
 ) -> sa.ColumnElement[bool]:
+    """The calls after the cursor. The leading ``tx >=`` makes it a range of
+    ``ix_requests_org_tx`` (an ``OR`` alone has the planners scan every call of the
+    organization)."""
     tx = requests.c.tx
-    return sa.or_(
-        tx > cursor_tx,
-        sa.and_(tx == cursor_tx, cursor_id.is_not(None), requests.c.request_id > cursor_id),
+    return sa.and_(
+        tx >= cursor_tx,
+        sa.or_(tx > cursor_tx, sa.and_(cursor_id.is_not(None), requests.c.request_id > cursor_id)),
     )
 
 
