@@ -47,14 +47,20 @@ class OutboxTail:
     def tailing(self, now_ms: int, limit: int) -> list[Tailed]:
         """Webhooks not paused, not backing off, with settled calls after their cursor."""
         t = outbox_targets.c
+        # the first call after the cursor, as a scalar subquery: run per webhook as a range of
+        # ``ix_requests_org_tx``. As ``EXISTS`` Postgres made it a semi-join that hashed every
+        # call of the table on each poll.
         waiting = (
-            sa.select(requests.c.request_id)
+            sa.select(requests.c.tx)
             .where(
                 requests.c.org_id == t.org_id,
                 after(t.cursor_tx, t.cursor_request_id),
                 self._settled,
             )
-            .exists()
+            .order_by(requests.c.tx)
+            .limit(1)
+            .scalar_subquery()
+            .is_not(None)
         )
         query = (
             sa.select(outbox_targets, webhooks.c.sample_rate, webhooks.c.property_filters)
