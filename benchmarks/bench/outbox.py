@@ -16,8 +16,9 @@ The consumer does nothing for a webhook: the delivery worker reads the stored ca
 webhook's cursor and adds a window of deliveries to the outbox at a time, only while the endpoint
 is not backing off (docs/decisions/2026-12-01-outbox-cursor.md). So ``dead`` and ``blackhole``
 should drain at the speed of ``none`` (records/s and, steadier on a shared machine, records per
-CPU-second of the whole process, the worker's threads included), holding a few rows in the outbox
-(``outbox rows``) however many calls wait. ``LLMTAP_BENCH_BASE_SRC`` is not used here: for a
+CPU-second of the whole process, the worker's threads included; ``consumer_cpu_s`` is the batch
+loop's thread alone, ``other_cpu_s`` the rest, mostly the delivery worker), holding a few rows in
+the outbox (``outbox rows``) however many calls wait. ``LLMTAP_BENCH_BASE_SRC`` is not used here: for a
 before/after, run this module once with main's ``src`` on ``PYTHONPATH`` and once with yours, in
 one ``flock``. Writes the "Outbox" section of RESULTS.md (between its markers) and
 ``results/<stamp>-outbox.json``.
@@ -91,11 +92,13 @@ def drain(settings: Settings, n: int, timeout_s: float) -> dict[str, Any]:
     runner, stop = service.runner, threading.Event()
     t0 = time.perf_counter()
     cpu0 = time.process_time()
+    thread0 = time.thread_time()  # the batch loop runs on this thread
     deadline = t0 + timeout_s
     while runner.stats.processed < n and time.perf_counter() < deadline:
         runner.run_once(stop)
     seconds = time.perf_counter() - t0
     cpu_s = time.process_time() - cpu0
+    consumer_cpu_s = time.thread_time() - thread0
     engine = create_engine(settings.records_url)
     try:
         with engine.connect() as conn:
@@ -109,6 +112,9 @@ def drain(settings: Settings, n: int, timeout_s: float) -> dict[str, Any]:
         # every thread of the process, the delivery worker's too: steadier than records/s on
         # a machine shared with other work
         "records_per_cpu_s": round(runner.stats.processed / cpu_s, 1) if cpu_s else 0.0,
+        # the batch loop's thread alone, and what the rest (the delivery worker) took meanwhile
+        "consumer_cpu_s": round(consumer_cpu_s, 3),
+        "other_cpu_s": round(cpu_s - consumer_cpu_s, 3),
         "enqueued": runner.stats.enqueued,
         "outbox_rows": int(rows),
         "sends_failed": service.delivery.stats.failures if service.delivery else 0,
