@@ -243,3 +243,26 @@ def test_a_body_store_outage_holds_the_cursor_and_a_bug_skips_one_call(
     store.write_batch([row(org, "b", request_body_key="bug"), row(org, "c")])
     assert feed_all(store, feed, hook) == 1
     assert sent_ids(store, org, hook) == ["c"]
+
+
+def test_the_cursor_survives_a_restart(url: str) -> None:
+    """A consumer process that stops and another that starts (a new store, a new feed) go on
+    where the first left off: nothing fed twice, nothing skipped."""
+    first = RecordsStore(url)
+    try:
+        org = first.default_org_id()
+        hook, _ = first.integrations.create_webhook(org, "https://example.com/h", 100, {})
+        first.write_batch([row(org, f"c{i:02d}") for i in range(8)])
+        assert feed_all(first, feeder(first), hook, window=4) == 4
+    finally:
+        first.close()
+    second = RecordsStore(url)
+    try:
+        feed = feeder(second)
+        assert feed_all(second, feed, hook, window=4) == 0, "its four are still pending"
+        claimed = second.outbox.claim(hook, NOW, 10, 60_000)
+        second.outbox.succeeded(hook, [c.id for c in claimed], NOW, 200)
+        assert feed_all(second, feed, hook, window=4) == 4
+        assert sent_ids(second, org, hook) == [f"c{i:02d}" for i in range(8)]
+    finally:
+        second.close()
