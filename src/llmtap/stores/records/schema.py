@@ -96,9 +96,9 @@ requests = sa.Table(
     *(sa.Column(field.name, _sql_type(field), nullable=field.nullable) for field in FIELDS),
     # The transaction that first stored the row (not a logged field: never updated, never read
     # back into a ``RequestRow``). Postgres: the writer's transaction id, a column default;
-    # SQLite: the batch's place in the single writer's order. The delivery worker tails the
-    # calls in (tx, request_id) order from each webhook's cursor (revision 0012,
-    # docs/decisions/2026-12-01-outbox-cursor.md).
+    # SQLite: the row's rowid-to-be, its place in the single writer's order (``upsert``). The
+    # delivery worker tails the calls in (tx, request_id) order from each webhook's cursor
+    # (revision 0012, docs/decisions/2026-12-01-outbox-cursor.md).
     sa.Column(TX, sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint("org_id", "request_id", name="pk_requests"),
     # A negative count or size is a bug upstream; refusing the row makes it visible (poison)

@@ -5,8 +5,8 @@ Revises: 0011
 Create Date: 2026-12-01
 
 ``requests.tx`` orders the calls by the transaction that stored them (Postgres: the writer's
-transaction id as a column default, so the consumer writes nothing more; SQLite: set by the single
-writer per batch); ``ix_requests_org_tx`` lets the delivery worker tail one organization's calls.
+transaction id as a column default, so the consumer writes nothing more; SQLite, one writer at a
+time: the largest rowid plus one, in the upsert); ``ix_requests_org_tx`` lets the delivery worker tail one organization's calls.
 ``outbox_targets.cursor_tx``/``cursor_request_id`` is each webhook's place in that order, set to
 the end of the log for the webhooks that exist now (their earlier calls were enqueued already).
 Decision: docs/decisions/2026-12-01-outbox-cursor.md.
