@@ -33,11 +33,15 @@ from llmtap.settings import Settings
 from llmtap.stores.records.alerts import ALERT
 from llmtap.stores.records.integrations import POSTHOG, WEBHOOK
 from llmtap.stores.records.outbox import Claimed, OutboxTable, RetryPolicy, Target
+from llmtap.stores.records.outbox_tail import Tailed
 
 log = logging.getLogger(__name__)
 
 _TARGETS_PER_ROUND = 64
 _SWEEP_EVERY_S = 600.0
+_FEED_EVERY_S = 0.05
+"""Webhooks are fed at most this often: a round runs after every finished send, and a window
+(``webhook_feed.WINDOW_MIN``) lasts longer than this at any rate one endpoint is sent."""
 _STORE_LOG_EVERY_S = 60.0
 
 
@@ -120,6 +124,7 @@ class DeliveryWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
+        self._last_feed = float("-inf")
         self._last_store_log = 0.0
         self.stats = DeliveryStats()
 
@@ -175,13 +180,21 @@ class DeliveryWorker:
         now = self._now_ms()
         started = 0
         targets = self._table.due_targets(now, _TARGETS_PER_ROUND)
-        tailing = {} if self._feed is None else self._feed.tailing(now, _TARGETS_PER_ROUND)
+        tailing: dict[str, Tailed] = {}
+        if self._feed is not None and time.monotonic() - self._last_feed >= _FEED_EVERY_S:
+            self._last_feed = time.monotonic()
+            tailing = self._feed.tailing(now, _TARGETS_PER_ROUND)
         due = {t.id for t in targets}
         targets += [t.target for t in tailing.values() if t.target.id not in due]
         for target in targets:
             kind = self._kinds.get(target.kind)
             if kind is None:
                 continue
+            webhook = tailing.get(target.id)
+            if webhook is not None and self._feed is not None:
+                # a window pending at most: the rest of its calls wait in the log
+                window = max(WINDOW_MIN, config.endpoint_concurrency * kind.batch_size)
+                self._feed.feed(webhook, window, now)
             with self._lock:
                 free = min(
                     config.endpoint_concurrency - self._in_flight.get(target.id, 0),
@@ -189,11 +202,6 @@ class DeliveryWorker:
                 )
             if free <= 0:
                 continue
-            webhook = tailing.get(target.id)
-            if webhook is not None and self._feed is not None:
-                # a window pending at most: the rest of its calls wait in the log
-                window = max(WINDOW_MIN, config.endpoint_concurrency * kind.batch_size)
-                self._feed.feed(webhook, window, now)
             claimed = self._table.claim(target.id, now, free * kind.batch_size, config.lease_ms)
             for start in range(0, len(claimed), kind.batch_size):
                 chunk = claimed[start : start + kind.batch_size]
