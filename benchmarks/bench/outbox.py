@@ -12,9 +12,16 @@ synthetic proxy records (no bodies: the chain's cost is not what is measured), t
 * ``blackhole``: three webhooks on a socket that accepts and never answers (every send holds a
   sending thread until ``outbox_timeout_s``).
 
-A webhook on a dead endpoint adds one enqueue per call to the batch's transaction and nothing
-else: the sends happen on the delivery worker's threads. Writes the "Outbox" section of
-RESULTS.md (between its markers) and ``results/<stamp>-outbox.json``.
+The consumer does nothing for a webhook: the delivery worker reads the stored calls after each
+webhook's cursor and adds a window of deliveries to the outbox at a time, only while the endpoint
+is not backing off (docs/decisions/2026-12-01-outbox-cursor.md). So ``dead`` and ``blackhole``
+should drain at the speed of ``none`` (records/s and, steadier on a shared machine, records per
+CPU-second of the whole process, the worker's threads included; ``consumer_cpu_s`` is the batch
+loop's thread alone, ``other_cpu_s`` the rest, mostly the delivery worker), holding a few rows in
+the outbox (``outbox rows``) however many calls wait. ``LLMTAP_BENCH_BASE_SRC`` is not used here: for a
+before/after, run this module once with main's ``src`` on ``PYTHONPATH`` and once with yours, in
+one ``flock``. Writes the "Outbox" section of RESULTS.md (between its markers) and
+``results/<stamp>-outbox.json``.
 """
 
 from __future__ import annotations
@@ -31,12 +38,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from bench.sections import update_section
 from llmtap.consumer.service import ConsumerService
 from llmtap.queue.factory import open_producer
 from llmtap.record import LogRecord, Timing, encode
 from llmtap.settings import Settings
 from llmtap.stores.factory import open_records_store
+from llmtap.stores.records.engine import create_engine
 
 HERE = Path(__file__).resolve().parent.parent
 START, END = "<!-- outbox:start -->", "<!-- outbox:end -->"
@@ -82,11 +92,19 @@ def drain(settings: Settings, n: int, timeout_s: float) -> dict[str, Any]:
     runner, stop = service.runner, threading.Event()
     t0 = time.perf_counter()
     cpu0 = time.process_time()
+    thread0 = time.thread_time()  # the batch loop runs on this thread
     deadline = t0 + timeout_s
     while runner.stats.processed < n and time.perf_counter() < deadline:
         runner.run_once(stop)
     seconds = time.perf_counter() - t0
     cpu_s = time.process_time() - cpu0
+    consumer_cpu_s = time.thread_time() - thread0
+    engine = create_engine(settings.records_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT count(*) FROM outbox")).scalar_one()
+    finally:
+        engine.dispose()
     result = {
         "processed": runner.stats.processed,
         "seconds": round(seconds, 3),
@@ -94,7 +112,11 @@ def drain(settings: Settings, n: int, timeout_s: float) -> dict[str, Any]:
         # every thread of the process, the delivery worker's too: steadier than records/s on
         # a machine shared with other work
         "records_per_cpu_s": round(runner.stats.processed / cpu_s, 1) if cpu_s else 0.0,
+        # the batch loop's thread alone, and what the rest (the delivery worker) took meanwhile
+        "consumer_cpu_s": round(consumer_cpu_s, 3),
+        "other_cpu_s": round(cpu_s - consumer_cpu_s, 3),
         "enqueued": runner.stats.enqueued,
+        "outbox_rows": int(rows),
         "sends_failed": service.delivery.stats.failures if service.delivery else 0,
     }
     service.stop(timeout=30)
@@ -125,6 +147,7 @@ def scenario(name: str, n: int, timeout_s: float, dead_url: str | None) -> dict[
 
 def render(results: list[dict[str, Any]], n: int) -> str:
     base = results[0]["records_per_s"] or 1.0
+    base_cpu = results[0]["records_per_cpu_s"] or 1.0
     lines = [
         START,
         "## Outbox: consumer throughput with undeliverable webhooks",
@@ -134,13 +157,16 @@ def render(results: list[dict[str, Any]], n: int) -> str:
         f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared with other work: load "
         f"average {os.getloadavg()[0]:.1f} at the end, so compare rows of one run only).",
         "",
-        "| scenario | records | seconds | records/s | vs none | enqueued | failed sends |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| scenario | records | seconds | records/s | vs none | records/CPU-s | vs none"
+        " | enqueued | outbox rows | failed sends |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         lines.append(
             f"| {r['scenario']} | {r['processed']} | {r['seconds']} | {r['records_per_s']} |"
-            f" {r['records_per_s'] / base:.2f}x | {r['enqueued']} | {r['sends_failed']} |"
+            f" {r['records_per_s'] / base:.2f}x | {r['records_per_cpu_s']} |"
+            f" {r['records_per_cpu_s'] / base_cpu:.2f}x | {r['enqueued']} | {r['outbox_rows']} |"
+            f" {r['sends_failed']} |"
         )
     lines += ["", END, ""]
     return "\n".join(lines)

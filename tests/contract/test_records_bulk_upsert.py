@@ -35,6 +35,7 @@ from llmtap.stores.records.engine import (
     translated,
 )
 from llmtap.stores.records.migrate import upgrade_with
+from llmtap.stores.records.schema import TX, requests
 from llmtap.stores.records.upsert import (
     last_per_key,
     prepare,
@@ -209,11 +210,13 @@ def _write(write: Any, engine: sa.Engine, rows: list[RequestRow]) -> tuple[list[
 
 def _table(engine: sa.Engine, orgs: tuple[str, str]) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
-        # every column as the database holds it (JSON as its stored text on SQLite)
+        # every column as the database holds it (JSON as its stored text on SQLite), but the
+        # storing transaction's id (``tx``), which differs between two writes on Postgres
+        columns = ", ".join(c.name for c in requests.columns if c.name != TX)
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         result = conn.exec_driver_sql(
-            "SELECT * FROM requests WHERE org_id IN ({}) ORDER BY org_id, request_id".format(
-                ", ".join(["?" if engine.dialect.paramstyle == "qmark" else "%s"] * 2)
-            ),
+            f"SELECT {columns} FROM requests WHERE org_id IN ({mark}, {mark})"
+            " ORDER BY org_id, request_id",
             orgs,
         )
         return [tuple(row) for row in result]

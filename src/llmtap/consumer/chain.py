@@ -8,12 +8,11 @@ from llmtap.consumer.context import Handler
 from llmtap.consumer.handlers.authenticate import Authenticate
 from llmtap.consumer.handlers.bodies import LoadBodies
 from llmtap.consumer.handlers.cost import CostCalculator
-from llmtap.consumer.handlers.export_payloads import Links
 from llmtap.consumer.handlers.posthog import PostHogExport
 from llmtap.consumer.handlers.request_parser import RequestParser
 from llmtap.consumer.handlers.response_parser import ResponseParser
-from llmtap.consumer.handlers.webhooks import WebhookExport
 from llmtap.consumer.integrations import IntegrationDirectory, IntegrationSource
+from llmtap.delivery.payloads import Links
 from llmtap.keys.directory import KeyDirectory
 from llmtap.settings import Settings
 from llmtap.stores.bodies.port import BodyStore
@@ -38,11 +37,12 @@ def build_chain(
     body_store: BodyStore,
     integrations: IntegrationSource | None = None,
 ) -> list[Handler]:
-    """authenticate -> bodies -> request -> response -> cost [-> webhooks -> posthog].
+    """authenticate -> bodies -> request -> response -> cost [-> posthog].
 
-    The export handlers only prepare deliveries; the runner enqueues them into the outbox once
+    The PostHog export only prepares deliveries; the runner enqueues them into the outbox once
     the sinks took the batch (``integrations`` None: no export, as for replays into a scratch
-    store)."""
+    store). Webhooks cost the consumer nothing: the delivery worker reads the stored calls
+    (``delivery.webhook_feed``)."""
     keys = KeyDirectory(records_store.org_for_key_hash, ttl_s=settings.key_cache_ttl_s)
     chain: list[Handler] = [
         Authenticate(keys, records_store.default_org_id),
@@ -53,7 +53,5 @@ def build_chain(
     ]
     if integrations is not None:
         directory = IntegrationDirectory(integrations, settings.key_cache_ttl_s)
-        links = public_links(settings)
-        chain.append(WebhookExport(directory, links, settings.webhook_body_max_bytes))
-        chain.append(PostHogExport(directory, links))
+        chain.append(PostHogExport(directory, public_links(settings)))
     return chain

@@ -1,9 +1,10 @@
-"""Which webhooks and PostHog project an organization has, as the export handlers see them.
+"""Which PostHog project an organization has, as the export handler sees it.
 
 Read through the records store and kept ``key_cache_ttl_s`` per organization, like keys: a new
 or deleted webhook takes effect within that long, and a batch of a thousand calls costs one
 lookup per organization, not one per call. A store that cannot answer raises
-``StoreUnavailable``: the runner waits the outage out, as for any handler.
+``StoreUnavailable``: the runner waits the outage out, as for any handler. (Webhooks are read by
+the delivery worker, ``delivery.webhook_feed``: the consumer does nothing for them.)
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from llmtap.stores.records.integrations import PostHogProject, WebhookRule
+from llmtap.stores.records.integrations import PostHogProject
 
 _MAX_ORGS = 10_000
 
 
 class IntegrationSource(Protocol):
-    def webhook_rules(self, org_id: str) -> list[WebhookRule]: ...
-
     def posthog(self, org_id: str) -> PostHogProject | None: ...
 
 
@@ -35,24 +34,17 @@ class IntegrationDirectory:
         self._ttl_s = ttl_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._known: dict[str, tuple[float, list[WebhookRule], PostHogProject | None]] = {}
+        self._known: dict[str, tuple[float, PostHogProject | None]] = {}
 
-    def _entry(self, org_id: str) -> tuple[list[WebhookRule], PostHogProject | None]:
+    def posthog(self, org_id: str) -> PostHogProject | None:
         now = self._clock()
         with self._lock:
             found = self._known.get(org_id)
         if found is not None and found[0] > now:
-            return found[1], found[2]
-        rules = self._source.webhook_rules(org_id)
+            return found[1]
         project = self._source.posthog(org_id)
         with self._lock:
             if len(self._known) >= _MAX_ORGS:
                 self._known.clear()
-            self._known[org_id] = (now + self._ttl_s, rules, project)
-        return rules, project
-
-    def webhooks(self, org_id: str) -> list[WebhookRule]:
-        return self._entry(org_id)[0]
-
-    def posthog(self, org_id: str) -> PostHogProject | None:
-        return self._entry(org_id)[1]
+            self._known[org_id] = (now + self._ttl_s, project)
+        return project

@@ -14,9 +14,10 @@ from contextlib import ExitStack
 from types import FrameType
 
 from llmtap.alerts.evaluator import AlertEvaluator, EvaluatorConfig, MetricsReader
-from llmtap.consumer.chain import build_chain
+from llmtap.consumer.chain import build_chain, public_links
 from llmtap.consumer.runner import BatchRunner, RunnerConfig, RunnerStats
 from llmtap.consumer.score_sync import ScoreSync
+from llmtap.delivery.webhook_feed import WebhookFeed
 from llmtap.delivery.worker import DeliveryWorker, WorkerConfig, default_kinds
 from llmtap.errors import LlmtapError
 from llmtap.queue.factory import open_consumer, open_producer
@@ -102,8 +103,14 @@ class ConsumerService:
         """Sends what the outbox holds (``outbox_enabled``), beside the batch loop; a replay or a
         re-drive (``source`` given) only enqueues, the running consumers send."""
         if settings.outbox_enabled and source is None:
+            feed = WebhookFeed(
+                records.outbox_tail, bodies, public_links(settings), settings.webhook_body_max_bytes
+            )
             self.delivery = DeliveryWorker(
-                records.outbox, WorkerConfig.from_settings(settings), default_kinds(settings)
+                records.outbox,
+                WorkerConfig.from_settings(settings),
+                default_kinds(settings),
+                feed=feed,
             )
         self.alerts: AlertEvaluator | None = None
         """Evaluates the alert rules over the metrics (``alerts_enabled``) and enqueues what

@@ -1,12 +1,14 @@
 """The delivery worker: claims due deliveries from the outbox and sends them, off the consumer.
 
 One loop thread claims, a pool of ``outbox_threads`` sends. At most ``outbox_endpoint_concurrency``
-sends per endpoint are in flight at once (per worker: with N consumers, N times that); a failed
-send puts the endpoint in backoff (nothing more is claimed for it until then) and its deliveries
-each in their own, so a dead endpoint costs one attempt per backoff step, never a busy loop, and
-never touches the consumer's batches: the consumer only enqueues. A worker that dies mid-send
-leaves its lease; once it lapses another worker sends the delivery again (at-least-once: the
-receiver de-duplicates on ``Idempotency-Key``).
+sends per endpoint are in flight at once (per worker: with N consumers, N times that). A webhook's
+deliveries are first added from the stored calls after its cursor (``webhook_feed``), a window at
+a time, only while it is neither backing off nor paused. A failed send puts the endpoint in
+backoff (nothing more is claimed for it until then) and its deliveries each in their own, so a
+dead endpoint costs one attempt per backoff step, never a busy loop, and never touches the
+consumer's batches: the consumer enqueues PostHog events only, nothing for webhooks. A worker
+that dies mid-send leaves its lease; once it lapses another worker sends the delivery again
+(at-least-once: the receiver de-duplicates on ``Idempotency-Key``).
 """
 
 from __future__ import annotations
@@ -25,16 +27,21 @@ import certifi
 from llmtap.delivery.guard import TargetRefused, parse_endpoint, resolve
 from llmtap.delivery.http_post import SendFailed, post
 from llmtap.delivery.kinds import Kind, PostHogKind, WebhookKind
+from llmtap.delivery.webhook_feed import WINDOW_MIN, WebhookFeed
 from llmtap.errors import StoreError
 from llmtap.settings import Settings
 from llmtap.stores.records.alerts import ALERT
 from llmtap.stores.records.integrations import POSTHOG, WEBHOOK
 from llmtap.stores.records.outbox import Claimed, OutboxTable, RetryPolicy, Target
+from llmtap.stores.records.outbox_tail import Tailed
 
 log = logging.getLogger(__name__)
 
 _TARGETS_PER_ROUND = 64
 _SWEEP_EVERY_S = 600.0
+_FEED_EVERY_S = 0.05
+"""Webhooks are fed at most this often: a round runs after every finished send, and a window
+(``webhook_feed.WINDOW_MIN``) lasts longer than this at any rate one endpoint is sent."""
 _STORE_LOG_EVERY_S = 60.0
 
 
@@ -100,8 +107,11 @@ class DeliveryWorker:
         config: WorkerConfig,
         kinds: Mapping[str, Kind],
         clock: Callable[[], float] = time.time,
+        feed: WebhookFeed | None = None,
     ) -> None:
+        """``feed``: where webhooks' deliveries come from (None: only what is enqueued)."""
         self._table = table
+        self._feed = feed
         self._config = config
         self._kinds = dict(kinds)
         self._clock = clock
@@ -114,6 +124,7 @@ class DeliveryWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
+        self._last_feed = float("-inf")
         self._last_store_log = 0.0
         self.stats = DeliveryStats()
 
@@ -168,10 +179,22 @@ class DeliveryWorker:
                 return 0
         now = self._now_ms()
         started = 0
-        for target in self._table.due_targets(now, _TARGETS_PER_ROUND):
+        targets = self._table.due_targets(now, _TARGETS_PER_ROUND)
+        tailing: dict[str, Tailed] = {}
+        if self._feed is not None and time.monotonic() - self._last_feed >= _FEED_EVERY_S:
+            self._last_feed = time.monotonic()
+            tailing = self._feed.tailing(now, _TARGETS_PER_ROUND)
+        due = {t.id for t in targets}
+        targets += [t.target for t in tailing.values() if t.target.id not in due]
+        for target in targets:
             kind = self._kinds.get(target.kind)
             if kind is None:
                 continue
+            webhook = tailing.get(target.id)
+            if webhook is not None and self._feed is not None:
+                # a window pending at most: the rest of its calls wait in the log
+                window = max(WINDOW_MIN, config.endpoint_concurrency * kind.batch_size)
+                self._feed.feed(webhook, window, now)
             with self._lock:
                 free = min(
                     config.endpoint_concurrency - self._in_flight.get(target.id, 0),

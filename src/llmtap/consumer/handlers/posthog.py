@@ -12,9 +12,9 @@ import hashlib
 from functools import partial
 
 from llmtap.consumer.context import Context, PendingDelivery
-from llmtap.consumer.handlers.export_payloads import Links, posthog_delivery
 from llmtap.consumer.integrations import IntegrationDirectory
 from llmtap.delivery.kinds import DEFAULT_POSTHOG_HOST, posthog_base_url
+from llmtap.delivery.payloads import Links, posthog_delivery
 from llmtap.stores.records.integrations import POSTHOG
 from llmtap.stores.records.outbox import TargetSpec
 

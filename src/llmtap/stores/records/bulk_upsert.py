@@ -30,7 +30,10 @@ class BulkUpsert:
     """The compiled upsert of ``statement`` for ``dialect``, and its parameter maker."""
 
     def __init__(self, dialect: sa.Dialect, statement: sa.Insert) -> None:
-        compiled = statement.compile(dialect=dialect)
+        # the logged fields only: ``tx`` is the statement's own (a default or an expression)
+        compiled = statement.compile(
+            dialect=dialect, column_keys=list(RequestRow.__struct_fields__)
+        )
         sql = str(compiled)
         if compiled.positiontup is not None:  # qmark (sqlite3): already positional
             names = list(compiled.positiontup)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from llmtap.stores.records.engine import translated
 from llmtap.stores.records.outbox import Target
+from llmtap.stores.records.outbox_cursor import start_cursor
 from llmtap.stores.records.schema import outbox, outbox_targets, posthog_settings, webhooks
 
 WEBHOOK = "webhook"
@@ -75,6 +76,8 @@ class IntegrationTable:
         """``(webhook id, signing secret)``: the secret is shown to the user once."""
         webhook_id, secret = new_webhook_id(), new_signing_secret()
         with translated("create webhook"), self._writer.begin() as conn:
+            # it is sent the calls stored from now on (the delivery worker tails them)
+            cursor = start_cursor(conn, org_id)
             conn.execute(
                 outbox_targets.insert().values(
                     id=webhook_id,
@@ -89,6 +92,8 @@ class IntegrationTable:
                     retry_at_ms=0,
                     last_error=None,
                     last_success_ms=None,
+                    cursor_tx=cursor.tx,
+                    cursor_request_id=cursor.request_id,
                 )
             )
             conn.execute(

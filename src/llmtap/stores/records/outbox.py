@@ -1,7 +1,9 @@
 """The outbox: signed deliveries to endpoints outside llmtap, durable in the records store.
 
 The consumer enqueues after its sinks took a batch (``enqueue``: one transaction, unique on
-(target, dedup key), so a redelivered batch adds nothing); delivery workers, in any number of
+(target, dedup key), so a redelivered batch adds nothing) for PostHog; a webhook's deliveries are
+added by the delivery worker as it moves the webhook's cursor through the stored calls
+(``outbox_tail``), and alerts add theirs with their episodes. Delivery workers, in any number of
 processes, claim due deliveries (``claim``: a lease, and ``FOR UPDATE SKIP LOCKED`` on Postgres
 so two workers never take the same row), send them and record the outcome (``succeeded`` /
 ``failed``). A target (one endpoint) carries its failure streak: after a failure nothing more is
@@ -20,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from llmtap.stores.records.engine import translated
+from llmtap.stores.records.outbox_cursor import backlog_counts
 from llmtap.stores.records.schema import outbox, outbox_targets
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
@@ -101,7 +104,7 @@ class RetryPolicy:
         return int(min(self.base_ms * 2 ** max(0, min(failures, 40) - 1), self.max_ms))
 
 
-def _row_target(row: sa.RowMapping) -> Target:
+def target_from_row(row: sa.RowMapping) -> Target:
     return Target(**{name: row[name] for name in Target.__dataclass_fields__})
 
 
@@ -224,7 +227,7 @@ class OutboxTable:
             .limit(limit)
         )
         with translated("read due targets"), self._engine.connect() as conn:
-            return [_row_target(row) for row in conn.execute(query).mappings()]
+            return [target_from_row(row) for row in conn.execute(query).mappings()]
 
     def claim(self, target_id: str, now_ms: int, limit: int, lease_ms: int) -> list[Claimed]:
         """Up to ``limit`` due deliveries of the target, oldest first, leased to the caller
@@ -361,17 +364,22 @@ class OutboxTable:
         )
         with translated("read a target"), self._engine.connect() as conn:
             row = conn.execute(query).mappings().first()
-        return None if row is None else _row_target(row)
+        return None if row is None else target_from_row(row)
 
     def pending_counts(self, org_id: str) -> dict[str, int]:
-        """Deliveries still to send, per target of the organization."""
+        """Deliveries still to send, per target of the organization: the outbox's pending ones
+        and, for a webhook, the calls after its cursor (``outbox_cursor``)."""
         query = (
             sa.select(outbox.c.target_id, sa.func.count())
             .where(outbox.c.org_id == org_id, outbox.c.status == PENDING)
             .group_by(outbox.c.target_id)
         )
         with translated("count deliveries"), self._engine.connect() as conn:
-            return {str(t): int(n) for t, n in conn.execute(query).all()}
+            counts = {str(t): int(n) for t, n in conn.execute(query).all()}
+            for target, waiting in backlog_counts(conn, org_id).items():
+                if waiting:
+                    counts[target] = counts.get(target, 0) + waiting
+        return counts
 
     def history(self, org_id: str, target_id: str, limit: int) -> list[DeliveryInfo]:
         """The target's deliveries, newest first."""

@@ -20,6 +20,9 @@ from llmtap.stores.fields import FIELDS, Field
 
 metadata = sa.MetaData()
 
+TX = "tx"
+"""``requests``' column of the storing transaction (see the table)."""
+
 # JSONB on Postgres (indexable, compact), JSON text on SQLite
 JsonDict = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
@@ -91,6 +94,12 @@ requests = sa.Table(
     "requests",
     metadata,
     *(sa.Column(field.name, _sql_type(field), nullable=field.nullable) for field in FIELDS),
+    # The transaction that first stored the row (not a logged field: never updated, never read
+    # back into a ``RequestRow``). Postgres: the writer's transaction id, a column default;
+    # SQLite: the row's rowid-to-be, its place in the single writer's order (``upsert``). The
+    # delivery worker tails the calls in (tx, request_id) order from each webhook's cursor
+    # (revision 0012, docs/decisions/2026-12-01-outbox-cursor.md).
+    sa.Column(TX, sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint("org_id", "request_id", name="pk_requests"),
     # A negative count or size is a bug upstream; refusing the row makes it visible (poison)
     # instead of letting it skew every sum.
@@ -108,6 +117,7 @@ requests = sa.Table(
     sa.Index("ix_requests_org_model_created", "org_id", "model", "created_unix_ms"),
     sa.Index("ix_requests_org_user_created", "org_id", "user_id", "created_unix_ms"),
     sa.Index("ix_requests_org_session", "org_id", "session_id", "created_unix_ms"),
+    sa.Index("ix_requests_org_tx", "org_id", TX, "request_id"),
     # the reader's sort keys and their keyset (revision 0005; see ``reader._SORT_KEYS``)
     sa.Index(
         "ix_requests_org_cost", "org_id", sa.text("coalesce(cost_nano_usd, -1)"), "request_id"
@@ -182,6 +192,10 @@ outbox_targets = sa.Table(
     sa.Column("retry_at_ms", sa.BigInteger(), nullable=False),
     sa.Column("last_error", sa.Text(), nullable=True),
     sa.Column("last_success_ms", sa.BigInteger(), nullable=True),
+    # a webhook's place in the calls it is sent (``requests.tx``, ``request_id``): None for
+    # endpoints fed by enqueued deliveries only (PostHog, alerts)
+    sa.Column("cursor_tx", sa.BigInteger(), nullable=True),
+    sa.Column("cursor_request_id", sa.String(128), nullable=True),
     sa.Index("ix_outbox_targets_org", "org_id"),
 )
 """Where deliveries go: a webhook endpoint (secret = its signing secret) or a PostHog project

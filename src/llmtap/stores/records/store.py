@@ -18,6 +18,7 @@ from llmtap.stores.records.integrations import IntegrationTable
 from llmtap.stores.records.keys import ApiKeyInfo, OrgInfo
 from llmtap.stores.records.migrate import upgrade_with
 from llmtap.stores.records.outbox import OutboxTable
+from llmtap.stores.records.outbox_tail import OutboxTail
 from llmtap.stores.records.property_lookup import Lookup, property_names, property_values
 from llmtap.stores.records.reader import PageQuery, RecordsReader
 from llmtap.stores.records.scores import ScoreTable
@@ -59,6 +60,8 @@ class RecordsStore:
         """Scores and feedback on logged calls."""
         self.outbox = OutboxTable(self._engine, self._writer)
         """Signed deliveries waiting for (or done with) their webhook or PostHog endpoint."""
+        self.outbox_tail = OutboxTail(self._engine, self._writer, self.outbox)
+        """Each webhook's cursor in the stored calls (the delivery worker feeds it from there)."""
         self.integrations = IntegrationTable(self._engine, self._writer)
         """Each organization's webhooks and PostHog project."""
         self.alerts = AlertTable(self._engine, self._writer, self.outbox)

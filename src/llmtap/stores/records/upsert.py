@@ -37,7 +37,7 @@ from llmtap.stores.records.engine import (
     translate,
     translated,
 )
-from llmtap.stores.records.schema import requests
+from llmtap.stores.records.schema import TX, requests
 from llmtap.stores.row import RequestRow
 from llmtap.stores.sink import PoisonRows
 
@@ -52,9 +52,18 @@ class _ClaimedMeanwhile(Exception):
 def upsert_statement(dialect_name: str) -> sa.Insert:
     """The dialect's ``INSERT ... ON CONFLICT (org_id, request_id) DO UPDATE SET <all>
     WHERE <same call>``: a row the ``WHERE`` refuses counts 0 in the row count."""
-    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    stmt = insert(requests)
-    updates = {c.name: stmt.excluded[c.name] for c in requests.columns if c.name not in _KEY}
+    stmt: postgresql.Insert | sqlite.Insert
+    if dialect_name == "postgresql":
+        # ``tx``: the column's default, the writer's transaction id
+        stmt = postgresql.insert(requests)
+    else:
+        # SQLite has one writer at a time: the largest rowid so far plus one (the rowid a fresh
+        # row gets) puts each row after every row committed before it
+        stmt = sqlite.insert(requests).values(
+            {TX: sa.literal_column("(SELECT coalesce(max(rowid), 0) + 1 FROM requests)")}
+        )
+    # ``tx`` is the transaction that first stored the call: a redelivery keeps it
+    updates = {c.name: stmt.excluded[c.name] for c in requests.columns if c.name not in (*_KEY, TX)}
     stored, incoming = requests.c.record_digest, stmt.excluded.record_digest
     same_call = sa.or_(stored.is_(None), incoming.is_(None), stored == incoming)
     return stmt.on_conflict_do_update(index_elements=list(_KEY), set_=updates, where=same_call)
@@ -65,7 +74,7 @@ def row_params(row: RequestRow) -> dict[str, Any]:
 
 
 def row_from_mapping(mapping: sa.RowMapping) -> RequestRow:
-    return RequestRow(**{str(k): v for k, v in mapping.items()})
+    return RequestRow(**{str(k): v for k, v in mapping.items() if k != TX})
 
 
 def last_per_key(rows: Sequence[RequestRow]) -> list[RequestRow]:

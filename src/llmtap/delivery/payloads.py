@@ -1,4 +1,5 @@
-"""The bytes the export handlers enqueue: a webhook payload and a PostHog event, per call.
+"""The bytes sent for a call: a webhook payload (made by the delivery worker as it tails the
+stored calls, ``webhook_feed``) and a PostHog event (made by the consumer's export handler).
 
 The webhook payload is Helicone's (``request_id``, ``request_body``, ``response_body``,
 ``request_response_url``, ``model``, ``provider``, ``user_id``, ``metadata`` with cost, tokens and
