@@ -160,29 +160,35 @@ class Shipper:
                 self._spool_failed_deliveries()
                 self._replay_spool()
                 continue
-            batch: list[Exchange] = []
-            item: object = first
             # Gather for a moment: at low rates every call would otherwise be a batch (and a
             # queue commit) of its own. The client already has its answer; a record is later
-            # by at most BATCH_WINDOW_S.
-            window_ends = time.monotonic() + BATCH_WINDOW_S
-            while True:
-                if item is _STOP:
-                    stopping = True
-                    break
-                assert isinstance(item, Exchange)
-                batch.append(item)
-                if len(batch) >= BATCH_MAX:
-                    break
-                try:
-                    item = self._inbox.get(timeout=max(0.0, window_ends - time.monotonic()))
-                except queue.Empty:
-                    break
+            # by at most BATCH_WINDOW_S. The thread sleeps through the window and then takes
+            # what came: waiting on the inbox instead woke it (and took the GIL from the loop)
+            # once per call. A backlog that fills a batch already is not waited for.
+            if self._inbox.qsize() < BATCH_MAX:
+                time.sleep(BATCH_WINDOW_S)
+            batch, stopping = self._take_batch(first)
             self._metrics.shipper_backlog = self._inbox.qsize()
             if batch:
                 self._ship(batch)
             self._replay_spool()
         self._flush()
+
+    def _take_batch(self, first: object) -> tuple[list[Exchange], bool]:
+        """``first`` and what waits behind it, up to ``BATCH_MAX``; True once ``_STOP`` is seen."""
+        batch: list[Exchange] = []
+        item = first
+        while True:
+            if item is _STOP:
+                return batch, True
+            assert isinstance(item, Exchange)
+            batch.append(item)
+            if len(batch) >= BATCH_MAX:
+                return batch, False
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return batch, False
 
     def _ship(self, batch: list[Exchange]) -> None:
         captured: list[Captured] = []
