@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     """Disk spool for records while the queue is down; past it records are dropped and counted."""
     shipper_max_backlog: int = 100_000
     """Finished calls waiting in memory for the shipper; beyond it records are dropped and counted."""
+    queue_group_commit_ms: Annotated[int, Field(ge=0)] = 50
+    """How often at most the proxy fsyncs the embedded queue (0: after every shipped batch).
+    Records are committed with every batch either way and survive a crash of the proxy; the
+    fsync, which covers every commit before it, is what keeps them through a power cut, so
+    that is what a power cut can lose (docs/decisions/2026-12-01-queue-group-commit.md)."""
     ratelimit_store_timeout_s: Annotated[float, Field(gt=0)] = 0.25
     """How long a rate-limit check waits for its store (Redis, or the embedded file's lock);
     past it, or when the store is away, the call goes through unchecked and is counted

@@ -78,7 +78,11 @@ def build_shipper(
     if keys is None:
         keys = open_key_directory(settings)
     return Shipper(
-        producer=Lazy(lambda: open_producer(settings), QueueError, "queue"),
+        producer=Lazy(
+            lambda: open_producer(settings, group_commit_ms=settings.queue_group_commit_ms),
+            QueueError,
+            "queue",
+        ),
         bodies=Lazy(lambda: open_body_store(settings.bodies_url), StoreError, "body store"),
         spool=Spool.claim(settings.spool_dir, settings.spool_max_bytes),
         keys=keys,
@@ -86,6 +90,7 @@ def build_shipper(
         topic=settings.topic,
         max_decoded_bytes=settings.max_capture_bytes,
         max_backlog=settings.shipper_max_backlog,
+        idle_sync_s=settings.queue_group_commit_ms / 1000,
     )
 
 

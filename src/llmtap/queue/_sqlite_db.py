@@ -5,7 +5,9 @@ Why these settings (see docs/decisions/2026-11-25-embedded-queue.md):
 * ``journal_mode=WAL``: the consumer reads while proxies write, and readers never block writers.
 * ``synchronous=FULL``: in WAL mode ``NORMAL`` survives a process crash but may lose the last
   commits on power loss; ``publish`` returning must mean "on disk", so every commit syncs the WAL.
-  The proxy's shipper batches records, so this is one fsync per batch, not per record.
+  The proxy's shipper batches records, so this is one fsync per batch, not per record; its
+  producer may switch its own connection to ``NORMAL`` with group commit (``SqliteProducer``,
+  docs/decisions/2026-12-01-queue-group-commit.md).
 * ``busy_timeout``: writers from several processes queue on the file lock instead of failing.
 * Every write is ``BEGIN IMMEDIATE``: the write lock is taken up front, so two publishers never
   both read the same ``next_offset`` (offsets stay unique and gap-free per partition).

@@ -16,8 +16,11 @@ log = logging.getLogger(__name__)
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 
-def open_producer(settings: Settings) -> ReportingProducer:
-    """A producer for ``settings.queue_url``; topics are created on first use if missing."""
+def open_producer(settings: Settings, *, group_commit_ms: int = 0) -> ReportingProducer:
+    """A producer for ``settings.queue_url``; topics are created on first use if missing.
+
+    ``group_commit_ms`` > 0 lets the embedded queue fsync at most that often (the proxy's
+    shipper only: a caller that acknowledges on publish needs every publish on disk)."""
     url = parse_queue_url(settings.queue_url)
     if url.scheme == "kafka":
         return _kafka_producer(url, settings)
@@ -27,6 +30,7 @@ def open_producer(settings: Settings) -> ReportingProducer:
         Path(url.location),
         settings.partitions,
         busy_timeout_ms=int(url.number("busy_timeout_ms", 5000)),
+        group_commit_s=group_commit_ms / 1000,
     )
 
 

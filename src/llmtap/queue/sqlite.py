@@ -13,6 +13,7 @@ Both classes are safe to share between threads (one lock around one connection e
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -36,9 +37,23 @@ Item = tuple[bytes | None, bytes, Mapping[str, bytes] | None]
 
 
 class SqliteProducer:
-    """Publishes into the file; ``publish`` returns once the message is synced to disk."""
+    """Publishes into the file; ``publish`` returns once the message is synced to disk.
 
-    def __init__(self, path: Path, partitions: int, busy_timeout_ms: int = 5000) -> None:
+    With ``group_commit_s`` > 0 (the proxy's shipper: ``Settings.queue_group_commit_ms``) a
+    publish returns once committed to the file's write-ahead log, which survives a crash of
+    this process; the log is fsynced at most once per ``group_commit_s``, on ``flush`` and on
+    ``close``, and each fsync makes every commit before it durable against power loss too.
+    See docs/decisions/2026-12-01-queue-group-commit.md.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        partitions: int,
+        busy_timeout_ms: int = 5000,
+        *,
+        group_commit_s: float = 0.0,
+    ) -> None:
         if partitions < 1:
             raise ValueError("partitions must be >= 1")
         self._partitions = partitions
@@ -46,6 +61,18 @@ class SqliteProducer:
         self._lock = threading.Lock()
         self._topic_partitions: dict[str, int] = {}
         self._round_robin = 0
+        self._group_commit_s = group_commit_s
+        self._wal = Path(f"{path}-wal")
+        self._wal_fd: int | None = None
+        self._unsynced = False
+        self._next_sync = 0.0
+        if group_commit_s > 0:
+            try:
+                with db.translated(f"opening {path}"):
+                    self._conn.execute("PRAGMA synchronous=NORMAL")
+            except BaseException:
+                self._conn.close()
+                raise
 
     def publish(
         self,
@@ -60,14 +87,41 @@ class SqliteProducer:
         self._write(topic, [(key, value, None) for key, value in items])
 
     def flush(self, timeout_s: float) -> int:
-        return 0  # every publish is already durable when it returns
+        with self._lock:
+            self._sync()
+        return 0  # every publish is durable once synced, and the sync raises if it fails
 
     def take_failed(self) -> list[Failed]:
         return []  # delivery is synchronous: a failure raises from publish instead
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            try:
+                self._sync()
+            except QueueError as exc:
+                # the commits are in the file all the same (only a power cut could lose them);
+                # shutdown goes on
+                log.error("%s at close", exc)
+            finally:
+                if self._wal_fd is not None:
+                    os.close(self._wal_fd)
+                    self._wal_fd = None
+                self._conn.close()
+
+    def _sync(self) -> None:
+        """fsync the write-ahead log if a commit since the last sync has not been; call locked."""
+        if not self._unsynced:
+            return
+        try:
+            if self._wal_fd is None:
+                # the connection stays open, so SQLite keeps this file (it deletes the log only
+                # when its last connection closes): one descriptor serves every sync
+                self._wal_fd = os.open(self._wal, os.O_RDONLY | os.O_CLOEXEC)
+            os.fsync(self._wal_fd)
+        except OSError as exc:
+            raise QueueError(f"embedded queue: syncing {self._wal} failed: {exc}") from exc
+        self._unsynced = False
+        self._next_sync = time.monotonic() + self._group_commit_s
 
     def _partition_for(self, key: bytes | None, count: int) -> int:
         if key is None:
@@ -83,6 +137,17 @@ class SqliteProducer:
             # remembered only once committed: a topic created in a transaction that rolled back
             # (a full disk fails the COMMIT) does not exist, and must be created again next time
             self._topic_partitions[topic] = count
+            if self._group_commit_s > 0:
+                self._unsynced = True
+                if time.monotonic() >= self._next_sync:
+                    try:
+                        self._sync()
+                    except QueueError as exc:
+                        # The records are committed (a crash of this process keeps them):
+                        # raising would spool them a second time. The next publish, flush or
+                        # close syncs again, and ``flush`` does raise.
+                        log.warning("%s; retrying with the next publish", exc)
+                        self._next_sync = time.monotonic() + self._group_commit_s
 
     def _write_txn(self, topic: str, items: Sequence[Item]) -> int:
         """Append ``items`` to ``topic`` in one transaction; the topic's partition count."""
