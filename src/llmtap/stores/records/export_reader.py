@@ -25,7 +25,8 @@ from llmtap.stores.records.schema import requests
 EXPORT_COLUMNS = tuple(
     column
     for column in requests.c
-    if column.name not in ("request_headers", "response_headers", "attempt_log")
+    # ``tx`` is the outbox cursor's bookkeeping (schema.py), not a logged field
+    if column.name not in ("request_headers", "response_headers", "attempt_log", "tx")
 )
 _decode = msgspec.json.Decoder()
 
