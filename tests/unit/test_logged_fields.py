@@ -21,7 +21,7 @@ from llmtap.stores.factory import open_analytics_store
 from llmtap.stores.fields import FIELDS, Field, Kind
 from llmtap.stores.records import migrate
 from llmtap.stores.records.engine import create_engine
-from llmtap.stores.records.schema import metadata, requests
+from llmtap.stores.records.schema import TX, metadata, requests
 from llmtap.stores.row import RequestRow
 
 PYTHON_TYPE: dict[str, Any] = {
@@ -82,7 +82,8 @@ def test_the_row_type_has_exactly_the_declared_fields() -> None:
 
 
 def test_the_records_table_is_built_from_the_declaration() -> None:
-    assert [c.name for c in requests.columns] == [field.name for field in FIELDS]
+    # the logged fields, then the one bookkeeping column (the outbox cursor's transaction)
+    assert [c.name for c in requests.columns] == [field.name for field in FIELDS] + [TX]
     for field in FIELDS:
         column = requests.c[field.name]
         assert column.nullable is field.nullable, field.name
@@ -108,7 +109,7 @@ def test_a_database_migrated_to_head_has_the_declared_columns(tmp_path: Path) ->
             differences = list(compare_metadata(context, metadata))
     finally:
         engine.dispose()
-    assert list(reflected) == [field.name for field in FIELDS]
+    assert list(reflected) == [field.name for field in FIELDS] + [TX]
     for field in FIELDS:
         assert reflected[field.name]["nullable"] is field.nullable, field.name
     assert differences == []

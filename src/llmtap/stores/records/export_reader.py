@@ -19,14 +19,14 @@ import sqlalchemy as sa
 from llmtap.stores.records.engine import translated
 from llmtap.stores.records.filter_sql import to_sql
 from llmtap.stores.records.reader import _SORT_KEYS, PageQuery
-from llmtap.stores.records.schema import requests
+from llmtap.stores.records.schema import TX, requests
 
 # the API's list rows: headers and the attempts of a retried call are on the detail only
 EXPORT_COLUMNS = tuple(
     column
     for column in requests.c
-    # ``tx`` is the outbox cursor's bookkeeping (schema.py), not a logged field
-    if column.name not in ("request_headers", "response_headers", "attempt_log", "tx")
+    # ``TX`` is the outbox cursor's bookkeeping (schema.py), not a logged field
+    if column.name not in ("request_headers", "response_headers", "attempt_log", TX)
 )
 _decode = msgspec.json.Decoder()
 
