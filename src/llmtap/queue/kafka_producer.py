@@ -66,8 +66,9 @@ class KafkaProducer:
             "error_cb": self._on_error,
             "logger": QuietLibrdkafkaLog(),
         }
-        self._fatal = threading.Event()
-        self._renew_reason = "a fatal error"
+        self._renew = threading.Event()
+        """Set (with ``_renew_reason``) when the client is to be replaced before its next use."""
+        self._renew_reason = ""
         self._timing_out_since: float | None = None
         self._closed = False
         self.renewals = 0
@@ -105,7 +106,7 @@ class KafkaProducer:
                 raise PublishIncomplete(str(exc), accepted=accepted) from exc
 
     def flush(self, timeout_s: float) -> int:
-        self._renew_if_fatal()
+        self._renew_if_asked()
         with_pending: int = self._client.flush(timeout_s)
         return with_pending
 
@@ -133,7 +134,7 @@ class KafkaProducer:
     def _produce(
         self, topic: str, key: bytes | None, value: bytes, headers: Mapping[str, bytes] | None
     ) -> None:
-        self._renew_if_fatal()
+        self._renew_if_asked()
         try:
             self._client.produce(
                 topic,
@@ -150,7 +151,7 @@ class KafkaProducer:
                 # produce() reports it without the fatal flag; the error callback may not have
                 # run yet. This message is refused (the caller spools it); the next one goes to
                 # a new client.
-                self._fatal.set()
+                self._ask_renewal("a fatal error")
             raise queue_error(f"publishing to {topic!r}", exc) from exc
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:
@@ -165,24 +166,26 @@ class KafkaProducer:
                 self._timing_out_since = now
             elif now - self._timing_out_since >= STUCK_S:
                 self._timing_out_since = None
-                self._renew_reason = f"{STUCK_S:.0f} s of deliveries timing out, none delivered"
-                self._fatal.set()
+                self._ask_renewal(f"{STUCK_S:.0f} s of deliveries timing out, none delivered")
         # counted and logged once per batch by the caller that spools them (take_failed)
         log.debug("kafka: delivery to %r failed: %s", msg.topic(), err.str())
 
     def _on_error(self, err: KafkaError) -> None:
         self._broker.error(err)
         if err.fatal():
-            self._renew_reason = "a fatal error"
-            self._fatal.set()
+            self._ask_renewal("a fatal error")
 
-    def _renew_if_fatal(self) -> None:
+    def _ask_renewal(self, reason: str) -> None:
+        self._renew_reason = reason
+        self._renew.set()
+
+    def _renew_if_asked(self) -> None:
         """Replace a client a fatal error made unusable (or that stalled, ``STUCK_S``). Its
         undelivered messages are purged and reported failed (``take_failed``): the caller spools
         them for the new client."""
-        if not self._fatal.is_set():
+        if not self._renew.is_set():
             return
-        self._fatal.clear()
+        self._renew.clear()
         old, stop, poller = self._client, self._stop, self._poller
         stop.set()
         poller.join()

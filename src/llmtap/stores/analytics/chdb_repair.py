@@ -54,7 +54,7 @@ def empty_marks(parts: list[dict[str, str]]) -> list[str]:
             continue  # merged away or dropped since the listing
         with files:
             for entry in files:
-                if entry.name.endswith(_MARKS) and _size(Path(entry.path)) == 0:
+                if entry.name.endswith(_MARKS) and _empty(entry):
                     broken.append(part["name"])
                     break
     return broken
@@ -77,11 +77,11 @@ def low_on_space(path: Path) -> bool:
     return stat.f_bavail * stat.f_frsize < LOW_SPACE_BYTES
 
 
-def _size(path: Path) -> int:
+def _empty(entry: os.DirEntry[str]) -> bool:
     try:
-        return path.stat().st_size
+        return entry.stat().st_size == 0
     except OSError:
-        return -1
+        return False  # removed since the listing: not a broken part
 
 
 class SessionGate:
