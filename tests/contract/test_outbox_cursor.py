@@ -243,6 +243,7 @@ def test_a_body_store_outage_holds_the_cursor_and_a_bug_skips_one_call(
     store.write_batch([row(org, "b", request_body_key="bug"), row(org, "c")])
     assert feed_all(store, feed, hook) == 1
     assert sent_ids(store, org, hook) == ["c"]
+    assert feed.skipped == 1
 
 
 def test_the_cursor_survives_a_restart(url: str) -> None:

@@ -58,6 +58,8 @@ class WebhookFeed:
         self._bodies = bodies
         self._links = links
         self._body_max = body_max
+        self.skipped = 0
+        """Calls left out of a webhook's feed because their payload could not be made (a bug)."""
 
     def tailing(self, now_ms: int, limit: int) -> dict[str, Tailed]:
         return {t.target.id: t for t in self._tail.tailing(now_ms, limit)}
@@ -91,6 +93,7 @@ class WebhookFeed:
                     raise  # the body store is away: this call is fed again once it is back
                 except Exception:
                     # a payload bug must not stop the webhook for good: this call is skipped
+                    self.skipped += 1
                     log.exception("outbox: no payload for request %s", row.request_id)
                     continue
                 deliveries.append(
