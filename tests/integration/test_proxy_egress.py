@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from llmtap.errors import ConfigError
-from llmtap.proxy.egress import NoProxy
+from llmtap.outbound.egress import NoProxy
 from llmtap.proxy.server import ThreadedProxy
 from llmtap.settings import Settings
 from llmtap.testing.mock_upstream import MockUpstream

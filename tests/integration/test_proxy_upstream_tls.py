@@ -22,8 +22,8 @@ import openai
 import pytest
 
 from llmtap.errors import ConfigError
+from llmtap.outbound.trust import outbound_context
 from llmtap.proxy.server import ThreadedProxy
-from llmtap.proxy.tls import upstream_context
 from llmtap.settings import Settings
 from llmtap.testing.mock_upstream import MockUpstream
 from support.probes import wait_for
@@ -167,12 +167,12 @@ def test_ssl_cert_file_and_dir_are_honoured_like_python_tools_do(
 
 def test_the_system_store_is_added_on_request(pki: Pki, tmp_path: Path) -> None:
     base = Settings(data_dir=tmp_path, upstream_ca_file=pki.ca_file)
-    without = upstream_context(base, environ={}).cert_store_stats()["x509_ca"]
+    without = outbound_context(base, environ={}).cert_store_stats()["x509_ca"]
     system = base.model_copy(update={"upstream_trust_system_store": True})
     paths = ssl.get_default_verify_paths()
     if not Path(paths.openssl_cafile).is_file():
         pytest.skip(f"no system CA bundle at {paths.openssl_cafile}")
-    with_system = upstream_context(system, environ={}).cert_store_stats()["x509_ca"]
+    with_system = outbound_context(system, environ={}).cert_store_stats()["x509_ca"]
     assert with_system > without
 
 

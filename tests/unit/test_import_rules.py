@@ -42,11 +42,12 @@ MAY_IMPORT: dict[str, set[str]] = {
     "capture": _BASE,
     "queue": _BASE,
     "stores": _BASE | {"keys"},
-    "proxy": _BASE | {"keys", "capture", "queue", "stores"},
+    "outbound": _BASE,
+    "proxy": _BASE | {"keys", "capture", "queue", "stores", "outbound"},
     "ingest": _BASE | {"keys", "capture", "queue", "stores"},
     # signed deliveries from the durable outbox (webhooks, PostHog): they read and write only
     # the records store
-    "delivery": _BASE | {"stores"},
+    "delivery": _BASE | {"stores", "outbound"},
     # alert rules: checked with the API's filter language, evaluated over the stores' metrics
     "alerts": _BASE | {"stores", "api"},
     "consumer": _BASE | {"keys", "capture", "queue", "stores", "delivery", "alerts"},

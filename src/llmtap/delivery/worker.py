@@ -14,7 +14,6 @@ that dies mid-send leaves its lease; once it lapses another worker sends the del
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import threading
 import time
@@ -22,13 +21,13 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import certifi
-
 from llmtap.delivery.guard import TargetRefused, parse_endpoint, resolve
 from llmtap.delivery.http_post import SendFailed, post
 from llmtap.delivery.kinds import Kind, PostHogKind, WebhookKind
 from llmtap.delivery.webhook_feed import WINDOW_MIN, WebhookFeed
 from llmtap.errors import StoreError
+from llmtap.outbound.egress import Egress
+from llmtap.outbound.trust import outbound_context
 from llmtap.settings import Settings
 from llmtap.stores.records.alerts import ALERT
 from llmtap.stores.records.integrations import POSTHOG, WEBHOOK
@@ -55,6 +54,10 @@ class WorkerConfig:
     allow_private: bool
     keep_ms: int
     policy: RetryPolicy
+    trust: ssl.SSLContext
+    """What TLS to endpoints trusts: the proxy's rule for providers (``outbound.trust``)."""
+    egress: Egress | None
+    """The egress proxy sends go through (the proxy's settings), None: direct."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -73,6 +76,8 @@ class WorkerConfig:
                 pause_after_failures=settings.outbox_pause_after_failures,
                 pause_after_ms=int(settings.outbox_pause_after_s * 1000),
             ),
+            trust=outbound_context(settings),
+            egress=Egress.from_settings(settings),
         )
 
 
@@ -93,13 +98,6 @@ def default_kinds(settings: Settings) -> dict[str, Kind]:
     }
 
 
-def _tls_context() -> ssl.SSLContext:
-    # the proxy's rule for provider connections: the environment's bundle when it names one
-    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
-        return ssl.create_default_context()
-    return ssl.create_default_context(cafile=certifi.where())
-
-
 class DeliveryWorker:
     def __init__(
         self,
@@ -115,7 +113,6 @@ class DeliveryWorker:
         self._config = config
         self._kinds = dict(kinds)
         self._clock = clock
-        self._tls = _tls_context()
         self._pool = ThreadPoolExecutor(config.threads, thread_name_prefix="llmtap-delivery")
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = {}
@@ -238,8 +235,19 @@ class DeliveryWorker:
             outgoing = kind.outgoing(target, claimed, int(self._clock()))
             endpoint = parse_endpoint(outgoing.url)
             address = resolve(endpoint, config.allow_private)
+            via = (
+                None
+                if config.egress is None
+                else config.egress.proxy_for(endpoint.scheme, endpoint.host, endpoint.port)
+            )
             answer = post(
-                endpoint, address, outgoing.body, outgoing.headers, config.timeout_s, self._tls
+                endpoint,
+                address,
+                outgoing.body,
+                outgoing.headers,
+                config.timeout_s,
+                config.trust,
+                via,
             )
         except TargetRefused as exc:
             self.stats.failures += 1

@@ -1,176 +1,24 @@
 """Provider connections through a corporate egress proxy: HTTP CONNECT, then TLS inside.
 
-Which proxy, decided once at start (docs/tls.md):
-
-* ``upstream_proxy_url`` when set, for every upstream; else, when ``trust_env_proxy``,
-  ``HTTPS_PROXY`` for ``https://`` upstreams and ``HTTP_PROXY`` for ``http://`` ones (lower-case
-  names first, then upper-case, then ``ALL_PROXY``), as curl and the Python HTTP clients read them;
-* never for a host matched by ``upstream_no_proxy`` or ``NO_PROXY``.
-
-Every upstream, plain HTTP too, goes through a CONNECT tunnel: one code path, one pool, and the
-proxy never sees a request it could cache or rewrite (decision 2026-12-01-egress-proxy.md). Proxy
-credentials come from the URL's user info and are sent as ``Proxy-Authorization: Basic``; they are
-never logged nor put in an error message (``EgressProxy.display`` has none).
+Which proxy, and the CONNECT request and answer check, are ``llmtap.outbound.egress`` (shared with
+the delivery worker); this is the asyncio side: open the tunnel without blocking the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import ipaddress
-import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import cast
-from urllib.parse import unquote, urlsplit
 
-from llmtap.errors import ConfigError
-from llmtap.settings import Settings
+from llmtap.outbound.egress import (
+    EgressProxy,
+    authority_of,
+    connect_reply_problem,
+    connect_request,
+)
 
 
 class EgressError(Exception):
     """The egress proxy could not be reached or refused the tunnel."""
-
-
-@dataclass(frozen=True, slots=True)
-class EgressProxy:
-    host: str
-    port: int
-    authorization: bytes | None = field(default=None, repr=False)
-    """``Basic <base64>`` from the URL's user info; never shown."""
-
-    @property
-    def display(self) -> str:
-        """The proxy without its credentials, for messages and logs."""
-        return f"http://{_bracketed(self.host)}:{self.port}"
-
-
-def _bracketed(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def parse_proxy_url(url: str, source: str) -> EgressProxy:
-    """``http://[user:password@]host[:port]`` (a bare ``host:port`` is taken as ``http://``)."""
-    text = url.strip()
-    if "://" not in text:
-        text = "http://" + text
-    try:
-        parts = urlsplit(text)
-        port = parts.port or 80
-    except ValueError as exc:
-        raise ConfigError(f"{source}: malformed proxy URL") from exc
-    if parts.scheme != "http" or not parts.hostname:
-        # the message must not echo the URL: it may hold a password
-        raise ConfigError(
-            f"{source}: the egress proxy must be http://[user:password@]host:port "
-            f"(scheme {parts.scheme!r} is not supported)"
-        )
-    authorization = None
-    if parts.username is not None:
-        user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        authorization = b"Basic " + base64.b64encode(user_pass.encode())
-    return EgressProxy(parts.hostname.lower(), port, authorization)
-
-
-class NoProxy:
-    """Hosts reached directly (``NO_PROXY`` syntax): ``example.com`` and ``.example.com`` match
-    the name and its subdomains, ``host:port`` that port only, ``*`` everything, an IP address or
-    CIDR range the addresses written in it."""
-
-    def __init__(self, entries: Iterable[str]) -> None:
-        self.everything = False
-        self._names: set[tuple[str, int | None]] = set()
-        self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for raw in entries:
-            entry = raw.strip().lower()
-            if not entry:
-                continue
-            if entry == "*":
-                self.everything = True
-                continue
-            try:
-                self._networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
-                continue
-            except ValueError:
-                pass
-            name, port = entry, None
-            if entry.count(":") == 1 and entry.rsplit(":", 1)[1].isdigit():
-                name, port_text = entry.rsplit(":", 1)
-                port = int(port_text)
-            self._names.add((name.lstrip("*").lstrip("."), port))
-
-    def matches(self, host: str, port: int) -> bool:
-        if self.everything:
-            return True
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            address = None
-        if address is not None and any(address in net for net in self._networks):
-            return True
-        for name, only_port in self._names:
-            if only_port is not None and only_port != port:
-                continue
-            if host == name or host.endswith("." + name):
-                return True
-        return False
-
-
-def _from_env(environ: Mapping[str, str], scheme: str) -> tuple[str, str] | None:
-    for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY"):
-        value = environ.get(name, "").strip()
-        if value:
-            return value, name
-    return None
-
-
-class Egress:
-    """Which egress proxy, if any, a provider connection goes through."""
-
-    def __init__(
-        self, http: EgressProxy | None, https: EgressProxy | None, bypass: NoProxy
-    ) -> None:
-        self._by_scheme = {"http": http, "https": https}
-        self._bypass = bypass
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, environ: Mapping[str, str] = os.environ
-    ) -> Egress | None:
-        """None when no proxy is configured: the direct path then pays nothing."""
-        bypass_entries = list(settings.upstream_no_proxy)
-        http: EgressProxy | None = None
-        https: EgressProxy | None = None
-        if settings.upstream_proxy_url:
-            proxy = parse_proxy_url(settings.upstream_proxy_url, "LLMTAP_UPSTREAM_PROXY_URL")
-            http = https = proxy
-        elif settings.trust_env_proxy:
-            if found := _from_env(environ, "http"):
-                http = parse_proxy_url(*found)
-            if found := _from_env(environ, "https"):
-                https = parse_proxy_url(*found)
-        else:
-            return None
-        if settings.trust_env_proxy:
-            for name in ("no_proxy", "NO_PROXY"):
-                bypass_entries.extend(environ.get(name, "").split(","))
-        if http is None and https is None:
-            return None
-        return cls(http, https, NoProxy(bypass_entries))
-
-    def describe(self) -> str:
-        """Which proxy serves which scheme, without credentials (for the start-up log)."""
-        return ", ".join(
-            f"{scheme}:// via {proxy.display}"
-            for scheme, proxy in self._by_scheme.items()
-            if proxy is not None
-        )
-
-    def proxy_for(self, scheme: str, host: str, port: int) -> EgressProxy | None:
-        proxy = self._by_scheme.get(scheme)
-        if proxy is None or self._bypass.matches(host, port):
-            return None
-        return proxy
 
 
 class _ConnectReply(asyncio.Protocol):
@@ -191,23 +39,11 @@ class _ConnectReply(asyncio.Protocol):
         if self.done.done():
             return
         self._buffer += data
-        end = self._buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._buffer) > self._max:
-                self._fail("answered CONNECT with a head larger than the limit")
+        problem = connect_reply_problem(self._buffer, self._max)
+        if problem == "":
             return
-        if end + 4 != len(self._buffer):
-            # nothing may come before our first byte through the tunnel (TLS or HTTP: we speak
-            # first); bytes here would be read as the provider's
-            self._fail("sent bytes after its answer to CONNECT")
-            return
-        status_line = self._buffer.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = status_line.split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            self._fail("answered CONNECT with something that is not HTTP")
-            return
-        if not 200 <= int(parts[1]) < 300:
-            self._fail(f"answered {status_line[len(parts[0]) + 1 :][:80]!s} to CONNECT")
+        if problem is not None:
+            self._fail(problem)
             return
         assert self.transport is not None
         self.transport.pause_reading()  # until the upstream connection takes the transport
@@ -233,11 +69,8 @@ async def open_tunnel(
 ) -> asyncio.Transport:
     """A connection to ``proxy`` tunnelled to ``host:port`` (reading paused, no protocol of
     the caller's yet). ``host`` is sent as given: a name, or the address the guard checked."""
-    authority = f"{_bracketed(host)}:{port}"
-    request = b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n" % (authority.encode(), authority.encode())
-    if proxy.authorization is not None:
-        request += b"Proxy-Authorization: " + proxy.authorization + b"\r\n"
-    request += b"\r\n"
+    authority = authority_of(host, port)
+    request = connect_request(proxy, host, port)
     try:
         transport, reply = await loop.create_connection(
             lambda: _ConnectReply(proxy, authority, max_head_bytes), proxy.host, proxy.port

@@ -19,10 +19,11 @@ import uvloop
 
 from llmtap.errors import ConfigError, LlmtapError, QueueError, StoreError
 from llmtap.keys.directory import KeyDirectory
+from llmtap.outbound.egress import Egress
+from llmtap.outbound.trust import outbound_context
 from llmtap.proxy.app import ProxyApp, Sweeper
 from llmtap.proxy.auth_gate import AuthGate
 from llmtap.proxy.client import ClientConnection
-from llmtap.proxy.egress import Egress
 from llmtap.proxy.gateway.build import build_gateway
 from llmtap.proxy.gateway.cache_step import CacheStep
 from llmtap.proxy.gateway.cache_store import open_cache_store
@@ -31,7 +32,7 @@ from llmtap.proxy.gateway.ratelimit_cost import PricerFactory
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.routing import Router
 from llmtap.proxy.shipper import Lazy, Shipper
-from llmtap.proxy.tls import listener_context, upstream_context
+from llmtap.proxy.tls import listener_context
 from llmtap.proxy.upstream_pool import UpstreamPool
 from llmtap.queue.factory import open_producer
 from llmtap.queue.spool import Spool
@@ -126,7 +127,7 @@ class ProxyServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         # configuration errors (a CA file, a proxy URL, a certificate) before anything is opened
-        ssl_context = upstream_context(self.settings)
+        ssl_context = outbound_context(self.settings)
         egress = Egress.from_settings(self.settings)
         cache_store = open_cache_store(self.settings)
         listener_tls = listener_context(

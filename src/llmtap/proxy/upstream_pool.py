@@ -18,9 +18,10 @@ import socket
 import ssl
 import time
 
-from llmtap.proxy.egress import Egress, EgressError, open_tunnel
+from llmtap.outbound.egress import Egress
+from llmtap.outbound.trust import describe_tls_error
+from llmtap.proxy.egress import EgressError, open_tunnel
 from llmtap.proxy.routing import Upstream, is_public_address
-from llmtap.proxy.tls import describe_tls_error
 from llmtap.proxy.types import UpstreamExchange
 from llmtap.proxy.upstream import OriginKey, UpstreamConnection
 
