@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import sections, soak_report
+from bench.catchup import run_catchup
 from bench.dashboard import render_section, run_dashboard, update_results
 from bench.faults_soak import run_faults_soak
 from bench.gateway_cache import run_cache
@@ -47,7 +48,7 @@ def main() -> int:
         "--only",
         default="overhead,passthrough,pipeline,freshness",
         help="comma-separated parts: overhead, passthrough, pipeline, distributed, freshness,"
-        " soak, dashboard, tls, ratelimit, cache, faults-soak",
+        " soak, dashboard, tls, ratelimit, cache, faults-soak, catchup",
     )
     parser.add_argument(
         "--dashboard-rows",
@@ -72,6 +73,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--queue-disk-mib", type=int, default=512, help="faults soak: the queue's own tmpfs"
+    )
+    parser.add_argument(
+        "--catchup-outage-s",
+        type=float,
+        default=None,
+        help="catch-up: seconds without a consumer at 500 calls/s (default 600; 60 with --quick)",
     )
     parser.add_argument(
         "--report", type=Path, default=None, help="only rewrite RESULTS.md from this results JSON"
@@ -169,6 +176,10 @@ def main() -> int:
             report["freshness"] = guarded(
                 log, freshness, run_dir, logs, 500.0, 10.0 if args.quick else 60.0, log
             )
+        if "catchup" in parts:
+            outage = args.catchup_outage_s or (60.0 if args.quick else 600.0)
+            log(f"catch-up: {outage:.0f} s without a consumer at 500 calls/s, then one starts")
+            report["catchup"] = guarded(log, run_catchup, run_dir, logs, 500.0, outage, log)
         if "soak" in parts:
             seconds = args.soak_seconds or 600.0
             log(f"soak: llmtap serve at 500 req/s for {seconds:.0f} s")
