@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -41,7 +41,6 @@ INSERT_COLUMNS = (*COLUMNS, "created", "version")
 """The columns of a row as ``_encode`` lays them out."""
 # where each integer column sits in ``_values``: checked by position, no dict per row
 _INT_AT = tuple((COLUMNS.index(name), name, low, high) for name, low, high in INT_COLUMNS)
-_ints = itemgetter(*(index for index, _, _, _ in _INT_AT))
 
 
 PRUNE_EVERY_S = 3600.0
@@ -95,14 +94,12 @@ class AnalyticsStore:
             return
         version = time.time_ns()
         refused: dict[str, str] = {}
-        kept = _fitting(rows, version)
-        if kept is None:  # some integer does not fit: find which rows, keep the others
-            kept = []
-            for row in rows:
-                try:
-                    kept.append((row.request_id, _values_of(row, version)))
-                except RowRejected as err:
-                    refused[row.request_id] = str(err)
+        kept: list[tuple[str, tuple[Any, ...]]] = []
+        for row in rows:
+            try:
+                kept.append((row.request_id, _values_of(row, version)))
+            except RowRejected as err:
+                refused[row.request_id] = str(err)
         if kept:
             try:
                 # the batch as one newline-separated block, encoded in one call
@@ -176,22 +173,6 @@ class AnalyticsStore:
     def groups(self, query: GroupQuery) -> list[GroupRow]:
         """A page of sessions or users with their figures (``groups.py``)."""
         return [group_of(row) for row in self._client.query_rows(*build_groups_sql(query))]
-
-
-def _fitting(rows: Sequence[RequestRow], version: int) -> list[tuple[str, tuple[Any, ...]]] | None:
-    """Each row's request id and values in ``INSERT_COLUMNS`` order, or None when some integer
-    does not fit its column. Checked a column at a time over the batch (the range of its values,
-    in C), not a value at a time: per row, that loop was a third of the sink's Python."""
-    kept = [
-        (row.request_id, (*_values(row), row.created_unix_ms / 1000.0, version)) for row in rows
-    ]
-    columns = zip(*(_ints(values) for _, values in kept), strict=True)
-    for (_, _, low, high), column in zip(_INT_AT, columns, strict=True):
-        # None (unknown) and 0 (fits every column) are left out, so min and max compare numbers
-        present = list(filter(None, column))
-        if present and (min(present) < low or max(present) > high):
-            return None
-    return kept
 
 
 def _values_of(row: RequestRow, version: int) -> tuple[Any, ...]:

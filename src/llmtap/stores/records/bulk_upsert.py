@@ -60,20 +60,9 @@ class BulkUpsert:
             out[index] = process(out[index])
         return tuple(out)
 
-    def batch_params(self, rows: Sequence[RequestRow]) -> list[tuple[Any, ...]]:
-        """``params`` of every row, made a column at a time: one ``map`` per column that needs
-        a bind processor instead of a loop over those columns for every row."""
-        values = list(map(self._values, rows))
-        if not self._processors or not values:
-            return values
-        columns = list(zip(*values, strict=True))
-        for index, process in self._processors:
-            columns[index] = tuple(map(process, columns[index]))
-        return list(zip(*columns, strict=True))
-
     def execute(self, conn: sa.Connection, rows: Sequence[RequestRow]) -> int:
         """Upsert ``rows`` (one per key) on ``conn``; how many the ``WHERE`` let through."""
-        params = self.batch_params(rows)
+        params = [self.params(row) for row in rows]
         if len(params) == 1:
             result = conn.exec_driver_sql(self.sql, params[0], execution_options=_ROWCOUNT)
         else:
