@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import warnings
 from datetime import UTC, datetime
@@ -235,3 +236,11 @@ def test_each_call_is_priced_by_its_own_host_when_the_provider_cache_is_full() -
         else:
             assert ctx.row.cost_source == "genai-prices", url
             assert ctx.notes["cost"]["provider"] == provider, url
+
+
+def test_the_total_filled_in_keeps_every_other_number() -> None:
+    # with_total copies the fields by name: one added later must not be dropped on the way
+    parts = {f.name: 10 + i for i, f in enumerate(dataclasses.fields(Usage)) if f.name != "total"}
+    filled = Usage(**parts).with_total()
+    assert filled.total == parts["input"] + parts["output"]
+    assert {name: getattr(filled, name) for name in parts} == parts
