@@ -26,6 +26,12 @@ def main() -> None:
     settings = load_settings()
     opened = time.perf_counter()
     service = ConsumerService(settings)
+    try:  # as ``llmtap consume`` does once the stores are open (absent in older checkouts)
+        from llmtap.consumer.heap import settle_heap
+    except ImportError:
+        pass
+    else:
+        settle_heap(settings.consumer_gc_threshold)
     stop = threading.Event()
     runner = service.runner
     t0 = time.perf_counter()

@@ -44,6 +44,7 @@ def run_backend(settings: Settings) -> int:
 def _run(settings: Settings, wake: threading.Event) -> int:
     from llmtap.api.metrics_query import MetricsSource
     from llmtap.api.server import ApiService
+    from llmtap.consumer.heap import settle_heap
     from llmtap.consumer.service import ConsumerService
     from llmtap.errors import LlmtapError
     from llmtap.stores.factory import analytics_from_records, open_analytics_reader, open_sinks
@@ -67,6 +68,7 @@ def _run(settings: Settings, wake: threading.Event) -> int:
         except LlmtapError as exc:
             log.error("backend cannot start: %s", exc)
             return 2
+        settle_heap(settings.consumer_gc_threshold)
         consumer.start(on_exit=wake.set)
         # An API that cannot serve (port taken) is logged, not fatal: the consumer keeps moving
         # calls into the stores, which matters more than reading them right now.

@@ -193,6 +193,12 @@ class Settings(BaseSettings):
     """Records per consumer batch."""
     batch_max_wait_s: float = 0.2
     """How long a poll waits for a batch to fill."""
+    consumer_gc_threshold: int = 10000
+    """Allocations between the cyclic garbage collector's young-generation passes in a consumer
+    process (``llmtap consume``, the backend of ``serve``); Python's default is 700. A batch
+    allocates some hundred thousand short-lived objects, none in cycles, and at the default the
+    collector took a tenth of the consumer's CPU. 0 keeps Python's default. The objects made at
+    start are frozen out of collection either way (docs/decisions/2026-12-02-consumer-speed.md)."""
     max_attempts: int = 3
     """Tries of a record that fails retriably before it is dead-lettered."""
     retry_backoff_s: float = 0.5

@@ -15,6 +15,7 @@ from types import FrameType
 
 from llmtap.alerts.evaluator import AlertEvaluator, EvaluatorConfig, MetricsReader
 from llmtap.consumer.chain import build_chain, public_links
+from llmtap.consumer.heap import settle_heap
 from llmtap.consumer.runner import BatchRunner, RunnerConfig, RunnerStats
 from llmtap.consumer.score_sync import ScoreSync
 from llmtap.delivery.webhook_feed import WebhookFeed
@@ -265,6 +266,7 @@ def run_consumer_until_signalled(settings: Settings) -> int:
     except LlmtapError as exc:
         log.error("consumer cannot start: %s", exc)
         return 2
+    settle_heap(settings.consumer_gc_threshold)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         service.start(on_exit=wake.set)

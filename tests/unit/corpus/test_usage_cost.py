@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import warnings
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from decimal import Decimal
 import pytest
 from genai_prices import data_snapshot
 
+from llmtap.consumer.context import Context
 from llmtap.consumer.handlers.cost import (
     CostCalculator,
     InconsistentUsage,
@@ -19,6 +21,9 @@ from llmtap.consumer.handlers.cost import (
 )
 from llmtap.consumer.handlers.usage import Usage
 from llmtap.errors import ConfigError
+from llmtap.queue.port import Message
+from llmtap.record import LogRecord, Timing
+from llmtap.stores.row import RequestRow
 
 WHEN = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -178,3 +183,64 @@ def test_half_known_usage_is_not_priced() -> None:
     row.input_tokens = 100
     CostCalculator()(ctx)
     assert (row.cost_source, row.cost_nano_usd) == ("genai-prices", 45_000)
+
+
+def _priced_call(calc: CostCalculator, target_url: str, model: str) -> Context:
+    record = LogRecord(
+        request_id="r",
+        source="proxy",
+        provider="",
+        method="POST",
+        target_url=target_url,
+        status=200,
+        timing=Timing(start_unix_ms=WHEN.timestamp() * 1000, total_ms=1.0),
+    )
+    row = RequestRow(
+        request_id="r",
+        org_id="o",
+        created_unix_ms=record.timing.start_unix_ms,
+        source="proxy",
+        provider="",
+        method="POST",
+        target_url=target_url,
+        path="/",
+        status=200,
+        model=model,
+        usage_source="provider",
+        input_tokens=1_000,
+        output_tokens=1_000,
+        total_tokens=2_000,
+    )
+    ctx = Context(message=Message("t", 0, 0, None, b"", 0), record=record, row=row)
+    calc(ctx)
+    return ctx
+
+
+def test_each_call_is_priced_by_its_own_host_when_the_provider_cache_is_full() -> None:
+    # the provider behind a URL is remembered per URL; a full cache starts over, never mixes
+    calc = CostCalculator(cache_size=1)
+    openai, anthropic = (
+        "https://api.openai.com/v1/chat/completions",
+        "https://api.anthropic.com/v1/messages",
+    )
+    for url, model, provider in [
+        (openai, "gpt-4o", "openai"),
+        (anthropic, "claude-3-5-haiku-20241022", "anthropic"),
+        (anthropic, "claude-3-5-haiku-20241022", "anthropic"),
+        (openai, "gpt-4o", "openai"),
+        ("http://127.0.0.1:8000/v1/chat/completions", "gpt-4o", None),
+    ]:
+        ctx = _priced_call(calc, url, model)
+        if provider is None:  # a self-hosted server: the model name alone is not a price
+            assert ctx.row.cost_source == "unpriced", url
+        else:
+            assert ctx.row.cost_source == "genai-prices", url
+            assert ctx.notes["cost"]["provider"] == provider, url
+
+
+def test_the_total_filled_in_keeps_every_other_number() -> None:
+    # with_total copies the fields by name: one added later must not be dropped on the way
+    parts = {f.name: 10 + i for i, f in enumerate(dataclasses.fields(Usage)) if f.name != "total"}
+    filled = Usage(**parts).with_total()
+    assert filled.total == parts["input"] + parts["output"]
+    assert {name: getattr(filled, name) for name in parts} == parts

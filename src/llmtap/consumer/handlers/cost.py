@@ -35,7 +35,7 @@ from genai_prices.data_units import unit_data
 from genai_prices.types import TieredPrices
 
 from llmtap.consumer.context import Context
-from llmtap.consumer.handlers.providers import detect_provider
+from llmtap.consumer.handlers.providers import Provider, detect_provider
 from llmtap.consumer.handlers.response_parser import NOTE_PRICE_CONTEXT, NOTE_USAGE
 from llmtap.consumer.handlers.usage import Usage
 from llmtap.errors import ConfigError
@@ -190,6 +190,7 @@ class CostCalculator:
         self._cache_size = cache_size
         self._models: dict[tuple[str | None, bool, str], Any] = {}
         self._tariffs: dict[tuple[int, tuple[tuple[str, str], ...], datetime], _Resolved] = {}
+        self._providers: dict[tuple[str, str], Provider] = {}
         self._snapshot: Any = None
 
     def __call__(self, ctx: Context) -> None:
@@ -212,7 +213,7 @@ class CostCalculator:
             ctx.notes[NOTE_COST] = {"problem": "usage incomplete"} if usage.known else {}
             return
         names: list[str | None] = [record.model_override, row.response_model, row.model]
-        provider = detect_provider(record.target_url, record.provider)
+        provider = self._provider(record.target_url, record.provider)
         when = datetime.fromtimestamp(record.timing.start_unix_ms / 1000, tz=UTC)
         context = ctx.notes.get(NOTE_PRICE_CONTEXT)
         try:
@@ -267,6 +268,17 @@ class CostCalculator:
                 usd = calc.total_price
             return Price(to_nano_usd(usd), "genai-prices", model, provider.id)
         return None
+
+    def _provider(self, target_url: str, route: str) -> Provider:
+        # a few distinct URLs per deployment: parsing the host (and an IP address for a local
+        # one) for every record was half of this handler's time
+        key = (target_url, route)
+        provider = self._providers.get(key)
+        if provider is None:
+            if len(self._providers) >= self._cache_size:
+                self._providers.clear()
+            provider = self._providers[key] = detect_provider(target_url, route)
+        return provider
 
     def _lookup(self, provider_id: str | None, match_model: bool, model: str) -> Any:
         snapshot = data_snapshot.get_snapshot()

@@ -79,7 +79,18 @@ class Usage:
     def with_total(self) -> Usage:
         if self.total is not None or self.input is None or self.output is None:
             return self
-        return replace(self, total=self.input + self.output)
+        # made directly: ``dataclasses.replace`` took twice as long, once per priced record
+        return Usage(
+            input=self.input,
+            output=self.output,
+            cache_read=self.cache_read,
+            cache_write=self.cache_write,
+            cache_write_1h=self.cache_write_1h,
+            reasoning=self.reasoning,
+            audio_input=self.audio_input,
+            audio_output=self.audio_output,
+            total=self.input + self.output,
+        )
 
     def apply_to(self, row: RequestRow) -> None:
         row.usage_source = "provider"
