@@ -43,6 +43,13 @@ def parse_endpoint(url: str) -> Endpoint:
         raise TargetRefused(f"the URL is longer than {MAX_URL_LENGTH} characters")
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
         raise TargetRefused("the URL holds whitespace or control characters")
+    if not url.isascii():
+        # http.client would write a non-ASCII host as raw Latin-1 in the Host header and fail
+        # on a non-ASCII path at every send; full-width dots would also slip past the check
+        raise TargetRefused(
+            "the URL must be ASCII: write an international name in its xn-- form and "
+            "percent-encode the path"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -193,14 +193,17 @@ def connect_reply_problem(received: bytes, max_head_bytes: int) -> str | None:
             if (len(received) > max_head_bytes)
             else ""
         )
-    if end + 4 != len(received):
-        # nothing may come before our first byte through the tunnel (TLS or HTTP: we speak
-        # first); bytes here would be read as the destination's
-        return "sent bytes after its answer to CONNECT"
     status_line = received.split(b"\r\n", 1)[0].decode("latin-1")
     parts = status_line.split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
         return "answered CONNECT with something that is not HTTP"
     if not 200 <= int(parts[1]) < 300:
-        return f"answered {status_line[len(parts[0]) + 1 :][:80]!s} to CONNECT"
+        # a refusal usually comes with a page (a 407's body): named by its status, whether the
+        # body came in the same read or not; only printable ASCII goes into the message
+        reason = "".join(c if " " <= c <= "~" else "?" for c in status_line[len(parts[0]) + 1 :])
+        return f"answered {reason[:80]} to CONNECT"
+    if end + 4 != len(received):
+        # nothing may come before our first byte through the tunnel (TLS or HTTP: we speak
+        # first); bytes here would be read as the destination's
+        return "sent bytes after its answer to CONNECT"
     return None
