@@ -1,0 +1,69 @@
+"""A raw TCP peer on 127.0.0.1 that plays a hostile egress proxy or endpoint: it runs a given
+``serve`` on each connection (after reading the client's first bytes into ``got``)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+
+class RawServer:
+    """Accepts connections on 127.0.0.1 and runs ``serve`` on each until it is stopped; what a
+    client sent is kept in ``got``."""
+
+    def __init__(self, serve: Callable[[socket.socket, RawServer], None]) -> None:
+        self._serve = serve
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.stopped = threading.Event()
+        self.got: list[bytes] = []
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> RawServer:
+        thread = threading.Thread(target=self._accept, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(5)
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _run(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                self.got.append(conn.recv(65536))
+                self._serve(conn, self)
+            except OSError:
+                pass
+
+
+def drip(prefix: bytes, every_s: float = 0.05, for_s: float = 4.0) -> Callable[..., None]:
+    """Sends ``prefix`` then one byte of a header that never ends, every ``every_s`` (well
+    inside the client's per-read timeout), for at most ``for_s``: a slow-loris answer."""
+
+    def serve(conn: socket.socket, server: RawServer) -> None:
+        conn.sendall(prefix)
+        end = time.monotonic() + for_s
+        while time.monotonic() < end and not server.stopped.wait(every_s):
+            conn.sendall(b"a")
+
+    return serve
