@@ -21,6 +21,7 @@ from llmtap.outbound.egress import parse_proxy_url
 from llmtap.outbound.trust import outbound_context
 from llmtap.settings import Settings
 from support.hostile_peer import RawServer, drip
+from support.probes import wait_for
 
 BODY = b'{"request_id": "r-1"}'
 TIMEOUT_S = 0.5
@@ -135,3 +136,23 @@ def test_a_send_to_an_unwritable_endpoint_is_a_named_failure(endpoint: Endpoint)
         )
     assert str(failed).startswith("the request could not be written")
     assert all(b"X-Injected" not in got for got in target.got)
+
+
+# -- the CONNECT line carries the checked address only, never a header ------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["203.0.113.9\r\nX-Injected: 1", "203.0.113.9 HTTP/1.1\nX-Injected: 1", "h\u00f6oks.example"],
+)
+def test_an_authority_that_is_not_a_plain_host_is_never_written_into_connect(
+    address: str,
+) -> None:
+    def serve(conn: socket.socket, server: RawServer) -> None:
+        conn.sendall(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+
+    with RawServer(serve) as proxy:
+        failed, _ = send(parse_endpoint("http://hooks.example/hook"), address, proxy.port)
+        wait_for(lambda: not proxy.busy(), timeout_s=5, what="the proxy's connections ended")
+    assert "for that address: not a plain host" in str(failed)
+    assert all(b"X-Injected" not in got and b"\xc3" not in got for got in proxy.got)

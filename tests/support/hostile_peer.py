@@ -21,6 +21,8 @@ class RawServer:
         self.stopped = threading.Event()
         self.got: list[bytes] = []
         self._threads: list[threading.Thread] = []
+        self._serving = 0
+        self._lock = threading.Lock()
 
     def __enter__(self) -> RawServer:
         thread = threading.Thread(target=self._accept, daemon=True)
@@ -46,7 +48,21 @@ class RawServer:
             thread.start()
             self._threads.append(thread)
 
+    def busy(self) -> bool:
+        """Whether a connection is still being served."""
+        with self._lock:
+            return self._serving > 0
+
     def _run(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._serving += 1
+        try:
+            self._serve_one(conn)
+        finally:
+            with self._lock:
+                self._serving -= 1
+
+    def _serve_one(self, conn: socket.socket) -> None:
         with conn:
             conn.settimeout(5)
             try:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from llmtap.delivery.guard import Endpoint
 from llmtap.outbound.egress import (
     EgressProxy,
+    UnwritableAuthority,
     authority_of,
     connect_reply_problem,
     connect_request,
@@ -98,6 +99,12 @@ def _tunnel(
     via: EgressProxy, address: str, port: int, timeout: float | None, deadline: _Deadline
 ) -> socket.socket:
     try:
+        request = connect_request(via, address, port)
+    except UnwritableAuthority:
+        raise _EgressRefused(
+            f"cannot ask egress proxy {via.display} for that address: not a plain host"
+        ) from None
+    try:
         sock = socket.create_connection((via.host, via.port), timeout)
     except OSError as exc:
         raise _EgressRefused(
@@ -105,7 +112,7 @@ def _tunnel(
         ) from None
     try:
         deadline.watch(sock)
-        sock.sendall(connect_request(via, address, port))
+        sock.sendall(request)
         received = b""
         while (problem := connect_reply_problem(received, _MAX_CONNECT_HEAD_BYTES)) == "":
             # one byte at a time past the blank line would be wasteful; reading up to the

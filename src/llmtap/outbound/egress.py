@@ -170,8 +170,17 @@ class Egress:
         return proxy
 
 
+class UnwritableAuthority(ValueError):
+    """A host that cannot be written on the CONNECT line as it is (not a plain ASCII name or
+    address): writing it would let it add lines of its own to a request that carries the
+    proxy's credentials."""
+
+
 def connect_request(proxy: EgressProxy, host: str, port: int) -> bytes:
-    """The CONNECT request for ``host:port`` (a name, or the address the guard checked)."""
+    """The CONNECT request for ``host:port`` (a name, or the address the guard checked);
+    ``UnwritableAuthority`` when ``host`` is not one."""
+    if not host or not all(c.isascii() and (c.isalnum() or c in ".-_:%") for c in host):
+        raise UnwritableAuthority(host)
     authority = authority_of(host, port).encode()
     request = b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n" % (authority, authority)
     if proxy.authorization is not None:

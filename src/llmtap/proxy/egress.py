@@ -11,6 +11,7 @@ from typing import cast
 
 from llmtap.outbound.egress import (
     EgressProxy,
+    UnwritableAuthority,
     authority_of,
     connect_reply_problem,
     connect_request,
@@ -70,7 +71,12 @@ async def open_tunnel(
     """A connection to ``proxy`` tunnelled to ``host:port`` (reading paused, no protocol of
     the caller's yet). ``host`` is sent as given: a name, or the address the guard checked."""
     authority = authority_of(host, port)
-    request = connect_request(proxy, host, port)
+    try:
+        request = connect_request(proxy, host, port)
+    except UnwritableAuthority:
+        raise EgressError(
+            f"cannot ask egress proxy {proxy.display} for that address: not a plain host"
+        ) from None
     try:
         transport, reply = await loop.create_connection(
             lambda: _ConnectReply(proxy, authority, max_head_bytes), proxy.host, proxy.port
