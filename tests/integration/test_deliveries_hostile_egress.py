@@ -89,6 +89,10 @@ def test_a_slow_loris_tls_handshake_through_the_tunnel_ends_within_the_delivery_
             b"HTTP/1.1 302 Found\r\nLocation: http://login.corp/\r\nContent-Length: 3\r\n\r\nbye",
             "answered 302 Found to CONNECT",
         ),
+        (
+            b"HTTP/1.1 403 \x1b[31mRed\x00\r\n\r\n",  # escapes are not for the history or logs
+            "answered 403 ?[31mRed? to CONNECT",
+        ),
     ],
 )
 def test_a_refusal_with_a_body_is_named_by_its_status(answer: bytes, named: str) -> None:
@@ -156,3 +160,16 @@ def test_an_authority_that_is_not_a_plain_host_is_never_written_into_connect(
         wait_for(lambda: not proxy.busy(), timeout_s=5, what="the proxy's connections ended")
     assert "for that address: not a plain host" in str(failed)
     assert all(b"X-Injected" not in got and b"\xc3" not in got for got in proxy.got)
+
+
+@pytest.mark.parametrize(
+    "status_line",
+    [b"HTTP/1.1 \xb200 OK", b"HTTP/1.1 2\xb30 OK", b"HTTP/1.1 -200 OK", b"HTTP/1.1 +20 OK"],
+)
+def test_a_status_that_only_looks_numeric_is_not_http(status_line: bytes) -> None:
+    def serve(conn: socket.socket, server: RawServer) -> None:
+        conn.sendall(status_line + b"\r\n\r\n")
+
+    with RawServer(serve) as proxy:
+        failed, _ = send(parse_endpoint("http://hooks.example/hook"), "203.0.113.9", proxy.port)
+    assert "answered CONNECT with something that is not HTTP" in str(failed)

@@ -46,3 +46,14 @@ def test_a_refusal_with_a_page_is_named_by_its_status() -> None:
         message = tunnel(proxy.port, "api.openai.com")
     assert "answered 407 Proxy Authentication Required to CONNECT api.openai.com:443" in message
     assert "user" not in message and "pw@" not in message
+
+
+def test_a_status_that_only_looks_numeric_is_not_http(caplog: pytest.LogCaptureFixture) -> None:
+    def serve(conn: socket.socket, server: RawServer) -> None:
+        conn.sendall(b"HTTP/1.1 \xb200 OK\r\n\r\n")
+        server.stopped.wait(1)
+
+    with RawServer(serve) as proxy:
+        message = tunnel(proxy.port, "api.openai.com")
+    assert "answered CONNECT with something that is not HTTP" in message
+    assert "Traceback" not in caplog.text and "ValueError" not in caplog.text

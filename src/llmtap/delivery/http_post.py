@@ -216,9 +216,10 @@ def post(
             # http.client takes the end of the stream as the end of the head or body, so a
             # connection the deadline shut can look like a whole answer
             raise TimeoutError
-    except (_EgressRefused, OSError, http.client.HTTPException) as exc:
+    except (_EgressRefused, OSError, http.client.HTTPException, ValueError) as exc:
         # ssl.SSLError and TimeoutError are OSErrors; once the deadline shut the connection,
-        # whatever the blocked read then saw is the timeout
+        # whatever the blocked read then saw is the timeout. ValueError: what http.client
+        # raises for a value it cannot write, so that a send only ever fails as SendFailed
         raise _failure(exc, timeout_s, deadline.fired) from None
     finally:
         deadline.end()

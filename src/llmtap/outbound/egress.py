@@ -204,9 +204,13 @@ def connect_reply_problem(received: bytes, max_head_bytes: int) -> str | None:
         )
     status_line = received.split(b"\r\n", 1)[0].decode("latin-1")
     parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+    # three ASCII digits: str.isdigit() also takes "²" (Latin-1), which int() refuses
+    code = parts[1] if len(parts) >= 2 else ""
+    if not parts[0].startswith("HTTP/1.") or not (
+        len(code) == 3 and code.isascii() and code.isdigit()
+    ):
         return "answered CONNECT with something that is not HTTP"
-    if not 200 <= int(parts[1]) < 300:
+    if not 200 <= int(code) < 300:
         # a refusal usually comes with a page (a 407's body): named by its status, whether the
         # body came in the same read or not; only printable ASCII goes into the message
         reason = "".join(c if " " <= c <= "~" else "?" for c in status_line[len(parts[0]) + 1 :])
