@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -53,8 +53,19 @@ def test_a_slow_loris_answer_to_connect_ends_within_the_delivery_timeout() -> No
     assert str(failed) == f"no answer within {TIMEOUT_S:g}s"
 
 
-def test_a_slow_loris_answer_from_the_endpoint_ends_within_the_delivery_timeout() -> None:
-    with RawServer(drip(b"HTTP/1.1 200 OK\r\nX-Pad: ")) as endpoint:
+@pytest.mark.parametrize(
+    "serve",
+    [
+        drip(b"HTTP/1.1 200 OK\r\nX-Pad: "),
+        # http.client skips any number of interim answers: each one restarts its wait
+        drip(b"", every_s=0.01, piece=b"HTTP/1.1 100 Continue\r\n\r\n"),
+    ],
+    ids=["header-byte-by-byte", "endless-100-continue"],
+)
+def test_a_slow_loris_answer_from_the_endpoint_ends_within_the_delivery_timeout(
+    serve: Callable[..., None],
+) -> None:
+    with RawServer(serve) as endpoint:
         failed, took = send(
             parse_endpoint(f"http://127.0.0.1:{endpoint.port}/hook"), "127.0.0.1", None
         )

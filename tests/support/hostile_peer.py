@@ -72,14 +72,16 @@ class RawServer:
                 pass
 
 
-def drip(prefix: bytes, every_s: float = 0.05, for_s: float = 4.0) -> Callable[..., None]:
-    """Sends ``prefix`` then one byte of a header that never ends, every ``every_s`` (well
-    inside the client's per-read timeout), for at most ``for_s``: a slow-loris answer."""
+def drip(
+    prefix: bytes, every_s: float = 0.05, for_s: float = 4.0, piece: bytes = b"a"
+) -> Callable[..., None]:
+    """Sends ``prefix`` then ``piece`` (one byte of a header that never ends) every ``every_s``
+    (well inside the client's per-read timeout), for at most ``for_s``: a slow-loris answer."""
 
     def serve(conn: socket.socket, server: RawServer) -> None:
         conn.sendall(prefix)
         end = time.monotonic() + for_s
         while time.monotonic() < end and not server.stopped.wait(every_s):
-            conn.sendall(b"a")
+            conn.sendall(piece)
 
     return serve
