@@ -243,7 +243,8 @@ class Settings(BaseSettings):
     outbox_threads: Annotated[int, Field(ge=1, le=256)] = 8
     """Sending threads of one delivery worker (all endpoints together)."""
     outbox_timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    """Time an endpoint has to connect and answer a delivery before it counts as failed."""
+    """Time an endpoint has to connect and answer a delivery before it counts as failed: the
+    whole send (egress proxy, CONNECT, TLS, answer), not each read."""
     outbox_pause_after_failures: Annotated[int, Field(ge=1)] = 50
     """An endpoint is paused (shown as such, nothing sent until resumed) after this many
     failures in a row ..."""
