@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from llmtap.delivery.worker import DeliveryWorker, WorkerConfig, default_kinds
@@ -108,3 +109,23 @@ def test_inside_addresses_are_refused_before_the_proxy_is_asked(
             assert attempt.last_error is not None, url
             assert attempt.last_error.startswith("refused:"), (url, attempt.last_error)
         assert proxy.targets() == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://h\u00f6oks.example/hook",
+        "https://hooks.example/h\u00f6ok",
+        "https://a\u3002b.example/",
+    ],
+)
+def test_a_url_that_is_not_ascii_is_a_clear_400(backend: ApiBackend, url: str) -> None:
+    _, key = backend.new_org_key("acme")
+    answered = httpx.post(
+        backend.url + "/v1/webhooks",
+        json={"url": url},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    assert answered.status_code == 400
+    assert "ASCII" in answered.text
