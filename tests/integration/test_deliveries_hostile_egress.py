@@ -25,6 +25,7 @@ from support.probes import wait_for
 
 BODY = b'{"request_id": "r-1"}'
 TIMEOUT_S = 0.5
+"""A dripping peer goes on for 4 s (support.hostile_peer.drip): a send must end long before."""
 
 
 def send(endpoint: Endpoint, address: str, via_port: int | None) -> tuple[SendFailed, float]:
@@ -49,7 +50,7 @@ def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_a_slow_loris_answer_to_connect_ends_within_the_delivery_timeout() -> None:
     with RawServer(drip(b"HTTP/1.1 200 OK\r\nX-Pad: ")) as proxy:
         failed, took = send(parse_endpoint("http://hooks.example/hook"), "203.0.113.9", proxy.port)
-    assert took < TIMEOUT_S + 1.0, f"the send took {took:.1f}s"
+    assert took < TIMEOUT_S + 2.0, f"the send took {took:.1f}s"
     assert str(failed) == f"no answer within {TIMEOUT_S:g}s"
 
 
@@ -69,7 +70,7 @@ def test_a_slow_loris_answer_from_the_endpoint_ends_within_the_delivery_timeout(
         failed, took = send(
             parse_endpoint(f"http://127.0.0.1:{endpoint.port}/hook"), "127.0.0.1", None
         )
-    assert took < TIMEOUT_S + 1.0, f"the send took {took:.1f}s"
+    assert took < TIMEOUT_S + 2.0, f"the send took {took:.1f}s"
     assert str(failed) == f"no answer within {TIMEOUT_S:g}s"
 
 
@@ -81,7 +82,7 @@ def test_a_slow_loris_tls_handshake_through_the_tunnel_ends_within_the_delivery_
 
     with RawServer(serve) as proxy:
         failed, took = send(parse_endpoint("https://hooks.example/hook"), "203.0.113.9", proxy.port)
-    assert took < TIMEOUT_S + 1.0, f"the send took {took:.1f}s"
+    assert took < TIMEOUT_S + 2.0, f"the send took {took:.1f}s"
     assert str(failed) == f"no answer within {TIMEOUT_S:g}s"
 
 

@@ -61,6 +61,7 @@ class _Deadline:
         self._watched: socket.socket | None = None
         self._timer = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
+        self._timer.name = "llmtap-send-deadline"
 
     def start(self) -> None:
         self._timer.start()
