@@ -36,6 +36,7 @@ from llmtap.proxy.gateway.cache_request import CacheRequest
 from llmtap.proxy.gateway.cache_store import (
     Begin,
     CachedResponse,
+    CacheFullError,
     CacheStore,
     CacheStoreError,
     decode_response,
@@ -290,10 +291,14 @@ class CacheStep:
     async def _put(self, key: str, idx: int, answer: CachedResponse, ttl_ms: int) -> None:
         data = encode_response(answer)
         try:
-            await self.store.put(key, idx, data, ttl_ms)
+            self.metrics.cache_evicted += await self.store.put(key, idx, data, ttl_ms)
             self.metrics.cache_saves += 1
             if ttl_ms >= self.memory_ttl_ms:
                 self._remember(key, Prepared(answer, idx), len(data))
+        except CacheFullError as exc:
+            # the store works: its claim is gone with the failed write, nothing to skip
+            self.metrics.cache_not_stored += 1
+            self.metrics.cache_evicted += exc.evicted
         except CacheStoreError as exc:
             self._store_failed(exc)
         finally:
