@@ -36,6 +36,7 @@ from bench.targets import (
     LOAD_CORE,
     PORTS,
     PYTHON,
+    ROOT,
     Target,
     llmtap_env,
     target,
@@ -64,8 +65,9 @@ def _proxy(name: str, logs: Path, run_dir: Path, cache_url: str, src: str | None
     argv = [PYTHON, "-m", "llmtap", "--data-dir", str(data), "proxy"]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
     env = {**llmtap_env(data), "LLMTAP_CACHE_URL": cache_url}
-    if src is not None:
-        env["PYTHONPATH"] = src  # an older checkout's proxy, with this venv's dependencies
+    # an older checkout's proxy, or this tree's (the venv's own llmtap may be another
+    # checkout's: an editable install), with this venv's dependencies
+    env["PYTHONPATH"] = src if src is not None else str(ROOT / "src")
     return Service(name, argv, port, GATEWAY_CORE, logs / f"{name}.log", env=env)
 
 
