@@ -181,6 +181,14 @@ def run_cache(run_dir: Path, logs: Path, duration_s: float, log: Any) -> dict[st
                         r["cache_misses"] = after.get("cache_misses_total", 0) - before.get(
                             "cache_misses_total", 0
                         )
+                        # calls that asked the store (a hit from memory does not); absent
+                        # before the counter existed (a base checkout): None
+                        lookups = after.get("cache_lookups_total")
+                        r["cache_lookups"] = (
+                            None
+                            if lookups is None
+                            else lookups - before.get("cache_lookups_total", 0)
+                        )
                         d = out["direct"][f"{mode}/{c}"]
                         r["added_p50_ms"] = r["p50_ms"] - d["p50_ms"]
                         results[f"{kind}/{mode}/{c}"] = r
@@ -188,6 +196,7 @@ def run_cache(run_dir: Path, logs: Path, duration_s: float, log: Any) -> dict[st
                             f"  {store:15s} {kind:5s} {mode:6s} c={c:<3d} {r['rps']:8.0f} rps"
                             f"  p50 {r['p50_ms']:.3f} ms (added {r['added_p50_ms']:+.3f})"
                             f"  hits {r['cache_hits']:.0f} misses {r['cache_misses']:.0f}"
+                            f" lookups {r['cache_lookups']}"
                             f"  errors {r['errors']}  cpu {r['cpu_us']:.1f} us/call"
                         )
         out["stores"][store] = results
