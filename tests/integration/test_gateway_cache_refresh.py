@@ -23,7 +23,7 @@ from support.probes import wait_for
 
 pytestmark = pytest.mark.redis
 
-MEMORY_TTL_S = 0.3
+MEMORY_TTL_S = 1.0
 HELD_S = 1.0
 IN_FLIGHT = 20
 
