@@ -36,6 +36,7 @@ from bench.targets import (
     LOAD_CORE,
     PORTS,
     PYTHON,
+    ROOT,
     Target,
     llmtap_env,
     target,
@@ -64,8 +65,9 @@ def _proxy(name: str, logs: Path, run_dir: Path, cache_url: str, src: str | None
     argv = [PYTHON, "-m", "llmtap", "--data-dir", str(data), "proxy"]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
     env = {**llmtap_env(data), "LLMTAP_CACHE_URL": cache_url}
-    if src is not None:
-        env["PYTHONPATH"] = src  # an older checkout's proxy, with this venv's dependencies
+    # an older checkout's proxy, or this tree's (the venv's own llmtap may be another
+    # checkout's: an editable install), with this venv's dependencies
+    env["PYTHONPATH"] = src if src is not None else str(ROOT / "src")
     return Service(name, argv, port, GATEWAY_CORE, logs / f"{name}.log", env=env)
 
 
@@ -179,6 +181,14 @@ def run_cache(run_dir: Path, logs: Path, duration_s: float, log: Any) -> dict[st
                         r["cache_misses"] = after.get("cache_misses_total", 0) - before.get(
                             "cache_misses_total", 0
                         )
+                        # calls that asked the store (a hit from memory does not); absent
+                        # before the counter existed (a base checkout): None
+                        lookups = after.get("cache_lookups_total")
+                        r["cache_lookups"] = (
+                            None
+                            if lookups is None
+                            else lookups - before.get("cache_lookups_total", 0)
+                        )
                         d = out["direct"][f"{mode}/{c}"]
                         r["added_p50_ms"] = r["p50_ms"] - d["p50_ms"]
                         results[f"{kind}/{mode}/{c}"] = r
@@ -186,6 +196,7 @@ def run_cache(run_dir: Path, logs: Path, duration_s: float, log: Any) -> dict[st
                             f"  {store:15s} {kind:5s} {mode:6s} c={c:<3d} {r['rps']:8.0f} rps"
                             f"  p50 {r['p50_ms']:.3f} ms (added {r['added_p50_ms']:+.3f})"
                             f"  hits {r['cache_hits']:.0f} misses {r['cache_misses']:.0f}"
+                            f" lookups {r['cache_lookups']}"
                             f"  errors {r['errors']}  cpu {r['cpu_us']:.1f} us/call"
                         )
         out["stores"][store] = results

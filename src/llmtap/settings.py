@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     cache_fill_wait_s: Annotated[float, Field(ge=0)] = 30.0
     """An identical call arriving while every bucket slot is being filled waits this long for
     one to be saved, then goes to the provider uncached."""
+    cache_max_mb: Annotated[int, Field(ge=1)] = 1024
+    """Largest the embedded cache file (``<data_dir>/cache.db``) grows, in MiB: once full, a new
+    answer first takes the place of expired ones, then of those expiring soonest (counted in
+    ``llmtap_proxy_cache_evicted_total``); one that still does not fit is not stored
+    (``llmtap_proxy_cache_not_stored_total``). Its write-ahead log adds at most a few MiB more.
+    Redis is bounded by its own ``maxmemory`` (docs/gateway.md)."""
     cache_memory_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
     """Cached answers each proxy process also keeps in memory (least recently used out first),
     so a hot answer costs no store round trip; 0 = none."""

@@ -305,3 +305,35 @@ def test_a_large_body_is_keyed_off_the_loop_and_cached_like_any(
         changed = {**big, "metadata": {"blob": "x" * 1_999_999 + "y"}}
         assert cache_status(chat(proxy.url, ignoring, changed))[0] == "MISS"
         assert mock.request_count == 2 and proxy.metrics.internal_errors == 0
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # nothing listens there once the socket is closed
+
+
+def test_llmtap_s_own_502_and_504_for_a_cache_miss_say_miss(
+    tmp_path: Path, mock: MockUpstream
+) -> None:
+    with cache_proxy(tmp_path, mock, total_timeout_s=0.5) as proxy:
+        # the provider too slow: the sweep's 504 goes to the exchange, not through the relay
+        slow = chat(proxy.url, {**ON, "x-mock-latency-ms": "5000"})
+        assert slow.status_code == 504 and slow.headers["llmtap-error"] == "upstream_total_timeout"
+        assert (slow.headers["helicone-cache"], slow.headers["llmtap-cache"]) == ("MISS", "MISS")
+    with cache_proxy(
+        tmp_path,
+        mock,
+        data_dir=tmp_path / "down",
+        openai_base_url=f"http://127.0.0.1:{_closed_port()}",
+    ) as proxy:
+        down = chat(proxy.url, ON)
+        assert down.status_code == 502
+        assert (down.headers["helicone-cache"], down.headers["llmtap-cache"]) == ("MISS", "MISS")
+        # a call that did not ask for the cache says nothing about it
+        plain = chat(proxy.url)
+        assert plain.status_code == 502 and "helicone-cache" not in plain.headers
+        assert proxy.metrics.cache_saves == 0

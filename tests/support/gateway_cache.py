@@ -30,9 +30,7 @@ def cache_proxy(tmp_path: Path, mock: MockUpstream, **overrides: Any) -> Iterato
     settings = Settings(
         data_dir=overrides.pop("data_dir", tmp_path / "data"),
         proxy_port=0,
-        openai_base_url=mock.url,
-        anthropic_base_url=mock.url,
-        **overrides,
+        **{"openai_base_url": mock.url, "anthropic_base_url": mock.url, **overrides},
     )
     with ThreadedProxy(settings) as proxy:
         yield proxy

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from llmtap.proxy.gateway.cache_key import keyed_body
-from llmtap.proxy.gateway.cache_memory import MemoryCache
+from llmtap.proxy.gateway.cache_memory import REFRESH, MemoryCache
 from llmtap.proxy.gateway.cache_replay import Prepared
 from llmtap.proxy.gateway.cache_request import (
     DEFAULT_MAX_AGE_S,
@@ -128,11 +128,30 @@ def test_memory_serves_a_full_bucket_only_and_stays_within_its_bytes() -> None:
 
 
 def test_memory_forgets_after_its_ttl() -> None:
-    memory = MemoryCache(max_bytes=100, ttl_s=0.05)
+    memory = MemoryCache(max_bytes=100, ttl_s=0.05, grace_s=0.05)
     memory.add("k", _answer(b"a"), 10)
     assert memory.get("k", 1, 0) is not None
+    # past the ttl one call is told to ask the store; if no answer renews the bucket within
+    # the grace, it is forgotten
+    wait_for(lambda: memory.get("k", 1, 0) is REFRESH, timeout_s=5, what="refresh asked")
     wait_for(lambda: memory.get("k", 1, 0) is None, timeout_s=5, what="forgotten")
     assert not MemoryCache(max_bytes=0, ttl_s=1).enabled
     off = MemoryCache(max_bytes=100, ttl_s=0)
     off.add("k", _answer(b"a"), 10)
     assert off.get("k", 1, 0) is None
+
+
+def test_memory_asks_one_caller_to_refresh_and_serves_the_others_meanwhile() -> None:
+    memory = MemoryCache(max_bytes=100, ttl_s=0.05, grace_s=60)
+    a = _answer(b"a")
+    memory.add("k", a, 10)
+    wait_for(lambda: memory.get("k", 1, 0) is REFRESH, timeout_s=5, what="refresh asked")
+    assert [memory.get("k", 1, r) for r in range(5)] == [a] * 5  # one refresh at a time
+    fresh = _answer(b"b")
+    memory.add("k", fresh, 10)  # the refresh found an answer: a new bucket, a new ttl
+    assert memory.get("k", 1, 0) is fresh
+    wait_for(lambda: memory.get("k", 1, 0) is REFRESH, timeout_s=5, what="refresh asked")
+    memory.forget("k")  # the refresh found none (a miss, a claim, a store failure)
+    assert memory.get("k", 1, 0) is None
+    memory.add("k", a, 10)
+    assert memory.get("k", 1, 0) is a

@@ -27,6 +27,7 @@ from llmtap.proxy.stream_usage import UsageChunkFilter
 from llmtap.proxy.types import ClientSide, ExchangeHost, UpstreamSide
 
 _NO_BODY_STATUSES = frozenset({204, 304})
+_CACHE_MISS_HEAD = b"helicone-cache: MISS\r\nllmtap-cache: MISS\r\n"
 
 
 class Exchange:
@@ -260,8 +261,13 @@ class Exchange:
         self.error = self.error or code
         provider = self.upstream.provider if self.upstream is not None else "openai"
         request_id = self.tap.request_id if self.tap is not None else ""
+        extra = self.extra_head
+        if self.cache == "miss":
+            # a miss answered by llmtap itself (502, 504) says so too; a relayed answer has it
+            # from ``MissRelay``, and a timeout's 504 comes here past the relay
+            extra += _CACHE_MISS_HEAD
         response, body = error_response(
-            provider, status, code, message, request_id, self.client_closes, self.extra_head
+            provider, status, code, message, request_id, self.client_closes, extra
         )
         self.status = status
         self.resp_headers = [(b"content-type", b"application/json")]

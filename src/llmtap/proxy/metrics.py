@@ -60,6 +60,13 @@ class ProxyMetrics:
     """Cache store failures (unreachable, slow, unreadable): the call went through uncached."""
     cache_bypassed: int = 0
     """Calls that asked for the cache while it was skipped after a store failure."""
+    cache_evicted: int = 0
+    """Cached answers removed before their time to make room in a full ``cache.db``
+    (``cache_max_mb``)."""
+    cache_not_stored: int = 0
+    """Answers not cached because ``cache.db`` was full even after evicting."""
+    cache_lookups: int = 0
+    """Calls that asked the cache store (a hit from this process's memory does not)."""
     shipper_errors: int = 0
     shipper_backlog: int = 0
     gateway_retries: int = 0

@@ -92,7 +92,8 @@ class RedisCacheStore:
             return Begin("wait")
         return Begin(checked, int(reply[1]), data)
 
-    async def put(self, key: str, idx: int, data: bytes, ttl_ms: int) -> None:
+    async def put(self, key: str, idx: int, data: bytes, ttl_ms: int) -> int:
+        # Redis evicts by its own maxmemory policy: nothing is counted here
         base = _base(key)
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -102,6 +103,7 @@ class RedisCacheStore:
                     await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             raise CacheStoreError(f"redis: {type(exc).__name__}: {exc}") from exc
+        return 0
 
     async def release(self, key: str, idx: int) -> None:
         try:

@@ -5,6 +5,12 @@ Every statement runs on one thread of the store's own (``ThreadPoolExecutor(1)``
 proxy's loop. A lookup that can be answered from a full bucket reads only; a claim takes the
 write lock (``BEGIN IMMEDIATE``) so two processes never claim the same slot. Expired rows are
 overwritten in place and swept every ``SWEEP_EVERY`` saves.
+
+The file is bounded by SQLite itself (``max_page_count``, from ``cache_max_mb``): a hit costs
+nothing for it. A write that finds the file full (``SQLITE_FULL``) makes room, only then: expired
+rows first, then the answers that expire soonest (by an index on ``expires_ms``), in growing
+batches; an answer that still does not fit is not stored (``CacheFullError``) and its slot's
+claim is freed. The write-ahead log is truncated back to ``WAL_LIMIT_BYTES`` at checkpoints.
 """
 
 from __future__ import annotations
@@ -19,12 +25,16 @@ from pathlib import Path
 from typing import TypeVar
 
 from llmtap.private_files import private_dirs, private_file
-from llmtap.proxy.gateway.cache_store import Begin, CacheStoreError, decide
+from llmtap.proxy.gateway.cache_store import Begin, CacheFullError, CacheStoreError, decide
 from llmtap.sqlite_wal import enable_wal
 
 T = TypeVar("T")
 SWEEP_EVERY = 256
 BUSY_TIMEOUT_MS = 5000
+WAL_LIMIT_BYTES = 4 * 1024 * 1024
+EVICT_FIRST = 8
+"""Answers evicted by the first round that makes room; each further round doubles it."""
+EVICT_ROUNDS = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cache_slots (
@@ -33,7 +43,8 @@ CREATE TABLE IF NOT EXISTS cache_slots (
     expires_ms INTEGER NOT NULL,
     data BLOB,
     PRIMARY KEY (key, idx)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cache_slots_expires ON cache_slots (expires_ms);
 """
 
 
@@ -42,8 +53,9 @@ def _now_ms() -> int:
 
 
 class SqliteCacheStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = 1024 * 1024 * 1024) -> None:
         self._path = path
+        self._max_bytes = max_bytes
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="llmtap-cache")
         self._conn: sqlite3.Connection | None = None
         self._saves = 0
@@ -65,7 +77,12 @@ class SqliteCacheStore:
             conn = sqlite3.connect(self._path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(_SCHEMA)
+            conn.executescript(_SCHEMA)
+            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+            # per connection, so every process sharing the file sets it; a file already larger
+            # keeps its size (SQLite never sets it below the current page count)
+            conn.execute(f"PRAGMA max_page_count={max(1, self._max_bytes // page_size)}")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             self._conn = conn
         return self._conn
 
@@ -74,10 +91,10 @@ class SqliteCacheStore:
     ) -> Begin:
         return await self._run(_begin, key, bucket, read, save, claim_ms, rnd)
 
-    async def put(self, key: str, idx: int, data: bytes, ttl_ms: int) -> None:
+    async def put(self, key: str, idx: int, data: bytes, ttl_ms: int) -> int:
         self._saves += 1
         sweep = self._saves % SWEEP_EVERY == 0
-        await self._run(_put, key, idx, data, ttl_ms, sweep)
+        return await self._run(_put, key, idx, data, ttl_ms, sweep)
 
     async def release(self, key: str, idx: int) -> None:
         await self._run(_release, key, idx)
@@ -146,11 +163,13 @@ def _begin(
         if action == "fill":
             # only a free (missing or expired) slot is claimed: a refreshed (save-only) slot
             # keeps serving its old answer until the new one lands
-            conn.execute(
+            _with_room(
+                conn,
                 "INSERT INTO cache_slots (key, idx, expires_ms, data) VALUES (?, ?, ?, NULL)"
                 " ON CONFLICT (key, idx) DO UPDATE SET expires_ms = excluded.expires_ms,"
                 " data = NULL WHERE cache_slots.expires_ms <= ?",
                 (key, idx, now + claim_ms, now),
+                now,
             )
         conn.execute("COMMIT")
     except BaseException:
@@ -161,14 +180,48 @@ def _begin(
 
 def _put(
     conn: sqlite3.Connection, key: str, idx: int, data: bytes, ttl_ms: int, sweep: bool
-) -> None:
+) -> int:
     now = _now_ms()
-    conn.execute(
-        "INSERT OR REPLACE INTO cache_slots (key, idx, expires_ms, data) VALUES (?, ?, ?, ?)",
-        (key, idx, now + ttl_ms, data),
-    )
+    try:
+        evicted = _with_room(
+            conn,
+            "INSERT OR REPLACE INTO cache_slots (key, idx, expires_ms, data) VALUES (?, ?, ?, ?)",
+            (key, idx, now + ttl_ms, data),
+            now,
+        )
+    except CacheFullError:
+        _release(conn, key, idx)  # a delete needs no room: the next call fills the slot
+        raise
     if sweep:
         conn.execute("DELETE FROM cache_slots WHERE expires_ms <= ?", (now,))
+    return evicted
+
+
+def _with_room(conn: sqlite3.Connection, sql: str, params: tuple[object, ...], now: int) -> int:
+    """Run one write; while the file is full, make room and try again. The answers evicted
+    (expired rows are not counted); ``CacheFullError`` when the rounds made too little."""
+    evicted = 0
+    for round_ in range(EVICT_ROUNDS + 1):
+        try:
+            conn.execute(sql, params)
+            return evicted
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_FULL:
+                raise
+        if round_ == 0:
+            freed = conn.execute("DELETE FROM cache_slots WHERE expires_ms <= ?", (now,)).rowcount
+            if freed:
+                continue
+        # answers only: a claim is a call still at its provider
+        count = conn.execute(
+            "DELETE FROM cache_slots WHERE (key, idx) IN (SELECT key, idx FROM cache_slots"
+            " WHERE data IS NOT NULL AND expires_ms > ? ORDER BY expires_ms LIMIT ?)",
+            (now, EVICT_FIRST << round_),
+        ).rowcount
+        if count <= 0:
+            break
+        evicted += count
+    raise CacheFullError("the cache file is full", evicted)
 
 
 def _release(conn: sqlite3.Connection, key: str, idx: int) -> None:

@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING
 
 from llmtap.capture.tap import HOP_BY_HOP, HeaderList
 from llmtap.proxy.gateway.cache_key import cache_key
-from llmtap.proxy.gateway.cache_memory import MemoryCache
+from llmtap.proxy.gateway.cache_memory import REFRESH, MemoryCache
 from llmtap.proxy.gateway.cache_relay import CACHE_HEADER_NAMES, MissRelay
 from llmtap.proxy.gateway.cache_replay import Prepared, replay
 from llmtap.proxy.gateway.cache_request import CacheRequest
 from llmtap.proxy.gateway.cache_store import (
     Begin,
     CachedResponse,
+    CacheFullError,
     CacheStore,
     CacheStoreError,
     decode_response,
@@ -81,7 +82,10 @@ class CacheStep:
         self.fill_wait_s = settings.cache_fill_wait_s
         # a claim outlives the longest call: a process that dies mid-fill frees it then
         self.claim_ms = int((settings.total_timeout_s + 5.0) * 1000)
-        self.memory = MemoryCache(settings.cache_memory_bytes, settings.cache_memory_ttl_s)
+        # a refresh longer than one store call is given up (the next call asks the store)
+        self.memory = MemoryCache(
+            settings.cache_memory_bytes, settings.cache_memory_ttl_s, settings.cache_timeout_s
+        )
         # an answer that lives less than the memory keeps it is served from the store only
         self.memory_ttl_ms = int(settings.cache_memory_ttl_s * 1000)
         self._fills: dict[Exchange, MissRelay] = {}
@@ -127,23 +131,27 @@ class CacheStep:
             self._keyed(exchange, request, key, send)
 
     def _keyed(self, exchange: Exchange, request: CacheRequest, key: str, send: Sender) -> None:
+        refresh = False
         try:
             remembered = (
                 self.memory.get(key, request.bucket_size, random.getrandbits(30))
                 if request.read
                 else None
             )
-            if remembered is not None:
+            if isinstance(remembered, Prepared):
                 self._replay(exchange, remembered)
                 return
+            refresh = remembered is REFRESH
         except Exception:  # noqa: BLE001 -- fail-open edge: logged, counted, goes on uncached
             self._internal_error(exchange, send)
             return
         if time.monotonic() < self._skip_until:
+            if refresh:
+                self.memory.forget(key)
             self.metrics.cache_bypassed += 1
             send(None)
             return
-        self._spawn(self._lookup(exchange, request, key, send))
+        self._spawn(self._lookup(exchange, request, key, send, refresh))
 
     def _internal_error(self, exchange: Exchange, send: Sender) -> None:
         self.metrics.internal_errors += 1
@@ -162,18 +170,24 @@ class CacheStep:
         task.add_done_callback(self._tasks.discard)
 
     async def _lookup(
-        self, exchange: Exchange, request: CacheRequest, key: str, send: Sender
+        self, exchange: Exchange, request: CacheRequest, key: str, send: Sender, refresh: bool
     ) -> None:
+        """Ask the store; ``refresh``: this call is the one asking again for an expired bucket
+        the memory keeps serving meanwhile (it is renewed by a hit, else forgotten)."""
         begin: Begin | None = None
         try:
+            self.metrics.cache_lookups += 1
             begin = await self._begin(exchange, request, key)
+            answer = None
+            if begin.action == "hit":
+                answer = Prepared(decode_response(begin.data), begin.idx)
+                self._remember(key, answer, len(begin.data))
+                refresh = False
             if exchange.finished:  # the client left, or the call timed out, while we looked
                 if begin.action == "fill":
                     await self.store.release(key, begin.idx)
                 return
-            if begin.action == "hit":
-                answer = Prepared(decode_response(begin.data), begin.idx)
-                self._remember(key, answer, len(begin.data))
+            if answer is not None:
                 self._replay(exchange, answer)
                 return
         except CacheStoreError as exc:
@@ -184,6 +198,9 @@ class CacheStep:
                 self._spawn(self._release(key, begin.idx))
             self._internal_error(exchange, send)
             return
+        finally:
+            if refresh:  # no hit renewed the bucket: its remembered answers are stale
+                self.memory.forget(key)
         if exchange.finished:
             return
         if begin is None:
@@ -274,10 +291,14 @@ class CacheStep:
     async def _put(self, key: str, idx: int, answer: CachedResponse, ttl_ms: int) -> None:
         data = encode_response(answer)
         try:
-            await self.store.put(key, idx, data, ttl_ms)
+            self.metrics.cache_evicted += await self.store.put(key, idx, data, ttl_ms)
             self.metrics.cache_saves += 1
             if ttl_ms >= self.memory_ttl_ms:
                 self._remember(key, Prepared(answer, idx), len(data))
+        except CacheFullError as exc:
+            # the store works: its claim is gone with the failed write, nothing to skip
+            self.metrics.cache_not_stored += 1
+            self.metrics.cache_evicted += exc.evicted
         except CacheStoreError as exc:
             self._store_failed(exc)
         finally:

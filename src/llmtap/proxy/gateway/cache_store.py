@@ -32,6 +32,18 @@ class CacheStoreError(LlmtapError):
     retriable = True
 
 
+class CacheFullError(CacheStoreError):
+    """The embedded store is at ``cache_max_mb`` even after evicting: the answer is not cached
+    (the store itself works: the cache is not skipped)."""
+
+    retriable = False
+
+    def __init__(self, message: str, evicted: int = 0) -> None:
+        super().__init__(message)
+        self.evicted = evicted
+        """Answers evicted while trying to make room."""
+
+
 @dataclass(frozen=True, slots=True)
 class Begin:
     action: Action
@@ -94,8 +106,9 @@ class CacheStore(Protocol):
     ) -> Begin:
         """Decide one call's action and, for ``fill``, claim its slot for ``claim_ms``."""
 
-    async def put(self, key: str, idx: int, data: bytes, ttl_ms: int) -> None:
-        """Store an answer in slot ``idx`` (ends its claim), living ``ttl_ms``."""
+    async def put(self, key: str, idx: int, data: bytes, ttl_ms: int) -> int:
+        """Store an answer in slot ``idx`` (ends its claim), living ``ttl_ms``; the number of
+        other answers evicted to make room (``CacheFullError``: none made enough)."""
 
     async def release(self, key: str, idx: int) -> None:
         """End a claim without an answer: the slot is free again."""
@@ -118,4 +131,6 @@ def open_cache_store(settings: Settings) -> CacheStore:
         raise ConfigError(f"LLMTAP_CACHE_URL must be redis://... or empty, got {scheme!r}")
     from llmtap.proxy.gateway.cache_sqlite import SqliteCacheStore
 
-    return SqliteCacheStore(settings.data_dir.absolute() / "cache.db")
+    return SqliteCacheStore(
+        settings.data_dir.absolute() / "cache.db", max_bytes=settings.cache_max_mb * 1024 * 1024
+    )
