@@ -139,6 +139,9 @@ def split_headers(headers: HeaderList) -> tuple[HeaderList, TapHeaders]:
             continue
         forward.append((name, value))
 
+    if not tap and not properties:
+        # a plain call (no Helicone-*/Llmtap-* header): every setting at its default
+        return forward, TapHeaders(request_id=new_request_id())
     request_id = _valid_uuid(tap["request-id"]) if "request-id" in tap else None
     stream_usage = tap.get("stream-usage")
     features = {k: v for k, v in tap.items() if k in GATEWAY_FEATURE_HEADERS} or None
