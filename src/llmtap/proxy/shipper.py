@@ -43,11 +43,10 @@ log = logging.getLogger("llmtap.shipper")
 T = TypeVar("T")
 _STOP = object()
 BATCH_MAX = 512
-BATCH_WINDOW_S = 0.002
-BATCH_GATHER_S = 0.010
+BATCH_WINDOW_S = 0.010
 BATCH_FULL = 128
-"""The shipper gathers a batch in steps of ``BATCH_WINDOW_S`` until ``BATCH_FULL`` calls wait or
-``BATCH_GATHER_S`` has passed: every batch pays ~0.15 ms of fixed work (a transaction on the
+"""The shipper gathers a batch for ``BATCH_WINDOW_S`` (2 ms before 2026-12-02) unless
+``BATCH_FULL`` calls wait already: every batch pays ~0.15 ms of fixed work (a transaction on the
 queue, a pack object in the body store), so under load bigger batches make each record cheaper
 (docs/decisions/2026-12-02-proxy-logging-cost.md)."""
 SPOOL_RETRY_S = 1.0
@@ -177,24 +176,17 @@ class Shipper:
                 continue
             # Gather for a moment: at low rates every call would otherwise be a batch (and a
             # queue commit) of its own. The client already has its answer; a record is later
-            # by at most BATCH_GATHER_S. The thread sleeps through each window and then looks
-            # at what came: waiting on the inbox instead woke it (and took the GIL from the
-            # loop) once per call. A backlog that fills a batch already is not waited for.
-            self._gather()
+            # by at most BATCH_WINDOW_S. The thread sleeps through the window and then takes
+            # what came: waiting on the inbox instead woke it (and took the GIL from the loop)
+            # once per call. A backlog that fills a batch already is not waited for.
+            if self._inbox.qsize() < BATCH_FULL:
+                time.sleep(BATCH_WINDOW_S)
             batch, stopping = self._take_batch(first)
             self._metrics.shipper_backlog = self._inbox.qsize()
             if batch:
                 self._ship(batch)
             self._replay_spool()
         self._flush()
-
-    def _gather(self) -> None:
-        deadline = time.monotonic() + BATCH_GATHER_S
-        while self._inbox.qsize() < BATCH_FULL:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(BATCH_WINDOW_S, left))
 
     def _take_batch(self, first: object) -> tuple[list[Exchange], bool]:
         """``first`` and what waits behind it, up to ``BATCH_MAX``; True once ``_STOP`` is seen."""
