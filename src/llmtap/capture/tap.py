@@ -223,7 +223,9 @@ def read_tap(sources: Iterable[HeaderList]) -> tuple[dict[str, str], TapHeaders]
 
 def header_value(headers: HeaderList, name: bytes) -> bytes | None:
     """The first value of ``name`` (lower-case) in ``headers``."""
+    size = len(name)
     for key, value in headers:
-        if key.lower() == name:
+        # the length first: the shipper looks up three names in every call's headers
+        if len(key) == size and key.lower() == name:
             return value
     return None
