@@ -76,15 +76,15 @@ def target(name: str) -> Target:
 
 
 def llmtap_env(data_dir: Path, tls_ca: Path | None = None) -> dict[str, str]:
+    # this checkout's llmtap, not the one the venv was installed from (a worktree shares the
+    # main checkout's venv, whose editable install points at the main checkout's src/)
+    env = {"PYTHONPATH": str(ROOT / "src"), "LLMTAP_DATA_DIR": str(data_dir)}
     if tls_ca is None:
-        return {
-            "LLMTAP_OPENAI_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}",
-            "LLMTAP_DATA_DIR": str(data_dir),
-        }
+        return {**env, "LLMTAP_OPENAI_BASE_URL": f"http://127.0.0.1:{MOCK_PORT}"}
     return {
+        **env,
         "LLMTAP_OPENAI_BASE_URL": f"https://localhost:{MOCK_TLS_PORT}",
         "LLMTAP_UPSTREAM_CA_FILE": str(tls_ca),
-        "LLMTAP_DATA_DIR": str(data_dir),
     }
 
 

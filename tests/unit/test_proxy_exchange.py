@@ -245,6 +245,33 @@ def test_a_json_answer_reaches_the_client_whole_and_in_order_before_the_hand_off
     assert ("abort", None) not in c.events
 
 
+def test_a_whole_answer_goes_to_the_client_in_one_write_and_a_streams_head_at_once() -> None:
+    # one write is one send: the head of a whole (non-streamed) answer waits for its body
+    c = call()
+    c.provider.head(
+        200,
+        [(b"Content-Type", b"application/json"), (b"Content-Length", b"%d" % len(JSON_BODY))],
+    )
+    assert c.kinds() == []
+    c.provider.body(JSON_BODY)
+    c.provider.complete()
+    writes = [data for kind, data in c.events if kind == "write"]
+    assert len(writes) == 1
+    assert read_response(writes[0]).body == JSON_BODY
+
+    # an empty body: the head goes out at the end
+    empty = call()
+    empty.provider.head(200, [(b"Content-Length", b"0")])
+    empty.provider.complete()
+    assert empty.kinds() == ["write", "finish", "done"]
+    assert read_response(empty.written).complete
+
+    # a stream's head is not held: the client sees it before the first event
+    stream = call()
+    stream.provider.head(200, [(b"Content-Type", b"text/event-stream")], chunked=True)
+    assert stream.kinds() == ["write"]
+
+
 def sse(*chunks: dict[str, object]) -> bytes:
     return b"".join(b"data: " + msgspec.json.encode(chunk) + b"\n\n" for chunk in chunks)
 

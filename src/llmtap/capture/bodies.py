@@ -8,6 +8,8 @@ proxy's shipper has stored the batch's pack (``with_key``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 
 from llmtap.record import BodyRef
@@ -21,12 +23,16 @@ def body_ref(
     content_type: str | None = None,
     truncated: bool = False,
     key: str | None = None,
+    keys: Callable[[bytes], str] | None = None,
 ) -> tuple[BodyRef, bytes | None]:
     """The reference for a body and the bytes to store (``None`` when omitted). ``size`` is the
-    body's size as sent when ``data`` is only part of it or was inflated."""
+    body's size as sent when ``data`` is only part of it or was inflated. ``keys``, when given,
+    stores the bytes and returns their key (the proxy's pack of the batch)."""
     size = len(data) if size is None else size
     if omit:
         return BodyRef(omitted=True, size=size), None
+    if keys is not None:
+        key = keys(data)
     ref = BodyRef(key=key, size=size, content_type=content_type, truncated=truncated)
     return ref, data
 

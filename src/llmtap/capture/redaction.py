@@ -77,19 +77,43 @@ def redact_value(value: str) -> str:
     return f"<redacted:{digest}>"
 
 
+_KEEP = 0
+_SECRET_VALUE = 1
+_URL_VALUE = 2
+_FALLBACKS_VALUE = 3
+
+
+@functools.lru_cache(maxsize=4096)
+def _header_rule(raw_name: bytes) -> tuple[str, int]:
+    """A header name as stored (lower-cased text) and what its value needs. Cached: every
+    logged call repeats the same few dozen names, and this runs for each of its headers."""
+    name = raw_name.decode("latin-1").lower()
+    if is_secret_name(name):
+        return name, _SECRET_VALUE
+    if name in URL_HEADER_NAMES:
+        return name, _URL_VALUE
+    if name in FALLBACKS_HEADER_NAMES:
+        return name, _FALLBACKS_VALUE
+    return name, _KEEP
+
+
 def redact_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Lower-cased header dict with every secret header value redacted."""
     out: dict[str, str] = {}
     for raw_name, raw_value in headers:
-        name = raw_name.decode("latin-1").lower()
+        name, rule = _header_rule(raw_name)
         value = raw_value.decode("latin-1")
-        if is_secret_name(name):
-            value = redact_value(value)
-        elif name in URL_HEADER_NAMES:
-            value = _redacted_url_value(value)
-        elif name in FALLBACKS_HEADER_NAMES:
-            value = redact_fallbacks(value)
-        out[name] = f"{out[name]}, {value}" if name in out else value
+        if rule:
+            if rule == _SECRET_VALUE:
+                value = redact_value(value)
+            elif rule == _URL_VALUE:
+                value = _redacted_url_value(value)
+            else:
+                value = redact_fallbacks(value)
+        if name in out:
+            out[name] = f"{out[name]}, {value}"
+        else:
+            out[name] = value
     return out
 
 
@@ -99,6 +123,12 @@ def _secret_param(name: str) -> bool:
 
 def redact_url(url: str) -> str:
     """The URL with secret query parameters (``?key=…``) and userinfo redacted."""
+    if "?" in url or "@" in url:
+        return _redact_url(url)
+    return _plain_url(url)
+
+
+def _redact_url(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
@@ -109,6 +139,11 @@ def redact_url(url: str) -> str:
         if any(_secret_param(k) for k, _ in pairs):
             query = urlencode([(k, redact_value(v) if _secret_param(k) else v) for k, v in pairs])
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_plain_url = functools.lru_cache(maxsize=1024)(_redact_url)
+"""``_redact_url`` of a URL with neither a query nor userinfo, cached: the proxy logs the same
+few provider URLs over and over. Only such URLs are cached: nothing secret stays in memory."""
 
 
 def _redacted_url_value(value: str) -> str:

@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Protocol
 
-from llmtap.capture.tap import HOP_BY_HOP, TapHeaders, split_headers
+from llmtap.capture.tap import HOP_BY_HOP, RequestIds, TapHeaders, split_headers
 from llmtap.proxy.auth_gate import AuthGate
 from llmtap.proxy.exchange import Exchange
 from llmtap.proxy.gateway.pipeline import Gateway
@@ -61,6 +61,7 @@ class ProxyApp:
         self.inject_usage = settings.inject_stream_usage
         self._idle_timeout_ns = int(settings.idle_timeout_s * 1e9)
         self._total_timeout_ns = int(settings.total_timeout_s * 1e9)
+        self._request_ids = RequestIds()
         self.active: set[Exchange] = set()
         self.connections: set[SweptConnection] = set()
         self.draining = False
@@ -91,7 +92,7 @@ class ProxyApp:
             self._internal(exchange)
             return
         try:
-            forward, tap = split_headers(exchange.request_headers)
+            forward, tap = split_headers(exchange.request_headers, self._request_ids)
         except Exception:  # noqa: BLE001 -- fail-open edge: never let header parsing stop the call
             self._internal_error("header parsing")
             forward = [(n, v) for n, v in exchange.request_headers if n.lower() not in HOP_BY_HOP]
@@ -137,7 +138,7 @@ class ProxyApp:
         self.metrics.refused += 1
         self.active.add(exchange)
         try:
-            _, exchange.tap = split_headers(exchange.request_headers)
+            _, exchange.tap = split_headers(exchange.request_headers, self._request_ids)
         except Exception:  # noqa: BLE001 -- fail-open edge
             self._internal_error("header parsing")
             exchange.tap = TapHeaders(request_id=str(uuid.uuid4()))

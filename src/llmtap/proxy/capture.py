@@ -1,14 +1,17 @@
 """Turning a finished exchange into a ``LogRecord`` plus the body bytes to store.
 
 Runs on the shipper thread, never on the loop. This is where secrets are redacted (headers,
-URL query) — before anything reaches the body store or the queue. The record's body references
-get their keys once the shipper has stored the batch's pack (``Captured.with_keys``). A
+URL query) — before anything reaches the body store or the queue. The shipper hands
+``build_record`` its batch's pack (``body_keys``): each body kept is added to it as the record is
+built, so the record carries its body keys from the start (one ``LogRecord`` per call, not one
+plus a copy per key). Without a pack the references have no keys yet (``Captured.with_keys``). A
 compressed response is stored inflated when it inflates completely within ``max_decoded_bytes``
 (the client got it as sent), else as it came.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -70,7 +73,21 @@ def _attempt_infos(log: AttemptLog, t0_ns: int) -> list[AttemptInfo]:
     ]
 
 
-def build_record(exchange: Exchange, org_id: str | None, *, max_decoded_bytes: int) -> Captured:
+_NO_HASH = ""
+"""``auth_key_hash`` not given: ``build_record`` hashes the call's key itself."""
+
+
+def build_record(
+    exchange: Exchange,
+    org_id: str | None,
+    *,
+    max_decoded_bytes: int,
+    auth_key_hash: str | None = _NO_HASH,
+    body_keys: Callable[[bytes], str] | None = None,
+) -> Captured:
+    """The call's record and bodies. ``auth_key_hash``: the caller's key already hashed (the
+    shipper hashed it to find the organization). ``body_keys`` stores a body (adds it to the
+    batch's pack) and returns its key."""
     tap = exchange.tap
     assert tap is not None
     extra: dict[str, str] = {}
@@ -80,6 +97,7 @@ def build_record(exchange: Exchange, org_id: str | None, *, max_decoded_bytes: i
         exchange.request_body,
         omit=tap.omit_request,
         content_type=req_ctype.decode("latin-1") if req_ctype else None,
+        keys=body_keys,
     )
 
     resp_ctype_raw = header_value(exchange.resp_headers, b"content-type")
@@ -97,6 +115,7 @@ def build_record(exchange: Exchange, org_id: str | None, *, max_decoded_bytes: i
         size=exchange.resp_size,
         content_type=resp_ctype,
         truncated=exchange.resp_truncated,
+        keys=body_keys,
     )
 
     upstream = exchange.upstream
@@ -106,6 +125,8 @@ def build_record(exchange: Exchange, org_id: str | None, *, max_decoded_bytes: i
     else:
         target = redact_url(exchange.url.decode("latin-1"))
         provider = "unknown"
+    if auth_key_hash == _NO_HASH:
+        auth_key_hash = None if tap.auth is None else hash_key(tap.auth)
     t0 = exchange.t0_ns
     log = exchange.attempt_log
     if log is not None and log.notes:
@@ -127,7 +148,7 @@ def build_record(exchange: Exchange, org_id: str | None, *, max_decoded_bytes: i
             upstream_headers_ms=_ms(t0, exchange.upstream_headers_ns),
             first_chunk_ms=_ms(t0, exchange.first_chunk_ns),
         ),
-        auth_key_hash=None if tap.auth is None else hash_key(tap.auth),
+        auth_key_hash=auth_key_hash,
         org_id=org_id,
         request_headers=redact_headers(exchange.request_headers),
         response_headers=redact_headers(exchange.resp_headers),

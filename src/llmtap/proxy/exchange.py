@@ -45,6 +45,7 @@ class Exchange:
         "finished",
         "first_chunk_ns",
         "head_sent",
+        "held_head",
         "last_activity_ns",
         "method",
         "notes",
@@ -104,6 +105,8 @@ class Exchange:
         self.attempt_log: AttemptLog | None = None
         """Set when the call asked for retries or fallbacks (``proxy/gateway/attempts.py``)."""
         self.head_sent = False
+        self.held_head = b""
+        """A whole answer's head, held to go out with its first body bytes (one send, not two)."""
         self.client_chunked = False
         self.finished = False
         self.status = 0
@@ -148,11 +151,13 @@ class Exchange:
         out.append(b"helicone-id: %s\r\nllmtap-id: %s\r\n" % (request_id, request_id))
         if self.extra_head:
             out.append(self.extra_head)
+        whole = False
         if status in _NO_BODY_STATUSES or self.method == b"HEAD":
             if content_length is not None:
                 out.append(b"content-length: %s\r\n" % content_length)
         elif self.usage_filter is None and not upstream_chunked and content_length is not None:
             out.append(b"content-length: %s\r\n" % content_length)
+            whole = True
         else:
             self.client_chunked = True
             out.append(b"transfer-encoding: chunked\r\n")
@@ -160,7 +165,13 @@ class Exchange:
             out.append(b"connection: close\r\n")
         out.append(b"\r\n")
         self.head_sent = True
-        self.client.write(b"".join(out))
+        if whole:
+            # Not a stream: the head goes out with the first body bytes, which nearly always
+            # came in the same read from the provider. The transport sends each write at once,
+            # so this is one send to the client per answer instead of two.
+            self.held_head = b"".join(out)
+        else:
+            self.client.write(b"".join(out))
 
     def on_response_body(self, data: bytes) -> None:
         if not self.first_chunk_ns:
@@ -187,10 +198,15 @@ class Exchange:
                 return
         if self.client_chunked:
             self.client.write(b"%x\r\n%s\r\n" % (len(data), data))
+        elif self.held_head:
+            head, self.held_head = self.held_head, b""
+            self.client.write(head + data)
         else:
             self.client.write(data)
 
     def on_response_complete(self) -> None:
+        if self.held_head:  # an empty body
+            self._write_held_head()
         if self.usage_filter is not None:
             rest = self.usage_filter.finish()
             if rest:
@@ -303,7 +319,15 @@ class Exchange:
             return relayed_final_event([self.resp_tail], whole=False)
         return relayed_final_event(self.resp_parts, whole=True)
 
+    def _write_held_head(self) -> None:
+        head, self.held_head = self.held_head, b""
+        self.client.write(head)
+
     def _finish(self, keep_client: bool) -> None:
+        if self.held_head:
+            # cut before any body byte came: the client gets the head, then the end, as it
+            # would from the provider
+            self._write_held_head()
         self.finished = True
         self.t_end_ns = time.perf_counter_ns()
         self.app.finish(self)

@@ -10,6 +10,7 @@ on one port (``SO_REUSEPORT``), the kernel spreading connections between them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -45,6 +46,13 @@ DRAIN_TIMEOUT_S = 30.0
 # The loop thread shares the GIL with the shipper thread; at Python's default 5 ms switch
 # interval a call arriving while the shipper runs could wait 5 ms for the GIL.
 GIL_SWITCH_INTERVAL_S = 0.0005
+# Python's cyclic garbage collector, left at its defaults, cost a proxy process 5-9 µs per call
+# and paused it ~60 ms at each full collection (which scans every object, the ~100,000 of the
+# imported modules included): docs/decisions/2026-12-02-proxy-logging-cost.md. What is there once
+# the proxy has started is frozen (never scanned again), and the youngest generation is collected
+# after 5,000 new objects instead of 700: a call allocates a few dozen, most freed by reference
+# counting alone, so most collections found nothing to free.
+GC_YOUNG_THRESHOLD = 5000
 
 
 def open_key_directory(settings: Settings) -> KeyDirectory | None:
@@ -219,6 +227,8 @@ def run_proxy(settings: Settings, pricer: PricerFactory | None = None) -> None:
     async def main() -> None:
         server = ProxyServer(settings, pricer=pricer)
         await server.start()
+        gc.collect()
+        gc.freeze()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -228,6 +238,8 @@ def run_proxy(settings: Settings, pricer: PricerFactory | None = None) -> None:
         await server.stop()
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
     try:
         uvloop.run(main())
     except ConfigError as exc:

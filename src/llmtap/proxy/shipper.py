@@ -29,21 +29,26 @@ import msgspec
 from llmtap.errors import LlmtapError, QueueError
 from llmtap.keys import DEFAULT_ORG_ID, hash_key
 from llmtap.keys.directory import KeyDirectory
-from llmtap.proxy.capture import Captured, build_record
+from llmtap.proxy.capture import build_record
 from llmtap.proxy.exchange import Exchange
 from llmtap.proxy.metrics import ProxyMetrics
 from llmtap.proxy.outage_log import OutageLog
 from llmtap.queue.port import PublishIncomplete, ReportingProducer
 from llmtap.queue.spool import Spool
-from llmtap.record import EXTRA_BODY_ERROR, LogRecord, encode
-from llmtap.stores.bodies.port import BodyStore, pack_bodies, pack_key
+from llmtap.record import EXTRA_BODY_ERROR, BodyRef, LogRecord, encode
+from llmtap.stores.bodies.port import BodyStore, PackBuilder, pack_key
 
 log = logging.getLogger("llmtap.shipper")
 
 T = TypeVar("T")
 _STOP = object()
 BATCH_MAX = 512
-BATCH_WINDOW_S = 0.002
+BATCH_WINDOW_S = 0.010
+BATCH_FULL = 128
+"""The shipper gathers a batch for ``BATCH_WINDOW_S`` (2 ms before 2026-12-02) unless
+``BATCH_FULL`` calls wait already: every batch pays ~0.15 ms of fixed work (a transaction on the
+queue, a pack object in the body store), so under load bigger batches make each record cheaper
+(docs/decisions/2026-12-02-proxy-logging-cost.md)."""
 SPOOL_RETRY_S = 1.0
 SPOOL_FLUSH_S = 5.0
 SPOOL_DRAIN_S = 0.25
@@ -174,7 +179,7 @@ class Shipper:
             # by at most BATCH_WINDOW_S. The thread sleeps through the window and then takes
             # what came: waiting on the inbox instead woke it (and took the GIL from the loop)
             # once per call. A backlog that fills a batch already is not waited for.
-            if self._inbox.qsize() < BATCH_MAX:
+            if self._inbox.qsize() < BATCH_FULL:
                 time.sleep(BATCH_WINDOW_S)
             batch, stopping = self._take_batch(first)
             self._metrics.shipper_backlog = self._inbox.qsize()
@@ -200,22 +205,42 @@ class Shipper:
                 return batch, False
 
     def _ship(self, batch: list[Exchange]) -> None:
-        captured: list[Captured] = []
+        records: list[LogRecord] = []
+        orgs: list[str | None] = []
+        # one pack per organization for the whole batch: each record gets its body keys as it
+        # is built (the pack is stored before the records are published)
+        packs: dict[str | None, PackBuilder] = {}
         for exchange in batch:
             # No explicit yield here: the loop waits at most one GIL switch interval (set short in
             # server.py), and a yield per record made the shipper wait that long per record.
             try:
                 tap = exchange.tap
                 assert tap is not None
-                org = self._org_for(tap.auth)
-                captured.append(
-                    build_record(exchange, org, max_decoded_bytes=self._max_decoded_bytes)
+                key_hash = None if tap.auth is None else hash_key(tap.auth)
+                org = self._org_for(key_hash)
+                pack = packs.get(org)
+                if pack is None:
+                    pack = packs[org] = PackBuilder(pack_key(org, uuid.uuid4().hex))
+                captured = build_record(
+                    exchange,
+                    org,
+                    max_decoded_bytes=self._max_decoded_bytes,
+                    auth_key_hash=key_hash,
+                    body_keys=pack.add,
                 )
             except Exception:  # fail-open edge: one broken capture must not stop the others
                 self._metrics.shipper_errors += 1
                 self._count_dropped(1)
                 log.exception("could not build the log record of one call; it is lost")
-        records = self._store_bodies(captured)
+                continue
+            records.append(captured.record)
+            orgs.append(org)
+        failed = self._store_packs(packs)
+        if failed:
+            records = [
+                _without_body_keys(r, failed[org]) if org in failed else r
+                for r, org in zip(records, orgs, strict=True)
+            ]
         items = [(r.request_id.encode(), encode(r)) for r in records]
         if not items:
             return
@@ -243,15 +268,16 @@ class Shipper:
             # syncs again with the next publish, and at shutdown
             log.warning("could not sync the queue: %s", exc)
 
-    def _org_for(self, auth: str | None) -> str | None:
-        """The call's organization, None when the key directory cannot tell (the consumer
-        authenticates again; the bodies then live under ``_unassigned``)."""
+    def _org_for(self, key_hash: str | None) -> str | None:
+        """The organization of the call made with the key hashed ``key_hash`` (None: the call
+        sent no key); None when the key directory cannot tell (the consumer authenticates
+        again; the bodies then live under ``_unassigned``)."""
         if self._keys is None:
             return None
-        if auth is None:  # an empty Helicone-Auth is a key (an unknown one), as at the gate
+        if key_hash is None:  # an empty Helicone-Auth is a key (an unknown one), as at the gate
             return DEFAULT_ORG_ID
         try:
-            return self._keys.org_for_key_hash(hash_key(auth))
+            return self._keys.org_for_key_hash(key_hash)
         except LlmtapError as exc:
             log.warning("organization lookup failed, left to the consumer: %s", exc)
             return None
@@ -271,45 +297,21 @@ class Shipper:
             reason = f"kafka reported {len(failed)} delivery(ies) failed"
             self._outage.spooled(kept, reason, self._spool.pending)
 
-    def _store_bodies(self, captured: list[Captured]) -> list[LogRecord]:
-        """One pack object per organization for the whole batch, then the records get their
-        keys. A pack the store refuses leaves its records without body keys, saying why."""
-        by_org: dict[str | None, list[int]] = {}
-        for index, call in enumerate(captured):
-            by_org.setdefault(call.org_id, []).append(index)
-        keys: list[list[str | None]] = [[None, None] for _ in captured]
-        failed: dict[int, str] = {}
-        for org, indexes in by_org.items():
-            slots = [
-                (i, side, body)
-                for i in indexes
-                for side, body in enumerate((captured[i].request_body, captured[i].response_body))
-                if body is not None
-            ]
-            if not slots:
-                continue
-            pack = pack_key(org, uuid.uuid4().hex)
-            blob, slot_keys = pack_bodies(pack, [body for _, _, body in slots])
+    def _store_packs(self, packs: dict[str | None, PackBuilder]) -> dict[str | None, str]:
+        """Store each organization's pack; why, for each organization whose pack the store
+        refused (its records then go without body keys, saying why)."""
+        failed: dict[str | None, str] = {}
+        for org, pack in packs.items():
+            if not len(pack):
+                continue  # every body of the organization's calls was omitted
             try:
-                self._bodies.get().put(pack, blob, "application/octet-stream")
+                self._bodies.get().put(pack.key, pack.blob(), "application/octet-stream")
             except (LlmtapError, OSError) as exc:
                 self._metrics.shipper_errors += 1
-                self._metrics.bodies_dropped += len(slots)
+                self._metrics.bodies_dropped += len(pack)
                 self._warn_bodies_dropped(exc)
-                for i in indexes:
-                    failed[i] = f"{type(exc).__name__}: {exc}"
-                continue
-            for (i, side, _), key in zip(slots, slot_keys, strict=True):
-                keys[i][side] = key
-        records = []
-        for index, call in enumerate(captured):
-            record = call.with_keys(keys[index][0], keys[index][1])
-            if index in failed:
-                record = msgspec.structs.replace(
-                    record, extra={**record.extra, EXTRA_BODY_ERROR: failed[index]}
-                )
-            records.append(record)
-        return records
+                failed[org] = f"{type(exc).__name__}: {exc}"
+        return failed
 
     def _warn_bodies_dropped(self, exc: BaseException) -> None:
         """One line per ``BODY_WARNING_EVERY_S`` however many packs fail: a store that is down
@@ -369,3 +371,17 @@ class Shipper:
             return
         if pending:
             log.error("%d record(s) not confirmed by the queue at shutdown", pending)
+
+
+def _keyless(ref: BodyRef | None) -> BodyRef | None:
+    return ref if ref is None or ref.key is None else msgspec.structs.replace(ref, key=None)
+
+
+def _without_body_keys(record: LogRecord, reason: str) -> LogRecord:
+    """``record`` whose bodies the store refused: no keys, and why in ``extra``."""
+    return msgspec.structs.replace(
+        record,
+        request_body=_keyless(record.request_body),
+        response_body=_keyless(record.response_body),
+        extra={**record.extra, EXTRA_BODY_ERROR: reason},
+    )

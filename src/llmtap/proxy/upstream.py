@@ -320,6 +320,7 @@ def _chunked_last(headers: HeaderList) -> bool:
     closes, and the proxy must frame it the same way."""
     final = b""
     for name, value in headers:
-        if name.lower() == b"transfer-encoding":
+        # the length first: this runs for every response, over every header
+        if len(name) == 17 and name.lower() == b"transfer-encoding":
             final = value.rsplit(b",", 1)[-1].strip(b" \t").lower()
     return final == b"chunked"

@@ -7,7 +7,7 @@ Two kinds of key, both laid out by organization:
 
 * ``body_key``: one object per body (``<org>/<id[:2]>/<id>.<kind>``), for low-volume writers;
 * a *slice* of a pack: ``<org>/packs/<pp>/<pack id>.pack#<offset>+<length>``. The proxy's
-  shipper writes all bodies of one batch and organization as one pack object (``pack_bodies``),
+  shipper writes all bodies of one batch and organization as one pack object (``PackBuilder``),
   because creating a file or an S3 object per body was its bottleneck
   (docs/decisions/2026-11-25-body-packs.md). ``get`` and ``open_stream`` read a slice as if it
   were its own object.
@@ -35,14 +35,35 @@ def pack_key(org_id: str | None, pack_id: str) -> str:
     return f"{org_id or '_unassigned'}/packs/{pack_id[:2]}/{pack_id}{PACK_SUFFIX}"
 
 
+class PackBuilder:
+    """One pack object being filled: ``add`` appends a body and returns its key at once (the
+    proxy's records carry their keys from the start); ``blob`` is the object to ``put``."""
+
+    __slots__ = ("_parts", "_size", "key")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def add(self, body: bytes) -> str:
+        key = f"{self.key}#{self._size}+{len(body)}"
+        self._parts.append(body)
+        self._size += len(body)
+        return key
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def blob(self) -> bytes:
+        return b"".join(self._parts)
+
+
 def pack_bodies(pack: str, bodies: Sequence[bytes]) -> tuple[bytes, list[str]]:
     """The pack object's bytes and, in order, the key of each body inside it."""
-    keys: list[str] = []
-    offset = 0
-    for body in bodies:
-        keys.append(f"{pack}#{offset}+{len(body)}")
-        offset += len(body)
-    return b"".join(bodies), keys
+    builder = PackBuilder(pack)
+    keys = [builder.add(body) for body in bodies]
+    return builder.blob(), keys
 
 
 def split_key(key: str) -> tuple[str, int | None, int | None]:
