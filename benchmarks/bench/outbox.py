@@ -17,8 +17,11 @@ webhook's cursor and adds a window of deliveries to the outbox at a time, only w
 is not backing off (docs/decisions/2026-12-01-outbox-cursor.md). So ``dead`` and ``blackhole``
 should drain at the speed of ``none`` (records/s and, steadier on a shared machine, records per
 CPU-second of the whole process, the worker's threads included; ``consumer_cpu_s`` is the batch
-loop's thread alone, ``other_cpu_s`` the rest, mostly the delivery worker), holding a few rows in
-the outbox (``outbox rows``) however many calls wait. ``LLMTAP_BENCH_BASE_SRC`` is not used here: for a
+loop's thread alone, ``other_cpu_s`` the rest; of that, ``outbox_loop_cpu_s`` is the delivery
+worker's loop (claims, feeds, payloads) and ``senders_cpu_s`` its sending threads, from
+``/proc``), holding a few rows in the outbox (``outbox rows``) however many calls wait.
+``--scenarios none,dead,none,dead`` runs the named ones in that order (a name may repeat: on a
+shared machine one pair of runs differs by ±15 %, so repeat and alternate). ``LLMTAP_BENCH_BASE_SRC`` is not used here: for a
 before/after, run this module once with main's ``src`` on ``PYTHONPATH`` and once with yours, in
 one ``flock``. Writes the "Outbox" section of RESULTS.md (between its markers) and
 ``results/<stamp>-outbox.json``.
@@ -85,11 +88,42 @@ def fill(settings: Settings, n: int) -> None:
         producer.close()
 
 
+def _thread_cpu_s() -> dict[str, float]:
+    """CPU seconds of each live thread of this process by role (Linux ``/proc``; empty
+    elsewhere): the batch loop, the delivery worker's loop and senders, the rest (the analytics
+    store's native threads, the bench's receiver)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        name = names.get(int(tid), "")
+        role = (
+            "consumer"
+            if name == "MainThread"
+            else "outbox_loop"
+            if name == "llmtap-outbox"
+            else "senders"
+            if name.startswith("llmtap-delivery")
+            else "other"
+        )
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def drain(settings: Settings, n: int, timeout_s: float) -> dict[str, Any]:
     service = ConsumerService(settings)
     if service.delivery is not None:
         service.delivery.start()
     runner, stop = service.runner, threading.Event()
+    threads0 = _thread_cpu_s()
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     thread0 = time.thread_time()  # the batch loop runs on this thread
@@ -99,6 +133,7 @@ def drain(settings: Settings, n: int, timeout_s: float) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     cpu_s = time.process_time() - cpu0
     consumer_cpu_s = time.thread_time() - thread0
+    threads1 = _thread_cpu_s()
     engine = create_engine(settings.records_url)
     try:
         with engine.connect() as conn:
@@ -115,6 +150,11 @@ def drain(settings: Settings, n: int, timeout_s: float) -> dict[str, Any]:
         # the batch loop's thread alone, and what the rest (the delivery worker) took meanwhile
         "consumer_cpu_s": round(consumer_cpu_s, 3),
         "other_cpu_s": round(cpu_s - consumer_cpu_s, 3),
+        # the same split per thread (/proc, 10 ms ticks): the worker's loop and its senders
+        **{
+            f"{role}_cpu_s": round(threads1.get(role, 0.0) - threads0.get(role, 0.0), 2)
+            for role in ("outbox_loop", "senders")
+        },
         "enqueued": runner.stats.enqueued,
         "outbox_rows": int(rows),
         "sends_failed": service.delivery.stats.failures if service.delivery else 0,
@@ -176,6 +216,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.outbox")
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--timeout-s", type=float, default=300.0)
+    parser.add_argument(
+        "--scenarios",
+        default="none,healthy,dead,blackhole",
+        help="comma-separated, in the order run (a name may repeat: 'none,dead,none,dead' shows"
+        " how much the order alone moves the figures); the first is the baseline of 'vs none'",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     closed = socket.socket()
@@ -187,23 +233,18 @@ def main() -> int:
     blackhole.listen(1024)  # accepts (the kernel does) and never answers
     healthy = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
     threading.Thread(target=healthy.serve_forever, daemon=True).start()
+    urls: dict[str, str | None] = {
+        "none": None,
+        "healthy": f"http://127.0.0.1:{healthy.server_address[1]}",
+        "dead": f"http://127.0.0.1:{dead_port}",
+        "blackhole": f"http://127.0.0.1:{blackhole.getsockname()[1]}",
+    }
+    names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
+    unknown = [n for n in names if n not in urls]
+    if unknown or not names:
+        parser.error(f"--scenarios: one or more of {', '.join(urls)} (got {args.scenarios!r})")
     try:
-        results = [
-            scenario("none", args.records, args.timeout_s, None),
-            scenario(
-                "healthy",
-                args.records,
-                args.timeout_s,
-                f"http://127.0.0.1:{healthy.server_address[1]}",
-            ),
-            scenario("dead", args.records, args.timeout_s, f"http://127.0.0.1:{dead_port}"),
-            scenario(
-                "blackhole",
-                args.records,
-                args.timeout_s,
-                f"http://127.0.0.1:{blackhole.getsockname()[1]}",
-            ),
-        ]
+        results = [scenario(n, args.records, args.timeout_s, urls[n]) for n in names]
     finally:
         blackhole.close()
         healthy.shutdown()

@@ -28,8 +28,9 @@ from llmtap.stores.row import RequestRow
 log = logging.getLogger(__name__)
 
 WINDOW_MIN = 64
-"""Deliveries a webhook may have pending at least (more when it may send more at once): what a
-dead endpoint holds in the outbox, and what a healthy one is fed per read."""
+"""Deliveries a webhook may have pending at least (more when it may send more at once) once its
+endpoint has answered 2xx: what a healthy one is fed per read. One that has not yet, or is
+failing, gets only what one attempt sends (``worker.feed_window``)."""
 READ_MAX = 500
 """Calls read per feed at most: a webhook whose filters want few calls still moves through
 the log at this pace per round, not one window per poll."""

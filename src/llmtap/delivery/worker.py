@@ -98,6 +98,17 @@ def default_kinds(settings: Settings) -> dict[str, Kind]:
     }
 
 
+def feed_window(target: Target, config: WorkerConfig, kind: Kind) -> int:
+    """How many deliveries a webhook may have pending: a window (the rest of its calls wait in
+    the log), but only what one round sends at once while it has not shown it takes deliveries
+    (never answered 2xx, or failing now). A dead endpoint then costs a few payloads and rows,
+    not a window's; a healthy one gets its full window after its first success."""
+    at_once = config.endpoint_concurrency * kind.batch_size
+    if target.consecutive_failures or target.last_success_ms is None:
+        return at_once
+    return max(WINDOW_MIN, at_once)
+
+
 class DeliveryWorker:
     def __init__(
         self,
@@ -187,18 +198,17 @@ class DeliveryWorker:
             kind = self._kinds.get(target.kind)
             if kind is None:
                 continue
-            webhook = tailing.get(target.id)
-            if webhook is not None and self._feed is not None:
-                # a window pending at most: the rest of its calls wait in the log
-                window = max(WINDOW_MIN, config.endpoint_concurrency * kind.batch_size)
-                self._feed.feed(webhook, window, now)
             with self._lock:
                 free = min(
                     config.endpoint_concurrency - self._in_flight.get(target.id, 0),
                     config.threads - self._total,
                 )
             if free <= 0:
+                # nothing can be sent to it now: no payloads built for it either
                 continue
+            webhook = tailing.get(target.id)
+            if webhook is not None and self._feed is not None:
+                self._feed.feed(webhook, feed_window(target, config, kind), now)
             claimed = self._table.claim(target.id, now, free * kind.batch_size, config.lease_ms)
             for start in range(0, len(claimed), kind.batch_size):
                 chunk = claimed[start : start + kind.batch_size]
