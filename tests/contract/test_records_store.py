@@ -185,6 +185,57 @@ def test_poison_rows_are_named_and_the_others_stored(store: RecordsStore) -> Non
     assert store.count_requests(org) == 4
 
 
+# COPY's text format (Postgres batches go through it) gives tab, newline, backslash and ``\N``
+# meanings of their own: each must come back as the character it was, in every kind of column.
+AWKWARD = [
+    "tab\there",
+    "line\nbreak\r\n",
+    "back\\slash",
+    "\\N",
+    "\\.",
+    "",
+    "'quote\"",
+    "sümmary ✓ \u2028",
+]
+
+
+def test_awkward_text_in_a_batch_reads_back_exactly(store: RecordsStore) -> None:
+    org = store.default_org_id()
+    rows = [
+        make_row(
+            f"odd-{i}\t{text}",
+            org,
+            float(i),
+            user_id=text,
+            error=text or None,
+            properties={text: text, "k": "\\N"},
+            request_headers={"x-odd": text},
+            record_digest=f"d{i}",
+        )
+        for i, text in enumerate(AWKWARD)
+    ]
+    for _ in range(2):  # the second time as updates of the stored rows
+        store.write_batch(rows)
+        for row in rows:
+            assert store.get_request(org, row.request_id) == row
+    assert store.count_requests(org) == len(AWKWARD)
+
+
+def test_a_nul_in_a_batch_poisons_its_row_only_and_the_next_batch_goes_in(
+    store: RecordsStore,
+) -> None:
+    org = store.default_org_id()
+    good = [make_row(f"good-{i}", org, float(i)) for i in range(3)]
+    nul = make_row("bad-nul", org, 9.0, user_id="a\x00b")
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite stores a NUL")
+    with pytest.raises(PoisonRows) as caught:
+        store.write_batch([good[0], nul, good[1]])
+    assert set(caught.value.reasons) == {"bad-nul"}
+    store.write_batch(good)
+    assert {r.request_id for r in store.recent_requests(org, 10)} >= {g.request_id for g in good}
+
+
 def test_reads_are_filtered_by_organization(store: RecordsStore) -> None:
     acme, globex = store.create_org("acme"), store.create_org("globex")
     store.write_batch(
@@ -295,6 +346,40 @@ def test_postgres_outage_is_unavailable_then_recovers(pg_schema: str) -> None:
     relay.start()  # the server is back on the same address
     store.write_batch([make_row("during", org, 2.0)])
     assert [r.request_id for r in store.recent_requests(org, 10)] == ["during", "before"]
+    store.close()
+    relay.cut()
+
+
+@pytest.mark.postgres
+def test_postgres_lost_in_the_middle_of_a_batch_is_unavailable_then_recovers(
+    pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the connection dies after the ids are settled, while the batch's rows are copied in
+    from llmtap.stores.records import upsert
+
+    target = make_url(PG_URL)
+    relay = TcpRelay((target.host or "127.0.0.1", target.port or 5432))
+    relay.start()
+    store = RecordsStore(_with_search_path(PG_URL, pg_schema, host="127.0.0.1", port=relay.port))
+    org = store.default_org_id()
+    rows = [make_row(f"req-{i}", org, float(i), record_digest=f"d{i}") for i in range(5)]
+    real_settle = upsert.settle
+
+    def settle_then_cut(conn: object, batch: list[RequestRow]) -> None:
+        real_settle(conn, batch)  # type: ignore[arg-type]
+        relay.cut()
+
+    monkeypatch.setattr(upsert, "settle", settle_then_cut)
+    with pytest.raises(StoreUnavailable) as caught:
+        store.write_batch(rows)
+    assert caught.value.retriable
+
+    monkeypatch.setattr(upsert, "settle", real_settle)
+    relay.start()
+    store.write_batch(rows)
+    store.write_batch(rows)
+    assert store.count_requests(org) == 5
+    assert all(store.get_request(org, r.request_id) == r for r in rows)
     store.close()
     relay.cut()
 

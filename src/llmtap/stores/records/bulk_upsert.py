@@ -7,6 +7,13 @@ SQLAlchemy would have bound: the same bind processors (JSON encoding, psycopg's 
 floats and booleans), applied only to the columns that have one. SQLAlchemy's generic per-row,
 per-column parameter processing was a fifth of the consumer's time in the profile
 (benchmarks/RESULTS.md); this is the same SQL with the same values, without it.
+
+On Postgres a batch of more than one row goes another way: ``COPY`` into a temporary staging
+table of the connection (created once, emptied at each commit), then the same upsert as one
+``INSERT ... SELECT`` from it. Same columns, same ``ON CONFLICT ... WHERE``, same row count; the
+server parses, plans and runs one statement instead of one per row, which took about a fifth off
+its CPU per row (docs/decisions/2026-12-02-copy-upsert.md). One row (the row-by-row search for a
+bad row) keeps the plain statement.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from operator import attrgetter
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc
 
 from llmtap.stores.records.schema import requests
 from llmtap.stores.row import RequestRow
@@ -24,6 +32,12 @@ from llmtap.stores.row import RequestRow
 # keep the driver's row count after SQLAlchemy closes the cursor of a statement without rows
 _ROWCOUNT = {"preserve_rowcount": True}
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
+_VALUES = re.compile(r"VALUES \([^()]*\)")  # one row of marks, with or without casts
+_STAGE = "pg_temp.llmtap_upsert_stage"
+# ``ON COMMIT DELETE ROWS``: a rolled-back or committed batch leaves nothing for the next one
+_CREATE_STAGE = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (LIKE requests) ON COMMIT DELETE ROWS"
+)
 
 
 class BulkUpsert:
@@ -41,6 +55,13 @@ class BulkUpsert:
             names = _PYFORMAT.findall(sql)
             sql = _PYFORMAT.sub("%s", sql)
         self.sql = sql
+        self._copy: tuple[str, str] | None = None
+        if dialect.name == "postgresql" and compiled.positiontup is None:
+            columns = ", ".join(dialect.identifier_preparer.quote(n) for n in names)
+            select = f"SELECT {columns} FROM {_STAGE}"
+            staged, found = _VALUES.subn(select, sql, count=1)
+            if found:
+                self._copy = (f"COPY {_STAGE} ({columns}) FROM STDIN", staged)
         self._values: Callable[[RequestRow], tuple[Any, ...]] = attrgetter(*names)
         self._processors: list[tuple[int, Callable[[Any], Any]]] = []
         for index, name in enumerate(names):
@@ -63,8 +84,36 @@ class BulkUpsert:
     def execute(self, conn: sa.Connection, rows: Sequence[RequestRow]) -> int:
         """Upsert ``rows`` (one per key) on ``conn``; how many the ``WHERE`` let through."""
         params = [self.params(row) for row in rows]
+        if self._copy is not None and len(params) > 1:
+            return _copy_in(conn, *self._copy, params)
         if len(params) == 1:
             result = conn.exec_driver_sql(self.sql, params[0], execution_options=_ROWCOUNT)
         else:
             result = conn.exec_driver_sql(self.sql, params, execution_options=_ROWCOUNT)
         return int(result.rowcount)
+
+
+def _copy_in(
+    conn: sa.Connection, copy_sql: str, insert_sql: str, params: list[tuple[Any, ...]]
+) -> int:
+    """``params`` into the staging table, then the upsert from it; its row count."""
+    # every batch: a table created in a transaction that rolled back is gone again
+    conn.exec_driver_sql(_CREATE_STAGE)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cur = raw.cursor()
+    try:
+        with cur.copy(copy_sql) as copy:
+            for values in params:
+                copy.write_row(values)
+    except dbapi_error as err:
+        # what SQLAlchemy does for its own statements: the store's error boundary
+        # (engine.WRITE_ERRORS) sorts row errors from outages, and a dead connection leaves the pool
+        if conn.dialect.is_disconnect(err, raw, cur):
+            conn.invalidate(err)
+        raise exc.DBAPIError.instance(copy_sql, None, err, dbapi_error) from err
+    finally:
+        cur.close()
+    result = conn.exec_driver_sql(insert_sql, execution_options=_ROWCOUNT)
+    return int(result.rowcount)
