@@ -236,3 +236,26 @@ def test_s3_reads_neighbouring_slices_with_one_request(s3_env: None) -> None:
             store.get(pack_key("org", secrets.token_hex(16)) + "#0+5")
     finally:
         store.close()
+
+
+@pytest.mark.s3
+def test_s3_reads_a_pack_once_when_partitions_read_it_interleaved(s3_env: None) -> None:
+    """A pack's records are spread over the topic's partitions, and a batch brings each
+    partition's share in turn, each in pack order: one ranged GET still serves the pack,
+    whichever partition reaches it first."""
+    store = S3BodyStore(f"llmtap-test-{secrets.token_hex(6)}", endpoint=S3_ENDPOINT)
+    gets: list[str] = []
+    store._client.meta.events.register(
+        "provide-client-params.s3.GetObject",
+        lambda **kwargs: gets.append(kwargs["params"]["Range"]),
+    )
+    try:
+        bodies = [f'{{"call": {i}, "text": "{"x" * (i % 50)}"}}'.encode() for i in range(200)]
+        pack = pack_key("org", secrets.token_hex(16))
+        blob, keys = pack_bodies(pack, bodies)
+        store.put(pack, blob)
+        for partition in (2, 0, 3, 1):  # the later partitions' first records come earlier
+            assert [store.get(k) for k in keys[partition::4]] == bodies[partition::4]
+        assert len(gets) == 1
+    finally:
+        store.close()

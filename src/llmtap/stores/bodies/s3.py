@@ -81,7 +81,7 @@ class S3BodyStore:
         # Windows of packs recently read: consecutive records' bodies are neighbours in a pack, so
         # one ranged GET of the next WINDOW bytes serves many slices (a GET per body was most of
         # the distributed consumer's time). Packs are never rewritten, so a window cannot go stale.
-        self._windows: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._windows: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._window_bytes = 0
         self._windows_lock = threading.Lock()
 
@@ -161,17 +161,20 @@ class S3BodyStore:
             stream.close()
 
     def _slice(self, key: str, name: str, offset: int, length: int) -> bytes:
+        # Windows start at multiples of WINDOW_BYTES, so every reader of a pack finds the same
+        # one: a pack's records are spread over the topic's partitions, and a batch brings each
+        # partition's share in turn, so a window starting at the first slice asked for was missed
+        # (and replaced) by the partitions whose records in the pack come before it.
+        start = offset - offset % WINDOW_BYTES
         with self._windows_lock:
-            cached = self._windows.get(name)
-            if cached is not None:
-                start, data = cached
-                if start <= offset and offset + length <= start + len(data):
-                    self._windows.move_to_end(name)
-                    return data[offset - start : offset - start + length]
-        end = offset + max(length, WINDOW_BYTES) - 1  # S3 clips a range past the object's end
+            data = self._windows.get((name, start))
+            if data is not None and offset + length <= start + len(data):
+                self._windows.move_to_end((name, start))
+                return data[offset - start : offset - start + length]
+        end = max(start + WINDOW_BYTES, offset + length) - 1  # S3 clips a range past the end
         try:
             response = self._client.get_object(
-                Bucket=self.bucket, Key=self._object_key(name), Range=f"bytes={offset}-{end}"
+                Bucket=self.bucket, Key=self._object_key(name), Range=f"bytes={start}-{end}"
             )
             data = S3Stream(response["Body"], key).read()
         except boto_errors.ClientError as err:
@@ -180,17 +183,17 @@ class S3BodyStore:
             raise _translate(err, f"read {key!r}") from err
         except boto_errors.BotoCoreError as err:
             raise _translate(err, f"read {key!r}") from err
-        if len(data) < length:
+        if len(data) < offset - start + length:
             raise StoreError(f"body store: pack {name!r} is shorter than slice {key!r}")
         with self._windows_lock:
-            previous = self._windows.pop(name, None)
+            previous = self._windows.pop((name, start), None)
             if previous is not None:
-                self._window_bytes -= len(previous[1])
-            self._windows[name] = (offset, data)
+                self._window_bytes -= len(previous)
+            self._windows[(name, start)] = data
             self._window_bytes += len(data)
             while self._window_bytes > WINDOW_CACHE_BYTES and len(self._windows) > 1:
-                self._window_bytes -= len(self._windows.popitem(last=False)[1][1])
-        return data[:length]
+                self._window_bytes -= len(self._windows.popitem(last=False)[1])
+        return data[offset - start : offset - start + length]
 
     def open_stream(self, key: str) -> S3Stream:
         """The body as a stream to read in chunks (the caller closes it); ``KeyError`` if none."""
