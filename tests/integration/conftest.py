@@ -93,3 +93,11 @@ def wait_row(records: RecordsStore) -> RowWaiter:
         return wait_row_in(records, request_id, timeout_s)
 
     return waiter
+
+
+@pytest.fixture
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``*_PROXY``/``NO_PROXY`` from the environment (the egress tests set their own)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)

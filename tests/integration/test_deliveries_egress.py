@@ -37,11 +37,8 @@ USER, PASSWORD = "alice", "s3cret"
 BODY = b'{"request_id": "r-1"}'
 
 
-@pytest.fixture(autouse=True)
-def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+# the egress tests choose their proxy themselves, never the environment's
+pytestmark = pytest.mark.usefixtures("no_proxy_environment")
 
 
 @pytest.fixture

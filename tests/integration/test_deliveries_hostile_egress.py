@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -36,12 +36,8 @@ def send(endpoint: Endpoint, address: str, via_port: int | None) -> tuple[SendFa
     return failed.value, time.monotonic() - started
 
 
-@pytest.fixture(autouse=True)
-def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    yield
+# the egress tests choose their proxy themselves, never the environment's
+pytestmark = pytest.mark.usefixtures("no_proxy_environment")
 
 
 # -- a slow proxy or endpoint is bounded by the delivery timeout, not by each read -------------

@@ -38,11 +38,8 @@ def tls_mock(pki: Pki) -> Iterator[MockUpstream]:
         yield mock
 
 
-@pytest.fixture(autouse=True)
-def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+# the egress tests choose their proxy themselves, never the environment's
+pytestmark = pytest.mark.usefixtures("no_proxy_environment")
 
 
 def settings_for(tmp_path: Path, mock: MockUpstream, pki: Pki, **overrides: Any) -> Settings:
