@@ -36,7 +36,6 @@ from bench.targets import (
     LOAD_CORE,
     PORTS,
     PYTHON,
-    ROOT,
     Target,
     llmtap_env,
     target,
@@ -64,10 +63,10 @@ def _proxy(name: str, logs: Path, run_dir: Path, cache_url: str, src: str | None
     port = PORTS["llmtap-proxy"]
     argv = [PYTHON, "-m", "llmtap", "--data-dir", str(data), "proxy"]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
+    # llmtap_env runs this tree's src (not the venv's editable install, maybe another checkout's)
     env = {**llmtap_env(data), "LLMTAP_CACHE_URL": cache_url}
-    # an older checkout's proxy, or this tree's (the venv's own llmtap may be another
-    # checkout's: an editable install), with this venv's dependencies
-    env["PYTHONPATH"] = src if src is not None else str(ROOT / "src")
+    if src is not None:
+        env["PYTHONPATH"] = src  # an older checkout's proxy, with this venv's dependencies
     return Service(name, argv, port, GATEWAY_CORE, logs / f"{name}.log", env=env)
 
 
