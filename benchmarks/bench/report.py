@@ -15,6 +15,7 @@ NAMES = {
     "llmtap": "llmtap serve (logging on)",
     "llmtap-proxy": "llmtap proxy only",
     "llmtap-proxy-base": "llmtap proxy only, baseline checkout",
+    "llmtap-base": "llmtap serve, baseline checkout",
     "litellm": "LiteLLM",
     "portkey": "Portkey",
     "nginx-tls": "nginx, upstream over TLS",

@@ -30,6 +30,7 @@ PORTS = {
     "llmtap-proxy": 18105,
     # the same proxy from another checkout (LLMTAP_BENCH_BASE_SRC): "costs what it cost before"
     "llmtap-proxy-base": 18106,
+    "llmtap-base": 18107,
     # the same gateways with the mock upstream over TLS (bench/tls.py)
     "nginx-tls": 18111,
     "llmtap-tls": 18112,
@@ -111,13 +112,15 @@ def gateway_service(name: str, logs: Path, run_dir: Path) -> Service:
             GATEWAY_CORE,
             logs / f"{name}.log",
         )
-    if base == "llmtap":
+    if base in ("llmtap", "llmtap-base"):
         data = run_dir / f"{name}-data"
         if data.exists():
             shutil.rmtree(data)
         argv = [PYTHON, "-m", "llmtap", "--data-dir", str(data), "serve"]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--processes", "1"]
         env = llmtap_env(data, tls_ca)
+        if base == "llmtap-base":
+            env["PYTHONPATH"] = _base_src("llmtap-base")
         return Service(name, argv, port, GATEWAY_CORE, logs / f"{name}.log", env=env)
     if base in ("llmtap-proxy", "llmtap-proxy-base"):
         # the hot path alone: the proxy process publishing to the embedded queue, with no
@@ -129,11 +132,7 @@ def gateway_service(name: str, logs: Path, run_dir: Path) -> Service:
         argv += ["--host", "127.0.0.1", "--port", str(port)]
         env = llmtap_env(data, tls_ca)
         if base == "llmtap-proxy-base":
-            # an older checkout's src/ first on the path, run with this venv's dependencies
-            src = os.environ.get("LLMTAP_BENCH_BASE_SRC", "")
-            if not src or not (Path(src) / "llmtap" / "__init__.py").is_file():
-                raise ValueError("llmtap-proxy-base needs LLMTAP_BENCH_BASE_SRC=<checkout>/src")
-            env["PYTHONPATH"] = src
+            env["PYTHONPATH"] = _base_src(base)
         return Service(name, argv, port, GATEWAY_CORE, logs / f"{name}.log", env=env)
     if name == "litellm":
         conf = (BENCH_DIR / "litellm.yaml.in").read_text().replace("@MOCK_PORT@", str(MOCK_PORT))
@@ -152,6 +151,15 @@ def gateway_service(name: str, logs: Path, run_dir: Path) -> Service:
             name, argv, port, GATEWAY_CORE, logs / "portkey.log", env={"NODE_ENV": "production"}
         )
     raise ValueError(f"unknown gateway {name!r}")
+
+
+def _base_src(name: str) -> str:
+    """An older checkout's src/, put first on the path of a ``*-base`` gateway, which runs with
+    this venv's dependencies: "costs what it cost before", measured in the same run."""
+    src = os.environ.get("LLMTAP_BENCH_BASE_SRC", "")
+    if not src or not (Path(src) / "llmtap" / "__init__.py").is_file():
+        raise ValueError(f"{name} needs LLMTAP_BENCH_BASE_SRC=<checkout>/src")
+    return src
 
 
 def stream_client_argv() -> list[str]:

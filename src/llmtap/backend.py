@@ -45,6 +45,7 @@ def _run(settings: Settings, wake: threading.Event) -> int:
     from llmtap.api.metrics_query import MetricsSource
     from llmtap.api.server import ApiService
     from llmtap.consumer.heap import settle_heap
+    from llmtap.consumer.priority import lower_thread_priority
     from llmtap.consumer.service import ConsumerService
     from llmtap.errors import LlmtapError
     from llmtap.stores.factory import analytics_from_records, open_analytics_reader, open_sinks
@@ -70,6 +71,7 @@ def _run(settings: Settings, wake: threading.Event) -> int:
             return 2
         settle_heap(settings.consumer_gc_threshold)
         consumer.start(on_exit=wake.set)
+        lower_thread_priority(consumer.thread_id, settings.serve_consumer_nice)
         # An API that cannot serve (port taken) is logged, not fatal: the consumer keeps moving
         # calls into the stores, which matters more than reading them right now.
         api.start()

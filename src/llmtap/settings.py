@@ -205,6 +205,12 @@ class Settings(BaseSettings):
     allocates some hundred thousand short-lived objects, none in cycles, and at the default the
     collector took a tenth of the consumer's CPU. 0 keeps Python's default. The objects made at
     start are frozen out of collection either way (docs/decisions/2026-12-02-consumer-speed.md)."""
+    serve_consumer_nice: int = Field(default=10, ge=0, le=19)
+    """How much lower than the proxy's the CPU priority of ``llmtap serve``'s consumer thread is
+    (its nice value is raised by this much; Linux, per thread: the API beside it is not lowered).
+    When the proxy and the consumer both want the CPU the calls win and the consumer catches up
+    after; 0 keeps the same priority. ``llmtap consume`` on its own is never lowered
+    (docs/decisions/2026-12-02-serve-consumer-priority.md)."""
     max_attempts: int = 3
     """Tries of a record that fails retriably before it is dead-lettered."""
     retry_backoff_s: float = 0.5

@@ -150,6 +150,11 @@ class ConsumerService:
         return self.runner.stats.batches
 
     @property
+    def thread_id(self) -> int | None:
+        """The batch loop's Linux thread id once started (for ``consumer.priority``)."""
+        return None if self._thread is None else self._thread.native_id
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
