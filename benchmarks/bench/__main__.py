@@ -23,7 +23,15 @@ from bench.overhead import added_latency, passthrough, run_overhead
 from bench.pipeline import distributed_throughput, embedded_throughput, freshness, soak
 from bench.ratelimit import run_ratelimit
 from bench.report import render
-from bench.targets import BENCH_DIR, GATEWAYS, WORK, mock_service
+from bench.targets import (
+    BENCH_DIR,
+    GATEWAY_CORE,
+    GATEWAYS,
+    LOAD_CORE,
+    UNPINNED,
+    WORK,
+    mock_service,
+)
 from bench.tls import TLS_GATEWAYS, make_certs, tls_mock_service
 
 RESULTS = BENCH_DIR / "results"
@@ -118,9 +126,12 @@ def main() -> int:
         "mode": "faults-soak" if parts == {"faults-soak"} else "quick" if args.quick else "full",
         "duration_s_per_run": duration,
         "layout": {
-            "gateway_core": 1,
-            "load_core": 0,
-            "note": "gateway under test pinned to core 1; mock upstream and load generator on core 0",
+            "gateway_core": GATEWAY_CORE,
+            "load_core": LOAD_CORE,
+            "pinned": not UNPINNED,
+            "note": "nothing pinned: every process on both cores"
+            if UNPINNED
+            else "gateway under test pinned to core 1; mock upstream and load generator on core 0",
         },
     }
     log(f"machine: {json.dumps(report['machine'])}")

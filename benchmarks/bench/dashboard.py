@@ -24,6 +24,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,14 @@ def sign_in(key: str) -> tuple[str, str]:
     return cookie, found.group(1)
 
 
+def _status(key: str, method: str, path: str, body: dict[str, Any] | None) -> float:
+    return _call(key, method, path, body)[0]
+
+
+def _page_status(cookie: str, path: str) -> float:
+    return _page(cookie, path)[0]
+
+
 def _page(cookie: str, path: str) -> tuple[float, str]:
     """Time to the last byte of a signed-in page (refused if it sends us to /login)."""
     conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=120)
@@ -428,7 +437,7 @@ def run_dashboard(
             )
 
         for name, method, path, body in queries(end - DAY_MS, end):
-            timed(name, lambda m=method, p=path, b=body: _call(key, m, p, b)[0], runs)
+            timed(name, partial(_status, key, method, path, body), runs)
         found = json.loads(
             _call(
                 key,
@@ -455,7 +464,7 @@ def run_dashboard(
         named = pages(found)
         weights: dict[str, Any] = {}
         for name, path in named:
-            timed(name, lambda p=path: _page(cookie, p)[0], runs)
+            timed(name, partial(_page_status, cookie, path), runs)
             weights[name] = weight(cookie, _page(cookie, path)[1])
         exports: dict[str, Any] = {}
         for name, path in EXPORTS:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.gateway_cache import cache_section
+from bench.scorecard import scorecard_section
 
 CS = ("1", "16", "64")
 NAMES = {
@@ -58,16 +59,60 @@ def machine_section(r: dict[str, Any]) -> list[str]:
         "| --- | --- |",
     ]
     lines += [f"| {k} | {val} |" for k, val in v.items()]
+    pinned = bool(_get(r, "layout", "pinned") is not False)
     lines += [
         "",
-        "Layout: the gateway under test is pinned to core 1 (`taskset -c 1`, all its processes: "
-        "`llmtap serve` = supervisor + proxy + backend/consumer); the mock upstream, the load "
-        "generator (wrk, or the asyncio stream client) and the runner share core 0. Every server "
-        "listens on 127.0.0.1. The machine is shared with other work, so the load average is "
-        "shown: read small differences with care.",
+        (
+            "Layout: the gateway under test is pinned to core 1 (`taskset -c 1`, all its processes:"
+            " `llmtap serve` = supervisor + proxy + backend/consumer); the mock upstream, the load"
+            " generator (wrk, or the asyncio stream client) and the runner share core 0."
+            if pinned
+            else "Layout: nothing pinned (`LLMTAP_BENCH_LAYOUT=unpinned`): the gateway, the mock"
+            " upstream, the load generator and the runner all share both cores."
+        )
+        + " Every server listens on 127.0.0.1. The machine is shared with other work, so the"
+        " load average is shown: read small differences with care.",
         "",
     ]
     return lines
+
+
+def unpinned_section(r: dict[str, Any]) -> list[str]:
+    """The same overhead loads with nothing pinned, from a run of their own (bench.merge)."""
+    u = r.get("unpinned")
+    if not u:
+        return []
+    o, added = u["overhead"], u["added_latency_ms"]
+    load = u.get("loadavg") or ["?", "?"]
+    lines = [
+        "### Unpinned layout: nothing pinned, everything on both cores",
+        "",
+        f"Its own run (`LLMTAP_BENCH_LAYOUT=unpinned`, `{_get(r, 'merged_from', 'unpinned')}`;"
+        f" load average {load[0]} at start, {load[1]} at the end). Ratios are to nginx in that"
+        " run.",
+        "",
+        "| target | c | req/s | vs nginx | p50 | p99 | added p50 | added p99 | CPU us/call |"
+        " stream added TTFT p50 | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in CS:
+        ng = _get(o, "nginx", "json", c, "rps")
+        for name, res in o.items():
+            j = _get(res, "json", c)
+            if name == "direct" or j is None:
+                continue
+            add = _get(added, name, "json", c) or {}
+            ttft = _get(added, name, "stream", c, "ttft") or {}
+            lat = j["latency_us"]
+            lines.append(
+                f"| {NAMES.get(name, name)} | {c} | {_f(j['rps'], 0)}"
+                f" | {_f(j['rps'] / ng if ng else None, 2)}"
+                f" | {_f(lat['50'] / 1000, 3)} | {_f(lat['99'] / 1000, 3)}"
+                f" | {_f(add.get('50'), 3)} | {_f(add.get('99'), 3)}"
+                f" | {_f(j.get('gateway_cpu_us_per_call'), 0)} | {_f(ttft.get('50'), 3)}"
+                f" | {j['errors_total']} |"
+            )
+    return [*lines, ""]
 
 
 def overhead_section(r: dict[str, Any]) -> list[str]:
@@ -441,9 +486,11 @@ def render(r: dict[str, Any], findings: Path | None) -> str:
     lines = ["# llmtap benchmarks", ""]
     lines += machine_section(r)
     lines += targets_section(r)
+    lines += scorecard_section(r)
     if findings is not None and findings.exists():
         lines += [findings.read_text().strip(), ""]
     lines += overhead_section(r)
+    lines += unpinned_section(r)
     prof = r.get("profile_proxy")
     if prof:
         lines += ["### Where the proxy's time goes", ""]
@@ -461,4 +508,13 @@ def render(r: dict[str, Any], findings: Path | None) -> str:
         f"`benchmarks/results/{r.get('file', '')}`.",
         "",
     ]
+    merged = r.get("merged_from")
+    if merged:
+        lines += [
+            "Parts measured in runs of their own and merged into this report (`python -m"
+            " bench.merge`): "
+            + ", ".join(f"`{part}` from `{name}`" for part, name in sorted(merged.items()))
+            + ".",
+            "",
+        ]
     return "\n".join(lines)

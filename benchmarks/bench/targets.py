@@ -1,6 +1,7 @@
 """What is measured: the mock upstream, and each gateway in front of it, with the exact command,
 address and headers a client uses. Gateways run on ``GATEWAY_CORE``; the mock and the load
-generators share ``LOAD_CORE``.
+generators share ``LOAD_CORE``. With ``LLMTAP_BENCH_LAYOUT=unpinned`` nothing is pinned: every
+process may run on both cores, as on a machine nobody tuned.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from bench.procs import Service
 BENCH_DIR = Path(__file__).resolve().parent.parent
 ROOT = BENCH_DIR.parent
 WORK = BENCH_DIR / ".work"
-LOAD_CORE = "0"
-GATEWAY_CORE = "1"
+UNPINNED = os.environ.get("LLMTAP_BENCH_LAYOUT", "pinned") == "unpinned"
+LOAD_CORE = "0-1" if UNPINNED else "0"
+GATEWAY_CORE = "0-1" if UNPINNED else "1"
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 
 MOCK_PORT = 18100
