@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench.figures import dig as _get
 from bench.gateway_cache import cache_section
 from bench.scorecard import scorecard_section
 
@@ -29,14 +30,6 @@ def _f(value: float | None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:,.{digits}f}"
-
-
-def _get(d: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(d, dict) or key not in d:
-            return None
-        d = d[key]
-    return d
 
 
 def machine_section(r: dict[str, Any]) -> list[str]:
