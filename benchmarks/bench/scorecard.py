@@ -66,10 +66,16 @@ def _over(mine: float | None, theirs: float | None) -> float | None:
 
 
 def _proxy_rows(card: _Card, o: dict[str, Any], added: dict[str, Any], layout: str) -> None:
+    """Every proxy target in the pinned layout; in the unpinned one only the c=64 targets the
+    issue asks of both (there the mock and the load generator share the gateway's cores, so a
+    difference to the direct run is no longer the gateway's own latency)."""
     name = "llmtap-proxy"
     if name not in o or "nginx" not in o:
         return
     who = f"proxy, {layout}:"
+    if layout == "unpinned":
+        _c64_rows(card, o, who, layout)
+        return
     mine, ng = _get(added, name, "json", "1", "50"), _get(added, "nginx", "json", "1", "50")
     card.at_most(f"{who} added p50 at c=1 vs nginx's", 1.5, _over(mine, ng), "x", 2)
     if mine is not None and ng:
@@ -78,17 +84,22 @@ def _proxy_rows(card: _Card, o: dict[str, Any], added: dict[str, Any], layout: s
     ng99 = _get(added, "nginx", "json", "1", "99")
     if ng99 is not None:
         card.detail(f"nginx's own: {ng99:.3f} ms")
-    card.at_least(f"{who} req/s at c=64 vs nginx", 0.5, _ratio(o, name, "nginx"), "x")
-    mine_p99, ng_p99 = _p99_ms(o, name, "64"), _p99_ms(o, "nginx", "64")
-    card.at_most(f"{who} p99 at c=64 vs nginx's", 2, _over(mine_p99, ng_p99), "x", 2)
-    if mine_p99 is not None and ng_p99:
-        card.detail(f"{mine_p99:.1f} vs {ng_p99:.1f} ms")
+    _c64_rows(card, o, who, layout)
     for c in ("16", "64"):
         cpu = _get(o, name, "json", c, "gateway_cpu_us_per_call")
         card.at_most(f"{who} CPU per logged call, c={c}", 60, cpu, " µs", 0)
     card.at_least(f"{who} req/s at c=64 vs LiteLLM", 50, _ratio(o, name, "litellm"), "x", 1)
     ttft = _get(added, name, "stream", "1", "ttft", "50")
     card.at_most(f"{who} added TTFT p50, streams, c=1", 0.2, ttft, " ms")
+
+
+def _c64_rows(card: _Card, o: dict[str, Any], who: str, layout: str) -> None:
+    name = "llmtap-proxy"
+    card.at_least(f"{who} req/s at c=64 vs nginx", 0.5, _ratio(o, name, "nginx"), "x")
+    mine_p99, ng_p99 = _p99_ms(o, name, "64"), _p99_ms(o, "nginx", "64")
+    card.at_most(f"{who} p99 at c=64 vs nginx's", 2, _over(mine_p99, ng_p99), "x", 2)
+    if mine_p99 is not None and ng_p99:
+        card.detail(f"{mine_p99:.1f} vs {ng_p99:.1f} ms")
     serve = _ratio(o, "llmtap", "nginx")
     card.at_least(f"serve, {layout}: req/s at c=64 vs nginx", 0.35, serve, "x")
 
