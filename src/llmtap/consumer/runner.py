@@ -122,6 +122,8 @@ class BatchRunner:
         self._outbox = outbox
         self._dlq = dlq_producer
         self._handlers = list(handlers)
+        # each handler with the stage name a failure in it is reported under, made once
+        self._stages = [(f"handler:{handler.name}", handler) for handler in self._handlers]
         self._sinks = list(sinks)
         self._config = config
         self._build_row = RowBuilder()
@@ -243,8 +245,8 @@ class BatchRunner:
             # needed in the default organization) can no longer adopt the row as a pre-digest one.
             row.record_digest = (INGESTED_DIGEST_PREFIX + item.record.source)[:64]
         ctx = Context(message=item.message, record=item.record, row=row)
-        for handler in self._handlers:
-            item.stage = f"handler:{handler.name}"
+        for stage, handler in self._stages:
+            item.stage = stage
             handler(ctx)
         item.deliveries = ctx.deliveries
         return ctx.row
