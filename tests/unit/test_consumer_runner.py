@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from llmtap.consumer.chain import build_chain
-from llmtap.consumer.context import Context
+from llmtap.consumer.context import Context, Handler
 from llmtap.consumer.dlq import DeadLetter, decode_dead_letter
 from llmtap.consumer.runner import BatchRunner, RunnerConfig
 from llmtap.errors import QueueError, StoreUnavailable
@@ -44,9 +44,12 @@ class Env:
     records: RecordsStore
     bodies: BodyStore
 
-    def runner(self, sinks: Sequence[Sink] | None = None, **config: Any) -> BatchRunner:
+    def runner(
+        self, sinks: Sequence[Sink] | None = None, handlers: Sequence[Handler] = (), **config: Any
+    ) -> BatchRunner:
+        """A runner with the default chain, then ``handlers``."""
         cfg = replace(RunnerConfig.from_settings(self.settings), **config)
-        chain = build_chain(self.settings, self.records, self.bodies)
+        chain = [*build_chain(self.settings, self.records, self.bodies), *handlers]
         return BatchRunner(self.consumer, self.producer, chain, sinks or [self.records], cfg)
 
     def publish(self, record: LogRecord, *, body: bytes | None = None) -> None:
@@ -319,12 +322,67 @@ class Explodes:
 def test_a_handler_bug_dead_letters_only_that_record(env: Env) -> None:
     env.publish(make_record("odd"), body=chat_body())
     env.publish(make_record("even"), body=chat_body())
-    runner = env.runner()
-    runner._handlers.append(Explodes())
+    runner = env.runner(handlers=[Explodes()])
     assert drain(runner) == 2
     (letter,) = env.dead_letters(expect=1)
     assert letter.stage == "handler:buggy" and letter.error_type == "KeyError"
     assert env.row("even") is not None
+
+
+class OutageOnce:
+    """A handler whose store is down for the first record named ``down`` it sees."""
+
+    name = "lookup"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, ctx: Context) -> None:
+        self.calls.append(ctx.record.request_id)
+        if ctx.record.request_id == "down" and self.calls.count("down") == 1:
+            raise StoreUnavailable("lookup store: connection refused")
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 64])
+def test_the_chain_a_handler_at_a_time_treats_each_record_alone(env: Env, chunk: int) -> None:
+    # runs of ``chunk`` records go through the chain a handler at a time: a bug, a body not there
+    # yet, an outage and good records mixed across run boundaries each end as they would alone
+    late = make_record("late")
+    names = ["a", "odd", "late", "b", "down", "c", "no-body", "d"]
+    for name in names:
+        if name == "late":
+            env.publish(late)
+        elif name == "no-body":
+            env.publish(make_record(name))
+        else:
+            env.publish(make_record(name), body=chat_body(f"model-{name}"))
+    outage = OutageOnce()
+    runner = env.runner(
+        handlers=[Explodes(), outage],
+        chain_chunk=chunk,
+        retry_backoff_s=0.05,
+        retry_backoff_max_s=0.05,
+    )
+
+    def write_late_body() -> None:
+        wait_for(lambda: runner.stats.retries >= 1)
+        assert late.request_body is not None and late.request_body.key is not None
+        env.bodies.put(late.request_body.key, chat_body("model-late"))
+
+    writer = threading.Thread(target=write_late_body)
+    writer.start()
+    assert drain(runner) == len(names)
+    writer.join()
+    letters = {letter.request_id: letter for letter in env.dead_letters(expect=2)}
+    assert set(letters) == {"odd", "no-body"}
+    assert letters["odd"].stage == "handler:buggy" and letters["odd"].attempts == 1
+    assert letters["no-body"].stage == "handler:bodies" and letters["no-body"].attempts == 3
+    for name in ("a", "late", "b", "down", "c", "d"):
+        row = env.row(name)
+        assert row is not None and row.model == f"model-{name}", name
+    assert runner.stats.stalls == 1  # the outage was waited out once, no attempt spent on it
+    assert outage.calls.count("down") == 2
+    assert env.uncommitted() == 0
 
 
 def test_replaying_the_same_records_gives_one_row_each(env: Env) -> None:

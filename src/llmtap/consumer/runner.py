@@ -25,7 +25,6 @@ partitions being taken away, so the next owner does not redo them (docs/consumer
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -34,19 +33,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from llmtap.consumer.batch import Batch, Item, RowKey
-from llmtap.consumer.context import Context, Handler
+from llmtap.consumer.context import Handler
 from llmtap.consumer.dlq import DeadLetter, dead_letter_headers, encode_dead_letter
-from llmtap.consumer.handlers.row_builder import RowBuilder
-from llmtap.errors import LlmtapError, QueueError, StoreUnavailable
+from llmtap.consumer.stages import ChainRunner
+from llmtap.errors import LlmtapError, QueueError
 from llmtap.queue.port import GroupConsumer, Message, ReportingProducer
 from llmtap.record import RecordDecodeError, decode
 from llmtap.settings import Settings
 from llmtap.stores.records.outbox import Delivery, TargetSpec
 from llmtap.stores.row import RequestRow
 from llmtap.stores.sink import PoisonRows, Sink
-
-INGESTED_DIGEST_PREFIX = "source:"
-"""``record_digest`` of a row from an ingested log: ``source:<record source>`` (never a hex digest)."""
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +65,7 @@ class RunnerConfig:
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 30.0
     dlq_flush_timeout_s: float = 10.0
+    chain_chunk: int = 64
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunnerConfig:
@@ -79,6 +76,7 @@ class RunnerConfig:
             max_attempts=max(1, settings.max_attempts),
             retry_backoff_s=settings.retry_backoff_s,
             retry_backoff_max_s=settings.retry_backoff_max_s,
+            chain_chunk=settings.consumer_chain_chunk,
         )
 
     def backoff(self, failures: int) -> float:
@@ -121,12 +119,9 @@ class BatchRunner:
         self._consumer = consumer
         self._outbox = outbox
         self._dlq = dlq_producer
-        self._handlers = list(handlers)
-        # each handler with the stage name a failure in it is reported under, made once
-        self._stages = [(f"handler:{handler.name}", handler) for handler in self._handlers]
+        self._chain = ChainRunner(handlers, config.max_attempts, config.chain_chunk)
         self._sinks = list(sinks)
         self._config = config
-        self._build_row = RowBuilder()
         self._never = threading.Event()
         self._poll_failures = 0
         self._written: dict[tuple[str, int], Message] = {}
@@ -185,40 +180,14 @@ class BatchRunner:
         pending = items
         rounds = outages = 0
         while pending:
-            retry: list[Item] = []
-            outage: StoreUnavailable | None = None
-            where = ""
-            for item in pending:
-                if outage is not None:
-                    # the store is down for everyone: do not spend this round's attempts on it
-                    retry.append(item)
-                    continue
-                try:
-                    item.row = self._run_chain(item)
-                except StoreUnavailable as exc:
-                    outage, where = exc, item.stage
-                    retry.append(item)
-                except LlmtapError as exc:
-                    item.failed()
-                    if exc.retriable and item.attempts < self._config.max_attempts:
-                        self.stats.retries += 1
-                        retry.append(item)
-                    else:
-                        batch.dead_letter(item, exc)
-                except Exception as exc:
-                    # Fail-open edge for handler bugs: a parser tripping on one odd body must not
-                    # stall the pipeline. The record keeps its bytes in the DLQ for a re-drive.
-                    log.exception("handler %s failed on %s", item.stage, item.message.offset)
-                    item.failed()
-                    batch.dead_letter(item, exc)
-                else:
-                    batch.good.append(item)
-            pending = retry
+            done = self._chain.run_round(pending, batch)
+            self.stats.retries += done.retries
+            pending = done.retry
             if not pending:
                 break
-            if outage is not None:
+            if done.outage is not None:
                 outages += 1
-                if self._wait_outage(where, outage, outages, stop):
+                if self._wait_outage(done.where, done.outage, outages, stop):
                     return False
             else:
                 rounds += 1
@@ -227,29 +196,6 @@ class BatchRunner:
                 time.sleep(self._config.backoff(rounds))
         batch.good.sort(key=lambda item: item.index)
         return True
-
-    def _run_chain(self, item: Item) -> RequestRow:
-        """The record's finished row; the context (with its bodies) is dropped right after, so a
-        batch holds rows in memory, not up to ``batch_max_records`` pairs of bodies."""
-        assert item.record is not None
-        item.stage = "handler:row"
-        row = self._build_row(item.record)
-        if item.record.source == "proxy":
-            # the proxy publishes one record per call, and its bytes are the same for every
-            # redelivery of that call only.
-            row.record_digest = hashlib.blake2b(item.message.value, digest_size=16).hexdigest()
-        else:
-            # Ingested logs are re-sent by their (authenticated) senders with fresh receive
-            # times, so their bytes cannot tell a re-send from another call: one digest per
-            # source makes a re-send replace its own source's row, while a proxied call (no key
-            # needed in the default organization) can no longer adopt the row as a pre-digest one.
-            row.record_digest = (INGESTED_DIGEST_PREFIX + item.record.source)[:64]
-        ctx = Context(message=item.message, record=item.record, row=row)
-        for stage, handler in self._stages:
-            item.stage = stage
-            handler(ctx)
-        item.deliveries = ctx.deliveries
-        return ctx.row
 
     def _write(self, batch: Batch, stop: threading.Event) -> bool:
         # one row per record: copies of one record inside a batch reach the sinks once (Postgres
