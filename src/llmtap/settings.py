@@ -209,7 +209,7 @@ class Settings(BaseSettings):
     """Records the consumer's handler chain takes a handler at a time (each handler over these
     records, then the next): the handlers' code stays hot across them. Their contexts, with the
     request and response bodies, are held at once, so this bounds the memory it costs; 1 runs
-    the chain record by record (docs/decisions/2026-12-02-consumer-batch-chain.md)."""
+    the chain record by record (docs/decisions/2026-12-02-consumer-speed.md)."""
     max_attempts: int = 3
     """Tries of a record that fails retriably before it is dead-lettered."""
     retry_backoff_s: float = 0.5

@@ -3,7 +3,7 @@
 The chain runs stage by stage over runs of ``chunk`` records (the row builder over the run,
 then authenticate over it, then the bodies, ...), not record by record: each handler's code and
 its caches stay hot across the run instead of being evicted by the other ~15 steps between two
-of its calls (docs/decisions/2026-12-02-consumer-batch-chain.md). ``chunk`` bounds what that
+of its calls (docs/decisions/2026-12-02-consumer-speed.md). ``chunk`` bounds what that
 costs in memory: the contexts of one run, with their bodies, are alive at once; a batch
 otherwise holds only finished rows.
 
