@@ -210,6 +210,11 @@ class Settings(BaseSettings):
     records, then the next): the handlers' code stays hot across them. Their contexts, with the
     request and response bodies, are held at once, so this bounds the memory it costs; 1 runs
     the chain record by record (docs/decisions/2026-12-02-consumer-speed.md)."""
+    consumer_overlap_sinks: bool = True
+    """Write the analytics store's batch on a second thread while the records store commits
+    the same batch (both release the GIL, so it can use a second core); off writes the sinks
+    strictly one after the other. The rows and their ids are the same either way
+    (docs/decisions/2026-12-02-consumer-speed.md)."""
     max_attempts: int = 3
     """Tries of a record that fails retriably before it is dead-lettered."""
     retry_backoff_s: float = 0.5

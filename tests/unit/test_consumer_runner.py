@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from llmtap.consumer.chain import build_chain
@@ -30,6 +31,7 @@ from llmtap.record import BodyRef, LogRecord, Timing, encode
 from llmtap.settings import Settings
 from llmtap.stores.bodies.port import BodyStore, BodyStream, body_key
 from llmtap.stores.factory import open_body_store, open_records_store
+from llmtap.stores.notes import CLAIMED_REQUEST_ID
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
 from llmtap.stores.sink import PoisonRows, Sink
@@ -559,3 +561,106 @@ def test_a_queue_that_cannot_be_polled_is_waited_out(env: Env) -> None:
         stop.set()
         worker.join(timeout=10)
     assert env.row("q-1") is not None
+
+
+# -- the second sink's write beside the records' commit (``consumer_overlap_sinks``) ------------
+# It must write exactly what the sequential path writes (the ids the records store settled,
+# claims included), once; a failure of the overlapped write must end as it would have without the
+# overlap (written again, or dead-lettered as a refusal). The second sink keeps rows in memory
+# and says which thread wrote them.
+
+
+class SecondSink:
+    """An in-memory sink after the records store; ``fail`` raises once on the next write."""
+
+    name = "second"
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], RequestRow] = {}
+        self.threads: list[str] = []
+        self.fail: Exception | None = None
+        self.refuse: set[str] = set()
+        self.records_committed: list[bool] = []
+
+    def write_batch(self, rows: Sequence[RequestRow]) -> None:
+        self.threads.append(threading.current_thread().name)
+        if self.fail is not None:
+            error, self.fail = self.fail, None
+            raise error
+        refused = {r.request_id: "refused" for r in rows if r.request_id in self.refuse}
+        for row in rows:
+            if row.request_id not in refused:
+                self.rows[(row.org_id, row.request_id)] = msgspec.structs.replace(row)
+        if refused:
+            raise PoisonRows(refused)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def second() -> SecondSink:
+    return SecondSink()
+
+
+def _publish(env: Env) -> None:
+    env.publish(make_record("a"), body=chat_body())
+    env.publish(make_record("b"), body=chat_body())
+    # a different call claiming "a": the records store moves it to a fresh id
+    other = msgspec.structs.replace(
+        make_record("a"), target_url="https://api.openai.com/v1/chat/completions?x=1"
+    )
+    env.publish(other)
+
+
+def _stored(env: Env) -> dict[tuple[str, str], RequestRow]:
+    return {(r.org_id, r.request_id): r for r in env.records.recent_requests(None, 100)}
+
+
+def test_the_second_sink_writes_while_the_records_commit_and_gets_the_settled_ids(
+    env: Env, second: SecondSink
+) -> None:
+    _publish(env)
+    runner = env.runner(sinks=[env.records, second])
+    assert drain(runner) == 3
+    stored = _stored(env)
+    assert len(stored) == 3
+    assert any(CLAIMED_REQUEST_ID in r.properties for r in stored.values())
+    assert second.rows == stored  # the same rows, under the ids the claims settled
+    assert second.threads == ["llmtap-sink-alongside"]  # once, beside the records' commit
+    assert runner.stats.dead_lettered == 0 and env.uncommitted() == 0
+
+
+def test_without_the_overlap_the_sinks_write_one_after_the_other(
+    env: Env, second: SecondSink
+) -> None:
+    _publish(env)
+    runner = env.runner(sinks=[env.records, second], overlap_sinks=False)
+    assert drain(runner) == 3
+    assert second.rows == _stored(env)
+    assert second.threads == [threading.current_thread().name]
+
+
+def test_an_overlapped_write_that_fails_is_written_again_the_usual_way(
+    env: Env, second: SecondSink
+) -> None:
+    _publish(env)
+    second.fail = StoreUnavailable("second store: connection refused")
+    runner = env.runner(sinks=[env.records, second])
+    assert drain(runner) == 3
+    assert second.threads == ["llmtap-sink-alongside", threading.current_thread().name]
+    assert second.rows == _stored(env)
+    assert runner.stats.dead_lettered == 0 and env.uncommitted() == 0
+
+
+def test_a_row_the_second_sink_refuses_is_dead_lettered_as_without_the_overlap(
+    env: Env, second: SecondSink
+) -> None:
+    _publish(env)
+    second.refuse = {"b"}
+    runner = env.runner(sinks=[env.records, second])
+    assert drain(runner) == 3
+    (letter,) = env.dead_letters(expect=1)
+    assert letter.stage == "sink:second" and letter.request_id == "b"
+    assert {key[1] for key in second.rows} == {key[1] for key in _stored(env)} - {"b"}
+    assert env.uncommitted() == 0

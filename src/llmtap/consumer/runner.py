@@ -30,11 +30,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from llmtap.consumer.batch import Batch, Item, RowKey
 from llmtap.consumer.context import Handler
 from llmtap.consumer.dlq import DeadLetter, dead_letter_headers, encode_dead_letter
+from llmtap.consumer.overlap import Alongside, OverlappingSink
 from llmtap.consumer.stages import ChainRunner
 from llmtap.errors import LlmtapError, QueueError
 from llmtap.queue.port import GroupConsumer, Message, ReportingProducer
@@ -66,6 +67,7 @@ class RunnerConfig:
     retry_backoff_max_s: float = 30.0
     dlq_flush_timeout_s: float = 10.0
     chain_chunk: int = 64
+    overlap_sinks: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunnerConfig:
@@ -77,6 +79,7 @@ class RunnerConfig:
             retry_backoff_s=settings.retry_backoff_s,
             retry_backoff_max_s=settings.retry_backoff_max_s,
             chain_chunk=settings.consumer_chain_chunk,
+            overlap_sinks=settings.consumer_overlap_sinks,
         )
 
     def backoff(self, failures: int) -> float:
@@ -205,9 +208,16 @@ class BatchRunner:
         for item in batch.good:
             assert item.row is not None
             live.setdefault(_key(item.row), []).append(item)
-        for sink in self._sinks:
-            if not self._write_sink(sink, live, batch, stop):
+        sinks = list(self._sinks)
+        while sinks:
+            sink = sinks.pop(0)
+            alongside = None
+            if self._config.overlap_sinks and sinks and hasattr(sink, "write_batch_alongside"):
+                alongside = Alongside(sinks[0], live)
+            if not self._write_sink(sink, live, batch, stop, alongside):
                 return False
+            if alongside is not None and alongside.done:
+                sinks.pop(0)  # the next sink took the batch while this one committed
         if self._outbox is not None and not self._enqueue(self._outbox, live, stop):
             return False
         batch.written = sum(len(items) for items in live.values())
@@ -252,7 +262,12 @@ class BatchRunner:
                 return True
 
     def _write_sink(
-        self, sink: Sink, live: dict[RowKey, list[Item]], batch: Batch, stop: threading.Event
+        self,
+        sink: Sink,
+        live: dict[RowKey, list[Item]],
+        batch: Batch,
+        stop: threading.Event,
+        alongside: Alongside | None = None,
     ) -> bool:
         failures = 0
         one_by_one = False
@@ -260,6 +275,11 @@ class BatchRunner:
             try:
                 if one_by_one:
                     self._write_singly(sink, live, batch)
+                elif alongside is not None:
+                    overlapping = cast(OverlappingSink, sink)
+                    overlapping.write_batch_alongside(
+                        [_row(items) for items in live.values()], alongside
+                    )
                 else:
                     sink.write_batch([_row(items) for items in live.values()])
                 return True
