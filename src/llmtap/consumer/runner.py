@@ -276,6 +276,9 @@ class BatchRunner:
                 if one_by_one:
                     self._write_singly(sink, live, batch)
                 elif alongside is not None:
+                    # only a run beside this very attempt counts (an earlier attempt's commit
+                    # may have failed after it)
+                    alongside.done = False
                     overlapping = cast(OverlappingSink, sink)
                     overlapping.write_batch_alongside(
                         [_row(items) for items in live.values()], alongside
