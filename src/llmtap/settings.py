@@ -211,6 +211,16 @@ class Settings(BaseSettings):
     When the proxy and the consumer both want the CPU the calls win and the consumer catches up
     after; 0 keeps the same priority. ``llmtap consume`` on its own is never lowered
     (docs/decisions/2026-12-02-serve-consumer-priority.md)."""
+    consumer_chain_chunk: int = Field(default=64, ge=1)
+    """Records the consumer's handler chain takes a handler at a time (each handler over these
+    records, then the next): the handlers' code stays hot across them. Their contexts, with the
+    request and response bodies, are held at once, so this bounds the memory it costs; 1 runs
+    the chain record by record (docs/decisions/2026-12-02-consumer-speed.md)."""
+    consumer_overlap_sinks: bool = True
+    """Write the analytics store's batch on a second thread while the records store commits
+    the same batch (both release the GIL, so it can use a second core); off writes the sinks
+    strictly one after the other. The rows and their ids are the same either way
+    (docs/decisions/2026-12-02-consumer-speed.md)."""
     max_attempts: int = 3
     """Tries of a record that fails retriably before it is dead-lettered."""
     retry_backoff_s: float = 0.5

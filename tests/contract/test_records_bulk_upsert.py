@@ -212,7 +212,12 @@ def _table(engine: sa.Engine, orgs: tuple[str, str]) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
         # every column as the database holds it (JSON as its stored text on SQLite), but the
         # storing transaction's id (``tx``), which differs between two writes on Postgres
-        columns = ", ".join(c.name for c in requests.columns if c.name != TX)
+        names = [c.name for c in requests.columns if c.name != TX]
+        if engine.dialect.name == "sqlite":
+            # and each value's storage class: 7 and 7.0 are equal in Python, not on disk (the
+            # driver-level path leaves floats and booleans to the columns' affinity)
+            names += [f"typeof({name})" for name in names]
+        columns = ", ".join(names)
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         result = conn.exec_driver_sql(
             f"SELECT {columns} FROM requests WHERE org_id IN ({mark}, {mark})"

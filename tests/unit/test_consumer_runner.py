@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from llmtap.consumer.chain import build_chain
-from llmtap.consumer.context import Context
+from llmtap.consumer.context import Context, Handler
 from llmtap.consumer.dlq import DeadLetter, decode_dead_letter
 from llmtap.consumer.runner import BatchRunner, RunnerConfig
 from llmtap.errors import QueueError, StoreUnavailable
@@ -30,6 +31,7 @@ from llmtap.record import BodyRef, LogRecord, Timing, encode
 from llmtap.settings import Settings
 from llmtap.stores.bodies.port import BodyStore, BodyStream, body_key
 from llmtap.stores.factory import open_body_store, open_records_store
+from llmtap.stores.notes import CLAIMED_REQUEST_ID
 from llmtap.stores.records.store import RecordsStore
 from llmtap.stores.row import RequestRow
 from llmtap.stores.sink import PoisonRows, Sink
@@ -44,9 +46,12 @@ class Env:
     records: RecordsStore
     bodies: BodyStore
 
-    def runner(self, sinks: Sequence[Sink] | None = None, **config: Any) -> BatchRunner:
+    def runner(
+        self, sinks: Sequence[Sink] | None = None, handlers: Sequence[Handler] = (), **config: Any
+    ) -> BatchRunner:
+        """A runner with the default chain, then ``handlers``."""
         cfg = replace(RunnerConfig.from_settings(self.settings), **config)
-        chain = build_chain(self.settings, self.records, self.bodies)
+        chain = [*build_chain(self.settings, self.records, self.bodies), *handlers]
         return BatchRunner(self.consumer, self.producer, chain, sinks or [self.records], cfg)
 
     def publish(self, record: LogRecord, *, body: bytes | None = None) -> None:
@@ -319,12 +324,67 @@ class Explodes:
 def test_a_handler_bug_dead_letters_only_that_record(env: Env) -> None:
     env.publish(make_record("odd"), body=chat_body())
     env.publish(make_record("even"), body=chat_body())
-    runner = env.runner()
-    runner._handlers.append(Explodes())
+    runner = env.runner(handlers=[Explodes()])
     assert drain(runner) == 2
     (letter,) = env.dead_letters(expect=1)
     assert letter.stage == "handler:buggy" and letter.error_type == "KeyError"
     assert env.row("even") is not None
+
+
+class OutageOnce:
+    """A handler whose store is down for the first record named ``down`` it sees."""
+
+    name = "lookup"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, ctx: Context) -> None:
+        self.calls.append(ctx.record.request_id)
+        if ctx.record.request_id == "down" and self.calls.count("down") == 1:
+            raise StoreUnavailable("lookup store: connection refused")
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 64])
+def test_the_chain_a_handler_at_a_time_treats_each_record_alone(env: Env, chunk: int) -> None:
+    # runs of ``chunk`` records go through the chain a handler at a time: a bug, a body not there
+    # yet, an outage and good records mixed across run boundaries each end as they would alone
+    late = make_record("late")
+    names = ["a", "odd", "late", "b", "down", "c", "no-body", "d"]
+    for name in names:
+        if name == "late":
+            env.publish(late)
+        elif name == "no-body":
+            env.publish(make_record(name))
+        else:
+            env.publish(make_record(name), body=chat_body(f"model-{name}"))
+    outage = OutageOnce()
+    runner = env.runner(
+        handlers=[Explodes(), outage],
+        chain_chunk=chunk,
+        retry_backoff_s=0.05,
+        retry_backoff_max_s=0.05,
+    )
+
+    def write_late_body() -> None:
+        wait_for(lambda: runner.stats.retries >= 1)
+        assert late.request_body is not None and late.request_body.key is not None
+        env.bodies.put(late.request_body.key, chat_body("model-late"))
+
+    writer = threading.Thread(target=write_late_body)
+    writer.start()
+    assert drain(runner) == len(names)
+    writer.join()
+    letters = {letter.request_id: letter for letter in env.dead_letters(expect=2)}
+    assert set(letters) == {"odd", "no-body"}
+    assert letters["odd"].stage == "handler:buggy" and letters["odd"].attempts == 1
+    assert letters["no-body"].stage == "handler:bodies" and letters["no-body"].attempts == 3
+    for name in ("a", "late", "b", "down", "c", "d"):
+        row = env.row(name)
+        assert row is not None and row.model == f"model-{name}", name
+    assert runner.stats.stalls == 1  # the outage was waited out once, no attempt spent on it
+    assert outage.calls.count("down") == 2
+    assert env.uncommitted() == 0
 
 
 def test_replaying_the_same_records_gives_one_row_each(env: Env) -> None:
@@ -501,3 +561,106 @@ def test_a_queue_that_cannot_be_polled_is_waited_out(env: Env) -> None:
         stop.set()
         worker.join(timeout=10)
     assert env.row("q-1") is not None
+
+
+# -- the second sink's write beside the records' commit (``consumer_overlap_sinks``) ------------
+# It must write exactly what the sequential path writes (the ids the records store settled,
+# claims included), once; a failure of the overlapped write must end as it would have without the
+# overlap (written again, or dead-lettered as a refusal). The second sink keeps rows in memory
+# and says which thread wrote them.
+
+
+class SecondSink:
+    """An in-memory sink after the records store; ``fail`` raises once on the next write."""
+
+    name = "second"
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], RequestRow] = {}
+        self.threads: list[str] = []
+        self.fail: Exception | None = None
+        self.refuse: set[str] = set()
+        self.records_committed: list[bool] = []
+
+    def write_batch(self, rows: Sequence[RequestRow]) -> None:
+        self.threads.append(threading.current_thread().name)
+        if self.fail is not None:
+            error, self.fail = self.fail, None
+            raise error
+        refused = {r.request_id: "refused" for r in rows if r.request_id in self.refuse}
+        for row in rows:
+            if row.request_id not in refused:
+                self.rows[(row.org_id, row.request_id)] = msgspec.structs.replace(row)
+        if refused:
+            raise PoisonRows(refused)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def second() -> SecondSink:
+    return SecondSink()
+
+
+def _publish(env: Env) -> None:
+    env.publish(make_record("a"), body=chat_body())
+    env.publish(make_record("b"), body=chat_body())
+    # a different call claiming "a": the records store moves it to a fresh id
+    other = msgspec.structs.replace(
+        make_record("a"), target_url="https://api.openai.com/v1/chat/completions?x=1"
+    )
+    env.publish(other)
+
+
+def _stored(env: Env) -> dict[tuple[str, str], RequestRow]:
+    return {(r.org_id, r.request_id): r for r in env.records.recent_requests(None, 100)}
+
+
+def test_the_second_sink_writes_while_the_records_commit_and_gets_the_settled_ids(
+    env: Env, second: SecondSink
+) -> None:
+    _publish(env)
+    runner = env.runner(sinks=[env.records, second])
+    assert drain(runner) == 3
+    stored = _stored(env)
+    assert len(stored) == 3
+    assert any(CLAIMED_REQUEST_ID in r.properties for r in stored.values())
+    assert second.rows == stored  # the same rows, under the ids the claims settled
+    assert second.threads == ["llmtap-sink-alongside"]  # once, beside the records' commit
+    assert runner.stats.dead_lettered == 0 and env.uncommitted() == 0
+
+
+def test_without_the_overlap_the_sinks_write_one_after_the_other(
+    env: Env, second: SecondSink
+) -> None:
+    _publish(env)
+    runner = env.runner(sinks=[env.records, second], overlap_sinks=False)
+    assert drain(runner) == 3
+    assert second.rows == _stored(env)
+    assert second.threads == [threading.current_thread().name]
+
+
+def test_an_overlapped_write_that_fails_is_written_again_the_usual_way(
+    env: Env, second: SecondSink
+) -> None:
+    _publish(env)
+    second.fail = StoreUnavailable("second store: connection refused")
+    runner = env.runner(sinks=[env.records, second])
+    assert drain(runner) == 3
+    assert second.threads == ["llmtap-sink-alongside", threading.current_thread().name]
+    assert second.rows == _stored(env)
+    assert runner.stats.dead_lettered == 0 and env.uncommitted() == 0
+
+
+def test_a_row_the_second_sink_refuses_is_dead_lettered_as_without_the_overlap(
+    env: Env, second: SecondSink
+) -> None:
+    _publish(env)
+    second.refuse = {"b"}
+    runner = env.runner(sinks=[env.records, second])
+    assert drain(runner) == 3
+    (letter,) = env.dead_letters(expect=1)
+    assert letter.stage == "sink:second" and letter.request_id == "b"
+    assert {key[1] for key in second.rows} == {key[1] for key in _stored(env)} - {"b"}
+    assert env.uncommitted() == 0

@@ -25,28 +25,25 @@ partitions being taken away, so the next owner does not redo them (docs/consumer
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from llmtap.consumer.batch import Batch, Item, RowKey
-from llmtap.consumer.context import Context, Handler
+from llmtap.consumer.context import Handler
 from llmtap.consumer.dlq import DeadLetter, dead_letter_headers, encode_dead_letter
-from llmtap.consumer.handlers.row_builder import RowBuilder
-from llmtap.errors import LlmtapError, QueueError, StoreUnavailable
+from llmtap.consumer.overlap import Alongside, OverlappingSink
+from llmtap.consumer.stages import ChainRunner
+from llmtap.errors import LlmtapError, QueueError
 from llmtap.queue.port import GroupConsumer, Message, ReportingProducer
 from llmtap.record import RecordDecodeError, decode
 from llmtap.settings import Settings
 from llmtap.stores.records.outbox import Delivery, TargetSpec
 from llmtap.stores.row import RequestRow
 from llmtap.stores.sink import PoisonRows, Sink
-
-INGESTED_DIGEST_PREFIX = "source:"
-"""``record_digest`` of a row from an ingested log: ``source:<record source>`` (never a hex digest)."""
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +66,8 @@ class RunnerConfig:
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 30.0
     dlq_flush_timeout_s: float = 10.0
+    chain_chunk: int = 64
+    overlap_sinks: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunnerConfig:
@@ -79,6 +78,8 @@ class RunnerConfig:
             max_attempts=max(1, settings.max_attempts),
             retry_backoff_s=settings.retry_backoff_s,
             retry_backoff_max_s=settings.retry_backoff_max_s,
+            chain_chunk=settings.consumer_chain_chunk,
+            overlap_sinks=settings.consumer_overlap_sinks,
         )
 
     def backoff(self, failures: int) -> float:
@@ -121,10 +122,9 @@ class BatchRunner:
         self._consumer = consumer
         self._outbox = outbox
         self._dlq = dlq_producer
-        self._handlers = list(handlers)
+        self._chain = ChainRunner(handlers, config.max_attempts, config.chain_chunk)
         self._sinks = list(sinks)
         self._config = config
-        self._build_row = RowBuilder()
         self._never = threading.Event()
         self._poll_failures = 0
         self._written: dict[tuple[str, int], Message] = {}
@@ -183,40 +183,14 @@ class BatchRunner:
         pending = items
         rounds = outages = 0
         while pending:
-            retry: list[Item] = []
-            outage: StoreUnavailable | None = None
-            where = ""
-            for item in pending:
-                if outage is not None:
-                    # the store is down for everyone: do not spend this round's attempts on it
-                    retry.append(item)
-                    continue
-                try:
-                    item.row = self._run_chain(item)
-                except StoreUnavailable as exc:
-                    outage, where = exc, item.stage
-                    retry.append(item)
-                except LlmtapError as exc:
-                    item.failed()
-                    if exc.retriable and item.attempts < self._config.max_attempts:
-                        self.stats.retries += 1
-                        retry.append(item)
-                    else:
-                        batch.dead_letter(item, exc)
-                except Exception as exc:
-                    # Fail-open edge for handler bugs: a parser tripping on one odd body must not
-                    # stall the pipeline. The record keeps its bytes in the DLQ for a re-drive.
-                    log.exception("handler %s failed on %s", item.stage, item.message.offset)
-                    item.failed()
-                    batch.dead_letter(item, exc)
-                else:
-                    batch.good.append(item)
-            pending = retry
+            done = self._chain.run_round(pending, batch)
+            self.stats.retries += done.retries
+            pending = done.retry
             if not pending:
                 break
-            if outage is not None:
+            if done.outage is not None:
                 outages += 1
-                if self._wait_outage(where, outage, outages, stop):
+                if self._wait_outage(done.where, done.outage, outages, stop):
                     return False
             else:
                 rounds += 1
@@ -226,29 +200,6 @@ class BatchRunner:
         batch.good.sort(key=lambda item: item.index)
         return True
 
-    def _run_chain(self, item: Item) -> RequestRow:
-        """The record's finished row; the context (with its bodies) is dropped right after, so a
-        batch holds rows in memory, not up to ``batch_max_records`` pairs of bodies."""
-        assert item.record is not None
-        item.stage = "handler:row"
-        row = self._build_row(item.record)
-        if item.record.source == "proxy":
-            # the proxy publishes one record per call, and its bytes are the same for every
-            # redelivery of that call only.
-            row.record_digest = hashlib.blake2b(item.message.value, digest_size=16).hexdigest()
-        else:
-            # Ingested logs are re-sent by their (authenticated) senders with fresh receive
-            # times, so their bytes cannot tell a re-send from another call: one digest per
-            # source makes a re-send replace its own source's row, while a proxied call (no key
-            # needed in the default organization) can no longer adopt the row as a pre-digest one.
-            row.record_digest = (INGESTED_DIGEST_PREFIX + item.record.source)[:64]
-        ctx = Context(message=item.message, record=item.record, row=row)
-        for handler in self._handlers:
-            item.stage = f"handler:{handler.name}"
-            handler(ctx)
-        item.deliveries = ctx.deliveries
-        return ctx.row
-
     def _write(self, batch: Batch, stop: threading.Event) -> bool:
         # one row per record: copies of one record inside a batch reach the sinks once (Postgres
         # refuses to touch a row twice in one statement). Different records claiming one request
@@ -257,9 +208,16 @@ class BatchRunner:
         for item in batch.good:
             assert item.row is not None
             live.setdefault(_key(item.row), []).append(item)
-        for sink in self._sinks:
-            if not self._write_sink(sink, live, batch, stop):
+        sinks = list(self._sinks)
+        while sinks:
+            sink = sinks.pop(0)
+            alongside = None
+            if self._config.overlap_sinks and sinks and hasattr(sink, "write_batch_alongside"):
+                alongside = Alongside(sinks[0], live)
+            if not self._write_sink(sink, live, batch, stop, alongside):
                 return False
+            if alongside is not None and alongside.done:
+                sinks.pop(0)  # the next sink took the batch while this one committed
         if self._outbox is not None and not self._enqueue(self._outbox, live, stop):
             return False
         batch.written = sum(len(items) for items in live.values())
@@ -304,7 +262,12 @@ class BatchRunner:
                 return True
 
     def _write_sink(
-        self, sink: Sink, live: dict[RowKey, list[Item]], batch: Batch, stop: threading.Event
+        self,
+        sink: Sink,
+        live: dict[RowKey, list[Item]],
+        batch: Batch,
+        stop: threading.Event,
+        alongside: Alongside | None = None,
     ) -> bool:
         failures = 0
         one_by_one = False
@@ -312,6 +275,14 @@ class BatchRunner:
             try:
                 if one_by_one:
                     self._write_singly(sink, live, batch)
+                elif alongside is not None:
+                    # only a run beside this very attempt counts (an earlier attempt's commit
+                    # may have failed after it)
+                    alongside.done = False
+                    overlapping = cast(OverlappingSink, sink)
+                    overlapping.write_batch_alongside(
+                        [_row(items) for items in live.values()], alongside
+                    )
                 else:
                     sink.write_batch([_row(items) for items in live.values()])
                 return True

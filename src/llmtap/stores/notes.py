@@ -38,6 +38,8 @@ The row (status, timings, sizes, the raw body) is stored all the same."""
 
 def callers_own(properties: Mapping[str, str]) -> dict[str, str]:
     """``properties`` without any a caller sent under llmtap's reserved prefix."""
+    if not properties:
+        return {}  # most calls: no generator for an empty mapping
     if not any(name[:7].lower() == PREFIX for name in properties):
         return dict(properties)
     return {k: v for k, v in properties.items() if k[:7].lower() != PREFIX}

@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc
 
+from llmtap.stores.records.engine import json_text
 from llmtap.stores.records.schema import requests
 from llmtap.stores.row import RequestRow
 
@@ -33,6 +34,8 @@ from llmtap.stores.row import RequestRow
 _ROWCOUNT = {"preserve_rowcount": True}
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
 _VALUES = re.compile(r"VALUES \([^()]*\)")  # one row of marks, with or without casts
+# column types whose SQLite bind processor changes nothing SQLite would not do itself
+_AS_STORED = (sa.Boolean, sa.Float)
 _STAGE = "pg_temp.llmtap_upsert_stage"
 # ``ON COMMIT DELETE ROWS``: a rolled-back or committed batch leaves nothing for the next one
 _CREATE_STAGE = (
@@ -63,9 +66,19 @@ class BulkUpsert:
             if found:
                 self._copy = (f"COPY {_STAGE} ({columns}) FROM STDIN", staged)
         self._values: Callable[[RequestRow], tuple[Any, ...]] = attrgetter(*names)
+        self._raw = dialect.name == "sqlite"
         self._processors: list[tuple[int, Callable[[Any], Any]]] = []
         for index, name in enumerate(names):
             column = requests.c[name]
+            if self._raw and isinstance(column.type, _AS_STORED):
+                # SQLite stores a bool as 1/0 and an int in a REAL column as a float by itself
+                # (column affinity): SQLAlchemy's processors only did it first, per value
+                continue
+            if self._raw and isinstance(column.type, sa.JSON):
+                # what the engine's JSON processor ends in (``engine.json_text``) for the
+                # dicts these columns hold, without its per-value dispatch
+                self._processors.append((index, json_text))
+                continue
             process = column.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 self._processors.append((index, process))
@@ -86,11 +99,49 @@ class BulkUpsert:
         params = [self.params(row) for row in rows]
         if self._copy is not None and len(params) > 1:
             return _copy_in(conn, *self._copy, params)
+        if self._raw:
+            return raw_executemany(conn, self.sql, params)
         if len(params) == 1:
             result = conn.exec_driver_sql(self.sql, params[0], execution_options=_ROWCOUNT)
         else:
             result = conn.exec_driver_sql(self.sql, params, execution_options=_ROWCOUNT)
         return int(result.rowcount)
+
+
+def raw_executemany(conn: sa.Connection, sql: str, params: list[tuple[Any, ...]]) -> int:
+    """``sql`` over ``params`` straight on ``conn``'s sqlite3 connection, in its transaction;
+    the summed row count. SQLAlchemy's ``exec_driver_sql`` around the same call was its
+    execution context, result and cursor wrapping, per batch and per claims lookup."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cur = raw.cursor()
+    try:
+        if len(params) == 1:
+            cur.execute(sql, params[0])
+        else:
+            cur.executemany(sql, params)
+        return int(cur.rowcount)
+    except dbapi_error as err:
+        # the store's error boundary (engine.WRITE_ERRORS) sorts SQLAlchemy's classes: a
+        # constraint is a row's error, a locked or broken database an outage
+        raise exc.DBAPIError.instance(sql, None, err, dbapi_error) from err
+    finally:
+        cur.close()
+
+
+def raw_select(conn: sa.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of a read on ``conn``'s sqlite3 connection (errors as ``raw_executemany``)."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cur = raw.cursor()
+    try:
+        return list(cur.execute(sql, params))
+    except dbapi_error as err:
+        raise exc.DBAPIError.instance(sql, None, err, dbapi_error) from err
+    finally:
+        cur.close()
 
 
 def _copy_in(

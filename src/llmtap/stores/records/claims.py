@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from llmtap.errors import StoreUnavailable
 from llmtap.stores.notes import CLAIMED_REQUEST_ID
-from llmtap.stores.records.schema import requests
+from llmtap.stores.records.bulk_upsert import raw_select
 from llmtap.stores.row import RequestRow
 
 Key = tuple[str, str]
@@ -34,6 +34,9 @@ Key = tuple[str, str]
 _NAMESPACE = uuid.UUID("6c6c6d74-6170-4a5e-8f5b-7265717565ff")
 _MAX_STEPS = 8
 _SELECT_CHUNK = 500  # keys per IN list: well under SQLite's bound-parameter limit
+_IN_SQL = (
+    "SELECT request_id, record_digest FROM requests WHERE org_id = ? AND request_id IN ({marks})"
+)
 _ANY_SQL = (
     "SELECT request_id, record_digest FROM requests"
     " WHERE org_id = %s AND request_id = ANY(%s::varchar[])"
@@ -104,10 +107,10 @@ def _stored_digests(conn: sa.Connection, keys: Iterable[Key]) -> dict[Key, str |
         return found
     for org_id, ids in by_org.items():
         for start in range(0, len(ids), _SELECT_CHUNK):
-            query = sa.select(requests.c.request_id, requests.c.record_digest).where(
-                requests.c.org_id == org_id,
-                requests.c.request_id.in_(ids[start : start + _SELECT_CHUNK]),
-            )
-            for request_id, digest in conn.execute(query):
+            chunk = ids[start : start + _SELECT_CHUNK]
+            # plain SQL on the driver: building and compiling a select per chunk cost more
+            # than SQLite's lookups
+            sql = _IN_SQL.format(marks=",".join("?" * len(chunk)))
+            for request_id, digest in raw_select(conn, sql, [org_id, *chunk]):
                 found[(org_id, request_id)] = digest
     return found

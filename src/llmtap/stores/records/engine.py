@@ -66,7 +66,7 @@ def parse_url(url: str) -> URL:
     )
 
 
-def _json_text(value: Any) -> str:
+def json_text(value: Any) -> str:
     # msgspec instead of the stdlib: JSON columns (properties, headers) are encoded for every row
     # of every batch, and the stdlib encoder was a tenth of the consumer's time
     return msgspec.json.encode(value).decode()
@@ -82,7 +82,7 @@ def create_engine(url: str, *, immediate: bool = False) -> sa.Engine:
         connect_args["connect_timeout"] = 5
     # pre-ping: after a server restart the next batch reconnects instead of failing once more
     return sa.create_engine(
-        parsed, pool_pre_ping=True, connect_args=connect_args, json_serializer=_json_text
+        parsed, pool_pre_ping=True, connect_args=connect_args, json_serializer=json_text
     )
 
 
@@ -101,7 +101,7 @@ def _sqlite_engine(parsed: URL, *, immediate: bool) -> sa.Engine:
     # waiting one longer than sqlite3's default 5 s, which a loaded machine can exceed. A timeout
     # the URL gives (``?timeout=``) is the operator's and wins.
     connect_args = {"timeout": 60.0} if immediate and "timeout" not in parsed.query else {}
-    engine = sa.create_engine(parsed, json_serializer=_json_text, connect_args=connect_args)
+    engine = sa.create_engine(parsed, json_serializer=json_text, connect_args=connect_args)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

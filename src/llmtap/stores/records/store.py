@@ -7,7 +7,7 @@ what the api and the CLI read from (``reader``, ``stores/records/reader.py``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from llmtap.stores.records import keys
@@ -81,8 +81,15 @@ class RecordsStore:
         ``PoisonRows`` naming the rows it refused, after the others were committed. Scores
         that were waiting for these calls are joined once the rows are committed.
         """
+        self.write_batch_alongside(rows, None)
+
+    def write_batch_alongside(
+        self, rows: Sequence[RequestRow], alongside: Callable[[], None] | None
+    ) -> None:
+        """``write_batch``, running ``alongside`` (which must not raise) on another thread while
+        the batch commits, once the rows have their final ids (``upsert.write_rows``)."""
         try:
-            write_rows(self._writer, rows, self._upsert)
+            write_rows(self._writer, rows, self._upsert, alongside)
         except PoisonRows:
             self.scores.join_landed((row.org_id, row.request_id) for row in rows)
             raise

@@ -19,7 +19,8 @@ batch as multi-row statements it builds and splits itself: twice the time of the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -92,33 +93,49 @@ def prepare(engine: sa.Engine) -> BulkUpsert:
 
 
 def write_rows(
-    engine: sa.Engine, rows: Sequence[RequestRow], upsert: BulkUpsert | None = None
+    engine: sa.Engine,
+    rows: Sequence[RequestRow],
+    upsert: BulkUpsert | None = None,
+    alongside: Callable[[], None] | None = None,
 ) -> None:
     """Upsert ``rows`` in one transaction; ``PoisonRows`` after storing the good ones.
 
     Rows moved to a fresh request id (``claims.settle``) are changed in place, so the sinks after
     this one write the same ids. ``upsert``: the store's ``prepare(engine)``, to skip compiling.
+    ``alongside``: run on a thread of its own while the transaction commits, once every row has
+    its final id and was taken (never on the row-by-row path); joined before this returns or
+    raises. It must not raise.
     """
     if not rows:
         return
     upsert = upsert or prepare(engine)
-    for _ in range(_SETTLE_TRIES):
-        try:
-            with engine.begin() as conn:
-                settle(conn, rows)
-                unique = last_per_key(rows)
-                if upsert.execute(conn, unique) < len(unique):
-                    raise _ClaimedMeanwhile
-            return
-        except _ClaimedMeanwhile:
-            continue
-        except WRITE_ERRORS as err:
-            if not is_row_error(err):
-                assert isinstance(err, exc.SQLAlchemyError)  # every value error is a row's
-                raise translate(err, "write batch") from err
-            break
-    else:
-        raise StoreUnavailable("request ids were claimed by another writer meanwhile; retrying")
+    worker: threading.Thread | None = None
+    try:
+        for _ in range(_SETTLE_TRIES):
+            try:
+                with engine.begin() as conn:
+                    settle(conn, rows)
+                    unique = last_per_key(rows)
+                    if upsert.execute(conn, unique) < len(unique):
+                        raise _ClaimedMeanwhile
+                    if alongside is not None:
+                        # the commit (SQLite writing its pages) releases the GIL: the next sink
+                        # can use the other core meanwhile
+                        worker = threading.Thread(target=alongside, name="llmtap-sink-alongside")
+                        worker.start()
+                return
+            except _ClaimedMeanwhile:
+                continue
+            except WRITE_ERRORS as err:
+                if not is_row_error(err):
+                    assert isinstance(err, exc.SQLAlchemyError)  # every value error is a row's
+                    raise translate(err, "write batch") from err
+                break
+        else:
+            raise StoreUnavailable("request ids were claimed by another writer meanwhile; retrying")
+    finally:
+        if worker is not None:
+            worker.join()
     # some row is bad: find which, keep the others
     refused = _write_one_by_one(engine, upsert, rows)
     if refused:
