@@ -194,6 +194,8 @@ def test_s3_server_away_is_unavailable(s3_env: None) -> None:
         store.put("org/re/req/request", b"x")
     with pytest.raises(StoreUnavailable):
         store.get("org/re/req/request")
+    with pytest.raises(StoreUnavailable):  # a pack window, read without botocore when it can be
+        store.get(pack_key("org", "0123abcd") + "#10+5")
     store.close()
 
 
@@ -220,18 +222,13 @@ def test_s3_bucket_is_created_when_missing(s3_env: None) -> None:
 def test_s3_reads_neighbouring_slices_with_one_request(s3_env: None) -> None:
     """The consumer reads a batch's bodies in pack order: one ranged GET serves them all."""
     store = S3BodyStore(f"llmtap-test-{secrets.token_hex(6)}", endpoint=S3_ENDPOINT)
-    gets: list[str] = []
-    store._client.meta.events.register(
-        "provide-client-params.s3.GetObject",
-        lambda **kwargs: gets.append(kwargs["params"]["Range"]),
-    )
     try:
         bodies = [f'{{"call": {i}, "text": "{"x" * (i % 50)}"}}'.encode() for i in range(200)]
         pack = pack_key("org", secrets.token_hex(16))
         blob, keys = pack_bodies(pack, bodies)
         store.put(pack, blob)
         assert [store.get(k) for k in keys] == bodies
-        assert len(gets) == 1
+        assert store.window_reads == 1
         with pytest.raises(KeyError):
             store.get(pack_key("org", secrets.token_hex(16)) + "#0+5")
     finally:
@@ -244,11 +241,6 @@ def test_s3_reads_a_pack_once_when_partitions_read_it_interleaved(s3_env: None) 
     partition's share in turn, each in pack order: one ranged GET still serves the pack,
     whichever partition reaches it first."""
     store = S3BodyStore(f"llmtap-test-{secrets.token_hex(6)}", endpoint=S3_ENDPOINT)
-    gets: list[str] = []
-    store._client.meta.events.register(
-        "provide-client-params.s3.GetObject",
-        lambda **kwargs: gets.append(kwargs["params"]["Range"]),
-    )
     try:
         bodies = [f'{{"call": {i}, "text": "{"x" * (i % 50)}"}}'.encode() for i in range(200)]
         pack = pack_key("org", secrets.token_hex(16))
@@ -256,6 +248,33 @@ def test_s3_reads_a_pack_once_when_partitions_read_it_interleaved(s3_env: None) 
         store.put(pack, blob)
         for partition in (2, 0, 3, 1):  # the later partitions' first records come earlier
             assert [store.get(k) for k in keys[partition::4]] == bodies[partition::4]
-        assert len(gets) == 1
+        assert store.window_reads == 1
     finally:
         store.close()
+
+
+@pytest.mark.s3
+def test_s3_pack_windows_are_read_without_botocore_s_get_object(s3_env: None) -> None:
+    """A window is a signed ranged GET on the client's own HTTP session; botocore's
+    ``get_object`` (~0.9 ms of CPU a call) is left for failures and whole objects."""
+    store = S3BodyStore(f"llmtap-test-{secrets.token_hex(6)}", endpoint=S3_ENDPOINT)
+    calls: list[str] = []
+    store._client.meta.events.register(
+        "provide-client-params.s3.GetObject", lambda **kwargs: calls.append(kwargs["params"]["Key"])
+    )
+    try:
+        bodies = [os.urandom(n) for n in (0, 1, 300, 70_000, 5, 1_200_000, 17)]
+        pack = pack_key("org id/with spaces+plus", secrets.token_hex(16))
+        blob, keys = pack_bodies(pack, bodies)
+        store.put(pack, blob)
+        assert [store.get(k) for k in reversed(keys)] == bodies[::-1]
+        assert calls == []
+        # the 1.2 MB body crosses the first window's edge: its read covers it, the 17 bytes after
+        # it are in the next window
+        assert store.window_reads == 2
+        with pytest.raises(KeyError):  # missing: botocore asked again, and it says so
+            store.get(pack_key("org", secrets.token_hex(16)) + "#0+5")
+        assert len(calls) == 1
+    finally:
+        store.close()
+        _remove_bucket(store.bucket)

@@ -57,6 +57,12 @@ DEFAULTS: dict[str, Any] = {
     "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
     "client.id": "llmtap-consumer",
+    # At most this much of one partition per fetch, so a backlog comes back with every partition
+    # advancing together instead of one partition's run after another: a pack of bodies holds
+    # records of every partition, and the body store's window cache then serves it once rather
+    # than once per partition (docs/decisions/2026-12-02-s3-body-reads.md). A queue URL option
+    # (``?max_partition_fetch_bytes=``) overrides it; a larger producer batch still comes whole.
+    "max.partition.fetch.bytes": 128 * 1024,
 }
 
 Partition = tuple[str, int]
