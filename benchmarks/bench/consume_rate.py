@@ -25,6 +25,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     settings = load_settings()
     opened = time.perf_counter()
+    opened_wall = time.time()
     service = ConsumerService(settings)
     try:  # as ``llmtap consume`` does once the stores are open (absent in older checkouts)
         from llmtap.consumer.heap import settle_heap
@@ -67,6 +68,9 @@ def main() -> None:
         "dead_lettered": runner.stats.dead_lettered,
         "retries": runner.stats.retries,
         "open_s": t0 - opened,
+        # wall-clock bounds of the work, to time several consumers of one group together
+        "start_wall": opened_wall + (t0 - opened),
+        "done_wall": opened_wall + (done_at - opened),
     }
     service.stop(timeout=30)
     print(json.dumps(result), flush=True)

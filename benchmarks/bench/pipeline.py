@@ -215,7 +215,67 @@ def distributed_throughput(
         f"  distributed consumer: {result['records_per_s']:.0f} records/s "
         f"({result['processed']}/{produced} in {result['seconds']:.1f}s)"
     )
+    # the same topic again, by two consumers of a new group into a fresh database
+    two = {
+        **env,
+        "LLMTAP_RECORDS_URL": fresh_database(pg, "llmtap_bench_two"),
+        "LLMTAP_CONSUMER_GROUP": f"bench-{stamp}-two",
+    }
+    result["two_consumers"] = consume_group(two, produced, 2, timeout_s)
+    log(
+        f"  two distributed consumers: {result['two_consumers']['records_per_s']:.0f} records/s "
+        f"together ({result['two_consumers']['processed']}/{produced})"
+    )
     return result
+
+
+def consume_group(
+    env: dict[str, str], expect: int, members: int, timeout_s: float
+) -> dict[str, Any]:
+    """``members`` consumer processes of one group draining the topic together, unpinned (each
+    may use either core, as the services do); the rate is every record over the time from the
+    first member's start to the last one's last record."""
+    run_env = {**os.environ, **env}
+    # migrate once, before the members start, so they do not race to create the schema
+    migrate = "import sys; from llmtap.stores.factory import open_records_store as o; o(sys.argv[1]).close()"
+    subprocess.run(
+        [PYTHON, "-c", migrate, env["LLMTAP_RECORDS_URL"]], env=run_env, check=True, timeout=120
+    )
+    # each stops once its share is done and the group has gone quiet (15 s covers the first rebalance)
+    cfg = {"expect": expect // members // 2, "timeout_s": timeout_s, "idle_s": 15}
+    argv = [PYTHON, "-m", "bench.consume_rate", json.dumps(cfg)]
+    procs = [
+        subprocess.Popen(
+            ["taskset", "-c", "0-1", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=BENCH_DIR,
+            env=run_env,
+        )
+        for _ in range(members)
+    ]
+    each: list[dict[str, Any]] = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout_s + 120)
+        lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
+        if not lines:
+            raise RuntimeError(f"a group member failed: {err.decode()[-3000:]}")
+        each.append(json.loads(lines[-1]))
+    processed = sum(m["processed"] for m in each)
+    seconds = max(m["done_wall"] for m in each) - min(m["start_wall"] for m in each)
+    cpu_s = sum(m["cpu_s"] for m in each)
+    return {
+        "members": members,
+        "processed": processed,
+        "expected": expect,
+        "seconds": seconds,
+        "records_per_s": processed / seconds if seconds > 0 else 0.0,
+        "records_per_cpu_s": processed / cpu_s if cpu_s else 0.0,
+        "each": [
+            {k: m[k] for k in ("processed", "seconds", "records_per_s", "cpu_s", "dead_lettered")}
+            for m in each
+        ],
+    }
 
 
 def steady_load(
