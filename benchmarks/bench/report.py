@@ -422,6 +422,18 @@ def pipeline_section(r: dict[str, Any]) -> list[str]:
                 f"{fill['dropped']:,} dropped, {fill['backlog_left']:,} left in the backlog).",
                 "",
             ]
+        two = p.get("two_consumers")
+        if two:
+            lines += [
+                f"**Two consumers of one group** on the same topic (a new group, a fresh database,"
+                f" both unpinned): {two['records_per_s']:,.0f} records/s together"
+                f" ({two['records_per_s'] / p['records_per_s']:.2f}x one) — {two['processed']:,}"
+                f" records in {two['seconds']:.1f} s from the first start to the last record,"
+                f" {two['records_per_cpu_s']:,.0f} records per consumer CPU-second; each: "
+                + ", ".join(f"{m['processed']:,} in {m['seconds']:.1f} s" for m in two["each"])
+                + ".",
+                "",
+            ]
         lines += profile_table(f"py-spy profile of that consumer ({key})", p.get("profile"))
     f = r.get("freshness")
     if f is not None and "error" not in f:
