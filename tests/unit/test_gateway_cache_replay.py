@@ -9,6 +9,7 @@ compares the bytes written and the record built at the hand-off.
 
 from __future__ import annotations
 
+import gzip
 import time
 from typing import Any
 
@@ -31,6 +32,12 @@ STORED: HeaderList = [
     (b"Content-Type", b"application/json"),
     (b"x-request-id", b"req_1"),
     (b"openai-processing-ms", b"12"),
+]
+
+SECRET_GZIP: HeaderList = [
+    (b"Content-Type", b"application/json"),
+    (b"Content-Encoding", b"gzip"),
+    (b"X-Upstream-Token", b"tok-1"),
 ]
 
 
@@ -112,6 +119,9 @@ CASES = {
         answer=CachedResponse(200, b"OK", STORED, False, JSON), client_closes=True
     ),
     "draining": dict(answer=CachedResponse(200, b"OK", STORED, False, JSON), draining=True),
+    "secret and compressed head": dict(
+        answer=CachedResponse(200, b"OK", SECRET_GZIP, False, gzip.compress(JSON))
+    ),
 }
 PIECEWISE = {
     "stream": dict(
@@ -183,3 +193,22 @@ def test_the_prepared_head_says_hit_and_the_slot() -> None:
     assert (b"content-length", b"%d" % len(JSON)) in prepared.headers
     streamed = Prepared(CachedResponse(200, b"OK", [], True, SSE), 0)
     assert streamed.head_lines is None
+
+
+def test_hits_on_one_slot_share_its_logged_head() -> None:
+    """The shipper does not redact a hit's headers again for every call: the records of hits on
+    one slot share the head read once (redacted, its content type and encoding) and log what
+    reading each hit's headers gives."""
+    prepared = Prepared(CachedResponse(200, b"OK", SECRET_GZIP, False, gzip.compress(JSON)), 2)
+    records = []
+    for _ in range(2):
+        exchange, _, app = _exchange(b"POST", False, False, b"", 1 << 20)
+        replay(exchange, prepared)
+        (captured,) = app.records
+        records.append(captured)
+        assert exchange.resp_logged is prepared.logged
+    first, second = (c.record for c in records)
+    assert first.response_headers is second.response_headers is prepared.logged.headers
+    assert first.response_headers["x-upstream-token"].startswith("<redacted:")
+    assert first.extra["response_decoded_from"] == "gzip"
+    assert records[0].response_body == JSON

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from llmtap.capture.tap import TapHeaders, split_headers
 from llmtap.proxy.gateway.cache_key import keyed_body
 from llmtap.proxy.gateway.cache_memory import REFRESH, MemoryCache
 from llmtap.proxy.gateway.cache_replay import Prepared
@@ -12,6 +13,7 @@ from llmtap.proxy.gateway.cache_request import (
     DEFAULT_MAX_AGE_S,
     MAX_MAX_AGE_S,
     CacheHeaderError,
+    CacheRequests,
     cache_request,
     max_age,
 )
@@ -20,34 +22,32 @@ from support.probes import wait_for
 
 
 def test_enabled_reads_and_saves_and_each_direction_wins_over_it() -> None:
-    assert cache_request({"cache-enabled": "true"}, []) is not None
-    both = cache_request({"cache-enabled": "TRUE"}, [])
+    assert cache_request({"cache-enabled": "true"}) is not None
+    both = cache_request({"cache-enabled": "TRUE"})
     assert both is not None and (both.read, both.save) == (True, True)
-    read = cache_request({"cache-read": "1"}, [])
+    read = cache_request({"cache-read": "1"})
     assert read is not None and (read.read, read.save) == (True, False)
-    no_save = cache_request({"cache-enabled": "on", "cache-save": "false"}, [])
+    no_save = cache_request({"cache-enabled": "on", "cache-save": "false"})
     assert no_save is not None and (no_save.read, no_save.save) == (True, False)
-    assert cache_request({"cache-enabled": "false"}, []) is None
-    assert (
-        cache_request({"cache-enabled": "true", "cache-read": "0", "cache-save": "no"}, []) is None
-    )
-    assert cache_request({"retry-enabled": "true"}, []) is None
+    assert cache_request({"cache-enabled": "false"}) is None
+    assert cache_request({"cache-enabled": "true", "cache-read": "0", "cache-save": "no"}) is None
+    assert cache_request({"retry-enabled": "true"}) is None
 
 
 @pytest.mark.parametrize("size", ["0", "21", "-1", "abc", "", " ", "1e1", "\u0663", "+3"])
 def test_bucket_sizes_outside_1_to_20_are_refused(size: str) -> None:
     with pytest.raises(CacheHeaderError):
-        cache_request({"cache-enabled": "true", "cache-bucket-max-size": size}, [])
+        cache_request({"cache-enabled": "true", "cache-bucket-max-size": size})
 
 
 def test_a_refused_bucket_size_is_quoted_short() -> None:
     with pytest.raises(CacheHeaderError) as raised:
-        cache_request({"cache-enabled": "true", "cache-bucket-max-size": "x" * 10_000}, [])
+        cache_request({"cache-enabled": "true", "cache-bucket-max-size": "x" * 10_000})
     assert len(str(raised.value)) < 150
 
 
 def test_ignore_keys_are_trimmed_deduplicated_and_sorted() -> None:
-    asked = cache_request({"cache-enabled": "true", "cache-ignore-keys": " b,a,, b ,"}, [])
+    asked = cache_request({"cache-enabled": "true", "cache-ignore-keys": " b,a,, b ,"})
     assert asked is not None and asked.ignore_keys == ("a", "b")
 
 
@@ -155,3 +155,39 @@ def test_memory_asks_one_caller_to_refresh_and_serves_the_others_meanwhile() -> 
     assert memory.get("k", 1, 0) is None
     memory.add("k", a, 10)
     assert memory.get("k", 1, 0) is a
+
+
+def test_the_same_cache_headers_are_read_once_and_a_refused_set_every_time() -> None:
+    requests = CacheRequests(size=2)
+    first = requests.get({"cache-enabled": "true", "retry-enabled": "true"})
+    assert first == cache_request({"cache-enabled": "true"})
+    # other features do not make another set: the cache reads only its own headers
+    assert requests.get({"cache-enabled": "true"}) is first
+    seeded = requests.get({"cache-enabled": "true", "cache-seed": "s"})
+    assert seeded is not None and seeded.seed == "s" and seeded is not first
+    assert requests.get({"cache-read": "true"}) == cache_request({"cache-read": "true"})
+    for _ in range(2):  # never remembered: refused each time
+        with pytest.raises(CacheHeaderError):
+            requests.get({"cache-enabled": "true", "cache-bucket-max-size": "99"})
+    long_seed = {"cache-enabled": "true", "cache-seed": "s" * 600}
+    assert requests.get(long_seed) is not requests.get(long_seed)  # too long to keep
+    assert requests.get({"cache-enabled": "false"}) is None
+
+
+def test_a_call_with_only_gateway_headers_gets_every_other_setting_at_its_default() -> None:
+    """``split_headers``' short way for calls like most cache hits (only feature headers) gives
+    what the long way gave; any other llmtap header, or a property, takes the long way."""
+    headers = [
+        (b"Authorization", b"Bearer sk-1"),
+        (b"Helicone-Cache-Enabled", b"true"),
+        (b"Llmtap-Retry-Num", b"2"),
+    ]
+    forward, tap = split_headers(headers, lambda: "id-1")
+    assert forward == [(b"Authorization", b"Bearer sk-1")]
+    assert tap == TapHeaders(
+        request_id="id-1", features={"cache-enabled": "true", "retry-num": "2"}
+    )
+    _, with_user = split_headers([*headers, (b"Helicone-User-Id", b"u1")], lambda: "id-2")
+    assert with_user.user_id == "u1" and with_user.features == tap.features
+    _, with_property = split_headers([*headers, (b"Helicone-Property-A", b"b")], lambda: "id-3")
+    assert with_property.properties == {"a": "b"} and with_property.features == tap.features

@@ -170,9 +170,12 @@ def split_headers(
     if not tap and not properties:
         # a plain call (no Helicone-*/Llmtap-* header): every setting at its default
         return forward, TapHeaders(request_id=new_id())
+    features = {k: v for k, v in tap.items() if k in GATEWAY_FEATURE_HEADERS} or None
+    if features is not None and len(features) == len(tap) and not properties:
+        # only gateway features (a cache hit's usual headers): every other setting at its default
+        return forward, TapHeaders(request_id=new_id(), features=features)
     request_id = _valid_uuid(tap["request-id"]) if "request-id" in tap else None
     stream_usage = tap.get("stream-usage")
-    features = {k: v for k, v in tap.items() if k in GATEWAY_FEATURE_HEADERS} or None
     return forward, TapHeaders(
         request_id=request_id or new_id(),
         auth=tap.get("auth"),

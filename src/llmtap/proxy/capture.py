@@ -100,10 +100,15 @@ def build_record(
         keys=body_keys,
     )
 
-    resp_ctype_raw = header_value(exchange.resp_headers, b"content-type")
-    resp_ctype = resp_ctype_raw.decode("latin-1") if resp_ctype_raw else None
+    head = exchange.resp_logged
+    if head is None:
+        resp_ctype_raw = header_value(exchange.resp_headers, b"content-type")
+        resp_ctype = resp_ctype_raw.decode("latin-1") if resp_ctype_raw else None
+        encoding = header_value(exchange.resp_headers, b"content-encoding")
+        response_headers = redact_headers(exchange.resp_headers)
+    else:  # a replayed answer: its head was read once, for every hit on it
+        resp_ctype, encoding, response_headers = head.content_type, head.encoding, head.headers
     raw = b"" if tap.omit_response else b"".join(exchange.resp_parts)
-    encoding = header_value(exchange.resp_headers, b"content-encoding")
     data, decoded_from = _decoded(raw, encoding, max_decoded_bytes)
     if decoded_from:
         extra["response_decoded_from"] = decoded_from
@@ -151,7 +156,7 @@ def build_record(
         auth_key_hash=auth_key_hash,
         org_id=org_id,
         request_headers=redact_headers(exchange.request_headers),
-        response_headers=redact_headers(exchange.resp_headers),
+        response_headers=response_headers,
         request_body=request_ref,
         response_body=response_ref,
         streamed=bool(resp_ctype and resp_ctype.startswith("text/event-stream")),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from llmtap.capture.logged_head import LoggedHead
 from llmtap.capture.tap import HOP_BY_HOP, HeaderList, TapHeaders
 from llmtap.proxy.attempt_log import AttemptLog
 from llmtap.proxy.errors import error_response
@@ -54,6 +55,7 @@ class Exchange:
         "request_headers",
         "resp_captured",
         "resp_headers",
+        "resp_logged",
         "resp_parts",
         "resp_size",
         "resp_tail",
@@ -111,6 +113,9 @@ class Exchange:
         self.finished = False
         self.status = 0
         self.resp_headers: HeaderList = []
+        self.resp_logged: LoggedHead | None = None
+        """``resp_headers`` as the record logs them, when made once for many calls (a cache
+        hit's, ``respond_whole``); None: the shipper reads ``resp_headers``."""
         self.resp_parts: list[bytes] = []
         self.resp_captured = 0
         self.resp_size = 0
@@ -217,11 +222,18 @@ class Exchange:
         self._finish(keep_client=not self.client_closes)
 
     def respond_whole(
-        self, status: int, reason: bytes, headers: HeaderList, head_lines: bytes, body: bytes
+        self,
+        status: int,
+        reason: bytes,
+        headers: HeaderList,
+        head_lines: bytes,
+        body: bytes,
+        logged: LoggedHead | None = None,
     ) -> bool:
         """Answer at once with a whole body whose header lines are already rendered (a cache
         hit, ``proxy/gateway/cache_replay.py``): the bytes and the capture ``on_response_*``
-        would give, in one write. ``head_lines`` are ``headers`` minus hop-by-hop, rendered.
+        would give, in one write. ``head_lines`` are ``headers`` minus hop-by-hop, rendered;
+        ``logged`` is ``logged_head(headers)``, made once with them.
         False (nothing done) when this call needs the piecewise path: its stream is filtered,
         it is a ``HEAD``, or the capture would cut the body."""
         if (
@@ -236,6 +248,7 @@ class Exchange:
             self.first_chunk_ns = now
         self.status = status
         self.resp_headers = headers
+        self.resp_logged = logged
         request_id = self.tap.request_id.encode() if self.tap is not None else b""
         close = self.client_closes or self.app.draining
         self.head_sent = True

@@ -43,9 +43,15 @@ _KEYED_HEADERS = (
     b"accept-encoding",
 )
 _KEYED_SET = frozenset(_KEYED_HEADERS)
-# a header name and a count of 0: how each keyed header the call did not send is hashed
-_KEYED_PARTS = tuple((name, b"%d:%s1:0" % (len(name), name)) for name in _KEYED_HEADERS)
-_NONE_KEYED = b"".join(absent for _, absent in _KEYED_PARTS)
+# most request headers are not keyed: their name's length rules them out without a lower()
+_KEYED_LENGTHS = frozenset(len(name) for name in _KEYED_HEADERS)
+# a header name and a count of 0: how each keyed header the call did not send is hashed;
+# with a count of 1, the start of one that was sent once (the value follows)
+_KEYED_PARTS = tuple(
+    (name, b"%d:%s1:0" % (len(name), name), b"%d:%s1:1" % (len(name), name))
+    for name in _KEYED_HEADERS
+)
+_NONE_KEYED = b"".join(absent for _, absent, _ in _KEYED_PARTS)
 _VERSION_PART = b"%d:%s" % (len(KEY_VERSION), KEY_VERSION)
 _decode = msgspec.json.Decoder()
 _encode_sorted = msgspec.json.Encoder(order="sorted")
@@ -71,22 +77,23 @@ def cache_key(exchange: Exchange, request: CacheRequest) -> str:
     """Hex digest naming the call's bucket (the exchange is routed: ``upstream`` is set).
 
     The parts are joined and hashed once (the digest of the concatenation is that of the
-    updates one by one: keys are what they were)."""
+    updates one by one: keys are what they were). It runs on the loop for every cached call,
+    hits included, hence the spelling: no work for the headers that are not keyed."""
     upstream = exchange.upstream
-    assert upstream is not None and exchange.tap is not None
-    auth = exchange.tap.auth
-    body = keyed_body(exchange.request_body, request.ignore_keys)
+    tap = exchange.tap
+    assert upstream is not None and tap is not None
+    auth = tap.auth
+    raw = exchange.request_body
+    body = keyed_body(raw, request.ignore_keys) if request.ignore_keys else b"R" + raw
     path = exchange.upstream_path
     method = exchange.method
     origin = upstream.origin.encode()
-    ignored = ",".join(request.ignore_keys).encode("utf-8", "surrogateescape")
-    seed = request.seed.encode("utf-8", "surrogateescape")
-    bucket = b"%d" % request.bucket_size
     usage = b"usage" if exchange.usage_filter is not None else b""
     who = b"-" if auth is None else b"+" + auth.encode("utf-8", "surrogateescape")
-    # every part as ``<length>:<bytes>``, in one formatting
+    # every part as ``<length>:<bytes>``, in one formatting (``request.key_part``: the
+    # ignore list, the seed and the bucket size, formatted once per set of cache headers)
     parts = [
-        b"%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s"
+        b"%s%d:%s%d:%s%d:%s%d:%s%s%d:%s%d:%s"
         % (
             _VERSION_PART,
             len(method),
@@ -97,12 +104,7 @@ def cache_key(exchange: Exchange, request: CacheRequest) -> str:
             path,
             len(body),
             body,
-            len(ignored),
-            ignored,
-            len(seed),
-            seed,
-            len(bucket),
-            bucket,
+            request.key_part,
             len(usage),
             usage,
             len(who),
@@ -111,24 +113,28 @@ def cache_key(exchange: Exchange, request: CacheRequest) -> str:
     ]
     wanted: dict[bytes, list[bytes]] | None = None
     for name, value in exchange.request_headers:
-        lower = name.lower()
-        if lower in _KEYED_SET:
-            if wanted is None:
-                wanted = {}
-            wanted.setdefault(lower, []).append(value)
+        if len(name) in _KEYED_LENGTHS:
+            lower = name.lower()
+            if lower in _KEYED_SET:
+                if wanted is None:
+                    wanted = {}
+                wanted.setdefault(lower, []).append(value)
     if wanted is None:
         parts.append(_NONE_KEYED)
     else:
-        for name, absent in _KEYED_PARTS:
+        for name, absent, once in _KEYED_PARTS:
             values = wanted.get(name)
             if values is None:
                 parts.append(absent)
-                continue
-            count = b"%d" % len(values)
-            parts.append(b"%d:%s%d:%s" % (len(name), name, len(count), count))
-            parts.extend(b"%d:%s" % (len(value), value) for value in values)
-    fallbacks = exchange.tap.features.get("fallbacks") if exchange.tap.features else None
+            elif len(values) == 1:
+                value = values[0]
+                parts.append(b"%s%d:%s" % (once, len(value), value))
+            else:
+                count = b"%d" % len(values)
+                parts.append(b"%d:%s%d:%s" % (len(name), name, len(count), count))
+                parts.extend(b"%d:%s" % (len(value), value) for value in values)
+    fallbacks = tap.features.get("fallbacks") if tap.features else None
     if fallbacks is not None:
-        raw = fallbacks.encode("utf-8", "surrogateescape")
-        parts.append(b"9:fallbacks%d:%s" % (len(raw), raw))
+        raw_list = fallbacks.encode("utf-8", "surrogateescape")
+        parts.append(b"9:fallbacks%d:%s" % (len(raw_list), raw_list))
     return hashlib.sha256(b"".join(parts)).hexdigest()

@@ -32,7 +32,7 @@ from llmtap.proxy.gateway.cache_key import cache_key
 from llmtap.proxy.gateway.cache_memory import REFRESH, MemoryCache
 from llmtap.proxy.gateway.cache_relay import CACHE_HEADER_NAMES, MissRelay
 from llmtap.proxy.gateway.cache_replay import Prepared, replay
-from llmtap.proxy.gateway.cache_request import CacheRequest
+from llmtap.proxy.gateway.cache_request import CacheRequest, max_age
 from llmtap.proxy.gateway.cache_store import (
     Begin,
     CachedResponse,
@@ -212,7 +212,7 @@ class CacheStep:
         self.metrics.cache_misses += 1
         exchange.cache = "miss"
         fill = begin.idx if begin.action == "fill" else None
-        relay = MissRelay(exchange, key, fill, request.max_age_s * 1000)
+        relay = MissRelay(exchange, key, fill, max_age(exchange.request_headers) * 1000)
         if fill is not None:
             # registered before sending: however the call ends, ``finished`` frees the slot
             self._fills[exchange] = relay

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmtap.proxy.gateway.attempts import AttemptRun, Target
 from llmtap.proxy.gateway.cache_relay import MissRelay
-from llmtap.proxy.gateway.cache_request import CacheHeaderError, cache_request
+from llmtap.proxy.gateway.cache_request import CacheHeaderError, CacheRequests
 from llmtap.proxy.gateway.cache_step import CacheStep
 from llmtap.proxy.gateway.fallbacks import Fallback, json_object, parse_fallbacks
 from llmtap.proxy.gateway.ratelimit import Applied, RateLimiter, ScopeUnknown, Verdict
@@ -62,6 +62,7 @@ class Gateway:
         self.limiter = limiter
         self.charger = charger
         self.cache = cache
+        self._cache_requests = CacheRequests()
         self._timeout_s = settings.ratelimit_store_timeout_s
         self._tasks: set[asyncio.Task[None]] = set()
         self._retry_max_num = settings.retry_max_num
@@ -147,7 +148,7 @@ class Gateway:
         asked = None
         if self.cache is not None:
             try:
-                asked = cache_request(features, exchange.request_headers)
+                asked = self._cache_requests.get(features)
             except CacheHeaderError as exc:
                 self.metrics.refused += 1
                 exchange.respond_error(400, "invalid_cache_header", str(exc))
