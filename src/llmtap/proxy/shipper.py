@@ -43,11 +43,14 @@ log = logging.getLogger("llmtap.shipper")
 T = TypeVar("T")
 _STOP = object()
 BATCH_MAX = 512
-BATCH_WINDOW_S = 0.010
+BATCH_WINDOW_S = 0.002
 BATCH_FULL = 128
-"""The shipper gathers a batch for ``BATCH_WINDOW_S`` (2 ms before 2026-12-02) unless
-``BATCH_FULL`` calls wait already: every batch pays ~0.15 ms of fixed work (a transaction on the
-queue, a pack object in the body store), so under load bigger batches make each record cheaper
+"""The shipper gathers a batch for ``BATCH_WINDOW_S`` unless ``BATCH_FULL`` calls wait already:
+every batch pays ~0.15 ms of fixed work (a transaction on the queue, a pack object in the body
+store), so bigger batches make each record cheaper; but a batch is one burst of Python that holds
+the loop to a callback per GIL switch interval, and a 10 ms window (tried on 2026-12-02) made
+bursts of ~4 ms that stalled the loop until its connections moved in waves and the gateway's core
+sat idle between them: fewer requests/s at c=16 and c=64 than 2 ms, for no less CPU per call
 (docs/decisions/2026-12-02-proxy-logging-cost.md)."""
 SPOOL_RETRY_S = 1.0
 SPOOL_FLUSH_S = 5.0
