@@ -43,11 +43,14 @@ log = logging.getLogger("llmtap.shipper")
 T = TypeVar("T")
 _STOP = object()
 BATCH_MAX = 512
-BATCH_WINDOW_S = 0.010
+BATCH_WINDOW_S = 0.002
 BATCH_FULL = 128
-"""The shipper gathers a batch for ``BATCH_WINDOW_S`` (2 ms before 2026-12-02) unless
-``BATCH_FULL`` calls wait already: every batch pays ~0.15 ms of fixed work (a transaction on the
-queue, a pack object in the body store), so under load bigger batches make each record cheaper
+"""The shipper gathers a batch for ``BATCH_WINDOW_S`` unless ``BATCH_FULL`` calls wait already:
+every batch pays ~0.15 ms of fixed work (a transaction on the queue, a pack object in the body
+store), so bigger batches make each record cheaper; but a batch is one burst of Python that holds
+the loop to about a callback per GIL switch interval. A 10 ms window (tried on 2026-12-02, bursts
+of 3-5 ms) was no cheaper per call and lost to 8ae922e at c=64 in every same-run benchmark, 2 ms
+won in every one; 10 ms against 2 ms directly was inside the noise
 (docs/decisions/2026-12-02-proxy-logging-cost.md)."""
 SPOOL_RETRY_S = 1.0
 SPOOL_FLUSH_S = 5.0
