@@ -8,6 +8,11 @@ its own, so the two outages can be told apart:
 * the proxy's S3 away (5 s, inside the first): the calls are answered, their records published
   without bodies (``llmtap_proxy_bodies_dropped_total``); the records are stored once, each row
   noted ``llmtap-body-error: store_refused`` so it says why it has no bodies.
+
+The clients pause, and the proxy ships every call answered so far, just before the proxy's S3 is
+cut and just before it is restored: the calls that lose their bodies are then exactly those
+answered in between, with no slack for how late a loaded machine runs the proxy's shipper or the
+test's own thread (a ±4-call slack was not enough there).
 """
 
 from __future__ import annotations
@@ -78,27 +83,53 @@ def test_s3_away_for_the_consumer_and_the_proxy_loses_no_record_and_stores_each_
         finally:
             store.close()
 
+    def shipped() -> int:
+        """Records the proxy has handed on (published or spooled; none are dropped here)."""
+        metrics = proxy_metrics(proxy.url)
+        return int(
+            metrics["llmtap_proxy_records_published_total"]
+            + metrics["llmtap_proxy_records_spooled_total"]
+        )
+
+    def quiet(load: Load) -> int:
+        """Stop ``load`` and wait until the proxy has shipped every call answered so far: the
+        proxy's S3 is then cut or restored between two known calls, however late a loaded
+        machine runs the shipper or this thread; the number of calls answered until then."""
+        load.stop()
+        count = answers.count()
+        wait_for(lambda: shipped() >= count, timeout_s=60, what="every answered call shipped")
+        return count
+
     proxy = ProxyProcess(env("proxy"), tmp_path / "proxy.log").start()
     consumer = LlmtapProcess(
         ["consume"], env("consumer", LLMTAP_RETRY_BACKOFF_MAX_S="1"), tmp_path / "consumer.log"
     ).start()
     try:
         answers = Answers()
-        with Load(proxy.url, answers, threads=2, pause_s=0.02):
+        with Load(proxy.url, answers, threads=2, pause_s=0.02) as load:
             wait_for(lambda: len(stored()) >= 20, timeout_s=60, what="rows stored")
             relays["consumer"].cut()
             consumer_cut_at = answers.count()
-            wait_for(
-                lambda: "handler:bodies unavailable" in consumer.output(),
-                timeout_s=30,
-                what="the consumer holding its batch",
-            )
+            try:
+                wait_for(
+                    lambda: "handler:bodies unavailable" in consumer.output(),
+                    timeout_s=30,
+                    what="the consumer holding its batch",
+                )
+            except TimeoutError as exc:
+                # not reproduced here (a busier machine saw it twice): keep what tells why
+                raise AssertionError(
+                    f"{exc}: {consumer_cut_at} calls answered at the cut, {answers.count()} now,"
+                    f" {len(stored())} rows stored; consumer log:\n{consumer.output()[-3000:]}"
+                ) from exc
             keep_going(3.0)
-            relays["proxy"].cut()
-            proxy_cut = answers.count()
+            proxy_cut = quiet(load)
+        relays["proxy"].cut()
+        with Load(proxy.url, answers, threads=2, pause_s=0.02) as load:
             keep_going(5.0)
-            relays["proxy"].restore()
-            proxy_back = answers.count()
+            proxy_back = quiet(load)
+        relays["proxy"].restore()
+        with Load(proxy.url, answers, threads=2, pause_s=0.02):
             keep_going(3.0)
             relays["consumer"].restore()
             keep_going(2.0)
@@ -119,7 +150,9 @@ def test_s3_away_for_the_consumer_and_the_proxy_loses_no_record_and_stores_each_
         dropped = int(metrics["llmtap_proxy_bodies_dropped_total"])
         without = [rid for rid in answered if rows[rid] is None]
         assert len(without) > 0 and dropped >= len(without)
-        assert set(without) <= set(answered[proxy_cut - 4 : proxy_back + 4])
+        # the proxy's S3 was cut and restored with no call in flight: exactly the calls answered
+        # in between lost their bodies
+        assert set(without) == set(answered[proxy_cut:proxy_back])
         # each row without bodies says why, and only those rows do
         notes = {rid: note for rid, (_, note) in stored_rows().items()}
         assert {rid for rid, note in notes.items() if note is not None} == set(without)

@@ -24,7 +24,8 @@ class TcpRelay:
         listener.bind(("127.0.0.1", self.port))
         listener.listen()
         self.port = listener.getsockname()[1]
-        self._listener = listener
+        with self._lock:
+            self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -33,8 +34,18 @@ class TcpRelay:
                 client, _ = listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(self.target)
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
             with self._lock:
+                if self._listener is not listener:
+                    # cut between accept() and here: cut() could not see this pair, and a
+                    # connection that outlives the cut lets a client through the whole outage
+                    for s in (client, upstream):
+                        s.close()
+                    return
                 self._conns += [client, upstream]
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
@@ -53,12 +64,13 @@ class TcpRelay:
 
     def cut(self) -> None:
         """Refuse new connections and drop the open ones, like a server going down."""
-        assert self._listener is not None
-        # shutdown first: a bare close() leaves the socket listening while accept() blocks on it
-        self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
         with self._lock:
+            listener, self._listener = self._listener, None
             conns, self._conns = self._conns, []
+        assert listener is not None
+        # shutdown first: a bare close() leaves the socket listening while accept() blocks on it
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
