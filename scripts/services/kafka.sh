@@ -69,8 +69,12 @@ format_storage() {
     [[ -f "$DATA/meta.properties" ]] && return 0
     rm -rf "$DATA"
     local cluster_id
-    # a Kafka Uuid is 16 random bytes in unpadded URL-safe base64
-    cluster_id="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    # a Kafka Uuid is 16 random bytes in unpadded URL-safe base64; like Kafka's own, never one
+    # starting with "-", which the storage tool would read as an option (1 start in 64 failed)
+    cluster_id="-"
+    while [[ "$cluster_id" == -* ]]; do
+        cluster_id="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    done
     say "formatting $DATA (cluster id $cluster_id)"
     java_cmd
     if ! "${JAVA_ARGS[@]}" kafka.tools.StorageTool format -t "$cluster_id" \

@@ -62,11 +62,28 @@ def _plans(engine: sa.Engine, run: Any) -> list[str]:
         if statement.lstrip().upper().startswith("SELECT") and "FROM requests" in statement:
             seen.append((statement, params))
 
+    def trace(statement: str) -> None:
+        # statements run on the sqlite3 connection itself (the records upsert's claims lookup
+        # goes past SQLAlchemy), seen with their parameters already in the text
+        if statement.lstrip().upper().startswith("SELECT") and "FROM requests" in statement:
+            seen.append((statement, ()))
+
+    def traced(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_conn.set_trace_callback(trace)
+
+    def untraced(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.set_trace_callback(None)
+
+    engine.dispose()  # every connection the run uses is checked out (and traced) afresh
     sa.event.listen(engine, "before_cursor_execute", capture)
+    sa.event.listen(engine, "checkout", traced)
+    sa.event.listen(engine, "checkin", untraced)
     try:
         run()
     finally:
         sa.event.remove(engine, "before_cursor_execute", capture)
+        sa.event.remove(engine, "checkout", traced)
+        sa.event.remove(engine, "checkin", untraced)
     assert seen, "no statement read the requests table"
     plans = []
     with engine.connect() as conn:

@@ -36,6 +36,15 @@ def cached_kafka_lib(repo: Path) -> Path | None:
     return lib if any(lib.glob("kafka_2.13-*.jar")) else None
 
 
+def cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes in unpadded URL-safe base64, never starting with
+    ``-`` (Kafka's own ``Uuid.randomUuid`` rule: the storage tool would read it as an option)."""
+    while True:
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster.startswith("-"):
+            return cluster
+
+
 class KafkaBroker:
     def __init__(self, lib: Path, log4j_config: Path, workdir: Path) -> None:
         self.lib = lib
@@ -54,7 +63,7 @@ class KafkaBroker:
         self.dir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         if not (self.dir / "data" / "meta.properties").exists():
-            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster = cluster_id()
             storage = ["kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(config)]
             subprocess.run(
                 [*self._java(), *storage, "--standalone"],
