@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import Consumer, GroupConsumer, Message, ReportingProducer
 from llmtap.settings import Settings
+from support.kafka_topics import kafka_settings
 from support.probes import wait_for
 
 PARTITIONS = 3
@@ -49,17 +49,9 @@ class QueueUnderTest:
 def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QueueUnderTest]:
     """Each adapter behind the factory; Kafka gets fresh topic and group names per test (and is
     skipped, or failed under CI, by tests/conftest.py when no broker answers)."""
-    unique = uuid.uuid4().hex[:10]
     if request.param == "kafka":
         bootstrap = request.getfixturevalue("kafka_bootstrap")
-        settings = Settings(
-            data_dir=tmp_path,
-            queue_url=f"kafka://{bootstrap}",
-            topic=f"test-logs-{unique}",
-            dlq_topic=f"test-dlq-{unique}",
-            consumer_group=f"test-{unique}",
-            partitions=PARTITIONS,
-        )
+        settings = kafka_settings(bootstrap, tmp_path, "test", partitions=PARTITIONS)
     else:
         settings = Settings(data_dir=tmp_path, partitions=PARTITIONS, consumer_group="test")
     under_test = QueueUnderTest(request.param, settings)

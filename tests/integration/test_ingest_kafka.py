@@ -19,9 +19,9 @@ from llmtap.queue.kafka_producer import KafkaProducer
 from llmtap.queue.port import Message
 from llmtap.queue.urls import parse_queue_url
 from llmtap.record import BodyRef, LogRecord, Timing, decode
-from llmtap.settings import Settings
 from llmtap.stores.bodies.port import BodyStore, body_key
 from llmtap.stores.factory import open_body_store
+from support.kafka_topics import kafka_settings
 
 
 def ingested(org: str = "org-1") -> Ingested:
@@ -67,14 +67,7 @@ def test_a_broker_that_cannot_take_the_log_is_refused_not_acknowledged(
 def test_an_acknowledged_log_is_in_kafka(
     kafka_bootstrap: str, bodies: BodyStore, tmp_path: Path
 ) -> None:
-    unique = uuid.uuid4().hex[:10]
-    settings = Settings(
-        data_dir=tmp_path,
-        queue_url=f"kafka://{kafka_bootstrap}",
-        topic=f"ingest-{unique}",
-        dlq_topic=f"ingest-dlq-{unique}",
-        consumer_group=f"ingest-{unique}",
-    )
+    settings = kafka_settings(kafka_bootstrap, tmp_path, "ingest")
     publisher = IngestPublisher(open_producer(settings), bodies, settings.topic)
     logs = [ingested(), ingested()]
     publisher.publish(logs)

@@ -11,7 +11,6 @@ every partition advances together.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import GroupConsumer
 from llmtap.settings import Settings
+from support.kafka_topics import kafka_settings
 from support.probes import wait_for
 
 pytestmark = pytest.mark.kafka
@@ -31,15 +31,7 @@ RECORD_BYTES = 600  # about a record's size: its bodies are in the body store, n
 
 @pytest.fixture
 def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    unique = uuid.uuid4().hex[:10]
-    return Settings(
-        data_dir=tmp_path,
-        queue_url=f"kafka://{kafka_bootstrap}",
-        topic=f"ki-logs-{unique}",
-        dlq_topic=f"ki-dlq-{unique}",
-        consumer_group=f"ki-{unique}",
-        partitions=PARTITIONS,
-    )
+    return kafka_settings(kafka_bootstrap, tmp_path, "ki", partitions=PARTITIONS)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from llmtap.queue.port import GroupConsumer, Message, PublishIncomplete
 from llmtap.queue.spool import Spool
 from llmtap.queue.urls import parse_queue_url
 from llmtap.settings import Settings
+from support.kafka_topics import kafka_settings
 from support.probes import wait_for
 
 pytestmark = pytest.mark.kafka
@@ -49,15 +49,7 @@ def dead_broker() -> str:
 
 @pytest.fixture
 def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    unique = uuid.uuid4().hex[:10]
-    return Settings(
-        data_dir=tmp_path,
-        queue_url=f"kafka://{kafka_bootstrap}",
-        topic=f"kt-logs-{unique}",
-        dlq_topic=f"kt-dlq-{unique}",
-        consumer_group=f"kt-{unique}",
-        partitions=3,
-    )
+    return kafka_settings(kafka_bootstrap, tmp_path, "kt", partitions=3)
 
 
 @pytest.fixture
