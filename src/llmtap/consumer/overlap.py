@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from llmtap.consumer.batch import Item, RowKey
 from llmtap.stores.row import RequestRow
@@ -21,6 +21,7 @@ from llmtap.stores.sink import Sink
 log = logging.getLogger("llmtap.consumer.runner")
 
 
+@runtime_checkable
 class OverlappingSink(Protocol):
     """A sink that can run another write while it commits (``RecordsStore``)."""
 

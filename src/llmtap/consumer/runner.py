@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Protocol
 
 from llmtap.consumer.batch import Batch, Item, RowKey
 from llmtap.consumer.context import Handler
@@ -212,7 +212,7 @@ class BatchRunner:
         while sinks:
             sink = sinks.pop(0)
             alongside = None
-            if self._config.overlap_sinks and sinks and hasattr(sink, "write_batch_alongside"):
+            if self._config.overlap_sinks and sinks and isinstance(sink, OverlappingSink):
                 alongside = Alongside(sinks[0], live)
             if not self._write_sink(sink, live, batch, stop, alongside):
                 return False
@@ -275,14 +275,11 @@ class BatchRunner:
             try:
                 if one_by_one:
                     self._write_singly(sink, live, batch)
-                elif alongside is not None:
+                elif alongside is not None and isinstance(sink, OverlappingSink):
                     # only a run beside this very attempt counts (an earlier attempt's commit
                     # may have failed after it)
                     alongside.done = False
-                    overlapping = cast(OverlappingSink, sink)
-                    overlapping.write_batch_alongside(
-                        [_row(items) for items in live.values()], alongside
-                    )
+                    sink.write_batch_alongside([_row(items) for items in live.values()], alongside)
                 else:
                     sink.write_batch([_row(items) for items in live.values()])
                 return True

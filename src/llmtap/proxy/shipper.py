@@ -49,8 +49,9 @@ BATCH_FULL = 128
 every batch pays ~0.15 ms of fixed work (a transaction on the queue, a pack object in the body
 store), so bigger batches make each record cheaper; but a batch is one burst of Python that holds
 the loop to about a callback per GIL switch interval. A 10 ms window (tried on 2026-12-02, bursts
-of 3-5 ms) was no cheaper per call and lost to 8ae922e at c=64 in every same-run benchmark, 2 ms
-won in every one; 10 ms against 2 ms directly was inside the noise
+of 3-5 ms) was no cheaper per call and lost to 8ae922e at c=64 in the four same-run benchmarks
+that measured it, 2 ms won in the two that measured it; 10 ms against 2 ms directly, and the
+04:56 run against a16349b's 10 ms, were inside this machine's noise
 (docs/decisions/2026-12-02-proxy-logging-cost.md)."""
 SPOOL_RETRY_S = 1.0
 SPOOL_FLUSH_S = 5.0
