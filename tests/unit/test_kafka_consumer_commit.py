@@ -151,3 +151,101 @@ def test_a_wedged_client_is_replaced_by_polling_alone(monkeypatch: pytest.Monkey
         what="a poll replacing the wedged client",
     )
     assert consumer.renewals == 1 and consumer._client is WedgedClient.made[1]
+
+
+def test_the_revoke_hook_does_not_commit_behind_a_wedged_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seen in CI after a broker restart: the runner's commit timed out and stayed out, the
+    group then rebalanced, and the revoke hook's inline commit (inside ``consume``) waited
+    behind it for good -- so no poll ever returned to replace the client, and 613 answered
+    calls sat on the topic unstored. The hook's commit must be refused at once instead."""
+    WedgedClient.made = []
+    monkeypatch.setattr(kafka_consumer, "_Client", WedgedClient)
+    consumer = KafkaConsumer({}, "group", ["logs"], commit_timeout_s=0.2)
+    with pytest.raises(QueueError, match="not confirmed"):
+        consumer.commit([message(0)])
+    client = consumer._client
+    outcome: list[BaseException | None] = []
+
+    def on_revoke(partitions: Any) -> None:
+        try:
+            consumer.commit([message(1)])
+            outcome.append(None)
+        except QueueError as exc:
+            outcome.append(exc)
+
+    consumer.set_on_revoke(on_revoke)
+    hook = threading.Thread(
+        target=consumer._revoked, args=(client, [TopicPartition("logs", 0)]), daemon=True
+    )
+    started = time.monotonic()
+    hook.start()
+    hook.join(5)
+    assert not hook.is_alive(), "the revoke hook waited behind the wedged commit"
+    assert time.monotonic() - started < 5
+    assert isinstance(outcome[0], QueueError) and "still waiting" in str(outcome[0])
+    # polling is free to notice the wedge and replace the client
+    wait_for(
+        lambda: consumer.poll_batch(10, 0.05) == [] and consumer.renewals == 1,
+        timeout_s=10,
+        what="a poll replacing the wedged client",
+    )
+
+
+class WedgedPollClient(RebalancingClient):
+    """A client whose ``consume`` does not come back past its timeout (seen after a broker
+    restart, librdkafka serving a rebalance that waits on a commit that never came back)."""
+
+    made: list[WedgedPollClient] = []
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.wedged = len(WedgedPollClient.made) == 0  # only the first client is broken
+        self.closed = threading.Event()
+        WedgedPollClient.made.append(self)
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        if self.wedged:
+            threading.Event().wait(30)  # a bound only so the daemon thread ends
+        return []
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_a_poll_wedged_inside_the_client_is_given_up_and_the_client_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    WedgedPollClient.made = []
+    monkeypatch.setattr(kafka_consumer, "_Client", WedgedPollClient)
+    consumer = KafkaConsumer({}, "group", ["logs"], commit_timeout_s=0.2)
+    started = time.monotonic()
+    assert consumer.poll_batch(10, 0.05) == []  # the first client's consume never returns
+    waited = time.monotonic() - started
+    assert waited < 5, "the loop waited on the wedged poll"
+    assert waited >= 0.05 + RENEW_AFTER_TIMEOUTS * 0.2 - 0.01  # not before its bound
+    assert consumer.renewals == 1 and consumer._client is WedgedPollClient.made[1]
+    assert WedgedPollClient.made[0].closed.wait(5)  # closed aside
+    # the new client serves polls as usual
+    assert consumer.poll_batch(10, 0.05) == [] and consumer.renewals == 1
+    consumer.close()
+    assert WedgedPollClient.made[1].closed.is_set()
+
+
+def test_a_poll_slower_than_its_timeout_but_within_the_bound_keeps_the_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rebalance served inside ``consume`` may take it past its timeout: not a wedge."""
+
+    class SlowClient(RebalancingClient):
+        def consume(self, num_messages: int, timeout: float) -> list[Any]:
+            threading.Event().wait(timeout + 0.2)
+            return []
+
+    monkeypatch.setattr(kafka_consumer, "_Client", SlowClient)
+    consumer = KafkaConsumer({}, "group", ["logs"], commit_timeout_s=0.5)
+    first = consumer._client
+    assert consumer.poll_batch(10, 0.05) == []
+    assert consumer.renewals == 0 and consumer._client is first
+    consumer.close()

@@ -13,8 +13,12 @@ past the bound it counts as failed (retriable) and the caller polls on; while it
 new commit is refused rather than queued behind it, and once it has waited
 ``RENEW_AFTER_TIMEOUTS`` bounds the client is replaced by a new member of the same group, which
 starts from the committed offsets (what was not committed is delivered again; the sinks dedupe).
+A poll is bounded the same way: ``consume`` runs on a thread of its own (``kafka_poller``) and
+one not back ``RENEW_AFTER_TIMEOUTS`` bounds past its own timeout also gets the client replaced
+(seen: a ``consume`` serving a rebalance that waited on the wedged commit, for minutes).
 A commit from the ``on_revoke`` hook runs inline: it is inside ``consume`` already, and one from
-another thread would wait for the hook to return.
+another thread would wait for the hook to return. While a bounded commit is still out, the hook's
+commit is refused at once instead: queued behind a wedged one it would hold ``consume`` for good.
 
 Seeks name partitions this member may not own yet (right after start, before the group assigned
 anything): they are kept and applied when the partition is assigned. Not thread-safe: one thread
@@ -48,6 +52,7 @@ from llmtap.queue.kafka_admin import (
     translated,
     with_logger,
 )
+from llmtap.queue.kafka_poller import Poller
 from llmtap.queue.port import Message, OnRevoke
 
 log = logging.getLogger(__name__)
@@ -105,6 +110,7 @@ class KafkaConsumer:
         }
         self._admin: AdminClient | None = None
         self._client = self._open()
+        self._poller = Poller(self._client)
 
     def _open(self) -> _Client:
         client = _Client(self._client_config)
@@ -117,6 +123,10 @@ class KafkaConsumer:
             )
         return client
 
+    @property
+    def _wedged_after_s(self) -> float:
+        return RENEW_AFTER_TIMEOUTS * self._commit_timeout_s
+
     # -- Consumer --------------------------------------------------------------------------
 
     def poll_batch(self, max_records: int, timeout_s: float) -> list[Message]:
@@ -125,7 +135,11 @@ class KafkaConsumer:
         if self._commit_pending is not None:
             self._renew_if_wedged()
         with translated("polling"):
-            raw = self._client.consume(num_messages=max_records, timeout=timeout_s)
+            raw = self._poller.consume(max_records, timeout_s, timeout_s + self._wedged_after_s)
+        if raw is None:
+            # not back long past its own timeout: wedged inside librdkafka (kafka_poller.py)
+            self._renew(timeout_s + self._wedged_after_s, "a poll")
+            return []
         batch: list[Message] = []
         for m in raw:
             err = m.error()
@@ -163,7 +177,17 @@ class KafkaConsumer:
         result: list[TopicPartition] | None
         if self._revoking:
             # inside the revoke callback (so inside consume): the group is being served, and a
-            # commit from another thread would wait for this callback to return
+            # commit from another thread would wait for this callback to return. But not behind
+            # a commit that is still out: librdkafka's synchronous commit has no timeout, so
+            # this one would wait with it, and with it ``consume`` -- the only place that
+            # notices the wedge and replaces the client (seen after a broker restart: the
+            # consumer polled nothing for minutes). The next owner redoes the batch instead.
+            earlier = self._commit_pending
+            if earlier is not None and not earlier.done.is_set():
+                raise QueueError(
+                    "kafka: an earlier commit is still waiting for the group coordinator;"
+                    " not committing the revoked partitions behind it"
+                )
             with translated("commit"):
                 result = self._client.commit(offsets=partitions, asynchronous=False)
         else:
@@ -199,23 +223,26 @@ class KafkaConsumer:
         if pending is None or pending.done.is_set():
             return False
         stuck_s = time.monotonic() - pending.started
-        if stuck_s < RENEW_AFTER_TIMEOUTS * self._commit_timeout_s:
+        if stuck_s < self._wedged_after_s:
             return False
-        self._renew(stuck_s)
+        self._renew(stuck_s, "a commit")
         return True
 
-    def _renew(self, stuck_s: float) -> None:
-        """A new client in the same group, in place of one whose commit never came back (seen
-        after a broker restart: nothing delivered, no error reported, for minutes). It starts
-        from the group's committed offsets: what was not committed is delivered again."""
+    def _renew(self, stuck_s: float, what: str) -> None:
+        """A new client in the same group, in place of one whose commit or poll never came back
+        (seen after a broker restart: nothing delivered, no error reported, for minutes). It
+        starts from the group's committed offsets: what was not committed is delivered again."""
         old = self._client
+        self._poller.abandon()
         self._client = self._open()
+        self._poller = Poller(self._client)
         self._assignment.clear()
         self._commit_pending = None
         self.renewals += 1
         log.error(
-            "kafka consumer: a commit stuck for %.0fs; replaced the client (uncommitted records"
-            " are delivered again)",
+            "kafka consumer: %s stuck for %.0fs; replaced the client (uncommitted records are"
+            " delivered again)",
+            what,
             stuck_s,
         )
         # closing may hang as the commit did: not on this thread
@@ -243,6 +270,7 @@ class KafkaConsumer:
                 self._client.close()
         finally:
             self._closed = True
+            self._poller.abandon()
 
     # -- GroupConsumer ---------------------------------------------------------------------
 
