@@ -127,8 +127,14 @@ def test_the_spool_is_replayed_while_calls_keep_coming(tmp_path: Path, mock: Moc
                 what="new calls delivered again",
             )
             answered_then = calls.answered
+            # Everything spooled, replayed: not only "nothing pending", which also holds between
+            # two spool writes -- records produced during the outage can still fail (and be
+            # spooled) after the first ones were replayed (seen in CI: 23 replayed, 48 spooled).
             wait_for(
-                lambda: metrics.spool_pending == 0 and metrics.spool_replayed > 0,
+                lambda: (
+                    metrics.spool_pending == 0
+                    and metrics.spool_replayed >= metrics.records_spooled > 0
+                ),
                 timeout_s=10,
                 what="the spool replayed while calls keep coming",
             )
@@ -137,4 +143,5 @@ def test_the_spool_is_replayed_while_calls_keep_coming(tmp_path: Path, mock: Moc
             relay.cut()
     assert calls.failures == []
     assert metrics.records_dropped == 0
-    assert metrics.spool_replayed >= metrics.records_spooled
+    # (every record spooled during the outage was replayed: the wait above; calls answered after
+    # the cut may be spooled at shutdown, so the counters are not compared again here)
