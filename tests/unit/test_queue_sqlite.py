@@ -14,7 +14,7 @@ import pytest
 from llmtap.errors import ConfigError, QueueError
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import Message
-from llmtap.queue.sqlite import SqliteConsumer, SqliteProducer
+from llmtap.queue.sqlite import INSERT_SIZES, SqliteConsumer, SqliteProducer
 from llmtap.settings import Settings
 from support.probes import wait_for
 
@@ -262,3 +262,32 @@ def test_relative_sqlite_urls_resolve_against_the_working_directory(
     producer.publish("t", None, b"v")
     producer.close()
     assert (tmp_path / "rel" / "q.db").exists()
+
+
+def test_a_batch_larger_than_one_insert_keeps_every_record_in_order_with_gap_free_offsets(
+    db: Path, producer: SqliteProducer
+) -> None:
+    """A batch goes in as few multi-row INSERTs (``INSERT_SIZES``): one that needs every size
+    keeps each partition's records in publish order at consecutive offsets, and
+    the next batch continues each partition where it stopped."""
+    first = [
+        (f"k{i % 7}".encode(), f"a{i}".encode())
+        for i in range(2 * INSERT_SIZES[0] + 64 + 16 + 4 + 3)
+    ]
+    second = [(f"k{i % 7}".encode(), f"b{i}".encode()) for i in range(5)]
+    producer.publish_batch(TOPIC, first)
+    producer.publish_batch(TOPIC, second)
+    consumer = SqliteConsumer(db, "g", [TOPIC], partitions=3)
+    try:
+        got = drain(consumer, len(first) + len(second))
+    finally:
+        consumer.close()
+    assert len(got) == len(first) + len(second)
+    by_part: dict[int, list[Message]] = {}
+    for m in got:
+        by_part.setdefault(m.partition, []).append(m)
+    for part, messages in by_part.items():
+        messages.sort(key=lambda m: m.offset)
+        assert [m.offset for m in messages] == list(range(len(messages))), part
+        published = [v for k, v in first + second if producer._partition_for(k, 3) == part]
+        assert [m.value for m in messages] == published
