@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     """Disk spool for records while the queue is down; past it records are dropped and counted."""
     shipper_max_backlog: int = 100_000
     """Finished calls waiting in memory for the shipper; beyond it records are dropped and counted."""
+    shipper_give_way_backlog: Annotated[int, Field(ge=0)] = 5_000
+    """Past this many calls waiting for the shipper, the loop gives the shipper 1 ms of its time
+    every 2 ms, so logging keeps up instead of the backlog growing to ``shipper_max_backlog``
+    (0: never; docs/decisions/2026-12-02-shipper-gil-steps.md)."""
     queue_group_commit_ms: Annotated[int, Field(ge=0)] = 50
     """How often at most the proxy fsyncs the embedded queue (0: after every shipped batch).
     Records are committed with every batch either way and survive a crash of the proxy; the

@@ -69,6 +69,9 @@ class ProxyMetrics:
     """Calls that asked the cache store (a hit from this process's memory does not)."""
     shipper_errors: int = 0
     shipper_backlog: int = 0
+    shipper_give_ways: int = 0
+    """Times the loop paused ``GIVE_WAY_S`` for a shipper more than ``shipper_give_way_backlog``
+    calls behind: calls waited on logging (a proxy answering faster than it can log)."""
     gateway_retries: int = 0
     """Attempts sent again on the same target because of ``Helicone-Retry-*``."""
     gateway_fallbacks: int = 0

@@ -99,6 +99,7 @@ def build_shipper(
         topic=settings.topic,
         max_decoded_bytes=settings.max_capture_bytes,
         max_backlog=settings.shipper_max_backlog,
+        give_way_backlog=settings.shipper_give_way_backlog,
         idle_sync_s=settings.queue_group_commit_ms / 1000,
     )
 

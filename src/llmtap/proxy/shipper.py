@@ -53,6 +53,12 @@ of 3-5 ms) was no cheaper per call and lost to 8ae922e at c=64 in the four same-
 that measured it, 2 ms won in the two that measured it; 10 ms against 2 ms directly, and the
 04:56 run against a16349b's 10 ms, were inside this machine's noise
 (docs/decisions/2026-12-02-proxy-logging-cost.md)."""
+GIVE_WAY_S = 0.001
+GIVE_WAY_EVERY_S = 0.002
+"""With more than ``give_way_backlog`` calls waiting, ``submit`` sleeps ``GIVE_WAY_S`` (the GIL
+to the shipper) at most once per ``GIVE_WAY_EVERY_S``: on two cores the loop thread, never idle
+at saturation, otherwise outran the shipper 2-4x and the backlog's garbage-collection pauses
+reached 400 ms before records were dropped (docs/decisions/2026-12-02-shipper-gil-steps.md)."""
 SPOOL_RETRY_S = 1.0
 SPOOL_FLUSH_S = 5.0
 SPOOL_DRAIN_S = 0.25
@@ -111,6 +117,7 @@ class Shipper:
         *,
         max_decoded_bytes: int,
         max_backlog: int = 100_000,
+        give_way_backlog: int = 0,
         idle_sync_s: float = 0.0,
     ) -> None:
         self._producer = producer
@@ -119,6 +126,9 @@ class Shipper:
         self._idle_tick_s = min(idle_sync_s, SPOOL_RETRY_S) if idle_sync_s > 0 else SPOOL_RETRY_S
         self._unsynced = False
         self._max_backlog = max_backlog
+        # the backlog from which submit looks further: giving way, or (at max) dropping
+        self._busy_backlog = give_way_backlog if 0 < give_way_backlog < max_backlog else max_backlog
+        self._next_give_way = 0.0
         self._next_backlog_warning = 0.0
         self._next_body_warning = 0.0
         self._bodies = bodies
@@ -138,19 +148,34 @@ class Shipper:
         self._thread.start()
 
     def submit(self, exchange: Exchange) -> None:
-        """Called on the loop: never waits. Beyond ``max_backlog`` the record is counted lost."""
-        if self._inbox.qsize() >= self._max_backlog:
-            self._count_dropped(1)
-            now = time.monotonic()
-            if now >= self._next_backlog_warning:
-                self._next_backlog_warning = now + 10.0
-                log.error(
-                    "shipper backlog over %d calls: dropping records (%d so far)",
-                    self._max_backlog,
-                    self._metrics.records_dropped,
-                )
-            return
+        """Called on the loop. Past ``give_way_backlog`` waiting calls it pauses the loop now
+        and then so the shipper catches up; beyond ``max_backlog`` the record is counted lost."""
+        backlog = self._inbox.qsize()
+        if backlog >= self._busy_backlog:
+            if backlog >= self._max_backlog:
+                self._drop_one()
+                return
+            self._give_way()
         self._inbox.put(exchange)
+
+    def _drop_one(self) -> None:
+        self._count_dropped(1)
+        now = time.monotonic()
+        if now >= self._next_backlog_warning:
+            self._next_backlog_warning = now + 10.0
+            log.error(
+                "shipper backlog over %d calls: dropping records (%d so far)",
+                self._max_backlog,
+                self._metrics.records_dropped,
+            )
+
+    def _give_way(self) -> None:
+        now = time.monotonic()
+        if now < self._next_give_way:
+            return
+        self._metrics.shipper_give_ways += 1
+        time.sleep(GIVE_WAY_S)  # the loop's GIL to the shipper thread
+        self._next_give_way = time.monotonic() + GIVE_WAY_EVERY_S
 
     def _count_dropped(self, count: int) -> None:
         with self._dropped_lock:
