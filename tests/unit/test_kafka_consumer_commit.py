@@ -219,6 +219,8 @@ def test_a_poll_wedged_inside_the_client_is_given_up_and_the_client_replaced(
 ) -> None:
     WedgedPollClient.made = []
     monkeypatch.setattr(kafka_consumer, "_Client", WedgedPollClient)
+    # its close waits this long for the consume still running in it, then closes regardless
+    monkeypatch.setattr(kafka_consumer, "CLOSE_AFTER_POLL_S", 1.5)
     consumer = KafkaConsumer({}, "group", ["logs"], commit_timeout_s=0.2)
     started = time.monotonic()
     assert consumer.poll_batch(10, 0.05) == []  # the first client's consume never returns
@@ -226,7 +228,8 @@ def test_a_poll_wedged_inside_the_client_is_given_up_and_the_client_replaced(
     assert waited < 5, "the loop waited on the wedged poll"
     assert waited >= 0.05 + RENEW_AFTER_TIMEOUTS * 0.2 - 0.01  # not before its bound
     assert consumer.renewals == 1 and consumer._client is WedgedPollClient.made[1]
-    assert WedgedPollClient.made[0].closed.wait(5)  # closed aside
+    assert not WedgedPollClient.made[0].closed.wait(0.1)  # not under the running consume...
+    assert WedgedPollClient.made[0].closed.wait(5)  # ...but closed aside after a while
     # the new client serves polls as usual
     assert consumer.poll_batch(10, 0.05) == [] and consumer.renewals == 1
     consumer.close()

@@ -72,6 +72,8 @@ DEFAULTS: dict[str, Any] = {
 
 Partition = tuple[str, int]
 RENEW_AFTER_TIMEOUTS = 3
+CLOSE_AFTER_POLL_S = 10.0
+"""How long a replaced client's close waits for a consume still running in it."""
 """A commit still not back after this many ``commit_timeout_s`` means a wedged client: replaced."""
 LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
@@ -232,8 +234,8 @@ class KafkaConsumer:
         """A new client in the same group, in place of one whose commit or poll never came back
         (seen after a broker restart: nothing delivered, no error reported, for minutes). It
         starts from the group's committed offsets: what was not committed is delivered again."""
-        old = self._client
-        self._poller.abandon()
+        old, old_poller = self._client, self._poller
+        old_poller.abandon()
         self._client = self._open()
         self._poller = Poller(self._client)
         self._assignment.clear()
@@ -246,7 +248,7 @@ class KafkaConsumer:
             stuck_s,
         )
         # closing may hang as the commit did: not on this thread
-        threading.Thread(target=_close_quietly, args=(old,), daemon=True).start()
+        threading.Thread(target=_close_quietly, args=(old, old_poller), daemon=True).start()
 
     def seek(self, partition: int, offset: int, topic: str | None = None) -> None:
         self._check_open()
@@ -403,7 +405,10 @@ class _Commit:
             self.done.set()
 
 
-def _close_quietly(client: _Client) -> None:
+def _close_quietly(client: _Client, poller: Poller) -> None:
+    # a client is not to be closed under a consume still running in it: wait for that a while
+    # (it may come back once the stuck commit does), then leave the group regardless
+    poller.join(CLOSE_AFTER_POLL_S)
     try:
         client.close()
     except KafkaException as exc:

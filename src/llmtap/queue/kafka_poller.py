@@ -58,6 +58,11 @@ class Poller:
         self._abandoned = True
         self._calls.put(None)
 
+    def join(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) for the thread to end: after ``abandon``, once a call
+        still in the client returns."""
+        self._thread.join(timeout_s)
+
     def _run(self) -> None:
         while (call := self._calls.get()) is not None and not self._abandoned:
             try:
