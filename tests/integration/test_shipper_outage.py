@@ -50,7 +50,11 @@ def mock() -> Iterator[MockUpstream]:
 
 
 def shipper_for(
-    settings: Settings, producer: Lazy[ReportingProducer], metrics: ProxyMetrics
+    settings: Settings,
+    producer: Lazy[ReportingProducer],
+    metrics: ProxyMetrics,
+    *,
+    max_backlog: int = 100_000,
 ) -> Shipper:
     bodies: Lazy[BodyStore] = Lazy(
         lambda: FileBodyStore(settings.data_dir / "bodies"), StoreError, "body store"
@@ -63,6 +67,7 @@ def shipper_for(
         metrics=metrics,
         topic=settings.topic,
         max_decoded_bytes=settings.max_capture_bytes,
+        max_backlog=max_backlog,
     )
 
 
@@ -139,8 +144,8 @@ def test_records_dropped_counts_every_drop_from_two_threads(tmp_path: Path) -> N
     settings = Settings(data_dir=tmp_path / "data")
     never: Lazy[ReportingProducer] = Lazy(lambda: KafkaProducer({}), QueueError, "queue")
     metrics = ProxyMetrics()
-    shipper = shipper_for(settings, never, metrics)
-    shipper._max_backlog = 0  # every hand-off is over the backlog: dropped and counted
+    # every hand-off is over the backlog: dropped and counted
+    shipper = shipper_for(settings, never, metrics, max_backlog=0)
     n = 50_000
     start = threading.Barrier(2)
 
