@@ -156,10 +156,9 @@ def test_a_wedged_client_is_replaced_by_polling_alone(monkeypatch: pytest.Monkey
 def test_the_revoke_hook_does_not_commit_behind_a_wedged_commit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Seen in CI after a broker restart: the runner's commit timed out and stayed out, the
-    group then rebalanced, and the revoke hook's inline commit (inside ``consume``) waited
-    behind it for good -- so no poll ever returned to replace the client, and 613 answered
-    calls sat on the topic unstored. The hook's commit must be refused at once instead."""
+    """A rebalance while the runner's commit is still out (after a broker restart): the revoke
+    hook's inline commit, inside ``consume``, would wait behind it for good, and with it the
+    poll that is to notice the wedge and replace the client. It must be refused at once."""
     WedgedClient.made = []
     monkeypatch.setattr(kafka_consumer, "_Client", WedgedClient)
     consumer = KafkaConsumer({}, "group", ["logs"], commit_timeout_s=0.2)
