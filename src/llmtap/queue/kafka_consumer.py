@@ -15,7 +15,7 @@ new commit is refused rather than queued behind it, and once it has waited
 starts from the committed offsets (what was not committed is delivered again; the sinks dedupe).
 A poll is bounded the same way: ``consume`` runs on a thread of its own (``kafka_poller``) and
 one not back ``RENEW_AFTER_TIMEOUTS`` bounds past its own timeout also gets the client replaced
-(seen: a ``consume`` serving a rebalance that waited on the wedged commit, for minutes).
+(seen once: a ``consume`` not back for minutes behind the wedged commit).
 A commit from the ``on_revoke`` hook runs inline: it is inside ``consume`` already, and one from
 another thread would wait for the hook to return. While a bounded commit is still out, the hook's
 commit is refused at once instead: queued behind a wedged one it would hold ``consume`` for good.
