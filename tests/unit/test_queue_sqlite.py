@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from llmtap.errors import ConfigError, QueueError
+from llmtap.queue._sqlite_db import INSERT_SIZES
 from llmtap.queue.factory import open_consumer, open_producer
 from llmtap.queue.port import Message
-from llmtap.queue.sqlite import INSERT_SIZES, SqliteConsumer, SqliteProducer
+from llmtap.queue.sqlite import SqliteConsumer, SqliteProducer
 from llmtap.settings import Settings
 from support.probes import wait_for
 

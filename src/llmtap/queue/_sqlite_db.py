@@ -15,11 +15,12 @@ Why these settings (see docs/decisions/2026-11-25-embedded-queue.md):
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -138,6 +139,60 @@ def ensure_topic(conn: sqlite3.Connection, topic: str, partitions: int) -> int:
         [(topic, p) for p in range(count)],
     )
     return int(count)
+
+
+# -- publishing: few statements, each one step ---------------------------------------------------
+# Every statement step gives the GIL up and must win it back; on two busy cores that costs up to a
+# switch interval while the proxy's loop thread runs, and row by row the shipper fell behind an
+# unpinned proxy's loop (docs/decisions/2026-12-02-shipper-gil-steps.md).
+
+INSERT_SIZES = (256, 64, 16, 4, 1)
+"""Rows per INSERT statement: a batch goes in as the fewest statements of these sizes (70 rows:
+64 + 4 + 1 + 1). A few fixed sizes, not one per batch length, so SQLite's statement cache holds
+five prepared INSERTs rather than up to 256 (each one's program grows with its rows)."""
+MESSAGE_COLUMNS = 7
+
+
+@functools.lru_cache(maxsize=len(INSERT_SIZES))
+def _insert_sql(rows: int) -> str:
+    return (
+        "INSERT INTO messages (topic, part, msg_offset, timestamp_ms, key, value, headers) VALUES "
+        + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+    )
+
+
+def partition_offsets(conn: sqlite3.Connection, topic: str) -> dict[int, int]:
+    """Each partition of ``topic`` and the offset its next message gets."""
+    rows = conn.execute(
+        "SELECT part, next_offset FROM partitions WHERE topic = ?", (topic,)
+    ).fetchall()
+    return {part: offset for part, offset in rows}
+
+
+def append_messages(conn: sqlite3.Connection, flat: Sequence[object]) -> None:
+    """Insert messages given as one flat sequence of ``MESSAGE_COLUMNS`` values per row (topic,
+    part, offset, timestamp, key, value, headers), in order, in the fewest statements."""
+    count = len(flat) // MESSAGE_COLUMNS
+    start = 0
+    for size in INSERT_SIZES:
+        while count - start >= size:
+            chunk = flat[start * MESSAGE_COLUMNS : (start + size) * MESSAGE_COLUMNS]
+            conn.execute(_insert_sql(size), chunk)
+            start += size
+
+
+def advance_offsets(conn: sqlite3.Connection, topic: str, next_offsets: dict[int, int]) -> None:
+    """Set the next offset of each partition named, in one statement."""
+    if not next_offsets:
+        return
+    conn.execute(
+        "UPDATE partitions SET next_offset = CASE part"
+        + " WHEN ? THEN ?" * len(next_offsets)
+        + " END WHERE topic = ? AND part IN ("
+        + ",".join("?" * len(next_offsets))
+        + ")",
+        [*(x for item in next_offsets.items() for x in item), topic, *next_offsets],
+    )
 
 
 def _alive_here(host: str, pid: int) -> bool:

@@ -12,7 +12,6 @@ Both classes are safe to share between threads (one lock around one connection e
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
@@ -163,15 +162,8 @@ class SqliteProducer:
                         count,
                         self._partitions,
                     )
-            # Few statements, each one step: every step gives up the GIL and must win it back,
-            # which on two busy cores costs up to a switch interval while the loop thread runs
-            # (row by row, the shipper fell behind an unpinned proxy's loop: see
-            # docs/decisions/2026-12-02-shipper-gil-steps.md).
-            offsets: dict[int, int] = dict(
-                self._conn.execute(
-                    "SELECT part, next_offset FROM partitions WHERE topic = ?", (topic,)
-                ).fetchall()
-            )
+            # few statements, each one step (db.append_messages): every step gives the GIL up
+            offsets = db.partition_offsets(self._conn, topic)
             next_offsets: dict[int, int] = {}
             rows: list[object] = []
             timestamp = db.now_ms()
@@ -181,34 +173,9 @@ class SqliteProducer:
                 next_offsets[part] = offset + 1
                 encoded = _headers_codec.encode(dict(headers)) if headers else None
                 rows += (topic, part, offset, timestamp, key, value, encoded)
-            start = 0
-            for size in INSERT_SIZES:
-                while len(items) - start >= size:
-                    self._conn.execute(_insert_sql(size), rows[start * 7 : (start + size) * 7])
-                    start += size
-            self._conn.execute(
-                "UPDATE partitions SET next_offset = CASE part"
-                + " WHEN ? THEN ?" * len(next_offsets)
-                + " END WHERE topic = ? AND part IN ("
-                + ",".join("?" * len(next_offsets))
-                + ")",
-                [*(x for item in next_offsets.items() for x in item), topic, *next_offsets],
-            )
+            db.append_messages(self._conn, rows)
+            db.advance_offsets(self._conn, topic, next_offsets)
         return count
-
-
-INSERT_SIZES = (256, 64, 16, 4, 1)
-"""Rows per INSERT statement: a batch goes in as the fewest statements of these sizes (70 rows:
-64 + 4 + 1 + 1). A few fixed sizes, not one per batch length, so SQLite's statement cache holds
-five prepared INSERTs rather than up to 256 (each one's program grows with its rows)."""
-
-
-@functools.lru_cache(maxsize=len(INSERT_SIZES))
-def _insert_sql(rows: int) -> str:
-    return (
-        "INSERT INTO messages (topic, part, msg_offset, timestamp_ms, key, value, headers) VALUES "
-        + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
-    )
 
 
 class SqliteConsumer:
