@@ -50,6 +50,12 @@ class Client:
     def write(self, data: bytes) -> None:
         self.writes.append(data)
 
+    def cork(self) -> None:
+        pass
+
+    def uncork(self) -> None:
+        pass
+
     def exchange_done(self, keep_alive: bool) -> None:
         self.kept = keep_alive
 

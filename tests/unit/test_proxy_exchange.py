@@ -41,6 +41,12 @@ class FakeClient:
     def write(self, data: bytes) -> None:
         self.events.append(("write", data))
 
+    def cork(self) -> None:
+        pass  # the provider connection corks; these tests drive the exchange without one
+
+    def uncork(self) -> None:
+        pass
+
     def exchange_done(self, keep_alive: bool) -> None:
         self.events.append(("done", keep_alive))
 

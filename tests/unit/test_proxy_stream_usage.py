@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from llmtap.proxy import stream_usage
 from llmtap.proxy.stream_usage import UsageChunkFilter, inject_include_usage
 
 
@@ -93,3 +94,30 @@ def test_injection_adds_include_usage(body: bytes, expected: dict[str, object]) 
 )
 def test_injection_leaves_other_bodies_alone(body: bytes) -> None:
     assert inject_include_usage(body) is None
+
+
+def general_path(complete: bytes) -> bytes:
+    """What the filter gives for whole events without its fast path (event by event)."""
+    parts = stream_usage._EVENT_END.split(complete)
+    return b"".join(
+        stream_usage._clean_event(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)
+    )
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        chunk(DELTA),  # the fast path: one data line ending in "usage":null
+        chunk([], USAGE),  # the usage chunk llmtap asked for: dropped
+        b'data:{"choices":[],"usage":null}\n\n',  # no space after the colon
+        b'data: {"a":"\\"usage\\":null","usage":null}\n\n',  # "usage" twice
+        b'event: x\ndata: {"choices":[],"usage":null}\n\n',  # two lines
+        b'data: {"choices":[]}\ndata: {"b":1,"usage":null}\n\n',  # two data lines
+        b'data: {"choices":[],"usage":null}\r\n\r\n',  # CRLF
+        b'data: {"choices":[], "usage":null}\n\n' + chunk(DELTA),  # two events in one piece
+        b'data: [{"usage":null}]\n\n',  # not an object
+        b'data: {"x":1,"usage":null} \n\n',  # a trailing space
+    ],
+)
+def test_the_fast_path_gives_the_bytes_the_general_path_gives(event: bytes) -> None:
+    assert UsageChunkFilter().feed(event) == general_path(event)

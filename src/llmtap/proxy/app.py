@@ -67,6 +67,10 @@ class ProxyApp:
         self.draining = False
         self._idle: asyncio.Event | None = None
 
+    @property
+    def calls_in_flight(self) -> int:
+        return len(self.active)
+
     def drain(self) -> None:
         """Shutdown begins: idle keep-alive connections close now, busy ones after their answer."""
         self.draining = True

@@ -54,6 +54,7 @@ class ClientConnection(asyncio.Protocol):
         "_body",
         "_body_size",
         "_continue_owed",
+        "_corked",
         "_head_bytes",
         "_headers",
         "_idle",
@@ -108,6 +109,8 @@ class ClientConnection(asyncio.Protocol):
         self._idle = False
         self._continue_owed = False
         self._refusal: bytes | None = None
+        self._corked: list[bytes] | None = None
+        """While a provider read is handled (``cork``): what it writes, sent at once after."""
         self._limits = limits = app.limits
         self._max_head = limits.max_head
         self._max_headers = limits.max_headers
@@ -289,10 +292,26 @@ class ClientConnection(asyncio.Protocol):
     # -- used by the exchange and the app ----------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if not self.closed and self.transport is not None:
+        corked = self._corked
+        if corked is not None:
+            corked.append(data)
+        elif not self.closed and self.transport is not None:
             self.transport.write(data)
 
+    def cork(self) -> None:
+        # With one call in flight nothing else waits for the loop: each piece goes at once, the
+        # first token earliest. With more, one send per provider read (not one per stream
+        # event) leaves the loop to the others sooner (docs/decisions/2026-12-02-stream-relay.md).
+        if self._corked is None and self.app.calls_in_flight > 1:
+            self._corked = []
+
+    def uncork(self) -> None:
+        out, self._corked = self._corked, None
+        if out and not self.closed and self.transport is not None:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
     def close(self) -> None:
+        self.uncork()
         if not self.closed and self.transport is not None:
             self.closed = True
             self.deadline_ns = 0

@@ -341,6 +341,9 @@ class Exchange:
             # cut before any body byte came: the client gets the head, then the end, as it
             # would from the provider
             self._write_held_head()
+        # the answer's last bytes leave before the hand-off to logging (which may wake the
+        # shipper thread), not after it with the rest of the provider's read
+        self.client.uncork()
         self.finished = True
         self.t_end_ns = time.perf_counter_ns()
         self.app.finish(self)

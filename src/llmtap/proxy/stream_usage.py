@@ -20,6 +20,7 @@ import msgspec
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 _EVENT_END = re.compile(rb"(\r?\n\r?\n)")
+_NULL_USAGE_END = b',"usage":null}\n\n'
 
 
 def inject_include_usage(body: bytes) -> bytes | None:
@@ -57,14 +58,27 @@ class UsageChunkFilter:
     def feed(self, data: bytes) -> bytes:
         """Bytes to send to the client now (complete events only)."""
         buf = self._pending + data if self._pending else data
-        lf, crlf = buf.rfind(b"\n\n"), buf.rfind(b"\r\n\r\n")
-        cut = max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
-        if cut < 0:
-            self._pending = buf
-            return b""
-        complete, self._pending = buf[:cut], buf[cut:]
+        if buf.endswith(b"\n\n"):  # nearly always: whole events, nothing left over
+            complete, self._pending = buf, b""
+        else:
+            lf, crlf = buf.rfind(b"\n\n"), buf.rfind(b"\r\n\r\n")
+            cut = max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
+            if cut < 0:
+                self._pending = buf
+                return b""
+            complete, self._pending = buf[:cut], buf[cut:]
         if b'"usage"' not in complete:
             return complete
+        if (
+            complete.endswith(_NULL_USAGE_END)
+            and complete.startswith(b"data: {")
+            and complete.count(b"\n") == 2
+            and complete.count(b'"usage"') == 1
+        ):
+            # Fast path, what nearly every piece of an OpenAI stream is: one event, one data
+            # line, OpenAI's compact encoding ending in the usage llmtap asked for (null).
+            # The same bytes as the general path below, without splitting anything.
+            return complete[: -len(_NULL_USAGE_END)] + b"}\n\n"
         parts = _EVENT_END.split(complete)  # [event, separator, event, separator, ..., b""]
         return b"".join(_clean_event(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2))
 

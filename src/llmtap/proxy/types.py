@@ -53,6 +53,15 @@ class ClientSide(Protocol):
     def write(self, data: bytes) -> None:
         """Queue bytes to the client (nothing once the connection is closed)."""
 
+    def cork(self) -> None:
+        """Hold what is written from now on until ``uncork`` (or ``close``): the
+        provider connection corks the client while it handles one read, so what came in it (a
+        stream's events) leaves in one send, not one send each. Only while other calls are in
+        flight: with one call alone, each piece leaves at once (its first token earliest)."""
+
+    def uncork(self) -> None:
+        """Send what was held, in one write, at once, and hold nothing more."""
+
     def exchange_done(self, keep_alive: bool) -> None:
         """The last byte of this answer was written: start the next request, or close."""
 
@@ -170,6 +179,10 @@ class ConnectionHost(ExchangeHost[E_contra], Protocol[E_contra]):
     def limits(self) -> ClientLimits: ...
     @property
     def metrics(self) -> ProxyMetrics: ...
+    @property
+    def calls_in_flight(self) -> int:
+        """Calls between their request and the hand-off of their answer (this one included)."""
+
     @property
     def connections(self) -> set[SweptConnection]:
         """Open client connections; each adds itself when made and leaves when lost."""

@@ -171,11 +171,19 @@ class UpstreamConnection(asyncio.Protocol):
                 self.abort()
                 return
         self._got_bytes = True
+        exchange = self.exchange
+        client = exchange.client if exchange is not None else None
+        if client is not None:
+            # what this read makes the exchange write leaves in one send once it is handled
+            client.cork()
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             self._fail(502, "upstream_protocol_error", "the provider sent an invalid HTTP response")
             return
+        finally:
+            if client is not None:
+                client.uncork()
         if self._complete:
             self._complete = False
             transport = self.transport
