@@ -34,6 +34,8 @@ def merge(main: dict[str, Any], unpinned: str | None, takes: list[str]) -> dict[
             "added_latency_ms": run["added_latency_ms"],
             "loadavg": [run.get("loadavg_start"), run.get("loadavg_end")],
         }
+        if "profile_proxy" in run:
+            merged["unpinned"]["profile_proxy"] = run["profile_proxy"]
         sources["unpinned"] = Path(unpinned).name
     for take in takes:
         part, _, path = take.partition("=")

@@ -205,31 +205,43 @@ def run_overhead(
                 results[name] = measure_target(name, gw, run_dir, concurrencies, duration_s, log)
                 if name in ("llmtap", "llmtap-proxy"):
                     profiles[name] = profile_proxy(name, gw, run_dir, duration_s)
+                    profiles[f"{name} {STREAMED}"] = profile_proxy(
+                        name, gw, run_dir, duration_s, streamed=True
+                    )
         except (RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
             log(f"  {name} FAILED: {exc}")
             results[name] = {"error": str(exc)[:2000]}
     return results
 
 
-def profile_proxy(name: str, gw: Service, run_dir: Path, seconds: float) -> dict[str, Any]:
-    """py-spy on the process that holds the listening socket, during a c=64 non-streamed run
-    (a separate run: the measured ones are not sampled)."""
+STREAMED = "streamed"
+"""The profile of a gateway's streamed run is ``profile_proxy[f"{name} {STREAMED}"]``."""
+
+
+def profile_proxy(
+    name: str, gw: Service, run_dir: Path, seconds: float, *, streamed: bool = False
+) -> dict[str, Any]:
+    """py-spy on the process that holds the listening socket, during a c=64 run, non-streamed
+    (wrk) or streamed (the stream client); a separate run: the measured ones are not sampled."""
     t = target(name)
     pid = listening_pid(t.port, gw.pids)
     if pid is None:
         return {"error": "proxy process not found"}
-    raw = run_dir / f"profile-{name}.txt"
+    raw = run_dir / f"profile-{name}{'-stream' if streamed else ''}.txt"
     spy = str(ROOT / ".venv" / "bin" / "py-spy")
     argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250"]
     argv += ["--format", "raw", "-o", str(raw), "--nonblocking"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        run_wrk(
-            Load(t.url, t.headers, bodies(run_dir)["json"]),
-            connections=64,
-            duration_s=seconds,
-            core=LOAD_CORE,
-        )
+        if streamed:
+            stream_run(t, bodies(run_dir)["stream"], 64, seconds)
+        else:
+            run_wrk(
+                Load(t.url, t.headers, bodies(run_dir)["json"]),
+                connections=64,
+                duration_s=seconds,
+                core=LOAD_CORE,
+            )
     finally:
         proc.wait(timeout=seconds + 60)
     return fold(raw) if raw.exists() else {"error": "py-spy wrote nothing"}

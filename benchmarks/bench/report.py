@@ -327,6 +327,16 @@ def profile_table(title: str, prof: dict[str, Any] | None, top: int = 12) -> lis
     return [*lines, ""]
 
 
+def profile_tables(prof: dict[str, Any], layout: str) -> list[str]:
+    """One table per profiled run: ``name`` (wrk, non-streamed) or ``name streamed``."""
+    lines: list[str] = []
+    for key, p in prof.items():
+        name, _, kind = key.partition(" ")
+        what = "streamed (the stream client)" if kind else "non-streamed"
+        lines += profile_table(f"py-spy on the {name} proxy process at c=64, {what}{layout}", p)
+    return lines
+
+
 def tls_section(r: dict[str, Any]) -> list[str]:
     """The "through TLS" rows: each gateway with the mock over TLS, next to its plain row."""
     t = r.get("tls")
@@ -499,8 +509,11 @@ def render(r: dict[str, Any], findings: Path | None) -> str:
     prof = r.get("profile_proxy")
     if prof:
         lines += ["### Where the proxy's time goes", ""]
-        for name, p in prof.items():
-            lines += profile_table(f"py-spy on the {name} proxy process at c=64, non-streamed", p)
+        lines += profile_tables(prof, "")
+    unpinned_prof = _get(r, "unpinned", "profile_proxy")
+    if unpinned_prof:
+        lines += ["### Where the proxy's time goes, unpinned", ""]
+        lines += profile_tables(unpinned_prof, ", nothing pinned")
     lines += tls_section(r)
     lines += cache_section(r)
     lines += passthrough_section(r)

@@ -117,6 +117,11 @@ def general_path(complete: bytes) -> bytes:
         b'data: {"choices":[], "usage":null}\n\n' + chunk(DELTA),  # two events in one piece
         b'data: [{"usage":null}]\n\n',  # not an object
         b'data: {"x":1,"usage":null} \n\n',  # a trailing space
+        provider_stream(),  # a whole stream in one piece (a burst, a replayed cache hit)
+        chunk(DELTA) + b"\n" + chunk(DELTA),  # three newlines between two events
+        chunk(DELTA) + b'event: x\ndata: {"b":1,"usage":null}\n\n' + chunk([], USAGE),
+        chunk(DELTA) + b"data: [DONE]\n\n",  # an event without usage after one with
+        b': comment with "usage"\n\n' + chunk(DELTA),
     ],
 )
 def test_the_fast_path_gives_the_bytes_the_general_path_gives(event: bytes) -> None:

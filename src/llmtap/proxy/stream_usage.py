@@ -20,7 +20,8 @@ import msgspec
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 _EVENT_END = re.compile(rb"(\r?\n\r?\n)")
-_NULL_USAGE_END = b',"usage":null}\n\n'
+_NULL_USAGE = b',"usage":null}'
+_NULL_USAGE_END = _NULL_USAGE + b"\n\n"
 
 
 def inject_include_usage(body: bytes) -> bytes | None:
@@ -79,6 +80,11 @@ class UsageChunkFilter:
             # line, OpenAI's compact encoding ending in the usage llmtap asked for (null).
             # The same bytes as the general path below, without splitting anything.
             return complete[: -len(_NULL_USAGE_END)] + b"}\n\n"
+        if b"\r" not in complete:
+            # LF-separated events (a burst, a replayed stream): split as the regex would, each
+            # event through the same fast check
+            events = complete.split(b"\n\n")  # [event, event, ..., b""]
+            return b"".join([_clean_lf_event(event) for event in events[:-1]])
         parts = _EVENT_END.split(complete)  # [event, separator, event, separator, ..., b""]
         return b"".join(_clean_event(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2))
 
@@ -86,6 +92,20 @@ class UsageChunkFilter:
         """Whatever is left when the stream ends (an unterminated last event, as it came)."""
         rest, self._pending = self._pending, b""
         return rest
+
+
+def _clean_lf_event(event: bytes) -> bytes:
+    """``_clean_event(event, b"\\n\\n")``, with the single-line null-usage case cut directly."""
+    if b'"usage"' not in event:
+        return event + b"\n\n"
+    if (
+        event.endswith(_NULL_USAGE)
+        and event.startswith(b"data: {")
+        and b"\n" not in event
+        and event.count(b'"usage"') == 1
+    ):
+        return event[: -len(_NULL_USAGE)] + b"}\n\n"
+    return _clean_event(event, b"\n\n")
 
 
 def _clean_event(event: bytes, separator: bytes) -> bytes:

@@ -65,9 +65,15 @@ def replay(exchange: Exchange, prepared: Prepared) -> None:
     if exchange.method == b"HEAD" and prepared.head_lines is not None:
         # no body follows: the length of the one a GET gets is not said (as before)
         headers = [h for h in headers if h[0] != b"content-length"]
-    exchange.on_response_head(answer.status, answer.reason, headers, answer.chunked)
-    if headers is prepared.headers:
-        exchange.resp_logged = prepared.logged
-    if answer.body:
-        exchange.on_response_body(answer.body)
-    exchange.on_response_complete()
+    # head, body and end in one send (while other calls are in flight, as a provider's read)
+    client = exchange.client
+    client.cork()
+    try:
+        exchange.on_response_head(answer.status, answer.reason, headers, answer.chunked)
+        if headers is prepared.headers:
+            exchange.resp_logged = prepared.logged
+        if answer.body:
+            exchange.on_response_body(answer.body)
+        exchange.on_response_complete()
+    finally:
+        client.uncork()
