@@ -72,9 +72,9 @@ DEFAULTS: dict[str, Any] = {
 
 Partition = tuple[str, int]
 RENEW_AFTER_TIMEOUTS = 3
+"""A commit still not back after this many ``commit_timeout_s`` means a wedged client: replaced."""
 CLOSE_AFTER_POLL_S = 10.0
 """How long a replaced client's close waits for a consume still running in it."""
-"""A commit still not back after this many ``commit_timeout_s`` means a wedged client: replaced."""
 LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 

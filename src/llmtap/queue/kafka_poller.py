@@ -2,8 +2,9 @@
 
 Seen in CI after a broker restart: a commit issued as the broker went away never came back, and
 a later ``consume`` did not return either, past its own timeout, for minutes (librdkafka serving
-the group's rebalance, which waits for outstanding commits, is the likely place; not proven): the consumer's loop sat in it, so nothing could
-notice the wedge and replace the client, and the answered calls stayed on the topic unstored.
+the group's rebalance, which waits for outstanding commits, is the likely place; not proven):
+the consumer's loop sat in it, so nothing could notice the wedge and replace the client, and
+the answered calls stayed on the topic unstored.
 
 A ``Poller`` runs one client's ``consume`` calls on its daemon thread and gives the caller the
 result, or ``None`` when the call is not back within the caller's bound; the caller then replaces
